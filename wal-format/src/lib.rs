@@ -1,0 +1,65 @@
+//! The bytes on disk of the write-ahead log: segment headers, frames,
+//! records, CRC32C (Castagnoli) and per-frame LZ4/Snappy compression.
+//!
+//! This crate does no I/O and has no `unsafe`. Encoders write into a
+//! caller's reusable buffer; decoders take [`bytes::Bytes`], hand records out
+//! without copying when a frame is not compressed, treat every byte as
+//! hostile (no panic, no unchecked indexing, no allocation driven by an
+//! unchecked length) and return a typed [`DecodeError`] with the offset.
+//! `docs/FORMAT.md` in the repository describes every byte.
+//!
+//! A segment file is a [`SegmentHeader`] followed by frames. A frame holds
+//! one or more records with consecutive LSNs and is the unit of atomicity:
+//! after a crash it is either valid as a whole or rejected. Its CRC32C binds
+//! its length, type, codec, LSNs, record count and the identity of the
+//! segment it was written to, so bytes of a recycled file or a misdirected
+//! write cannot pass as current records.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use wal_format::{Codec, Compression, FrameBuilder, FrameEncoder, FrameExpect, decode_frame};
+//!
+//! let segment_id = 0x5eed;
+//! let mut buf = Vec::new();
+//! let mut encoder = FrameEncoder::new(Compression { codec: Codec::Lz4, min_bytes: 64 });
+//!
+//! // Records can be pushed one by one into a frame under construction...
+//! let mut frame = FrameBuilder::begin(&mut buf, segment_id, 1)?;
+//! assert_eq!(frame.push(&mut buf, b"first")?, 1);
+//! assert_eq!(frame.push(&mut buf, &[b'x'; 100])?, 2);
+//! let summary = encoder.finish(frame, &mut buf, 0)?;
+//! assert_eq!(summary.codec, Codec::Lz4); // 100 repeated bytes compress
+//!
+//! // ...and decoded from shared bytes.
+//! let bytes = Bytes::from(buf);
+//! let frame = decode_frame(&bytes, 0, FrameExpect { segment_id, first_lsn: Some(1) })?;
+//! let records: Vec<_> = frame.records().collect();
+//! assert_eq!(&records[0].data[..], b"first");
+//! assert_eq!(records[1].lsn, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod codec;
+mod error;
+mod frame;
+mod le;
+mod scan;
+mod segment;
+
+pub use codec::{Codec, Compression};
+pub use error::{DecodeError, EncodeError, Structure};
+pub use frame::{
+    COMPRESSION_RATIO_MAX, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PAYLOAD_BYTES_MAX, Frame,
+    FrameBuilder, FrameEncoder, FrameExpect, FrameHeader, FrameKind, FrameSummary,
+    RECORD_BYTES_MAX, RECORD_PREFIX_LEN, Record, Records, decode_frame, encode_seal,
+};
+pub use scan::{LaterFrame, ScanSummary, SegmentEnd, SegmentScanner};
+pub use segment::SegmentHeader;
+
+/// The eight bytes every segment file starts with. The high first byte and the
+/// CR LF, SUB, LF sequence catch files mangled by text-mode transfers, as PNG's do.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WAL\r\n\x1a\n";
+
+/// The format version this crate writes and reads.
+pub const FORMAT_VERSION: u16 = 1;

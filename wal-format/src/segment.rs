@@ -1,0 +1,174 @@
+//! The segment header: the first [`SegmentHeader::LEN`] bytes of every segment file.
+
+use crate::error::{DecodeError, EncodeError, Structure};
+use crate::le::{array, u16_at, u32_at, u64_at, wide};
+use crate::{FORMAT_VERSION, SEGMENT_MAGIC};
+
+/// The identity and starting point of one segment file.
+///
+/// Both identities are non-zero so that zero-filled space can never pass for
+/// them. `segment_id` must change whenever a file is created or reused
+/// (recycled), so that frames left over from the file's previous life fail the
+/// identity check instead of passing as records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SegmentHeader {
+    log_id: u64,
+    segment_id: u64,
+    first_lsn: u64,
+}
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_HEADER_LEN: usize = 10;
+const OFF_FLAGS: usize = 12;
+const OFF_LOG_ID: usize = 16;
+const OFF_SEGMENT_ID: usize = 24;
+const OFF_FIRST_LSN: usize = 32;
+const OFF_RESERVED: usize = 40;
+const OFF_CRC: usize = 60;
+/// `SegmentHeader::LEN` as stored in the header.
+const HEADER_LEN_V1: u16 = 64;
+const _: () = assert!(SegmentHeader::LEN == HEADER_LEN_V1 as usize);
+
+impl SegmentHeader {
+    /// Encoded length in bytes; the first frame starts right after it.
+    pub const LEN: usize = 64;
+
+    /// A header for a segment of log `log_id` whose first record has `first_lsn`.
+    ///
+    /// # Errors
+    /// [`EncodeError::ZeroIdentity`] if either identity is zero,
+    /// [`EncodeError::InvalidLsn`] if `first_lsn` is zero.
+    pub fn new(log_id: u64, segment_id: u64, first_lsn: u64) -> Result<Self, EncodeError> {
+        if log_id == 0 || segment_id == 0 {
+            return Err(EncodeError::ZeroIdentity);
+        }
+        if first_lsn == 0 {
+            return Err(EncodeError::InvalidLsn { lsn: first_lsn });
+        }
+        Ok(SegmentHeader {
+            log_id,
+            segment_id,
+            first_lsn,
+        })
+    }
+
+    /// The identity of the log this segment belongs to.
+    pub fn log_id(&self) -> u64 {
+        self.log_id
+    }
+
+    /// The identity of this incarnation of the file; every frame repeats it.
+    pub fn segment_id(&self) -> u64 {
+        self.segment_id
+    }
+
+    /// The LSN of the first record in this segment.
+    pub fn first_lsn(&self) -> u64 {
+        self.first_lsn
+    }
+
+    /// The header's bytes.
+    pub fn encode(&self) -> [u8; SegmentHeader::LEN] {
+        let mut out = [0u8; SegmentHeader::LEN];
+        let mut put = |at: usize, bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+        };
+        put(OFF_MAGIC, &SEGMENT_MAGIC);
+        put(OFF_VERSION, &FORMAT_VERSION.to_le_bytes());
+        put(OFF_HEADER_LEN, &HEADER_LEN_V1.to_le_bytes());
+        put(OFF_LOG_ID, &self.log_id.to_le_bytes());
+        put(OFF_SEGMENT_ID, &self.segment_id.to_le_bytes());
+        put(OFF_FIRST_LSN, &self.first_lsn.to_le_bytes());
+        let crc = crc32c::crc32c(&out[..OFF_CRC]);
+        out[OFF_CRC..].copy_from_slice(&crc.to_le_bytes());
+        debug_assert_eq!(SegmentHeader::decode(&out), Ok(*self));
+        out
+    }
+
+    /// Decodes and validates a header from the start of `buf`.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] at offset 0 naming the first rule the bytes break.
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
+        let incomplete = || DecodeError::Incomplete {
+            offset: 0,
+            what: Structure::SegmentHeader,
+            needed: wide(SegmentHeader::LEN),
+            available: wide(buf.len()),
+        };
+        let head = buf.get(..SegmentHeader::LEN).ok_or_else(incomplete)?;
+        let magic: [u8; 8] = array(head, OFF_MAGIC).ok_or_else(incomplete)?;
+        if magic != SEGMENT_MAGIC {
+            return Err(DecodeError::BadMagic {
+                offset: 0,
+                found: magic,
+            });
+        }
+        let version = u16_at(head, OFF_VERSION).ok_or_else(incomplete)?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnknownVersion { offset: 0, version });
+        }
+        let stored = u32_at(head, OFF_CRC).ok_or_else(incomplete)?;
+        let computed = crc32c::crc32c(head.get(..OFF_CRC).ok_or_else(incomplete)?);
+        if stored != computed {
+            return Err(DecodeError::ChecksumMismatch {
+                offset: 0,
+                what: Structure::SegmentHeader,
+                stored,
+                computed,
+            });
+        }
+        let header_len = u16_at(head, OFF_HEADER_LEN).ok_or_else(incomplete)?;
+        if usize::from(header_len) != SegmentHeader::LEN {
+            return Err(DecodeError::BadLength {
+                offset: 0,
+                what: Structure::SegmentHeader,
+                field: "header_len",
+                value: u64::from(header_len),
+                reason: "version 1 headers are 64 bytes",
+            });
+        }
+        let flags = u32_at(head, OFF_FLAGS).ok_or_else(incomplete)?;
+        if flags != 0 {
+            return Err(DecodeError::ReservedNonZero {
+                offset: 0,
+                field: "flags",
+                value: u64::from(flags),
+            });
+        }
+        let reserved = head.get(OFF_RESERVED..OFF_CRC).ok_or_else(incomplete)?;
+        if let Some(&byte) = reserved.iter().find(|&&b| b != 0) {
+            return Err(DecodeError::ReservedNonZero {
+                offset: 0,
+                field: "reserved",
+                value: u64::from(byte),
+            });
+        }
+        let log_id = u64_at(head, OFF_LOG_ID).ok_or_else(incomplete)?;
+        let segment_id = u64_at(head, OFF_SEGMENT_ID).ok_or_else(incomplete)?;
+        let first_lsn = u64_at(head, OFF_FIRST_LSN).ok_or_else(incomplete)?;
+        let bad = |field: &'static str, value: u64, reason: &'static str| DecodeError::BadLength {
+            offset: 0,
+            what: Structure::SegmentHeader,
+            field,
+            value,
+            reason,
+        };
+        if log_id == 0 {
+            return Err(bad("log_id", 0, "identities are non-zero"));
+        }
+        if segment_id == 0 {
+            return Err(bad("segment_id", 0, "identities are non-zero"));
+        }
+        if first_lsn == 0 {
+            return Err(bad("first_lsn", 0, "LSNs start at 1"));
+        }
+        Ok(SegmentHeader {
+            log_id,
+            segment_id,
+            first_lsn,
+        })
+    }
+}

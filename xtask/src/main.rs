@@ -1,0 +1,188 @@
+//! Project automation, run as `cargo xtask <command>`. Holds no product logic:
+//! every command runs cargo (or a tool) with the right arguments.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  ci                 Everything CI checks, in order: cargo fmt --check, cargo clippy
+                     (all targets, warnings are errors), the whole test suite (unit,
+                     integration, doc tests) and the loom models.
+  bench [--full]     The main benchmark. Until the workload benchmark exists it runs
+                     the format micro-benchmarks (quick profile by default).
+        [--micro]    Only the criterion micro-benchmarks (format, later io).
+  fuzz [TARGET] [--seconds N]
+                     Runs a cargo-fuzz target (default: all, 60 s each). Installs
+                     cargo-fuzz if missing. Targets: decode_frame, scan_segment.
+  loom               Runs the loom models of the group-commit hand-off.
+  help               This text.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    };
+    let result = match command.as_str() {
+        "ci" => ci(rest),
+        "bench" => bench(rest),
+        "fuzz" => fuzz(rest),
+        "loom" => loom(rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask lives one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn run(step: &str, mut cmd: Command) -> Result<(), String> {
+    eprintln!("xtask: {step}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: could not start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step}: failed ({status})"))
+    }
+}
+
+fn reject_extra(command: &str, rest: &[String]) -> Result<(), String> {
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => Err(format!("`{command}` takes no argument `{arg}`")),
+    }
+}
+
+fn ci(rest: &[String]) -> Result<(), String> {
+    reject_extra("ci", rest)?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run("cargo fmt --check", fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy", clippy)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--all-targets"]);
+    run("cargo test (unit, integration)", test)?;
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    run("cargo test --doc", doc)?;
+    loom(&[])
+}
+
+fn bench(rest: &[String]) -> Result<(), String> {
+    let mut full = false;
+    for arg in rest {
+        match arg.as_str() {
+            "--full" => full = true,
+            // Until the workload benchmark exists, the micro-benchmarks are all there is.
+            "--micro" => {}
+            other => return Err(format!("`bench` does not know `{other}`")),
+        }
+    }
+    eprintln!(
+        "xtask: the workload benchmark (disk limit probe; durable commits with 1 and 64 \
+         writers; bulk ingest; replay; key-value puts and gets; peers side by side) is \
+         not implemented yet. Running the format micro-benchmarks ({} profile).",
+        if full { "full" } else { "quick" }
+    );
+    let mut cmd = cargo();
+    cmd.args(["bench", "--package", "wal-format", "--bench", "codec", "--"]);
+    if !full {
+        cmd.arg("--quick");
+    }
+    run("wal-format micro-benchmarks", cmd)
+}
+
+const FUZZ_TARGETS: [&str; 2] = ["decode_frame", "scan_segment"];
+
+fn fuzz(rest: &[String]) -> Result<(), String> {
+    let mut seconds = 60u64;
+    let mut targets = Vec::new();
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let value = args.next().ok_or("--seconds needs a number")?;
+                seconds = value
+                    .parse()
+                    .map_err(|_| format!("--seconds: `{value}` is not a whole number"))?;
+            }
+            t if FUZZ_TARGETS.contains(&t) => targets.push(t),
+            other => {
+                return Err(format!(
+                    "unknown fuzz target or option `{other}` (targets: {})",
+                    FUZZ_TARGETS.join(", ")
+                ));
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets.extend(FUZZ_TARGETS);
+    }
+    let installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        let mut install = cargo();
+        install.args(["install", "--locked", "cargo-fuzz"]);
+        run("cargo install cargo-fuzz", install)?;
+    }
+    for target in targets {
+        let mut cmd = cargo();
+        // libFuzzer needs nightly-only sanitizer flags; RUSTC_BOOTSTRAP lets the
+        // stable toolchain accept them without installing a second toolchain.
+        cmd.env("RUSTC_BOOTSTRAP", "1").args([
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+        ]);
+        run(&format!("fuzz {target} for {seconds} s"), cmd)?;
+    }
+    Ok(())
+}
+
+fn loom(rest: &[String]) -> Result<(), String> {
+    reject_extra("loom", rest)?;
+    // The models belong to wal-engine's group commit, which does not exist yet.
+    eprintln!("xtask: no loom models exist yet (they arrive with wal-engine's group commit)");
+    Ok(())
+}
