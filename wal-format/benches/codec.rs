@@ -2,6 +2,8 @@
 //!
 //! `crc32c` is the ceiling: decoding a plain frame has to checksum every byte,
 //! so the ratio decode/crc32c says how much the rest of decoding costs.
+// Test sizes and counts are small: casts between integer widths cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
 #![allow(missing_docs)]
 
 use std::hint::black_box;

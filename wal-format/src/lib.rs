@@ -63,3 +63,62 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WAL\r\n\x1a\n";
 
 /// The format version this crate writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checksum_is_crc32c_castagnoli() {
+        // The standard check value of CRC-32C (iSCSI) over "123456789".
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn type_bytes_round_trip_and_unknown_ones_are_refused() {
+        for codec in Codec::ALL {
+            assert_eq!(Codec::from_byte(codec.to_byte()), Some(codec));
+        }
+        for kind in [FrameKind::Records, FrameKind::Seal] {
+            assert_eq!(FrameKind::from_byte(kind.to_byte()), Some(kind));
+        }
+        assert_eq!(Codec::from_byte(3), None);
+        assert_eq!(FrameKind::from_byte(0), None);
+        assert_eq!(FrameKind::from_byte(3), None);
+    }
+
+    #[test]
+    fn compression_is_skipped_below_the_threshold_and_when_it_does_not_pay() {
+        let policy = Compression::with(Codec::Lz4);
+        let mut enc = FrameEncoder::new(policy);
+        let small = [b'a'; 100];
+        let mut out = Vec::new();
+        assert_eq!(
+            enc.encode(&mut out, 1, 1, 0, [&small[..]]).unwrap().codec,
+            Codec::None
+        );
+        let big = vec![b'a'; Compression::MIN_BYTES_DEFAULT];
+        assert_eq!(
+            enc.encode(&mut out, 1, 2, 0, [&big[..]]).unwrap().codec,
+            Codec::Lz4
+        );
+        // Bytes that do not compress are stored plain even above the threshold.
+        let mut state = 1u32;
+        let noise: Vec<u8> = (0..8192)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                state.to_le_bytes()[2]
+            })
+            .collect();
+        for codec in [Codec::Lz4, Codec::Snappy] {
+            let mut enc = FrameEncoder::new(Compression {
+                codec,
+                min_bytes: 0,
+            });
+            assert_eq!(
+                enc.encode(&mut out, 1, 3, 0, [&noise[..]]).unwrap().codec,
+                Codec::None
+            );
+        }
+    }
+}
