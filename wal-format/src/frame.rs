@@ -509,59 +509,115 @@ impl Frame {
         &self.payload
     }
 
-    /// The records, in LSN order.
+    /// The records, in LSN order, each an owned [`Bytes`] that shares the
+    /// frame's buffer (no copy). Each one costs a reference-count update;
+    /// [`Frame::record_slices`] avoids that when borrowing is enough.
     pub fn records(&self) -> Records<'_> {
         Records {
             payload: &self.payload,
-            pos: 0,
-            lsn: self.header.first_lsn,
-            remaining: self.header.record_count,
+            cursor: Cursor::new(&self.header),
+        }
+    }
+
+    /// The records, in LSN order, as slices borrowed from the frame: the
+    /// cheapest way to replay records that are copied elsewhere anyway.
+    pub fn record_slices(&self) -> RecordSlices<'_> {
+        RecordSlices {
+            payload: &self.payload,
+            cursor: Cursor::new(&self.header),
         }
     }
 }
 
-/// Iterator over a frame's records.
+/// Position within a validated payload, shared by both record iterators.
 #[derive(Debug, Clone)]
-pub struct Records<'a> {
-    payload: &'a Bytes,
+struct Cursor {
     pos: usize,
     lsn: u64,
     remaining: u32,
 }
 
-impl Iterator for Records<'_> {
-    type Item = Record;
+impl Cursor {
+    fn new(header: &FrameHeader) -> Self {
+        Cursor {
+            pos: 0,
+            lsn: header.first_lsn,
+            remaining: header.record_count,
+        }
+    }
 
-    fn next(&mut self) -> Option<Record> {
+    /// The next record's LSN and byte range in `payload`.
+    fn next(&mut self, payload: &[u8]) -> Option<(u64, std::ops::Range<usize>)> {
         #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
         if self.remaining == 0 {
             return None;
         }
         // The layout was validated when the frame was decoded; the checked
         // reads only guard against a bug, they never fire on valid frames.
-        let len = usize::try_from(u32_at(self.payload, self.pos)?).ok()?;
+        let len = usize::try_from(u32_at(payload, self.pos)?).ok()?;
         let start = self.pos.checked_add(RECORD_PREFIX_LEN)?;
         let end = start.checked_add(len)?;
-        if end > self.payload.len() {
+        if end > payload.len() {
             return None;
         }
-        let record = Record {
-            lsn: self.lsn,
-            data: self.payload.slice(start..end),
-        };
+        let lsn = self.lsn;
         self.pos = end;
         self.lsn += 1;
         self.remaining -= 1;
-        Some(record)
+        Some((lsn, start..end))
+    }
+
+    fn len(&self) -> usize {
+        usize::try_from(self.remaining).unwrap_or(usize::MAX)
+    }
+}
+
+/// Iterator over a frame's records as owned [`Record`]s.
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    payload: &'a Bytes,
+    cursor: Cursor,
+}
+
+impl Iterator for Records<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        let (lsn, range) = self.cursor.next(self.payload)?;
+        Some(Record {
+            lsn,
+            data: self.payload.slice(range),
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX);
-        (n, Some(n))
+        (self.cursor.len(), Some(self.cursor.len()))
     }
 }
 
 impl ExactSizeIterator for Records<'_> {}
+
+/// Iterator over a frame's records as `(lsn, bytes)` borrowed from the frame.
+#[derive(Debug, Clone)]
+pub struct RecordSlices<'a> {
+    payload: &'a [u8],
+    cursor: Cursor,
+}
+
+impl<'a> Iterator for RecordSlices<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<(u64, &'a [u8])> {
+        let (lsn, range) = self.cursor.next(self.payload)?;
+        Some((lsn, self.payload.get(range)?))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.cursor.len(), Some(self.cursor.len()))
+    }
+}
+
+impl ExactSizeIterator for RecordSlices<'_> {}
 
 /// What a decoder expects of the frame at an offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

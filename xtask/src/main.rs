@@ -2,8 +2,9 @@
 //! every command runs cargo (or a tool) with the right arguments.
 #![forbid(unsafe_code)]
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 const HELP: &str = "\
 cargo xtask <command> [options]
@@ -74,6 +75,61 @@ fn run(step: &str, mut cmd: Command) -> Result<(), String> {
     }
 }
 
+/// Test counts summed over every `test result:` line cargo prints.
+#[derive(Debug, Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    /// Adds the counts of a libtest summary line such as
+    /// `test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; ...`.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result:") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs a test command, echoing its output and adding up its test counts.
+fn run_tests(step: &str, mut cmd: Command, totals: &mut Totals) -> Result<(), String> {
+    eprintln!("xtask: {step}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{step}: could not start: {e}"))?;
+    if let Some(stdout) = child.stdout.take() {
+        let mut out = std::io::stdout().lock();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("{step}: reading output: {e}"))?;
+            totals.add_line(&line);
+            // A closed stdout (say, piped into `head`) must not stop the tests.
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{step}: waiting: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step}: failed ({status})"))
+    }
+}
+
 fn reject_extra(command: &str, rest: &[String]) -> Result<(), String> {
     match rest.first() {
         None => Ok(()),
@@ -96,13 +152,25 @@ fn ci(rest: &[String]) -> Result<(), String> {
         "warnings",
     ]);
     run("cargo clippy", clippy)?;
+    let mut totals = Totals::default();
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-targets"]);
-    run("cargo test (unit, integration)", test)?;
-    let mut doc = cargo();
-    doc.args(["test", "--workspace", "--doc"]);
-    run("cargo test --doc", doc)?;
-    loom(&[])
+    let result = run_tests("cargo test (unit, integration)", test, &mut totals).and_then(|()| {
+        let mut doc = cargo();
+        doc.args(["test", "--workspace", "--doc"]);
+        run_tests("cargo test --doc", doc, &mut totals)
+    });
+    let result = result.and_then(|()| loom(&[]));
+    // One closing line over every suite, so a run that executed no test is
+    // visible as such.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if result.is_ok() && totals.passed == 0 {
+        return Err("no test ran".to_owned());
+    }
+    result
 }
 
 fn bench(rest: &[String]) -> Result<(), String> {
@@ -185,4 +253,18 @@ fn loom(rest: &[String]) -> Result<(), String> {
     // The models belong to wal-engine's group commit, which does not exist yet.
     eprintln!("xtask: no loom models exist yet (they arrive with wal-engine's group commit)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn test_counts_add_up_over_summary_lines() {
+        let mut t = Totals::default();
+        t.add_line("test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.10s");
+        t.add_line("running 5 tests");
+        t.add_line("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 2.00s");
+        assert_eq!((t.passed, t.failed, t.ignored), (8, 2, 1));
+    }
 }

@@ -88,6 +88,12 @@ pub fn scan_checked(bytes: Vec<u8>, written: &Built) -> (u64, ScanSummary) {
     let mut seen = 0;
     let mut expect_lsn = written.first_lsn;
     for frame in scanner.by_ref() {
+        let owned: Vec<_> = frame.records().map(|r| (r.lsn, r.data)).collect();
+        let borrowed: Vec<_> = frame.record_slices().collect();
+        assert_eq!(owned.len(), borrowed.len());
+        for ((lsn, data), (lsn_b, data_b)) in owned.iter().zip(&borrowed) {
+            assert_eq!((lsn, &data[..]), (lsn_b, *data_b), "both iterators agree");
+        }
         for record in frame.records() {
             assert_eq!(
                 record.lsn, expect_lsn,
