@@ -195,43 +195,35 @@ fn extreme_lengths_are_rejected_before_anything_is_allocated() {
     );
 }
 
+/// Forges a plain frame around `payload` and expects a record-layout error.
+fn assert_record_error(f: Forge, payload: &[u8]) {
+    let len = payload.len() as u32;
+    let frame = Forge {
+        stored_len: len,
+        raw_len: len,
+        ..f
+    }
+    .bytes(payload);
+    assert!(matches!(
+        decode(frame),
+        Err(DecodeError::BadLength {
+            what: Structure::Record,
+            ..
+        })
+    ));
+}
+
 #[test]
 fn record_layout_violations_are_caught() {
     let f = forge();
     // Record length runs past the payload.
     let mut p = two_records();
     p[4 + 3] = 200;
-    assert!(matches!(
-        decode(
-            Forge {
-                stored_len: p.len() as u32,
-                raw_len: p.len() as u32,
-                ..f
-            }
-            .bytes(&p)
-        ),
-        Err(DecodeError::BadLength {
-            what: Structure::Record,
-            ..
-        })
-    ));
+    assert_record_error(f, &p);
     // Bytes after the last record.
     let mut p = two_records();
     p.extend_from_slice(b"junk");
-    assert!(matches!(
-        decode(
-            Forge {
-                stored_len: p.len() as u32,
-                raw_len: p.len() as u32,
-                ..f
-            }
-            .bytes(&p)
-        ),
-        Err(DecodeError::BadLength {
-            what: Structure::Record,
-            ..
-        })
-    ));
+    assert_record_error(f, &p);
     // Fewer bytes than the count needs.
     assert!(matches!(
         decode(
