@@ -1,0 +1,226 @@
+//! [`IoBuf`]: an owned buffer aligned for O_DIRECT, whose ownership passes to
+//! the backend while a queued write is in flight.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+
+/// Alignment of offsets, lengths and buffer addresses for files opened with
+/// O_DIRECT, and the alignment of every [`IoBuf`]. 4096 bytes covers every
+/// logical block size in common use (512 and 4096).
+pub const DIRECT_IO_ALIGN: usize = 4096;
+
+/// A heap buffer whose start is aligned to [`DIRECT_IO_ALIGN`] and whose
+/// capacity is a multiple of it, so it can back an O_DIRECT write or read.
+///
+/// A queued write takes the buffer by value and hands it back in its
+/// [`Completion`](crate::Completion): while the kernel may read it, nobody
+/// else can touch, move or free it. Using a buffer after queueing it does not
+/// compile:
+///
+/// ```compile_fail,E0382
+/// # fn f(queue: &mut dyn wal_io::IoQueue, file: &wal_io::FileRef) -> Result<(), wal_io::IoError> {
+/// let mut buf = wal_io::IoBuf::with_capacity(4096);
+/// buf.extend_from_slice(&[1; 4096]);
+/// queue.push_write(1, file, 0, buf, false)?;
+/// buf.clear(); // error: the buffer was moved into the queue
+/// # Ok(()) }
+/// ```
+pub struct IoBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    capacity: usize,
+}
+
+// SAFETY: an `IoBuf` owns its allocation exclusively (no aliasing pointer
+// escapes except through `&self`/`&mut self` borrows), like `Vec<u8>`.
+unsafe impl Send for IoBuf {}
+// SAFETY: shared access only hands out `&[u8]`, like `Vec<u8>`.
+unsafe impl Sync for IoBuf {}
+
+impl IoBuf {
+    /// An empty buffer able to hold `capacity` bytes, rounded up to a
+    /// multiple of [`DIRECT_IO_ALIGN`] (at least one block). The memory is zeroed.
+    ///
+    /// # Panics
+    /// If the rounded capacity overflows `isize`, or on allocation failure
+    /// (as `Vec` does).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.max(1).div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
+        let layout = Self::layout(capacity);
+        // SAFETY: `layout` has a non-zero size (at least DIRECT_IO_ALIGN).
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        IoBuf {
+            ptr,
+            len: 0,
+            capacity,
+        }
+    }
+
+    fn layout(capacity: usize) -> Layout {
+        match Layout::from_size_align(capacity, DIRECT_IO_ALIGN) {
+            Ok(layout) => layout,
+            Err(_) => panic!("IoBuf capacity {capacity} overflows isize"),
+        }
+    }
+
+    /// Bytes in the buffer.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes the buffer can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes that can still be appended.
+    pub fn remaining(&self) -> usize {
+        self.capacity - self.len
+    }
+
+    /// The bytes in the buffer.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `capacity` bytes, all initialised (the
+        // allocation is zeroed), and `len <= capacity`; the borrow of `self`
+        // keeps the allocation alive and unaliased by writers.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The bytes in the buffer, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Appends `bytes`.
+    ///
+    /// # Panics
+    /// If they do not fit in the remaining capacity: an `IoBuf` never
+    /// reallocates, so the address handed to the kernel stays put.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        assert!(
+            bytes.len() <= self.remaining(),
+            "IoBuf overflow: {} bytes into {} remaining",
+            bytes.len(),
+            self.remaining()
+        );
+        let end = self.len + bytes.len();
+        self.resize(end, 0);
+        if let Some(dst) = self.as_mut_slice().get_mut(end - bytes.len()..end) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+
+    /// Sets the length to `new_len`, filling new bytes with `fill`.
+    ///
+    /// # Panics
+    /// If `new_len` exceeds the capacity.
+    pub fn resize(&mut self, new_len: usize, fill: u8) {
+        assert!(
+            new_len <= self.capacity,
+            "IoBuf length {new_len} exceeds its capacity {}",
+            self.capacity
+        );
+        if new_len > self.len {
+            // SAFETY: `len..new_len` lies within the allocation (new_len <= capacity).
+            unsafe {
+                self.ptr
+                    .as_ptr()
+                    .add(self.len)
+                    .write_bytes(fill, new_len - self.len);
+            }
+        }
+        self.len = new_len;
+    }
+
+    /// Shortens the buffer to `len` bytes (no effect if it is shorter).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Empties the buffer, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Pads the length with `fill` up to the next multiple of [`DIRECT_IO_ALIGN`].
+    pub fn pad_to_alignment(&mut self, fill: u8) {
+        let padded = self.len.div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
+        self.resize(padded, fill);
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for IoBuf {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` was allocated in `with_capacity` with exactly this
+        // layout and is freed only here, once.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+    }
+}
+
+impl std::fmt::Debug for IoBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoBuf")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl From<&[u8]> for IoBuf {
+    fn from(bytes: &[u8]) -> Self {
+        let mut buf = IoBuf::with_capacity(bytes.len());
+        buf.extend_from_slice(bytes);
+        buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_aligned_and_round_capacity_up() {
+        for cap in [0, 1, 4095, 4096, 4097, 1 << 20] {
+            let buf = IoBuf::with_capacity(cap);
+            assert_eq!(buf.as_ptr() as usize % DIRECT_IO_ALIGN, 0);
+            assert_eq!(buf.capacity() % DIRECT_IO_ALIGN, 0);
+            assert!(buf.capacity() >= cap.max(1));
+        }
+    }
+
+    #[test]
+    fn contents_grow_pad_and_clear() {
+        let mut buf = IoBuf::with_capacity(10);
+        buf.extend_from_slice(b"abc");
+        assert_eq!(buf.as_slice(), b"abc");
+        buf.pad_to_alignment(0);
+        assert_eq!(buf.len(), DIRECT_IO_ALIGN);
+        assert_eq!(&buf.as_slice()[..4], b"abc\0");
+        buf.truncate(2);
+        assert_eq!(buf.as_slice(), b"ab");
+        buf.clear();
+        assert!(buf.is_empty());
+        buf.resize(5, 7);
+        assert_eq!(buf.as_slice(), [7; 5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "IoBuf overflow")]
+    fn overflowing_panics_instead_of_moving() {
+        let mut buf = IoBuf::with_capacity(DIRECT_IO_ALIGN);
+        buf.extend_from_slice(&[0; DIRECT_IO_ALIGN + 1]);
+    }
+}

@@ -1,0 +1,419 @@
+//! The portable backend: positional system calls on every Unix.
+//!
+//! `pwritev`/`pread`, `fdatasync` (`F_FULLFSYNC` on Apple systems, where
+//! `fsync` does not flush the drive's cache), `fallocate` where the file
+//! system has it and explicit zero-fill where it does not, `flock` for the
+//! directory lock. Its queue performs operations in order on the calling thread.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::queue::InOrderQueue;
+use crate::{
+    Backend, DirLock, FileOptions, FileRef, IoBuf, IoError, IoQueue, Op, Storage, StorageFile,
+    check_direct, check_name,
+};
+
+/// The name of the lock file every backend keeps in a locked directory. It
+/// is reserved: no other file may take it, and [`Storage::list`] leaves it out.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Slices per `pwritev` call: `IOV_MAX` is 1024 on Linux and the BSDs.
+const IOV_PER_CALL_MAX: usize = 1024;
+
+/// Retries a system call interrupted by a signal.
+fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A directory on a real file system.
+#[derive(Debug)]
+pub struct PortableStorage {
+    path: PathBuf,
+    dir: Arc<OwnedFd>,
+}
+
+impl PortableStorage {
+    /// Opens the directory at `path`, which must exist.
+    ///
+    /// # Errors
+    /// [`IoError::Os`] if it cannot be opened as a directory.
+    pub fn open(path: &Path) -> Result<Self, IoError> {
+        let dir = retry(|| {
+            rustix::fs::open(
+                path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        })
+        .map_err(|e| IoError::os(Op::OpenDir, path, e))?;
+        Ok(PortableStorage {
+            path: path.to_path_buf(),
+            dir: Arc::new(dir),
+        })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open_file(
+        &self,
+        op: Op,
+        name: &str,
+        options: FileOptions,
+        create: bool,
+    ) -> Result<FileRef, IoError> {
+        check_name(name)?;
+        let path = self.path.join(name);
+        let mut flags = OFlags::RDWR | OFlags::CLOEXEC;
+        if create {
+            flags |= OFlags::CREATE | OFlags::EXCL;
+        }
+        if options.direct {
+            flags |= direct_flag(op, &path)?;
+        }
+        let fd =
+            retry(|| rustix::fs::openat(self.dir.as_fd(), name, flags, Mode::from_raw_mode(0o644)))
+                .map_err(|e| {
+                    if options.direct && e == Errno::INVAL {
+                        IoError::Unsupported {
+                            op,
+                            path: path.clone(),
+                            reason: "the file system refuses O_DIRECT".to_owned(),
+                        }
+                    } else {
+                        IoError::os(op, &path, e)
+                    }
+                })?;
+        Ok(Arc::new(PortableFile {
+            fd,
+            name: name.to_owned(),
+            path,
+            options,
+            closed: AtomicBool::new(false),
+        }))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn direct_flag(_op: Op, _path: &Path) -> Result<OFlags, IoError> {
+    Ok(OFlags::DIRECT)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn direct_flag(op: Op, path: &Path) -> Result<OFlags, IoError> {
+    Err(IoError::Unsupported {
+        op,
+        path: path.to_path_buf(),
+        reason: "O_DIRECT is supported on Linux only".to_owned(),
+    })
+}
+
+struct LockGuard {
+    _fd: OwnedFd,
+}
+
+impl Storage for PortableStorage {
+    fn backend(&self) -> Backend {
+        Backend::Portable
+    }
+
+    fn create(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
+        self.open_file(Op::Create, name, options, true)
+    }
+
+    fn open(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
+        self.open_file(Op::Open, name, options, false)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), IoError> {
+        check_name(name)?;
+        retry(|| rustix::fs::unlinkat(self.dir.as_fd(), name, AtFlags::empty()))
+            .map_err(|e| IoError::os(Op::Remove, self.path.join(name), e))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<(), IoError> {
+        check_name(from)?;
+        check_name(to)?;
+        retry(|| rustix::fs::renameat(self.dir.as_fd(), from, self.dir.as_fd(), to))
+            .map_err(|e| IoError::os(Op::Rename, self.path.join(from), e))
+    }
+
+    fn list(&self) -> Result<Vec<String>, IoError> {
+        let entries =
+            std::fs::read_dir(&self.path).map_err(|e| IoError::os(Op::List, &self.path, e))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| IoError::os(Op::List, &self.path, e))?;
+            let is_file = entry
+                .file_type()
+                .map_err(|e| IoError::os(Op::List, entry.path(), e))?
+                .is_file();
+            // Names that are not UTF-8 cannot have been created through this API.
+            if let (true, Ok(name)) = (is_file, entry.file_name().into_string())
+                && name != LOCK_FILE_NAME
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_dir(&self) -> Result<(), IoError> {
+        retry(|| rustix::fs::fsync(self.dir.as_fd()))
+            .map_err(|e| IoError::os(Op::SyncDir, &self.path, e))
+    }
+
+    fn lock(&self) -> Result<DirLock, IoError> {
+        let lock_file = self.path.join(LOCK_FILE_NAME);
+        let fd = retry(|| {
+            rustix::fs::openat(
+                self.dir.as_fd(),
+                LOCK_FILE_NAME,
+                OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+        })
+        .map_err(|e| IoError::os(Op::Lock, &lock_file, e))?;
+        match retry(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive))
+        {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                let mut text = [0u8; 32];
+                let n = retry(|| rustix::io::pread(&fd, &mut text, 0)).unwrap_or(0);
+                let holder = std::str::from_utf8(text.get(..n).unwrap_or_default())
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                return Err(IoError::Locked {
+                    dir: self.path.clone(),
+                    lock_file,
+                    holder,
+                });
+            }
+            Err(e) => return Err(IoError::os(Op::Lock, &lock_file, e)),
+        }
+        // Record the holder so a refused opener can name it; best effort, the
+        // lock itself is the flock.
+        let pid = format!("{}\n", std::process::id());
+        let _ = retry(|| rustix::fs::ftruncate(&fd, 0));
+        let _ = retry(|| rustix::io::pwrite(&fd, pid.as_bytes(), 0));
+        Ok(DirLock::new(LockGuard { _fd: fd }))
+    }
+
+    fn queue(&self, _depth: u32) -> Result<Box<dyn IoQueue>, IoError> {
+        Ok(Box::<InOrderQueue>::default())
+    }
+}
+
+/// A file opened by [`PortableStorage`].
+#[derive(Debug)]
+pub struct PortableFile {
+    fd: OwnedFd,
+    name: String,
+    path: PathBuf,
+    options: FileOptions,
+    closed: AtomicBool,
+}
+
+impl PortableFile {
+    fn check_open(&self, op: Op) -> Result<(), IoError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(IoError::Closed {
+                op,
+                path: self.path.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn err(&self, op: Op, e: Errno) -> IoError {
+        IoError::os(op, &self.path, e)
+    }
+
+    /// Writes `bufs` at `offset` with `pwritev`, continuing after partial writes.
+    fn write_all(&self, mut offset: u64, bufs: &[&[u8]]) -> Result<(), IoError> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        let mut written_total = 0usize;
+        while !rest.is_empty() {
+            let batch_len = rest.len().min(IOV_PER_CALL_MAX);
+            let batch = rest.get(..batch_len).unwrap_or_default();
+            let written = retry(|| rustix::io::pwritev(&self.fd, batch, offset))
+                .map_err(|e| self.err(Op::Write, e))?;
+            if written == 0 && batch.iter().any(|s| !s.is_empty()) {
+                return Err(IoError::ShortWrite {
+                    path: self.path.clone(),
+                    offset,
+                    len: total,
+                    written: written_total,
+                });
+            }
+            written_total += written;
+            offset += written as u64;
+            IoSlice::advance_slices(&mut rest, written);
+        }
+        Ok(())
+    }
+}
+
+impl StorageFile for PortableFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn options(&self) -> FileOptions {
+        self.options
+    }
+
+    fn write_at(&self, offset: u64, bufs: &[&[u8]]) -> Result<(), IoError> {
+        self.check_open(Op::Write)?;
+        if self.options.direct {
+            for (i, b) in bufs.iter().enumerate() {
+                let at = offset + bufs.iter().take(i).map(|b| b.len() as u64).sum::<u64>();
+                check_direct(Op::Write, &self.path, at, b.len(), b.as_ptr() as usize)?;
+            }
+        }
+        self.write_all(offset, bufs)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.check_open(Op::Read)?;
+        if self.options.direct {
+            check_direct(
+                Op::Read,
+                &self.path,
+                offset,
+                buf.len(),
+                buf.as_ptr() as usize,
+            )?;
+        }
+        let len = buf.len();
+        let mut done = 0usize;
+        while done < len {
+            let rest = buf.get_mut(done..).unwrap_or_default();
+            let n = retry(|| rustix::io::pread(&self.fd, &mut *rest, offset + done as u64))
+                .map_err(|e| self.err(Op::Read, e))?;
+            if n == 0 {
+                return Err(IoError::ReadPastEnd {
+                    path: self.path.clone(),
+                    offset,
+                    len,
+                    file_len: self.size()?,
+                });
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn sync_data(&self) -> Result<(), IoError> {
+        self.check_open(Op::SyncData)?;
+        sync_data(&self.fd).map_err(|e| self.err(Op::SyncData, e))
+    }
+
+    fn allocate(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        self.check_open(Op::Allocate)?;
+        if len == 0 {
+            return Ok(());
+        }
+        match fallocate(&self.fd, offset, len) {
+            Ok(()) => Ok(()),
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => self.zero_fill(offset, len),
+            Err(e) => Err(self.err(Op::Allocate, e)),
+        }
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), IoError> {
+        self.check_open(Op::SetLen)?;
+        retry(|| rustix::fs::ftruncate(&self.fd, len)).map_err(|e| self.err(Op::SetLen, e))
+    }
+
+    fn size(&self) -> Result<u64, IoError> {
+        self.check_open(Op::Len)?;
+        let stat = retry(|| rustix::fs::fstat(&self.fd)).map_err(|e| self.err(Op::Len, e))?;
+        u64::try_from(stat.st_size).map_err(|_| IoError::Unsupported {
+            op: Op::Len,
+            path: self.path.clone(),
+            reason: format!("negative file size {}", stat.st_size),
+        })
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    fn raw_fd(&self) -> Option<i32> {
+        if self.closed.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(self.fd.as_raw_fd())
+        }
+    }
+}
+
+impl PortableFile {
+    /// Where the file system has no `fallocate`: write zeros over the part of
+    /// the range beyond the current end, so existing bytes stay untouched.
+    fn zero_fill(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        let end = offset + len;
+        let mut at = self.size()?.max(offset);
+        if at >= end {
+            return Ok(());
+        }
+        if self.options.direct
+            && (!at.is_multiple_of(crate::DIRECT_IO_ALIGN as u64)
+                || !end.is_multiple_of(crate::DIRECT_IO_ALIGN as u64))
+        {
+            // O_DIRECT cannot write a misaligned range; extending the length
+            // still makes the range read as zeros.
+            return self.set_len(end);
+        }
+        let mut zeros = IoBuf::with_capacity(1 << 20);
+        zeros.resize(zeros.capacity(), 0);
+        while at < end {
+            let n = usize::try_from(end - at)
+                .unwrap_or(usize::MAX)
+                .min(zeros.len());
+            self.write_all(at, &[zeros.as_slice().get(..n).unwrap_or_default()])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn fallocate(fd: &OwnedFd, offset: u64, len: u64) -> Result<(), Errno> {
+    retry(|| rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), offset, len))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn fallocate(_fd: &OwnedFd, _offset: u64, _len: u64) -> Result<(), Errno> {
+    Err(Errno::OPNOTSUPP)
+}
+
+#[cfg(target_vendor = "apple")]
+fn sync_data(fd: &OwnedFd) -> Result<(), Errno> {
+    // fsync on macOS leaves data in the drive's volatile cache.
+    retry(|| rustix::fs::fcntl_fullfsync(fd))
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn sync_data(fd: &OwnedFd) -> Result<(), Errno> {
+    retry(|| rustix::fs::fdatasync(fd))
+}

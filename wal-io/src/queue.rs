@@ -1,0 +1,197 @@
+//! Batched writes and syncs: the path the engine's group commit uses.
+
+use std::collections::VecDeque;
+
+use crate::{FileRef, IoBuf, IoError, Op};
+
+/// The outcome of one queued operation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Completion {
+    /// The token the operation was queued with.
+    pub token: u64,
+    /// Whether it succeeded.
+    pub result: Result<(), IoError>,
+    /// The buffer of a write, handed back for reuse.
+    pub buf: Option<IoBuf>,
+}
+
+/// A queue of writes and syncs, owned and driven by one thread.
+///
+/// Push operations, [`submit`](IoQueue::submit) them (one system call for the
+/// whole batch where the backend can), then [`wait`](IoQueue::wait) for
+/// completions. No thread is spent per request: completions are reaped by
+/// the caller. Buffers are moved into the queue and come back in their
+/// [`Completion`], so they cannot be touched while the kernel reads them.
+///
+/// Ordering: a sync runs after every write pushed before it on this queue
+/// has completed, and covers them. Writes pushed without a sync between them
+/// may complete in any order (the `io_uring` backend runs them concurrently).
+///
+/// Dropping a queue waits for everything in flight.
+pub trait IoQueue: Send + std::fmt::Debug {
+    /// Queues a write of `buf` at `offset` of `file`. With `durable`, the
+    /// write is durable when it completes (`RWF_DSYNC`, or a data sync of its
+    /// own where that flag is missing).
+    ///
+    /// # Errors
+    /// [`IoError::Misaligned`] for an O_DIRECT file; [`IoError::Closed`]. The
+    /// buffer is dropped with the error.
+    fn push_write(
+        &mut self,
+        token: u64,
+        file: &FileRef,
+        offset: u64,
+        buf: IoBuf,
+        durable: bool,
+    ) -> Result<(), IoError>;
+
+    /// Queues a data sync of `file` that runs once every operation queued
+    /// before it has completed.
+    ///
+    /// # Errors
+    /// [`IoError::Closed`].
+    fn push_sync(&mut self, token: u64, file: &FileRef) -> Result<(), IoError>;
+
+    /// Hands every queued operation to the backend.
+    ///
+    /// # Errors
+    /// [`IoError`] if the submission itself failed (operations that were
+    /// handed over still complete and are reported by [`IoQueue::wait`]).
+    fn submit(&mut self) -> Result<(), IoError>;
+
+    /// Submits anything still queued, waits until at least `min` operations
+    /// have completed (or none are left in flight), and appends every
+    /// completion available to `out`.
+    ///
+    /// # Errors
+    /// [`IoError`] if waiting itself failed.
+    fn wait(&mut self, min: usize, out: &mut Vec<Completion>) -> Result<(), IoError>;
+
+    /// Operations pushed and not yet handed back by [`IoQueue::wait`].
+    fn in_flight(&self) -> usize;
+}
+
+enum Pending {
+    Write {
+        token: u64,
+        file: FileRef,
+        offset: u64,
+        buf: IoBuf,
+        durable: bool,
+    },
+    Sync {
+        token: u64,
+        file: FileRef,
+    },
+}
+
+/// A queue that performs operations one after another on the calling thread,
+/// through [`StorageFile`](crate::StorageFile) methods: the portable and
+/// simulated backends' queue. A durable write is a write followed by a data
+/// sync of that file.
+#[derive(Default)]
+pub(crate) struct InOrderQueue {
+    pending: VecDeque<Pending>,
+    done: VecDeque<Completion>,
+}
+
+impl std::fmt::Debug for InOrderQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InOrderQueue")
+            .field("pending", &self.pending.len())
+            .field("done", &self.done.len())
+            .finish()
+    }
+}
+
+impl InOrderQueue {
+    fn run(&mut self) {
+        while let Some(op) = self.pending.pop_front() {
+            let completion = match op {
+                Pending::Write {
+                    token,
+                    file,
+                    offset,
+                    buf,
+                    durable,
+                } => {
+                    let mut result = file.write_at(offset, &[buf.as_slice()]);
+                    if durable && result.is_ok() {
+                        result = file.sync_data();
+                    }
+                    Completion {
+                        token,
+                        result,
+                        buf: Some(buf),
+                    }
+                }
+                Pending::Sync { token, file } => Completion {
+                    token,
+                    result: file.sync_data(),
+                    buf: None,
+                },
+            };
+            self.done.push_back(completion);
+        }
+    }
+}
+
+/// The O_DIRECT checks every queue applies before accepting a write.
+pub(crate) fn check_write(file: &FileRef, offset: u64, buf: &IoBuf) -> Result<(), IoError> {
+    if file.options().direct {
+        crate::check_direct(
+            Op::Write,
+            std::path::Path::new(file.name()),
+            offset,
+            buf.len(),
+            buf.as_ptr() as usize,
+        )?;
+    }
+    Ok(())
+}
+
+impl IoQueue for InOrderQueue {
+    fn push_write(
+        &mut self,
+        token: u64,
+        file: &FileRef,
+        offset: u64,
+        buf: IoBuf,
+        durable: bool,
+    ) -> Result<(), IoError> {
+        check_write(file, offset, &buf)?;
+        self.pending.push_back(Pending::Write {
+            token,
+            file: file.clone(),
+            offset,
+            buf,
+            durable,
+        });
+        Ok(())
+    }
+
+    fn push_sync(&mut self, token: u64, file: &FileRef) -> Result<(), IoError> {
+        self.pending.push_back(Pending::Sync {
+            token,
+            file: file.clone(),
+        });
+        Ok(())
+    }
+
+    fn submit(&mut self) -> Result<(), IoError> {
+        self.run();
+        Ok(())
+    }
+
+    fn wait(&mut self, _min: usize, out: &mut Vec<Completion>) -> Result<(), IoError> {
+        // Everything runs at submit time, so whatever was pushed is done now.
+        self.run();
+        out.extend(self.done.drain(..));
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending.len() + self.done.len()
+    }
+}
