@@ -14,8 +14,8 @@ Commands:
                      (all targets, warnings are errors), the whole test suite (unit,
                      integration, doc tests) and the loom models.
   bench [--full]     The main benchmark. Until the workload benchmark exists it runs
-                     the format micro-benchmarks (quick profile by default).
-        [--micro]    Only the criterion micro-benchmarks (format, later io).
+                     the micro-benchmarks (quick profile by default).
+        [--micro]    Only the criterion micro-benchmarks (format codec, raw I/O).
   fuzz [TARGET] [--seconds N]
                      Runs a cargo-fuzz target (default: all, 60 s each). Installs
                      cargo-fuzz if missing. Targets: decode_frame, scan_segment.
@@ -173,6 +173,9 @@ fn ci(rest: &[String]) -> Result<(), String> {
     result
 }
 
+/// The criterion micro-benchmarks: (package, bench target).
+const MICRO_BENCHES: [(&str, &str); 2] = [("wal-format", "codec"), ("wal-io", "raw")];
+
 fn bench(rest: &[String]) -> Result<(), String> {
     let mut full = false;
     for arg in rest {
@@ -186,15 +189,19 @@ fn bench(rest: &[String]) -> Result<(), String> {
     eprintln!(
         "xtask: the workload benchmark (disk limit probe; durable commits with 1 and 64 \
          writers; bulk ingest; replay; key-value puts and gets; peers side by side) is \
-         not implemented yet. Running the format micro-benchmarks ({} profile).",
+         not implemented yet. Running the micro-benchmarks ({} profile): frame encode and \
+         decode against CRC32C, and the raw I/O backends.",
         if full { "full" } else { "quick" }
     );
-    let mut cmd = cargo();
-    cmd.args(["bench", "--package", "wal-format", "--bench", "codec", "--"]);
-    if !full {
-        cmd.arg("--quick");
+    for (package, target) in MICRO_BENCHES {
+        let mut cmd = cargo();
+        cmd.args(["bench", "--package", package, "--bench", target, "--"]);
+        if !full {
+            cmd.arg("--quick");
+        }
+        run(&format!("{package} micro-benchmarks"), cmd)?;
     }
-    run("wal-format micro-benchmarks", cmd)
+    Ok(())
 }
 
 const FUZZ_TARGETS: [&str; 2] = ["decode_frame", "scan_segment"];
