@@ -243,6 +243,26 @@ impl FrameBuilder {
         self.first_lsn + u64::from(self.record_count)
     }
 
+    /// The identity of the segment the frame will be written to.
+    pub fn segment_id(&self) -> u64 {
+        self.segment_id
+    }
+
+    /// Changes the segment the frame will be written to. A group-commit
+    /// writer collects records before it knows which segment their write will
+    /// land in (it rotates segments when it writes); the identity is bound into
+    /// the CRC only when the frame is finished.
+    ///
+    /// # Errors
+    /// [`EncodeError::ZeroIdentity`].
+    pub fn set_segment_id(&mut self, segment_id: u64) -> Result<(), EncodeError> {
+        if segment_id == 0 {
+            return Err(EncodeError::ZeroIdentity);
+        }
+        self.segment_id = segment_id;
+        Ok(())
+    }
+
     /// Raw payload bytes so far (length prefixes included).
     pub fn raw_len(&self) -> usize {
         self.len_expected - self.start - FRAME_HEADER_LEN

@@ -1,0 +1,907 @@
+//! The log: appenders, the I/O owner thread, watermarks and waiters.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::Waker;
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use wal_format::{
+    FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN, encode_seal,
+};
+use wal_io::{BackendChoice, DirLock, IoError, Storage};
+
+use crate::recovery::{RecoveryReport, recover};
+use crate::segment::{self, Active, Ids, SegMeta};
+use crate::stats::{Stats, StatsCollector};
+use crate::{Options, Reader, SyncPolicy, WalError};
+
+/// Placeholder identity of a frame under construction: the writer binds the
+/// real one when it knows which segment the frame lands in.
+const UNBOUND_SEGMENT_ID: u64 = 1;
+
+/// Room kept at the end of every segment for its seal frame.
+const SEAL_SPACE_BYTES: u64 = FRAME_HEADER_LEN as u64;
+
+/// Something waiting for an LSN to become durable.
+enum Wake {
+    Thread(Thread),
+    Task(Waker),
+    Callback(Box<dyn FnOnce(Result<(), WalError>) + Send>),
+}
+
+impl Wake {
+    fn fire(self, result: &Result<(), WalError>) {
+        match self {
+            Wake::Thread(t) => t.unpark(),
+            Wake::Task(w) => w.wake(),
+            Wake::Callback(f) => f(result.clone()),
+        }
+    }
+}
+
+/// What appenders and the owner share under one short lock.
+struct State {
+    /// The frame being filled, laid out in `buf` (the next write).
+    buf: Vec<u8>,
+    frame: Option<FrameBuilder>,
+    next_lsn: u64,
+    written: u64,
+    durable: u64,
+    /// The highest LSN a caller asked to make durable.
+    sync_upto: u64,
+    pending_since: Option<Instant>,
+    last_sync: Instant,
+    poisoned: Option<Arc<IoError>>,
+    closing: bool,
+    waiters: BTreeMap<u64, Vec<Wake>>,
+}
+
+/// What only the thread doing I/O touches.
+struct Io {
+    active: Active,
+    ids: Ids,
+    encoder: FrameEncoder,
+    seal: Vec<u8>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) options: Options,
+    log_id: u64,
+    state: Mutex<State>,
+    /// The owner waits here for work.
+    work: Condvar,
+    /// Appenders wait here for queue space.
+    space: Condvar,
+    /// Lock order: `io` before `state`.
+    io: Mutex<Io>,
+    pub(crate) segments: RwLock<Vec<Arc<SegMeta>>>,
+    durable: AtomicU64,
+    written: AtomicU64,
+    appended: AtomicU64,
+    stats: StatsCollector,
+    _lock: DirLock,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent before it can panic,
+    // so a poisoned mutex (a panicking caller callback) is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn durable_lsn(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn segments_read(&self) -> RwLockReadGuard<'_, Vec<Arc<SegMeta>>> {
+        self.segments
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn segments_write(&self) -> RwLockWriteGuard<'_, Vec<Arc<SegMeta>>> {
+        self.segments
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn check_usable(st: &State) -> Result<(), WalError> {
+        if let Some(e) = &st.poisoned {
+            return Err(WalError::Poisoned(e.clone()));
+        }
+        if st.closing {
+            return Err(WalError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Registers `wake` for `lsn` unless it is already durable or the log
+    /// is unusable; returns the immediate result in that case.
+    fn register(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> Option<Result<(), WalError>> {
+        let mut st = lock(&self.state);
+        if st.durable >= lsn {
+            return Some(Ok(()));
+        }
+        if let Some(e) = &st.poisoned {
+            return Some(Err(WalError::Poisoned(e.clone())));
+        }
+        if lsn >= st.next_lsn {
+            return Some(Err(WalError::BeyondEnd {
+                lsn,
+                next: st.next_lsn,
+            }));
+        }
+        st.waiters.entry(lsn).or_default().push(wake());
+        if st.sync_upto < lsn {
+            st.sync_upto = lsn;
+            self.work.notify_one();
+        }
+        None
+    }
+
+    /// Waits until `lsn` is durable, asking the owner to sync if its policy
+    /// would not.
+    pub(crate) fn wait_durable(&self, lsn: u64) -> Result<(), WalError> {
+        loop {
+            if let Some(result) = self.register(lsn, || Wake::Thread(std::thread::current())) {
+                return result;
+            }
+            std::thread::park();
+        }
+    }
+
+    pub(crate) fn poll_durable(&self, lsn: u64, waker: &Waker) -> Option<Result<(), WalError>> {
+        self.register(lsn, || Wake::Task(waker.clone()))
+    }
+
+    /// Waits, without asking for a sync, until `lsn` is durable or `timeout` passes.
+    pub(crate) fn wait_passive(
+        &self,
+        lsn: u64,
+        timeout: Option<Duration>,
+    ) -> Result<bool, WalError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if st.durable >= lsn {
+                    return Ok(true);
+                }
+                if let Some(e) = &st.poisoned {
+                    return Err(WalError::Poisoned(e.clone()));
+                }
+                if st.closing {
+                    return Err(WalError::Closed);
+                }
+                st.waiters
+                    .entry(lsn)
+                    .or_default()
+                    .push(Wake::Thread(std::thread::current()));
+            }
+            match deadline {
+                None => std::thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(false);
+                    }
+                    std::thread::park_timeout(d - now);
+                }
+            }
+        }
+    }
+
+    fn poison(&self, st: &mut State, error: IoError) -> (Vec<Wake>, Result<(), WalError>) {
+        let error = Arc::new(error);
+        tracing::error!(%error, "write-ahead log poisoned");
+        st.poisoned = Some(error.clone());
+        let woken = std::mem::take(&mut st.waiters)
+            .into_values()
+            .flatten()
+            .collect();
+        (woken, Err(WalError::Io(error)))
+    }
+}
+
+/// A segmented, group-committed write-ahead log. See the crate docs for the
+/// durability contract it keeps.
+pub struct Wal {
+    shared: Arc<Shared>,
+    owner: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("backend", &self.shared.storage.backend())
+            .field("durable_lsn", &self.durable_lsn())
+            .finish()
+    }
+}
+
+impl Wal {
+    /// Opens (creating if empty) the log in directory `dir`, which must
+    /// exist, with the `io_uring`-capable backend where the kernel allows it.
+    ///
+    /// # Errors
+    /// [`WalError::InvalidOptions`], an I/O error (the directory lock is held
+    /// by another process: [`IoError::Locked`]), or [`WalError::Corrupt`] when
+    /// recovery finds damage the recovery mode may not repair.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<(Wal, RecoveryReport), WalError> {
+        let storage = wal_io::open_dir(dir, BackendChoice::Auto)?;
+        Wal::open_with(storage, options)
+    }
+
+    /// Opens the log on any [`Storage`], such as a simulated disk.
+    ///
+    /// # Errors
+    /// As [`Wal::open`].
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        options: Options,
+    ) -> Result<(Wal, RecoveryReport), WalError> {
+        options.validate()?;
+        let dir_lock = storage.lock()?;
+        let recovered = recover(&*storage, options.recovery)?;
+        let mut ids = Ids::new(options.identity_seed, recovered.next_lsn);
+        let log_id = recovered.log_id.unwrap_or_else(|| ids.next());
+        let mut segments = recovered.segments;
+        let next_lsn = recovered.next_lsn;
+        let active = match (segments.last(), recovered.tail) {
+            (Some(last), Some(valid_end)) => {
+                // Remove whatever follows the valid prefix (a torn tail, frames
+                // of unacknowledged writes) before appending after it: stale
+                // frames of this segment must never follow new ones.
+                let file = &last.file;
+                let size = file.size()?;
+                let mut changed = false;
+                if size > valid_end {
+                    file.set_len(valid_end)?;
+                    changed = true;
+                }
+                if options.preallocate && valid_end < options.segment_bytes {
+                    file.allocate(0, options.segment_bytes)?;
+                    changed = true;
+                }
+                if changed {
+                    file.sync_data()?;
+                }
+                Active {
+                    meta: last.clone(),
+                    offset: valid_end,
+                }
+            }
+            _ => {
+                let active = segment::create(&*storage, &options, log_id, ids.next(), next_lsn)?;
+                segments.push(active.meta.clone());
+                active
+            }
+        };
+        let durable = next_lsn - 1;
+        let shared = Arc::new(Shared {
+            log_id,
+            state: Mutex::new(State {
+                buf: Vec::with_capacity(options.queue_bytes_max.min(1 << 20)),
+                frame: None,
+                next_lsn,
+                written: durable,
+                durable,
+                sync_upto: durable,
+                pending_since: None,
+                last_sync: Instant::now(),
+                poisoned: None,
+                closing: false,
+                waiters: BTreeMap::new(),
+            }),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            io: Mutex::new(Io {
+                active,
+                ids,
+                encoder: FrameEncoder::new(options.compression),
+                seal: Vec::with_capacity(FRAME_HEADER_LEN),
+            }),
+            segments: RwLock::new(segments),
+            durable: AtomicU64::new(durable),
+            written: AtomicU64::new(durable),
+            appended: AtomicU64::new(durable),
+            stats: StatsCollector::default(),
+            storage,
+            options,
+            _lock: dir_lock,
+        });
+        let owner_shared = shared.clone();
+        let owner = std::thread::Builder::new()
+            .name("wal-owner".to_owned())
+            .spawn(move || run_owner(&owner_shared))
+            .map_err(|source| {
+                WalError::io(IoError::Os {
+                    op: wal_io::Op::Queue,
+                    path: "wal-owner thread".into(),
+                    source,
+                })
+            })?;
+        let report = recovered.report;
+        tracing::info!(
+            backend = %shared.storage.backend(),
+            first_lsn = report.first_lsn,
+            next_lsn = report.next_lsn,
+            cuts = report.cuts.len(),
+            "write-ahead log opened"
+        );
+        Ok((
+            Wal {
+                shared,
+                owner: Mutex::new(Some(owner)),
+            },
+            report,
+        ))
+    }
+
+    /// Appends one record; returns its LSN. Does not wait for the write.
+    ///
+    /// # Errors
+    /// [`WalError::RecordTooLarge`], [`WalError::Poisoned`], [`WalError::Closed`].
+    pub fn append(&self, record: &[u8]) -> Result<u64, WalError> {
+        self.append_batch(&[record]).map(|r| r.start)
+    }
+
+    /// Appends records atomically: after any crash either all of them are in
+    /// the log or none is. Returns their LSNs. Waits only while the queue is
+    /// full.
+    ///
+    /// # Errors
+    /// [`WalError::EmptyBatch`], [`WalError::RecordTooLarge`],
+    /// [`WalError::BatchTooLarge`], [`WalError::Poisoned`], [`WalError::Closed`].
+    pub fn append_batch(&self, records: &[&[u8]]) -> Result<Range<u64>, WalError> {
+        let options = &self.shared.options;
+        if records.is_empty() {
+            return Err(WalError::EmptyBatch);
+        }
+        let mut encoded = FRAME_HEADER_LEN + FRAME_ALIGN;
+        for r in records {
+            if r.len() > options.record_bytes_max {
+                return Err(WalError::RecordTooLarge {
+                    len: r.len(),
+                    max: options.record_bytes_max,
+                });
+            }
+            encoded += RECORD_PREFIX_LEN + r.len();
+        }
+        if encoded > options.queue_bytes_max {
+            return Err(WalError::BatchTooLarge {
+                len: encoded,
+                max: options.queue_bytes_max,
+            });
+        }
+        let mut st = lock(&self.shared.state);
+        loop {
+            Shared::check_usable(&st)?;
+            if st.frame.is_none() || st.buf.len() + encoded <= options.queue_bytes_max {
+                break;
+            }
+            // Backpressure: the queue is full until the owner takes it.
+            self.shared.work.notify_one();
+            st = self
+                .shared
+                .space
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        let first = st.next_lsn;
+        let state = &mut *st;
+        let builder = match &mut state.frame {
+            Some(b) => b,
+            None => {
+                let b = FrameBuilder::begin(&mut state.buf, UNBOUND_SEGMENT_ID, first)
+                    .map_err(internal)?;
+                state.pending_since = Some(Instant::now());
+                state.frame.insert(b)
+            }
+        };
+        for r in records {
+            builder.push(&mut state.buf, r).map_err(internal)?;
+        }
+        let count = records.len() as u64;
+        state.next_lsn += count;
+        self.shared
+            .appended
+            .store(state.next_lsn - 1, Ordering::Release);
+        self.shared.stats.appended(count, encoded as u64);
+        drop(st);
+        self.shared.work.notify_one();
+        Ok(first..first + count)
+    }
+
+    /// Appends a record and, under [`SyncPolicy::Always`] or
+    /// [`SyncPolicy::Group`], waits until it is durable; under the other
+    /// policies returns once it is appended. Returns its LSN.
+    ///
+    /// # Errors
+    /// As [`Wal::append`] and [`Wal::wait_durable`].
+    pub fn commit(&self, record: &[u8]) -> Result<u64, WalError> {
+        let lsn = self.append(record)?;
+        if self.shared.options.sync.commit_waits() {
+            self.shared.wait_durable(lsn)?;
+        }
+        Ok(lsn)
+    }
+
+    /// Appends a record and waits until it is durable, whatever the policy:
+    /// one commit can ask for more durability than the log's policy gives.
+    ///
+    /// # Errors
+    /// As [`Wal::append`] and [`Wal::wait_durable`].
+    pub fn commit_durable(&self, record: &[u8]) -> Result<u64, WalError> {
+        let lsn = self.append(record)?;
+        self.shared.wait_durable(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Blocks until every record up to `lsn` is durable, asking for a sync if
+    /// the policy would not make one.
+    ///
+    /// # Errors
+    /// [`WalError::BeyondEnd`] for an LSN not yet assigned; [`WalError::Io`]
+    /// if the write or sync failed; [`WalError::Poisoned`].
+    pub fn wait_durable(&self, lsn: u64) -> Result<(), WalError> {
+        self.shared.wait_durable(lsn)
+    }
+
+    /// A future that resolves when `lsn` is durable. It needs no particular
+    /// runtime (the owner thread wakes it), so it can be awaited on tokio
+    /// without `spawn_blocking`.
+    pub fn durable(&self, lsn: u64) -> crate::DurableFuture {
+        crate::DurableFuture::new(self.shared.clone(), lsn)
+    }
+
+    /// Calls `callback` once `lsn` is durable (or with the error if the log
+    /// fails first). The callback runs on the owner thread, or on this one if
+    /// the LSN is already durable: keep it short.
+    pub fn on_durable(
+        &self,
+        lsn: u64,
+        callback: impl FnOnce(Result<(), WalError>) + Send + 'static,
+    ) {
+        let mut callback = Some(callback);
+        let result = self.shared.register(lsn, || {
+            let f = callback.take();
+            Wake::Callback(Box::new(move |r| {
+                if let Some(f) = f {
+                    f(r);
+                }
+            }))
+        });
+        if let (Some(result), Some(f)) = (result, callback) {
+            f(result);
+        }
+    }
+
+    /// Makes everything appended so far durable.
+    ///
+    /// # Errors
+    /// As [`Wal::wait_durable`].
+    pub fn sync(&self) -> Result<(), WalError> {
+        let appended = self.appended_lsn();
+        if appended == 0 || appended < self.first_lsn() {
+            return Ok(());
+        }
+        self.shared.wait_durable(appended)
+    }
+
+    /// The last LSN assigned (0 if none ever was).
+    pub fn appended_lsn(&self) -> u64 {
+        self.shared.appended.load(Ordering::Acquire)
+    }
+
+    /// The last LSN written to the file system (not necessarily durable).
+    pub fn written_lsn(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
+    }
+
+    /// The last LSN known durable: it survives a crash or power loss.
+    pub fn durable_lsn(&self) -> u64 {
+        self.shared.durable_lsn()
+    }
+
+    /// The first LSN still in the log.
+    pub fn first_lsn(&self) -> u64 {
+        self.shared
+            .segments_read()
+            .first()
+            .map_or(1, |s| s.first_lsn)
+    }
+
+    /// The backend the log's storage runs on.
+    pub fn backend(&self) -> wal_io::Backend {
+        self.shared.storage.backend()
+    }
+
+    /// A reader of durable records from `lsn` on.
+    ///
+    /// # Errors
+    /// [`WalError::Purged`] if `lsn` was truncated away.
+    pub fn reader(&self, lsn: u64) -> Result<Reader, WalError> {
+        let first = self.first_lsn();
+        if lsn < first {
+            return Err(WalError::Purged { lsn, first });
+        }
+        Ok(Reader::new(self.shared.clone(), lsn))
+    }
+
+    /// A snapshot of the counters and histograms.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Removes whole segments whose records all come before `lsn` (after a
+    /// checkpoint covering them). Records of a segment that also holds `lsn`
+    /// or later stay readable. Returns how many segments went. Crash-safe:
+    /// segments go oldest first, so a crash leaves a contiguous log.
+    ///
+    /// # Errors
+    /// An I/O error removing files; a failed directory sync poisons the log.
+    pub fn truncate_front(&self, lsn: u64) -> Result<usize, WalError> {
+        let _io = lock(&self.shared.io);
+        let mut segs = self.shared.segments_write();
+        let mut removed = 0;
+        while segs.len() >= 2 && segs.get(1).is_some_and(|s| s.first_lsn <= lsn) {
+            let old = segs.remove(0);
+            self.shared.storage.remove(&old.name)?;
+            removed += 1;
+        }
+        drop(segs);
+        if removed > 0
+            && let Err(e) = self.shared.storage.sync_dir()
+        {
+            let mut st = lock(&self.shared.state);
+            let (woken, result) = self.shared.poison(&mut st, e);
+            drop(st);
+            woken.into_iter().for_each(|w| w.fire(&result));
+            return result.map(|()| removed);
+        }
+        Ok(removed)
+    }
+
+    /// Removes every record after `lsn`, so that the next append gets
+    /// `lsn + 1` (for Raft log conflicts). Everything appended is made durable
+    /// first. Crash-safe: after a crash the log is a prefix of the log before
+    /// the call that holds every record up to `lsn`; if it still holds later
+    /// ones, the truncation did not happen and may be repeated.
+    ///
+    /// # Errors
+    /// [`WalError::Purged`] if `lsn + 1` is before the first LSN; I/O errors
+    /// (which poison the log).
+    pub fn truncate_back(&self, lsn: u64) -> Result<(), WalError> {
+        loop {
+            self.sync()?;
+            let mut io = lock(&self.shared.io);
+            let mut st = lock(&self.shared.state);
+            Shared::check_usable(&st)?;
+            if st.frame.is_some() || st.durable + 1 != st.next_lsn {
+                // New appends arrived after the sync: make them durable too.
+                continue;
+            }
+            if lsn + 1 >= st.next_lsn {
+                return Ok(());
+            }
+            let first = self
+                .shared
+                .segments_read()
+                .first()
+                .map_or(1, |s| s.first_lsn);
+            if lsn + 1 < first {
+                return Err(WalError::Purged {
+                    lsn: lsn + 1,
+                    first,
+                });
+            }
+            let result = self.truncate_back_locked(&mut io, lsn);
+            return match result {
+                Ok(()) => {
+                    st.next_lsn = lsn + 1;
+                    st.written = lsn;
+                    st.durable = lsn;
+                    st.sync_upto = st.sync_upto.min(lsn);
+                    self.shared.durable.store(lsn, Ordering::Release);
+                    self.shared.written.store(lsn, Ordering::Release);
+                    self.shared.appended.store(lsn, Ordering::Release);
+                    Ok(())
+                }
+                Err(e) => {
+                    let (woken, result) = self.shared.poison(&mut st, e);
+                    drop(st);
+                    woken.into_iter().for_each(|w| w.fire(&result));
+                    result
+                }
+            };
+        }
+    }
+
+    fn truncate_back_locked(&self, io: &mut Io, lsn: u64) -> Result<(), IoError> {
+        let storage = &*self.shared.storage;
+        let mut segs = self.shared.segments_write();
+        // Newest first, so a crash leaves a prefix of the log.
+        while segs.last().is_some_and(|s| s.first_lsn > lsn) {
+            if let Some(old) = segs.pop() {
+                storage.remove(&old.name)?;
+            }
+        }
+        storage.sync_dir()?;
+        // A new segment starting at lsn + 1 cuts the one before it there,
+        // logically: recovery reads a segment only up to the next one's first
+        // LSN. Its creation (synced header and directory) is the commit point.
+        let active = segment::create(
+            storage,
+            &self.shared.options,
+            self.shared.log_id,
+            io.ids.next(),
+            lsn + 1,
+        )?;
+        if let Some(prev) = segs.last() {
+            prev.set_end_lsn(lsn + 1);
+        }
+        segs.push(active.meta.clone());
+        io.active = active;
+        Ok(())
+    }
+
+    /// Writes and syncs everything appended, stops the owner thread and
+    /// releases the directory lock (once every reader is dropped too).
+    ///
+    /// # Errors
+    /// The error that poisoned the log, if one did.
+    pub fn close(self) -> Result<(), WalError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<(), WalError> {
+        {
+            let mut st = lock(&self.shared.state);
+            st.closing = true;
+        }
+        self.shared.work.notify_all();
+        self.shared.space.notify_all();
+        if let Some(owner) = lock(&self.owner).take() {
+            // The owner never panics on I/O errors; a panic is a bug to surface.
+            owner
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
+        let mut st = lock(&self.shared.state);
+        let woken: Vec<Wake> = std::mem::take(&mut st.waiters)
+            .into_values()
+            .flatten()
+            .collect();
+        let result = match &st.poisoned {
+            Some(e) => Err(WalError::Poisoned(e.clone())),
+            None => Ok(()),
+        };
+        drop(st);
+        let closed = Err(WalError::Closed);
+        woken.into_iter().for_each(|w| w.fire(&closed));
+        result
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn internal(e: wal_format::EncodeError) -> WalError {
+    // Lengths are checked before anything is pushed; reaching this is a bug.
+    WalError::InvalidOptions {
+        field: "internal",
+        reason: format!("frame encoding failed after validation: {e}"),
+    }
+}
+
+/// What the owner decided to do in one round.
+struct Round {
+    frame: Option<FrameBuilder>,
+    sync: bool,
+    durable: u64,
+}
+
+/// Waits for work and decides what to do: write the pending frame, sync, or stop.
+fn next_round(shared: &Shared, batch: &mut Vec<u8>) -> Option<Round> {
+    let options = &shared.options;
+    let mut st = lock(&shared.state);
+    loop {
+        if st.poisoned.is_some() {
+            return None;
+        }
+        let now = Instant::now();
+        let first_pending = st.frame.as_ref().map(FrameBuilder::first_lsn);
+        let requested = first_pending.is_some_and(|f| st.sync_upto >= f);
+        let write = first_pending.is_some()
+            && (st.closing
+                || requested
+                || match options.sync {
+                    SyncPolicy::Always | SyncPolicy::Interval(_) => true,
+                    SyncPolicy::Group {
+                        max_delay,
+                        max_batch_bytes,
+                    } => {
+                        st.buf.len() >= max_batch_bytes
+                            || st.pending_since.is_some_and(|t| now >= t + max_delay)
+                    }
+                    SyncPolicy::Never => st.buf.len() >= options.queue_bytes_max / 2,
+                });
+        let unsynced = st.written > st.durable || write;
+        let sync = unsynced
+            && (st.closing
+                || st.sync_upto > st.durable
+                || match options.sync {
+                    SyncPolicy::Always | SyncPolicy::Group { .. } => true,
+                    SyncPolicy::Interval(d) => now >= st.last_sync + d,
+                    SyncPolicy::Never => false,
+                });
+        if write || sync {
+            let frame = if write { st.frame.take() } else { None };
+            if frame.is_some() {
+                std::mem::swap(&mut st.buf, batch);
+                st.pending_since = None;
+                shared.space.notify_all();
+            }
+            return Some(Round {
+                frame,
+                sync,
+                durable: st.durable,
+            });
+        }
+        if st.closing {
+            return None;
+        }
+        let timeout = match options.sync {
+            SyncPolicy::Group { max_delay, .. } => st
+                .pending_since
+                .map(|t| (t + max_delay).saturating_duration_since(now)),
+            SyncPolicy::Interval(d) if st.written > st.durable => {
+                Some((st.last_sync + d).saturating_duration_since(now))
+            }
+            _ => None,
+        };
+        st = match timeout {
+            Some(t) => shared
+                .work
+                .wait_timeout(st, t)
+                .map_or_else(|p| p.into_inner().0, |(g, _)| g),
+            None => shared
+                .work
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        };
+    }
+}
+
+fn run_owner(shared: &Shared) {
+    let mut batch: Vec<u8> = Vec::new();
+    while let Some(round) = next_round(shared, &mut batch) {
+        let mut io = lock(&shared.io);
+        let outcome = do_round(shared, &mut io, &mut batch, round);
+        batch.clear();
+        let mut st = lock(&shared.state);
+        let (woken, result) = match outcome {
+            Ok((written, durable)) => {
+                if let Some(w) = written {
+                    st.written = w;
+                    shared.written.store(w, Ordering::Release);
+                }
+                if let Some(d) = durable {
+                    st.durable = st.durable.max(d);
+                    st.last_sync = Instant::now();
+                    shared.durable.store(st.durable, Ordering::Release);
+                }
+                let after = st.durable + 1;
+                let later = st.waiters.split_off(&after);
+                let woken: Vec<Wake> = std::mem::replace(&mut st.waiters, later)
+                    .into_values()
+                    .flatten()
+                    .collect();
+                (woken, Ok(()))
+            }
+            Err(e) => shared.poison(&mut st, e),
+        };
+        drop(st);
+        drop(io);
+        // Wake in LSN order, outside the locks.
+        woken.into_iter().for_each(|w| w.fire(&result));
+        shared.space.notify_all();
+    }
+}
+
+/// One round of I/O: rotate if the frame does not fit, write it, sync.
+/// Returns the new written and durable watermarks.
+fn do_round(
+    shared: &Shared,
+    io: &mut Io,
+    batch: &mut Vec<u8>,
+    round: Round,
+) -> Result<(Option<u64>, Option<u64>), IoError> {
+    let options = &shared.options;
+    let mut written = None;
+    let mut durable = None;
+    if let Some(mut frame) = round.frame {
+        let span = tracing::debug_span!(
+            "wal.batch",
+            first_lsn = frame.first_lsn(),
+            records = frame.record_count(),
+            bytes = batch.len()
+        );
+        let _enter = span.enter();
+        let first_lsn = frame.first_lsn();
+        // Compression only shrinks a frame; padding adds at most FRAME_ALIGN.
+        let frame_max = (batch.len() + FRAME_ALIGN) as u64;
+        if io.active.offset + frame_max + SEAL_SPACE_BYTES > options.segment_bytes {
+            rotate(shared, io, first_lsn, round.durable)?;
+            durable = Some(first_lsn - 1);
+        }
+        frame
+            .set_segment_id(io.active.meta.id)
+            .map_err(encode_err)?;
+        let summary = io
+            .encoder
+            .finish(frame, batch, round.durable)
+            .map_err(encode_err)?;
+        let offset = io.active.offset;
+        io.active.meta.file.write_at(offset, &[batch.as_slice()])?;
+        io.active.meta.index_frame(first_lsn, offset);
+        io.active.offset += summary.encoded_len as u64;
+        shared
+            .stats
+            .batch(u64::from(summary.record_count), summary.encoded_len as u64);
+        written = Some(summary.next_lsn() - 1);
+    }
+    if round.sync {
+        let start = Instant::now();
+        io.active.meta.file.sync_data()?;
+        shared.stats.synced(start.elapsed());
+        durable = Some(written.unwrap_or_else(|| shared.written.load(Ordering::Acquire)));
+    }
+    Ok((written, durable))
+}
+
+/// Seals the active segment (durably: everything in it becomes durable) and
+/// starts the next one at `next_lsn`.
+fn rotate(shared: &Shared, io: &mut Io, next_lsn: u64, durable: u64) -> Result<(), IoError> {
+    io.seal.clear();
+    let seal =
+        encode_seal(&mut io.seal, io.active.meta.id, next_lsn, durable).map_err(encode_err)?;
+    let old = &io.active.meta;
+    old.file.write_at(io.active.offset, &[io.seal.as_slice()])?;
+    io.active.offset += seal.encoded_len as u64;
+    let start = Instant::now();
+    old.file.sync_data()?;
+    shared.stats.synced(start.elapsed());
+    let id = io.ids.next();
+    let next = segment::create(
+        &*shared.storage,
+        &shared.options,
+        shared.log_id,
+        id,
+        next_lsn,
+    )?;
+    shared.segments_write().push(next.meta.clone());
+    tracing::debug!(segment = %next.meta.name, "rotated to a new segment");
+    io.active = next;
+    Ok(())
+}
+
+fn encode_err(e: wal_format::EncodeError) -> IoError {
+    IoError::Unsupported {
+        op: wal_io::Op::Write,
+        path: "frame".into(),
+        reason: e.to_string(),
+    }
+}

@@ -1,0 +1,219 @@
+//! Reading durable records back, and tailing the log.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wal_format::{DecodeError, FRAME_HEADER_LEN, FrameExpect, FrameKind, Record, decode_frame};
+
+use crate::WalError;
+use crate::log::Shared;
+use crate::segment::SegMeta;
+
+/// Bytes read per call.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Iterates durable records in LSN order from a starting LSN, with `pread`
+/// (never `mmap`: an I/O error must be an error, not a `SIGBUS`). It sees
+/// records as they become durable, so it can also tail the log.
+///
+/// Records arrive with their LSN; LSNs are dense, except after a recovery
+/// in [`RecoveryMode::SkipCorrupted`](crate::RecoveryMode::SkipCorrupted),
+/// which may leave gaps the reader steps over.
+pub struct Reader {
+    shared: Arc<Shared>,
+    next: u64,
+    seg: Option<Arc<SegMeta>>,
+    chunk: Bytes,
+    chunk_at: u64,
+    pos: u64,
+    pending: VecDeque<Record>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("next", &self.next).finish()
+    }
+}
+
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>, next: u64) -> Self {
+        Reader {
+            shared,
+            next,
+            seg: None,
+            chunk: Bytes::new(),
+            chunk_at: 0,
+            pos: 0,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// The LSN the reader returns next.
+    pub fn next_lsn(&self) -> u64 {
+        self.next
+    }
+
+    /// The next record, waiting for it to become durable if it is not yet:
+    /// the tailing form of [`Iterator::next`]. Returns `Ok(None)` if `timeout`
+    /// passes first. Waiting never forces a sync.
+    ///
+    /// # Errors
+    /// As [`Iterator::next`], and [`WalError::Closed`] if the log closes.
+    pub fn next_wait(&mut self, timeout: Option<Duration>) -> Result<Option<Record>, WalError> {
+        loop {
+            if let Some(record) = self.next().transpose()? {
+                return Ok(Some(record));
+            }
+            if !self.shared.wait_passive(self.next, timeout)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Finds the segment holding `self.next`, stepping over gaps.
+    fn locate(&mut self) -> Result<bool, WalError> {
+        let segs = self.shared.segments_read();
+        let first = segs.first().map_or(1, |s| s.first_lsn);
+        if self.next < first {
+            return Err(WalError::Purged {
+                lsn: self.next,
+                first,
+            });
+        }
+        let i = segs
+            .partition_point(|s| s.first_lsn <= self.next)
+            .saturating_sub(1);
+        let Some(mut seg) = segs.get(i).cloned() else {
+            return Ok(false);
+        };
+        if self.next >= seg.end_lsn() {
+            match segs.get(i + 1) {
+                Some(after) => {
+                    self.next = after.first_lsn;
+                    seg = after.clone();
+                }
+                None => return Ok(false),
+            }
+        }
+        drop(segs);
+        self.pos = seg.seek(self.next);
+        self.seg = Some(seg);
+        self.chunk = Bytes::new();
+        Ok(true)
+    }
+
+    /// Reads `len` bytes (or to the end of the file) from `pos` into the chunk.
+    fn load(&mut self, seg: &SegMeta, len: usize) -> Result<(), WalError> {
+        let size = seg.file.size()?;
+        let want = usize::try_from(size.saturating_sub(self.pos))
+            .unwrap_or(usize::MAX)
+            .min(len);
+        let mut buf = vec![0u8; want];
+        seg.file.read_at(self.pos, &mut buf)?;
+        self.chunk = Bytes::from(buf);
+        self.chunk_at = self.pos;
+        Ok(())
+    }
+
+    /// Decodes the frame at `pos` into `pending`; returns false at the end
+    /// of the segment's readable frames.
+    fn read_frame(&mut self, durable: u64) -> Result<bool, WalError> {
+        let Some(seg) = self.seg.clone() else {
+            return Ok(false);
+        };
+        let expect = FrameExpect {
+            segment_id: seg.id,
+            first_lsn: None,
+        };
+        let mut reloaded = false;
+        let frame = loop {
+            let inside =
+                self.pos >= self.chunk_at && self.pos < self.chunk_at + self.chunk.len() as u64;
+            let at = usize::try_from(self.pos - self.chunk_at.min(self.pos)).unwrap_or(usize::MAX);
+            let attempt = if inside {
+                decode_frame(&self.chunk, at, expect)
+            } else {
+                Err(DecodeError::Incomplete {
+                    offset: 0,
+                    what: wal_format::Structure::FrameHeader,
+                    needed: FRAME_HEADER_LEN as u64,
+                    available: 0,
+                })
+            };
+            match attempt {
+                Ok(frame) => break frame,
+                // The cached chunk may predate the frame's write: read again.
+                Err(e) if !reloaded => {
+                    let needed = match e {
+                        DecodeError::Incomplete { needed, .. } => {
+                            usize::try_from(needed).unwrap_or(usize::MAX)
+                        }
+                        _ => 0,
+                    };
+                    self.load(&seg, needed.max(CHUNK_BYTES))?;
+                    reloaded = true;
+                }
+                Err(e) => {
+                    return Err(WalError::Corrupt {
+                        segment: seg.name.clone(),
+                        offset: self.pos,
+                        detail: format!("a durable frame does not decode: {e}"),
+                        cause: Some(e),
+                    });
+                }
+            }
+        };
+        self.pos += frame.encoded_len() as u64;
+        if frame.kind() == FrameKind::Seal {
+            return Ok(false);
+        }
+        let end = seg.end_lsn();
+        self.pending.extend(
+            frame
+                .records()
+                .filter(|r| r.lsn >= self.next && r.lsn < end && r.lsn <= durable),
+        );
+        Ok(true)
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, WalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(record) = self.pending.pop_front() {
+                self.next = record.lsn + 1;
+                return Some(Ok(record));
+            }
+            let durable = self.shared.durable_lsn();
+            if self.next > durable {
+                return None;
+            }
+            let in_segment = self.seg.as_ref().is_some_and(|s| self.next < s.end_lsn());
+            if !in_segment {
+                match self.locate() {
+                    Ok(true) => {}
+                    Ok(false) => return None,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            match self.read_frame(durable) {
+                Ok(true) => {}
+                // End of this segment's frames: on to the one holding `next`.
+                Ok(false) => {
+                    let stuck = self.seg.as_ref().map(|s| s.first_lsn);
+                    self.seg = None;
+                    match self.locate() {
+                        Ok(true) if self.seg.as_ref().map(|s| s.first_lsn) != stuck => {}
+                        Ok(_) => return None,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}

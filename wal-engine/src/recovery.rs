@@ -1,0 +1,438 @@
+//! Recovery: reading every segment back, deciding by the recovery mode what
+//! the log is, and saying what was found.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wal_format::{DecodeError, SegmentEnd, SegmentHeader, SegmentScanner};
+use wal_io::{FileOptions, FileRef, IoError, Storage};
+
+use crate::segment::{SegMeta, parse_segment_name};
+use crate::{RecoveryMode, WalError};
+
+/// Bytes read per call while loading a segment.
+const READ_CHUNK_BYTES: usize = 4 << 20;
+
+/// What recovery found in one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentReport {
+    /// The file's name.
+    pub name: String,
+    /// Its first LSN.
+    pub first_lsn: u64,
+    /// Valid frames read.
+    pub frames: u64,
+    /// Records kept from it.
+    pub records: u64,
+    /// Offset after its last valid frame.
+    pub valid_end: u64,
+    /// How its valid prefix ended.
+    pub end: SegmentEnd,
+}
+
+/// Something recovery removed or set aside, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cut {
+    /// The segment.
+    pub segment: String,
+    /// Where in it the removed bytes start.
+    pub offset: u64,
+    /// How many bytes were removed from the file (0 when only set aside logically).
+    pub bytes: u64,
+    /// Why.
+    pub reason: String,
+    /// The decoder's verdict on the first removed frame, where one applies.
+    pub error: Option<DecodeError>,
+}
+
+/// What [`Wal::open`](crate::Wal::open) found and did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The segments kept, in LSN order.
+    pub segments: Vec<SegmentReport>,
+    /// Records in the log after recovery.
+    pub records: u64,
+    /// The first LSN in the log (the next LSN if it is empty).
+    pub first_lsn: u64,
+    /// The next LSN the log assigns; the last record is `next_lsn - 1`.
+    pub next_lsn: u64,
+    /// What was cut from the tail or set aside, and why.
+    pub cuts: Vec<Cut>,
+    /// Segment files renamed aside (`.discarded`) by a salvage mode.
+    pub discarded: Vec<String>,
+    /// LSN ranges (`start..end`) missing from the log after a salvage mode
+    /// skipped damage.
+    pub gaps: Vec<(u64, u64)>,
+}
+
+struct Scanned {
+    name: String,
+    first_lsn: u64,
+    file: FileRef,
+    size: u64,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    BadHeader {
+        error: DecodeError,
+        all_zero: bool,
+    },
+    Scanned {
+        header: SegmentHeader,
+        summary: wal_format::ScanSummary,
+        index: Vec<(u64, u64)>,
+    },
+}
+
+fn load(file: &FileRef) -> Result<(u64, Vec<u8>), IoError> {
+    let size = file.size()?;
+    let len = usize::try_from(size).map_err(|_| IoError::Unsupported {
+        op: wal_io::Op::Read,
+        path: file.name().into(),
+        reason: format!("segment of {size} bytes does not fit in memory"),
+    })?;
+    let mut data = vec![0u8; len];
+    for (i, chunk) in data.chunks_mut(READ_CHUNK_BYTES).enumerate() {
+        file.read_at((i * READ_CHUNK_BYTES) as u64, chunk)?;
+    }
+    Ok((size, data))
+}
+
+fn scan(storage: &dyn Storage, name: String, first_lsn: u64) -> Result<Scanned, IoError> {
+    let file = storage.open(&name, FileOptions::BUFFERED)?;
+    let (size, data) = load(&file)?;
+    let all_zero = data.iter().all(|&b| b == 0);
+    let outcome = match SegmentScanner::new(Bytes::from(data)) {
+        Err(error) => Outcome::BadHeader { error, all_zero },
+        Ok(mut scanner) => {
+            let header = *scanner.header();
+            let mut index = Vec::new();
+            for frame in scanner.by_ref() {
+                SegMeta::sparse(&mut index, frame.first_lsn(), frame.offset());
+            }
+            Outcome::Scanned {
+                header,
+                summary: scanner.finish(),
+                index,
+            }
+        }
+    };
+    Ok(Scanned {
+        name,
+        first_lsn,
+        file,
+        size,
+        outcome,
+    })
+}
+
+/// Scans segments on as many threads as the machine has, at most one
+/// segment in memory per thread.
+fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scanned>, IoError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(names.len())
+        .max(1);
+    let mut slots: Vec<Option<Result<Scanned, IoError>>> = (0..names.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<(usize, (String, u64))> = names
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .filter(|(i, _)| i % threads == t)
+                    .collect();
+                s.spawn(move || {
+                    mine.into_iter()
+                        .map(|(i, (name, lsn))| (i, scan(storage, name, lsn)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            // A panic in a scan thread is a bug; surface it as one.
+            let results = handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            for (i, r) in results {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = Some(r);
+                }
+            }
+        }
+    });
+    slots.into_iter().flatten().collect()
+}
+
+/// The log as recovery leaves it.
+pub(crate) struct Recovered {
+    pub(crate) log_id: Option<u64>,
+    pub(crate) segments: Vec<Arc<SegMeta>>,
+    pub(crate) next_lsn: u64,
+    /// Where appending resumes in the last segment, unless it is sealed.
+    pub(crate) tail: Option<u64>,
+    pub(crate) report: RecoveryReport,
+}
+
+fn corrupt(segment: &str, offset: u64, detail: String, cause: Option<DecodeError>) -> WalError {
+    WalError::Corrupt {
+        segment: segment.to_owned(),
+        offset,
+        detail,
+        cause,
+    }
+}
+
+/// Sets a segment aside under a `.discarded` name (salvage modes only).
+fn discard(
+    storage: &dyn Storage,
+    s: &Scanned,
+    report: &mut RecoveryReport,
+    reason: String,
+) -> Result<(), IoError> {
+    let aside = format!("{}.discarded", s.name);
+    storage.rename(&s.name, &aside)?;
+    report.discarded.push(aside);
+    report.cuts.push(Cut {
+        segment: s.name.clone(),
+        offset: 0,
+        bytes: 0,
+        reason,
+        error: None,
+    });
+    Ok(())
+}
+
+pub(crate) fn recover(storage: &dyn Storage, mode: RecoveryMode) -> Result<Recovered, WalError> {
+    let mut names: Vec<(String, u64)> = storage
+        .list()?
+        .into_iter()
+        .filter_map(|n| parse_segment_name(&n).map(|lsn| (n, lsn)))
+        .collect();
+    names.sort_by_key(|(_, lsn)| *lsn);
+    let scanned = scan_all(storage, names)?;
+    let count = scanned.len();
+    let mut report = RecoveryReport::default();
+    let mut segments: Vec<Arc<SegMeta>> = Vec::new();
+    let mut log_id = None;
+    let mut next_lsn: Option<u64> = None;
+    let mut tail = None;
+    let mut stop = false;
+    let mut changed_dir = false;
+    for (i, s) in scanned.iter().enumerate() {
+        let last = i + 1 == count;
+        if stop {
+            discard(
+                storage,
+                s,
+                &mut report,
+                "after the point-in-time cut".to_owned(),
+            )?;
+            changed_dir = true;
+            continue;
+        }
+        let (header, summary, index) = match &s.outcome {
+            Outcome::BadHeader { all_zero: true, .. } if last => {
+                // A creation interrupted before its header was synced: it
+                // never held a record.
+                storage.remove(&s.name)?;
+                changed_dir = true;
+                report.cuts.push(Cut {
+                    segment: s.name.clone(),
+                    offset: 0,
+                    bytes: s.size,
+                    reason: "segment creation was interrupted (no header); removed".to_owned(),
+                    error: None,
+                });
+                continue;
+            }
+            Outcome::BadHeader { error, .. } => {
+                let detail = format!("unreadable segment header: {error}");
+                match mode {
+                    RecoveryMode::PointInTime => {
+                        stop = true;
+                        discard(storage, s, &mut report, detail)?;
+                        changed_dir = true;
+                        continue;
+                    }
+                    RecoveryMode::SkipCorrupted => {
+                        discard(storage, s, &mut report, detail)?;
+                        changed_dir = true;
+                        continue;
+                    }
+                    _ => return Err(corrupt(&s.name, 0, detail, Some(error.clone()))),
+                }
+            }
+            Outcome::Scanned {
+                header,
+                summary,
+                index,
+            } => (header, summary, index),
+        };
+        if header.first_lsn() != s.first_lsn {
+            return Err(corrupt(
+                &s.name,
+                0,
+                format!(
+                    "header says first LSN {}, the name says {}",
+                    header.first_lsn(),
+                    s.first_lsn
+                ),
+                None,
+            ));
+        }
+        match log_id {
+            None => log_id = Some(header.log_id()),
+            Some(id) if id != header.log_id() => {
+                return Err(corrupt(
+                    &s.name,
+                    0,
+                    format!("belongs to log {:#x}, not {id:#x}", header.log_id()),
+                    None,
+                ));
+            }
+            Some(_) => {}
+        }
+        // Chain: this segment must start at or before where the previous ends.
+        if let (Some(prev), Some(expected)) = (segments.last(), next_lsn) {
+            if s.first_lsn < expected {
+                // A later segment starting inside the previous one was made by
+                // truncate_back: the previous one logically ends there.
+                prev.set_end_lsn(s.first_lsn);
+                if let Some(r) = report.segments.last_mut() {
+                    r.records = s.first_lsn.saturating_sub(r.first_lsn);
+                }
+            } else if s.first_lsn > expected {
+                let detail = format!(
+                    "LSNs {expected}..{} are missing before this segment",
+                    s.first_lsn
+                );
+                match mode {
+                    RecoveryMode::PointInTime => {
+                        stop = true;
+                        discard(storage, s, &mut report, detail)?;
+                        changed_dir = true;
+                        continue;
+                    }
+                    RecoveryMode::SkipCorrupted => report.gaps.push((expected, s.first_lsn)),
+                    _ => return Err(corrupt(&s.name, 0, detail, None)),
+                }
+            }
+        }
+        let mut keep_end = summary.valid_end;
+        let seg_report = |records: u64| SegmentReport {
+            name: s.name.clone(),
+            first_lsn: s.first_lsn,
+            frames: summary.frames,
+            records,
+            valid_end: summary.valid_end,
+            end: summary.end.clone(),
+        };
+        match &summary.end {
+            SegmentEnd::Clean | SegmentEnd::Sealed { .. } => {}
+            SegmentEnd::TornTail {
+                error,
+                later_frames,
+            } => {
+                if mode == RecoveryMode::AbsoluteConsistency {
+                    return Err(corrupt(
+                        &s.name,
+                        summary.valid_end,
+                        format!(
+                            "torn tail ({later_frames} unacknowledged frames after it) and the mode is AbsoluteConsistency"
+                        ),
+                        Some(error.clone()),
+                    ));
+                }
+                if last {
+                    report.cuts.push(Cut {
+                        segment: s.name.clone(),
+                        offset: summary.valid_end,
+                        bytes: s.size.saturating_sub(summary.valid_end),
+                        reason: format!(
+                            "torn tail: an interrupted, unacknowledged write ({later_frames} later frames, none vouching for it)"
+                        ),
+                        error: Some(error.clone()),
+                    });
+                }
+            }
+            SegmentEnd::Corrupt { error, evidence } => {
+                let detail = format!(
+                    "{error}; the frame at offset {} (LSN {}) records LSN {} as durable, so acknowledged data was lost",
+                    evidence.offset, evidence.first_lsn, evidence.durable_lsn
+                );
+                match mode {
+                    RecoveryMode::PointInTime => {
+                        stop = true;
+                        report.cuts.push(Cut {
+                            segment: s.name.clone(),
+                            offset: summary.valid_end,
+                            bytes: s.size.saturating_sub(summary.valid_end),
+                            reason: format!("point-in-time cut at corruption: {detail}"),
+                            error: Some(error.clone()),
+                        });
+                        keep_end = summary.valid_end;
+                    }
+                    RecoveryMode::SkipCorrupted => {
+                        report.gaps.push((summary.next_lsn, evidence.first_lsn));
+                        report.cuts.push(Cut {
+                            segment: s.name.clone(),
+                            offset: summary.valid_end,
+                            bytes: 0,
+                            reason: format!(
+                                "skipped the rest of the segment after corruption: {detail}"
+                            ),
+                            error: Some(error.clone()),
+                        });
+                    }
+                    _ => {
+                        return Err(corrupt(
+                            &s.name,
+                            summary.valid_end,
+                            detail,
+                            Some(error.clone()),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        report.segments.push(seg_report(summary.records));
+        segments.push(Arc::new(SegMeta::new(
+            s.first_lsn,
+            s.name.clone(),
+            s.file.clone(),
+            header.segment_id(),
+            index.clone(),
+        )));
+        next_lsn = Some(summary.next_lsn);
+        tail = match summary.end {
+            SegmentEnd::Sealed { .. } => None,
+            _ => Some(keep_end),
+        };
+        // A segment after a point-in-time stop or skipped damage is not appended to.
+        if stop || matches!(summary.end, SegmentEnd::Corrupt { .. }) {
+            tail = Some(keep_end);
+        }
+    }
+    if changed_dir {
+        storage.sync_dir()?;
+    }
+    let first_lsn = segments.first().map_or(1, |s| s.first_lsn);
+    let next = next_lsn.unwrap_or(first_lsn);
+    report.first_lsn = first_lsn;
+    report.next_lsn = next;
+    report.records = report.segments.iter().map(|s| s.records).sum();
+    Ok(Recovered {
+        log_id,
+        segments,
+        next_lsn: next,
+        tail,
+        report,
+    })
+}

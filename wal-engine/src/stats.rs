@@ -1,0 +1,150 @@
+//! Counters and histograms, cheap enough to keep always on.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Buckets of a [`Histogram`]: bucket `i` counts values in `[2^i, 2^(i+1))`
+/// (bucket 0 also holds 0).
+pub const HISTOGRAM_BUCKETS: usize = 40;
+
+/// A base-2 histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    /// Counts per power-of-two bucket.
+    pub buckets: [u64; HISTOGRAM_BUCKETS],
+    /// Values recorded.
+    pub count: u64,
+    /// Their sum.
+    pub sum: u64,
+    /// The largest.
+    pub max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: [0; HISTOGRAM_BUCKETS],
+            count: 0,
+            sum: 0,
+            max: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn record(&mut self, value: u64) {
+        let bucket = (63 - value.max(1).leading_zeros()) as usize;
+        if let Some(b) = self.buckets.get_mut(bucket.min(HISTOGRAM_BUCKETS - 1)) {
+            *b += 1;
+        }
+        self.count += 1;
+        self.sum = self.sum.saturating_add(value);
+        self.max = self.max.max(value);
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0.0 to 1.0), or 0
+    /// if empty: accurate to a factor of two.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        // Counts stay far below 2^52, where f64 is exact.
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return (2u64 << i).saturating_sub(1).min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// A snapshot of the log's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records appended.
+    pub appends: u64,
+    /// Encoded bytes appended (record prefixes included).
+    pub append_bytes: u64,
+    /// Frames written (one per group-commit batch).
+    pub batches: u64,
+    /// Bytes written in frames.
+    pub written_bytes: u64,
+    /// Data syncs.
+    pub syncs: u64,
+    /// Records per batch.
+    pub batch_records: Histogram,
+    /// Data sync latency in microseconds.
+    pub sync_micros: Histogram,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StatsCollector {
+    inner: Mutex<Stats>,
+}
+
+impl StatsCollector {
+    fn with(&self, f: impl FnOnce(&mut Stats)) {
+        f(&mut self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    pub(crate) fn appended(&self, records: u64, bytes: u64) {
+        self.with(|s| {
+            s.appends += records;
+            s.append_bytes += bytes;
+        });
+    }
+
+    pub(crate) fn batch(&self, records: u64, bytes: u64) {
+        self.with(|s| {
+            s.batches += 1;
+            s.written_bytes += bytes;
+            s.batch_records.record(records);
+        });
+    }
+
+    pub(crate) fn synced(&self, took: Duration) {
+        self.with(|s| {
+            s.syncs += 1;
+            s.sync_micros
+                .record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        });
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_bucket_bounds() {
+        let mut h = Histogram::default();
+        for v in [0, 1, 3, 100, 1000] {
+            h.record(v);
+        }
+        assert_eq!(h.count, 5);
+        assert_eq!(h.max, 1000);
+        assert_eq!(h.quantile(0.0), 1);
+        assert_eq!(h.quantile(0.6), 3);
+        assert_eq!(h.quantile(1.0), 1000);
+        assert_eq!(Histogram::default().quantile(0.5), 0);
+    }
+}
