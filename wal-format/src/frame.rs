@@ -503,8 +503,9 @@ impl Frame {
         self.offset
     }
 
-    /// Bytes the frame occupies, padding included (less only when the
-    /// buffer ends inside the padding).
+    /// Bytes the frame occupies, padding included: the next frame starts
+    /// this far after this one, even where the buffer ends inside the padding
+    /// (a writer resuming there must keep frames aligned).
     pub fn encoded_len(&self) -> usize {
         self.encoded_len
     }
@@ -874,7 +875,7 @@ pub fn decode_frame(
     Ok(Frame {
         header,
         offset: at,
-        encoded_len: align_up(frame_len).min(rest.len()),
+        encoded_len: align_up(frame_len),
         payload,
     })
 }

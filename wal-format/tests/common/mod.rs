@@ -109,7 +109,13 @@ pub fn scan_checked(bytes: Vec<u8>, written: &Built) -> (u64, ScanSummary) {
             seen += 1;
         }
     }
-    (seen, scanner.finish())
+    let summary = scanner.finish();
+    assert_eq!(
+        summary.valid_end % wal_format::FRAME_ALIGN as u64,
+        0,
+        "a writer resuming at the valid end must stay aligned"
+    );
+    (seen, summary)
 }
 
 /// Fields of a frame header, to forge frames the encoder would refuse to write.
