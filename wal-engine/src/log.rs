@@ -124,11 +124,18 @@ impl Shared {
     /// is unusable; returns the immediate result in that case.
     fn register(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> Option<Result<(), WalError>> {
         let mut st = lock(&self.state);
+        // Fail-stop: once poisoned, every wait fails, even for an LSN made
+        // durable before. A waiter whose LSN was in flight gets the I/O error
+        // itself, as the failed write or sync was its own.
+        if let Some(e) = &st.poisoned {
+            return Some(Err(if lsn > st.durable {
+                WalError::Io(e.clone())
+            } else {
+                WalError::Poisoned(e.clone())
+            }));
+        }
         if st.durable >= lsn {
             return Some(Ok(()));
-        }
-        if let Some(e) = &st.poisoned {
-            return Some(Err(WalError::Poisoned(e.clone())));
         }
         if lsn >= st.next_lsn {
             return Some(Err(WalError::BeyondEnd {
@@ -490,11 +497,7 @@ impl Wal {
     /// # Errors
     /// As [`Wal::wait_durable`].
     pub fn sync(&self) -> Result<(), WalError> {
-        let appended = self.appended_lsn();
-        if appended == 0 || appended < self.first_lsn() {
-            return Ok(());
-        }
-        self.shared.wait_durable(appended)
+        self.shared.wait_durable(self.appended_lsn())
     }
 
     /// The last LSN assigned (0 if none ever was).

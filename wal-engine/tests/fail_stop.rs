@@ -1,0 +1,177 @@
+//! T6 and C6: every write and sync site fails once with EIO on the simulated
+//! disk. The log poisons itself within that call, makes no further sync,
+//! refuses every later call, and a reopen holds everything acknowledged
+//! before the error. A full disk at rotation is a clean error too.
+// Test sizes and counts are small: casts between integer widths cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
+use wal_engine::{Options, Wal, WalError};
+use wal_io::Op;
+use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
+
+const SEED: u64 = 77;
+
+fn options() -> Options {
+    let mut o = Options::default();
+    o.segment_bytes = 8 << 10;
+    o.queue_bytes_max = 2 << 10;
+    o.record_bytes_max = 512;
+    o.identity_seed = Some(SEED);
+    o
+}
+
+fn record(i: u64) -> Vec<u8> {
+    format!("{i:>6}|").repeat(1 + (i % 9) as usize).into_bytes()
+}
+
+/// A fixed workload touching every write and sync site: single commits,
+/// batches with an explicit sync, rotations, and both truncations. Records
+/// the highest acknowledged LSN as it goes; stops at the first error.
+fn workload(wal: &Wal, acked: &mut u64) -> Result<(), WalError> {
+    for i in 1..=60u64 {
+        *acked = wal.commit(&record(i))?;
+    }
+    for chunk in 0..10u64 {
+        let recs: Vec<Vec<u8>> = (0..6).map(|j| record(100 + chunk * 6 + j)).collect();
+        let refs: Vec<&[u8]> = recs.iter().map(Vec::as_slice).collect();
+        let lsns = wal.append_batch(&refs)?;
+        wal.sync()?;
+        *acked = lsns.end - 1;
+    }
+    wal.truncate_front(40)?;
+    let keep = *acked - 5;
+    wal.truncate_back(keep)?;
+    *acked = keep;
+    for i in 0..20u64 {
+        *acked = wal.commit(&record(500 + i))?;
+    }
+    Ok(())
+}
+
+fn reference_counts() -> Vec<(Op, u64)> {
+    let disk = SimDisk::new(SEED);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    let mut acked = 0;
+    workload(&wal, &mut acked).unwrap();
+    drop(wal);
+    [
+        Op::Create,
+        Op::Write,
+        Op::SyncData,
+        Op::SyncDir,
+        Op::Allocate,
+        Op::Remove,
+        Op::SetLen,
+    ]
+    .into_iter()
+    .map(|op| (op, disk.op_count(op)))
+    .collect()
+}
+
+/// Everything acknowledged is there after a power loss and a reopen.
+fn check_reopen(disk: &SimDisk, acked: u64, what: &str) {
+    disk.clear_faults();
+    disk.crash(CrashMode::LoseAll);
+    let (wal, report) =
+        Wal::open_with(disk.storage(), options()).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+    assert!(
+        report.next_lsn > acked,
+        "{what}: acknowledged up to {acked}, recovered up to {}",
+        report.next_lsn - 1
+    );
+    for r in wal.reader(wal.first_lsn()).unwrap() {
+        let r = r.unwrap();
+        assert!(!r.data.is_empty(), "{what}: LSN {}", r.lsn);
+    }
+}
+
+#[test]
+fn every_write_and_sync_site_fails_stop() {
+    let counts = reference_counts();
+    let mut faults = 0;
+    for (op, count) in counts {
+        for nth in 1..=count {
+            let what = format!("{op} #{nth}");
+            let disk = SimDisk::new(SEED);
+            disk.inject(Fault::once(op, nth, FaultError::Eio));
+            let wal = match Wal::open_with(disk.storage(), options()) {
+                Ok((wal, _)) => wal,
+                // The fault hit recovery or the first segment's creation: an
+                // error, and nothing was acknowledged yet.
+                Err(WalError::Io(_)) => {
+                    check_reopen(&disk, 0, &what);
+                    continue;
+                }
+                Err(e) => panic!("{what}: open failed oddly: {e}"),
+            };
+            let mut acked = 0;
+            let Err(error) = workload(&wal, &mut acked) else {
+                // This site is not reached by the workload with this fault (the
+                // counts include recovery's own operations).
+                continue;
+            };
+            faults += 1;
+            assert!(
+                matches!(error, WalError::Io(_) | WalError::Poisoned(_)),
+                "{what}: {error}"
+            );
+            let syncs = disk.op_count(Op::SyncData);
+            // Fail-stop: every later call fails at once, and none syncs.
+            assert!(
+                matches!(wal.append(b"late"), Err(WalError::Poisoned(_))),
+                "{what}"
+            );
+            assert!(
+                matches!(wal.commit(b"late"), Err(WalError::Poisoned(_))),
+                "{what}"
+            );
+            assert!(wal.sync().is_err(), "{what}");
+            assert!(wal.truncate_back(1).is_err(), "{what}");
+            assert!(wal.close().is_err(), "{what}: close reports the poison");
+            assert_eq!(
+                disk.op_count(Op::SyncData),
+                syncs,
+                "{what}: a sync followed the failure"
+            );
+            check_reopen(&disk, acked, &what);
+        }
+    }
+    assert!(faults > 100, "the workload met {faults} faults");
+}
+
+#[test]
+fn a_full_disk_at_rotation_is_a_clean_error() {
+    let disk = SimDisk::new(SEED);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    // From the next preallocation on, the disk is full.
+    disk.inject(Fault::from_then_on(
+        Op::Allocate,
+        disk.op_count(Op::Allocate) + 1,
+        FaultError::Enospc,
+    ));
+    let mut acked = 0;
+    let error = (1..=1000u64)
+        .find_map(|i| match wal.commit(&record(i)) {
+            Ok(lsn) => {
+                acked = lsn;
+                None
+            }
+            Err(e) => Some(e),
+        })
+        .expect("rotation never happened");
+    match &error {
+        WalError::Io(io) => assert_eq!(
+            io.raw_os_error(),
+            Some(rustix::io::Errno::NOSPC.raw_os_error()),
+            "{error}"
+        ),
+        other => panic!("expected the ENOSPC, got {other}"),
+    }
+    assert!(
+        acked > 10,
+        "records before the full disk were committed ({acked})"
+    );
+    assert!(error.to_string().contains("No space left"), "{error}");
+    drop(wal);
+    check_reopen(&disk, acked, "ENOSPC at rotation");
+}
