@@ -19,6 +19,11 @@ Commands:
   fuzz [TARGET] [--seconds N]
                      Runs a cargo-fuzz target (default: all, 60 s each). Installs
                      cargo-fuzz if missing. Targets: decode_frame, scan_segment.
+  torture [--crashes N] [--kills N] [--seed S]
+                     The long crash suites, in release mode: simulated power loss
+                     (default 1,000,000 crashes; CI runs 10,000) and kill -9 of a
+                     writing child process (default 2,000 cycles per backend; CI
+                     runs 200). --seed reruns one seed of the simulation.
   loom               Runs the loom models of the group-commit hand-off.
   help               This text.
 ";
@@ -33,6 +38,7 @@ fn main() -> ExitCode {
         "ci" => ci(rest),
         "bench" => bench(rest),
         "fuzz" => fuzz(rest),
+        "torture" => torture(rest),
         "loom" => loom(rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
@@ -202,6 +208,54 @@ fn bench(rest: &[String]) -> Result<(), String> {
         run(&format!("{package} micro-benchmarks"), cmd)?;
     }
     Ok(())
+}
+
+fn torture(rest: &[String]) -> Result<(), String> {
+    let mut crashes = "1000000".to_owned();
+    let mut kills = "2000".to_owned();
+    let mut seed = None;
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| -> Result<String, String> {
+            let v = args.next().ok_or(format!("{name} needs a number"))?;
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: `{v}` is not a whole number"))?;
+            Ok(v.clone())
+        };
+        match arg.as_str() {
+            "--crashes" => crashes = value("--crashes")?,
+            "--kills" => kills = value("--kills")?,
+            "--seed" => seed = Some(value("--seed")?),
+            other => return Err(format!("`torture` does not know `{other}`")),
+        }
+    }
+    let mut sim = cargo();
+    sim.args([
+        "test",
+        "--release",
+        "--package",
+        "wal-engine",
+        "--test",
+        "crash_recovery",
+        "--",
+        "--nocapture",
+    ])
+    .env("WAL_TORTURE_CRASHES", &crashes);
+    if let Some(seed) = &seed {
+        sim.env("WAL_TORTURE_SEED", seed);
+    }
+    run(&format!("{crashes} simulated power losses"), sim)?;
+    let mut kill = cargo();
+    kill.args([
+        "test",
+        "--release",
+        "--package",
+        "wal-engine",
+        "--test",
+        "kill_recovery",
+    ])
+    .env("WAL_KILL_CYCLES", &kills);
+    run(&format!("{kills} kill -9 cycles per backend"), kill)
 }
 
 const FUZZ_TARGETS: [&str; 2] = ["decode_frame", "scan_segment"];
