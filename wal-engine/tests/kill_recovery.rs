@@ -60,27 +60,36 @@ fn child(dir: &Path, backend: &str) {
     let wal = Arc::new(wal);
     let next = Arc::new(std::sync::Mutex::new(()));
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let (wal, next, out) = (wal.clone(), next.clone(), out.clone());
-            std::thread::spawn(move || {
-                loop {
-                    let lsn = {
-                        let _order = next.lock().unwrap();
-                        let lsn = wal.appended_lsn() + 1;
-                        assert_eq!(wal.append(&record(lsn)).unwrap(), lsn);
-                        lsn
-                    };
-                    wal.wait_durable(lsn).unwrap();
-                    let mut out = out.lock().unwrap();
-                    writeln!(out, "{lsn}").unwrap();
-                    out.flush().unwrap();
+    for _ in 0..4 {
+        let (wal, next, out) = (wal.clone(), next.clone(), out.clone());
+        std::thread::spawn(move || {
+            // A failure must end the child, not just this thread.
+            let fail = |what: String| -> ! {
+                eprintln!("child: {what}");
+                std::process::exit(1)
+            };
+            loop {
+                let lsn = {
+                    let _order = next.lock().unwrap();
+                    let lsn = wal.appended_lsn() + 1;
+                    match wal.append(&record(lsn)) {
+                        Ok(got) if got == lsn => lsn,
+                        other => fail(format!("append {lsn}: {other:?}")),
+                    }
+                };
+                if let Err(e) = wal.wait_durable(lsn) {
+                    fail(format!("wait {lsn}: {e}"));
                 }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
+                let mut out = out.lock().unwrap();
+                if writeln!(out, "{lsn}").and_then(|()| out.flush()).is_err() {
+                    fail("stdout closed".to_owned());
+                }
+            }
+        });
+    }
+    // Runs until the parent kills the process.
+    loop {
+        std::thread::park();
     }
 }
 
