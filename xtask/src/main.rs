@@ -180,7 +180,11 @@ fn ci(rest: &[String]) -> Result<(), String> {
 }
 
 /// The criterion micro-benchmarks: (package, bench target).
-const MICRO_BENCHES: [(&str, &str); 2] = [("wal-format", "codec"), ("wal-io", "raw")];
+const MICRO_BENCHES: [(&str, &str); 3] = [
+    ("wal-format", "codec"),
+    ("wal-io", "raw"),
+    ("wal-engine", "commit"),
+];
 
 fn bench(rest: &[String]) -> Result<(), String> {
     let mut full = false;
@@ -196,7 +200,7 @@ fn bench(rest: &[String]) -> Result<(), String> {
         "xtask: the workload benchmark (disk limit probe; durable commits with 1 and 64 \
          writers; bulk ingest; replay; key-value puts and gets; peers side by side) is \
          not implemented yet. Running the micro-benchmarks ({} profile): frame encode and \
-         decode against CRC32C, and the raw I/O backends.",
+         decode against CRC32C, the raw I/O backends, and durable commits.",
         if full { "full" } else { "quick" }
     );
     for (package, target) in MICRO_BENCHES {

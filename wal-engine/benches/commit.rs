@@ -1,0 +1,92 @@
+//! Durable commits of 128-byte records through the log, against the disk's
+//! one-at-a-time floor measured in the same run: a 128-byte `pwrite` plus
+//! `fdatasync` into already-written blocks of a file, with nothing else.
+//!
+//! - `floor/pwrite+fdatasync`: the floor, one durable write at a time.
+//! - `commit/1`: one thread, `Wal::commit` under `SyncPolicy::Always`.
+//! - `commit/8`: eight threads committing at once (group commit); the
+//!   throughput counts records.
+// Sizes are small constants: casts between integer widths cannot truncate.
+#![allow(clippy::cast_possible_truncation, missing_docs)]
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wal_engine::{Options, Wal};
+use wal_io::{BackendChoice, FileOptions};
+
+const RECORD: [u8; 128] = [0x42; 128];
+const REGION_BYTES: u64 = 16 << 20;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+fn bench_floor(c: &mut Criterion) {
+    let dir = tempdir();
+    let storage = wal_io::open_dir(dir.path(), BackendChoice::Portable).unwrap();
+    let file = storage.create("floor", FileOptions::BUFFERED).unwrap();
+    file.write_at(0, &[&vec![0xa5; REGION_BYTES as usize]])
+        .unwrap();
+    file.sync_data().unwrap();
+    let mut at = 0u64;
+    let mut group = c.benchmark_group("floor");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("pwrite+fdatasync", |b| {
+        b.iter(|| {
+            file.write_at(at, &[&RECORD]).unwrap();
+            file.sync_data().unwrap();
+            at = (at + 128) % REGION_BYTES;
+        })
+    });
+    group.finish();
+}
+
+fn bench_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("commit");
+    group.throughput(Throughput::Elements(1));
+    let dir = tempdir();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    group.bench_function("1", |b| b.iter(|| wal.commit(&RECORD).unwrap()));
+    drop(wal);
+
+    let threads = 8;
+    let dir = tempdir();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    let wal = Arc::new(wal);
+    group.bench_function(format!("{threads}"), |b| {
+        b.iter_custom(|iters| {
+            let per_thread = iters.div_ceil(threads);
+            let barrier = Arc::new(Barrier::new(threads as usize + 1));
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (wal, barrier) = (wal.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        for _ in 0..per_thread {
+                            wal.commit(&RECORD).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let start = Instant::now();
+            for h in handles {
+                h.join().unwrap();
+            }
+            // Time per record: the elapsed time shared over all threads' records.
+            start
+                .elapsed()
+                .mul_f64(iters as f64 / (per_thread * threads) as f64)
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = bench_floor, bench_commit
+}
+criterion_main!(benches);
