@@ -2,11 +2,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::WalError;
 use crate::log::Shared;
+use crate::sync::Arc;
 
 /// Resolves when its LSN is durable, or with the error that stopped the log.
 ///

@@ -58,6 +58,7 @@ mod reader;
 mod recovery;
 mod segment;
 mod stats;
+mod sync;
 
 pub use error::WalError;
 pub use future::DurableFuture;

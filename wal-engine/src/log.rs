@@ -3,10 +3,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::task::Waker;
-use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use wal_format::{
@@ -17,6 +14,11 @@ use wal_io::{BackendChoice, DirLock, IoError, Storage};
 use crate::recovery::{RecoveryReport, recover};
 use crate::segment::{self, Active, Ids, SegMeta};
 use crate::stats::{Stats, StatsCollector};
+use crate::sync::thread::{self, JoinHandle, Thread};
+use crate::sync::{
+    Arc, AtomicU64, Condvar, Mutex, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard, StdArc,
+    lock,
+};
 use crate::{Options, Reader, SyncPolicy, WalError};
 
 /// Placeholder identity of a frame under construction: the writer binds the
@@ -55,7 +57,9 @@ struct State {
     sync_upto: u64,
     pending_since: Option<Instant>,
     last_sync: Instant,
-    poisoned: Option<Arc<IoError>>,
+    /// The failure that stopped the log (a plain `Arc`: it is data, shared
+    /// with every error returned, not synchronisation).
+    poisoned: Option<StdArc<IoError>>,
     closing: bool,
     waiters: BTreeMap<u64, Vec<Wake>>,
 }
@@ -69,7 +73,7 @@ struct Io {
 }
 
 pub(crate) struct Shared {
-    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) storage: StdArc<dyn Storage>,
     pub(crate) options: Options,
     log_id: u64,
     state: Mutex<State>,
@@ -85,12 +89,6 @@ pub(crate) struct Shared {
     appended: AtomicU64,
     stats: StatsCollector,
     _lock: DirLock,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves its data consistent before it can panic,
-    // so a poisoned mutex (a panicking caller callback) is still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
@@ -155,10 +153,10 @@ impl Shared {
     /// would not.
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<(), WalError> {
         loop {
-            if let Some(result) = self.register(lsn, || Wake::Thread(std::thread::current())) {
+            if let Some(result) = self.register(lsn, || Wake::Thread(thread::current())) {
                 return result;
             }
-            std::thread::park();
+            thread::park();
         }
     }
 
@@ -188,23 +186,23 @@ impl Shared {
                 st.waiters
                     .entry(lsn)
                     .or_default()
-                    .push(Wake::Thread(std::thread::current()));
+                    .push(Wake::Thread(thread::current()));
             }
             match deadline {
-                None => std::thread::park(),
+                None => thread::park(),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Ok(false);
                     }
-                    std::thread::park_timeout(d - now);
+                    thread::park_timeout(d - now);
                 }
             }
         }
     }
 
     fn poison(&self, st: &mut State, error: IoError) -> (Vec<Wake>, Result<(), WalError>) {
-        let error = Arc::new(error);
+        let error = StdArc::new(error);
         tracing::error!(%error, "write-ahead log poisoned");
         st.poisoned = Some(error.clone());
         let woken = std::mem::take(&mut st.waiters)
@@ -252,7 +250,7 @@ impl Wal {
     /// # Errors
     /// As [`Wal::open`].
     pub fn open_with(
-        storage: Arc<dyn Storage>,
+        storage: StdArc<dyn Storage>,
         options: Options,
     ) -> Result<(Wal, RecoveryReport), WalError> {
         options.validate()?;
@@ -326,16 +324,15 @@ impl Wal {
             _lock: dir_lock,
         });
         let owner_shared = shared.clone();
-        let owner = std::thread::Builder::new()
-            .name("wal-owner".to_owned())
-            .spawn(move || run_owner(&owner_shared))
-            .map_err(|source| {
+        let owner = thread::spawn_named("wal-owner", move || run_owner(&owner_shared)).map_err(
+            |source| {
                 WalError::io(IoError::Os {
                     op: wal_io::Op::Queue,
                     path: "wal-owner thread".into(),
                     source,
                 })
-            })?;
+            },
+        )?;
         let report = recovered.report;
         tracing::info!(
             backend = %shared.storage.backend(),

@@ -1,7 +1,6 @@
 //! Reading durable records back, and tailing the log.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +9,7 @@ use wal_format::{DecodeError, FRAME_HEADER_LEN, FrameExpect, FrameKind, Record, 
 use crate::WalError;
 use crate::log::Shared;
 use crate::segment::SegMeta;
+use crate::sync::Arc;
 
 /// Bytes read per call.
 const CHUNK_BYTES: usize = 1 << 20;

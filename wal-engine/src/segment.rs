@@ -1,13 +1,12 @@
 //! Segment files: names, identities, creation, and what readers need of them.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use wal_format::SegmentHeader;
 use wal_io::{FileOptions, FileRef, IoError, Storage};
 
 use crate::Options;
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 
 /// Suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".wal";
@@ -114,10 +113,7 @@ impl SegMeta {
 
     /// Records a frame written at `offset` if it is far enough from the last entry.
     pub(crate) fn index_frame(&self, first_lsn: u64, offset: u64) {
-        let mut index = self
-            .index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut index = lock(&self.index);
         let far = index
             .last()
             .is_none_or(|&(_, last)| offset >= last + INDEX_STRIDE_BYTES);
@@ -128,10 +124,7 @@ impl SegMeta {
 
     /// The offset of the last indexed frame starting at or before `lsn`.
     pub(crate) fn seek(&self, lsn: u64) -> u64 {
-        let index = self
-            .index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let index = lock(&self.index);
         let at = index.partition_point(|&(first, _)| first <= lsn);
         at.checked_sub(1)
             .and_then(|i| index.get(i))

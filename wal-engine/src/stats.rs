@@ -1,7 +1,8 @@
 //! Counters and histograms, cheap enough to keep always on.
 
-use std::sync::Mutex;
 use std::time::Duration;
+
+use crate::sync::{Mutex, lock};
 
 /// Buckets of a [`Histogram`]: bucket `i` counts values in `[2^i, 2^(i+1))`
 /// (bucket 0 also holds 0).
@@ -93,10 +94,7 @@ pub(crate) struct StatsCollector {
 
 impl StatsCollector {
     fn with(&self, f: impl FnOnce(&mut Stats)) {
-        f(&mut self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner));
+        f(&mut lock(&self.inner));
     }
 
     pub(crate) fn appended(&self, records: u64, bytes: u64) {
@@ -123,10 +121,7 @@ impl StatsCollector {
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.inner).clone()
     }
 }
 
