@@ -247,6 +247,22 @@ impl Wal {
 
     /// Opens the log on any [`Storage`], such as a simulated disk.
     ///
+    /// ```
+    /// use wal_engine::{Options, Wal};
+    /// use wal_io::sim::{CrashMode, SimDisk};
+    ///
+    /// let disk = SimDisk::new(7);
+    /// let (wal, _) = Wal::open_with(disk.storage(), Options::default())?;
+    /// wal.commit(b"kept")?;
+    /// wal.append(b"maybe lost")?;
+    /// disk.crash(CrashMode::LoseAll); // power loss: unsynced data is gone
+    /// drop(wal);
+    ///
+    /// let (_wal, report) = Wal::open_with(disk.storage(), Options::default())?;
+    /// assert!(report.records >= 1);
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Wal::open`].
     pub fn open_with(
@@ -362,6 +378,14 @@ impl Wal {
     /// the log or none is. Returns their LSNs. Waits only while the queue is
     /// full.
     ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// let lsns = wal.append_batch(&[b"debit", b"credit"])?;
+    /// assert_eq!(lsns, 1..3);
+    /// wal.wait_durable(lsns.end - 1)?;
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`WalError::EmptyBatch`], [`WalError::RecordTooLarge`],
     /// [`WalError::BatchTooLarge`], [`WalError::Poisoned`], [`WalError::Closed`].
@@ -463,6 +487,15 @@ impl Wal {
     /// A future that resolves when `lsn` is durable. It needs no particular
     /// runtime (the owner thread wakes it), so it can be awaited on tokio
     /// without `spawn_blocking`.
+    ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// let lsn = wal.append(b"event")?;
+    /// let durable = wal.durable(lsn);
+    /// // `durable.await` in async code; any executor can poll it.
+    /// # drop(durable);
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
     pub fn durable(&self, lsn: u64) -> crate::DurableFuture {
         crate::DurableFuture::new(self.shared.clone(), lsn)
     }
@@ -470,6 +503,15 @@ impl Wal {
     /// Calls `callback` once `lsn` is durable (or with the error if the log
     /// fails first). The callback runs on the owner thread, or on this one if
     /// the LSN is already durable: keep it short.
+    ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let lsn = wal.append(b"event")?;
+    /// wal.on_durable(lsn, move |result| tx.send(result.is_ok()).unwrap());
+    /// assert!(rx.recv().unwrap());
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
     pub fn on_durable(
         &self,
         lsn: u64,
@@ -527,6 +569,16 @@ impl Wal {
 
     /// A reader of durable records from `lsn` on.
     ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// for i in 0..5u8 {
+    ///     wal.commit(&[i])?;
+    /// }
+    /// let tail: Vec<u64> = wal.reader(3)?.map(|r| r.map(|r| r.lsn)).collect::<Result<_, _>>()?;
+    /// assert_eq!(tail, [3, 4, 5]);
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`WalError::Purged`] if `lsn` was truncated away.
     pub fn reader(&self, lsn: u64) -> Result<Reader, WalError> {
@@ -546,6 +598,15 @@ impl Wal {
     /// checkpoint covering them). Records of a segment that also holds `lsn`
     /// or later stay readable. Returns how many segments went. Crash-safe:
     /// segments go oldest first, so a crash leaves a contiguous log.
+    ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// # wal.commit(b"x")?;
+    /// // After a checkpoint that covers everything before LSN 1000:
+    /// let removed = wal.truncate_front(1000)?;
+    /// assert_eq!(removed, 0); // one segment, still in use: nothing to remove
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
     ///
     /// # Errors
     /// An I/O error removing files; a failed directory sync poisons the log.
@@ -576,6 +637,17 @@ impl Wal {
     /// first. Crash-safe: after a crash the log is a prefix of the log before
     /// the call that holds every record up to `lsn`; if it still holds later
     /// ones, the truncation did not happen and may be repeated.
+    ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// for term in [1u8, 1, 1, 2] {
+    ///     wal.append(&[term])?;
+    /// }
+    /// // A new leader's log diverges after LSN 2:
+    /// wal.truncate_back(2)?;
+    /// assert_eq!(wal.append(&[3])?, 3);
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
     ///
     /// # Errors
     /// [`WalError::Purged`] if `lsn + 1` is before the first LSN; I/O errors

@@ -59,6 +59,17 @@ impl Reader {
     /// the tailing form of [`Iterator::next`]. Returns `Ok(None)` if `timeout`
     /// passes first. Waiting never forces a sync.
     ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// let mut tail = wal.reader(1)?;
+    /// assert!(tail.next_wait(Some(Duration::from_millis(1)))?.is_none()); // nothing yet
+    /// wal.commit(b"first")?;
+    /// let record = tail.next_wait(None)?.unwrap();
+    /// assert_eq!((record.lsn, &record.data[..]), (1, &b"first"[..]));
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Iterator::next`], and [`WalError::Closed`] if the log closes.
     pub fn next_wait(&mut self, timeout: Option<Duration>) -> Result<Option<Record>, WalError> {
