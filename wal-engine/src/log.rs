@@ -615,8 +615,11 @@ impl Wal {
         let mut segs = self.shared.segments_write();
         let mut removed = 0;
         while segs.len() >= 2 && segs.get(1).is_some_and(|s| s.first_lsn <= lsn) {
-            let old = segs.remove(0);
-            self.shared.storage.remove(&old.name)?;
+            // The file goes first: if removing it fails, the list still names it.
+            if let Some(oldest) = segs.first() {
+                self.shared.storage.remove(&oldest.name)?;
+            }
+            segs.remove(0);
             removed += 1;
         }
         drop(segs);
@@ -704,6 +707,9 @@ impl Wal {
         // Newest first, so a crash leaves a prefix of the log.
         while segs.last().is_some_and(|s| s.first_lsn > lsn) {
             if let Some(old) = segs.pop() {
+                // A reader still holding it must not hand out its records,
+                // whose LSNs will be given to new ones.
+                old.set_end_lsn(old.first_lsn);
                 storage.remove(&old.name)?;
             }
         }

@@ -310,14 +310,16 @@ pub(crate) fn recover(storage: &dyn Storage, mode: RecoveryMode) -> Result<Recov
         }
         // Chain: this segment must start at or before where the previous ends.
         if let (Some(prev), Some(expected)) = (segments.last(), next_lsn) {
-            if s.first_lsn < expected {
-                // A later segment starting inside the previous one was made by
-                // truncate_back: the previous one logically ends there.
+            if s.first_lsn <= expected {
+                // Readers move on to this segment at its first LSN. One that
+                // starts inside the previous one was made by truncate_back:
+                // the previous one logically ends there.
                 prev.set_end_lsn(s.first_lsn);
                 if let Some(r) = report.segments.last_mut() {
                     r.records = s.first_lsn.saturating_sub(r.first_lsn);
                 }
-            } else if s.first_lsn > expected {
+            } else {
+                prev.set_end_lsn(expected);
                 let detail = format!(
                     "LSNs {expected}..{} are missing before this segment",
                     s.first_lsn
@@ -389,11 +391,17 @@ pub(crate) fn recover(storage: &dyn Storage, mode: RecoveryMode) -> Result<Recov
                         keep_end = summary.valid_end;
                     }
                     RecoveryMode::SkipCorrupted => {
-                        report.gaps.push((summary.next_lsn, evidence.first_lsn));
+                        // The rest of this segment is skipped. In the last
+                        // segment that is the tail, cut before appending; in
+                        // an earlier one the chain check records the gap.
                         report.cuts.push(Cut {
                             segment: s.name.clone(),
                             offset: summary.valid_end,
-                            bytes: 0,
+                            bytes: if last {
+                                s.size.saturating_sub(summary.valid_end)
+                            } else {
+                                0
+                            },
                             reason: format!(
                                 "skipped the rest of the segment after corruption: {detail}"
                             ),
