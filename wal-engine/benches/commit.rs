@@ -6,6 +6,11 @@
 //! - `commit/1`: one thread, `Wal::commit` under `SyncPolicy::Always`.
 //! - `commit/8`: eight threads committing at once (group commit); the
 //!   throughput counts records.
+//! - `append/never`: one thread appending 128-byte records under
+//!   `SyncPolicy::Never`, the log writing them as its queue fills: the
+//!   cost of the append path, bounded by how fast the page cache takes writes.
+//! - `append/plain_bufwriter`: the baseline for it, a `std::io::BufWriter`
+//!   writing the same length-prefixed records to a file.
 // Sizes are small constants: casts between integer widths cannot truncate.
 #![allow(clippy::cast_possible_truncation, missing_docs)]
 
@@ -84,9 +89,33 @@ fn bench_commit(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    group.throughput(Throughput::Elements(1));
+    let dir = tempdir();
+    let mut options = Options::default();
+    options.sync = wal_engine::SyncPolicy::Never;
+    let (wal, _) = Wal::open(dir.path(), options).unwrap();
+    group.bench_function("never", |b| b.iter(|| wal.append(&RECORD).unwrap()));
+    drop(wal);
+
+    let dir = tempdir();
+    let file = std::fs::File::create(dir.path().join("plain")).unwrap();
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let prefix = (RECORD.len() as u32).to_le_bytes();
+    group.bench_function("plain_bufwriter", |b| {
+        b.iter(|| {
+            use std::io::Write;
+            writer.write_all(&prefix).unwrap();
+            writer.write_all(&RECORD).unwrap();
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = bench_floor, bench_commit
+    targets = bench_floor, bench_commit, bench_append
 }
 criterion_main!(benches);

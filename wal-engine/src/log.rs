@@ -61,6 +61,9 @@ struct State {
     /// with every error returned, not synchronisation).
     poisoned: Option<StdArc<IoError>>,
     closing: bool,
+    /// Counted here, under the lock appenders hold anyway.
+    appends: u64,
+    append_bytes: u64,
     waiters: BTreeMap<u64, Vec<Wake>>,
 }
 
@@ -320,6 +323,8 @@ impl Wal {
                 last_sync: Instant::now(),
                 poisoned: None,
                 closing: false,
+                appends: 0,
+                append_bytes: 0,
                 waiters: BTreeMap::new(),
             }),
             work: Condvar::new(),
@@ -426,6 +431,8 @@ impl Wal {
         }
         let first = st.next_lsn;
         let state = &mut *st;
+        let new_frame = state.frame.is_none();
+        let before = state.buf.len();
         let builder = match &mut state.frame {
             Some(b) => b,
             None => {
@@ -440,12 +447,26 @@ impl Wal {
         }
         let count = records.len() as u64;
         state.next_lsn += count;
+        state.appends += count;
+        state.append_bytes += (state.buf.len() - before) as u64;
         self.shared
             .appended
             .store(state.next_lsn - 1, Ordering::Release);
-        self.shared.stats.appended(count, encoded as u64);
+        // Wake the owner only when this append gives it something new to
+        // decide: a batch to take, or a size threshold crossed. Waking it on
+        // every append costs a system call each and makes it spin.
+        let threshold = match options.sync {
+            SyncPolicy::Group {
+                max_batch_bytes, ..
+            } => Some(max_batch_bytes),
+            SyncPolicy::Never => Some(options.queue_bytes_max / 2),
+            SyncPolicy::Always | SyncPolicy::Interval(_) => None,
+        };
+        let crossed = threshold.is_some_and(|t| before < t && state.buf.len() >= t);
         drop(st);
-        self.shared.work.notify_one();
+        if new_frame || crossed {
+            self.shared.work.notify_one();
+        }
         Ok(first..first + count)
     }
 
@@ -591,7 +612,11 @@ impl Wal {
 
     /// A snapshot of the counters and histograms.
     pub fn stats(&self) -> Stats {
-        self.shared.stats.snapshot()
+        let mut stats = self.shared.stats.snapshot();
+        let st = lock(&self.shared.state);
+        stats.appends = st.appends;
+        stats.append_bytes = st.append_bytes;
+        stats
     }
 
     /// Removes whole segments whose records all come before `lsn` (after a

@@ -97,13 +97,6 @@ impl StatsCollector {
         f(&mut lock(&self.inner));
     }
 
-    pub(crate) fn appended(&self, records: u64, bytes: u64) {
-        self.with(|s| {
-            s.appends += records;
-            s.append_bytes += bytes;
-        });
-    }
-
     pub(crate) fn batch(&self, records: u64, bytes: u64) {
         self.with(|s| {
             s.batches += 1;

@@ -236,7 +236,10 @@ fn skip_corrupted_leaves_a_named_gap_that_readers_step_over() {
     let victim = ends[99].1 as usize; // the frame of LSN 101
     bytes[victim + 60] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
-    assert!(matches!(Wal::open(dir.path(), options()), Err(WalError::Corrupt { .. })));
+    assert!(matches!(
+        Wal::open(dir.path(), options()),
+        Err(WalError::Corrupt { .. })
+    ));
 
     let mut o = options();
     o.recovery = RecoveryMode::SkipCorrupted;
