@@ -16,8 +16,8 @@ use crate::segment::{self, Active, Ids, SegMeta};
 use crate::stats::{Stats, StatsCollector};
 use crate::sync::thread::{self, JoinHandle, Thread};
 use crate::sync::{
-    Arc, AtomicU64, Condvar, Mutex, Ordering, RwLock, RwLockReadGuard, RwLockWriteGuard, StdArc,
-    lock,
+    Arc, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, RwLockReadGuard,
+    RwLockWriteGuard, StdArc, lock,
 };
 use crate::{Options, Reader, SyncPolicy, WalError};
 
@@ -69,6 +69,8 @@ struct State {
 
 /// What only the thread doing I/O touches.
 struct Io {
+    /// The frame being written: swapped with the state's buffer at each round.
+    batch: Vec<u8>,
     active: Active,
     ids: Ids,
     encoder: FrameEncoder,
@@ -92,6 +94,22 @@ pub(crate) struct Shared {
     appended: AtomicU64,
     stats: StatsCollector,
     _lock: DirLock,
+}
+
+/// The outcome of waiting for `lsn`, if the state already decides it.
+///
+/// Fail-stop: once poisoned, every wait fails, even for an LSN made durable
+/// before. A waiter whose LSN was in flight gets the I/O error itself, as the
+/// failed write or sync was its own.
+fn decided(st: &State, lsn: u64) -> Option<Result<(), WalError>> {
+    if let Some(e) = &st.poisoned {
+        return Some(Err(if lsn > st.durable {
+            WalError::Io(e.clone())
+        } else {
+            WalError::Poisoned(e.clone())
+        }));
+    }
+    (st.durable >= lsn).then_some(Ok(()))
 }
 
 impl Shared {
@@ -125,18 +143,8 @@ impl Shared {
     /// is unusable; returns the immediate result in that case.
     fn register(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> Option<Result<(), WalError>> {
         let mut st = lock(&self.state);
-        // Fail-stop: once poisoned, every wait fails, even for an LSN made
-        // durable before. A waiter whose LSN was in flight gets the I/O error
-        // itself, as the failed write or sync was its own.
-        if let Some(e) = &st.poisoned {
-            return Some(Err(if lsn > st.durable {
-                WalError::Io(e.clone())
-            } else {
-                WalError::Poisoned(e.clone())
-            }));
-        }
-        if st.durable >= lsn {
-            return Some(Ok(()));
+        if let Some(result) = decided(&st, lsn) {
+            return Some(result);
         }
         if lsn >= st.next_lsn {
             return Some(Err(WalError::BeyondEnd {
@@ -152,11 +160,26 @@ impl Shared {
         None
     }
 
+    /// The outcome of waiting for `lsn`, if it is already decided.
+    fn settled(&self, lsn: u64) -> Option<Result<(), WalError>> {
+        decided(&lock(&self.state), lsn)
+    }
+
     /// Waits until `lsn` is durable, asking the owner to sync if its policy
     /// would not.
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<(), WalError> {
         loop {
             if let Some(result) = self.register(lsn, || Wake::Thread(thread::current())) {
+                return result;
+            }
+            if self.try_lead() {
+                continue;
+            }
+            // Leading may have blocked on the state lock; look once more
+            // before sleeping. (On std an unpark before park is never lost;
+            // loom's model of a blocked lock can swallow it, and this keeps
+            // the models honest about what the code relies on.)
+            if let Some(result) = self.settled(lsn) {
                 return result;
             }
             thread::park();
@@ -330,6 +353,7 @@ impl Wal {
             work: Condvar::new(),
             space: Condvar::new(),
             io: Mutex::new(Io {
+                batch: Vec::with_capacity(options.queue_bytes_max.min(1 << 20)),
                 active,
                 ids,
                 encoder: FrameEncoder::new(options.compression),
@@ -816,111 +840,169 @@ struct Round {
     durable: u64,
 }
 
-/// Waits for work and decides what to do: write the pending frame, sync, or stop.
-fn next_round(shared: &Shared, batch: &mut Vec<u8>) -> Option<Round> {
-    let options = &shared.options;
-    let mut st = lock(&shared.state);
-    loop {
-        if st.poisoned.is_some() {
-            return None;
-        }
-        let now = Instant::now();
-        let first_pending = st.frame.as_ref().map(FrameBuilder::first_lsn);
-        let requested = first_pending.is_some_and(|f| st.sync_upto >= f);
-        let write = first_pending.is_some()
-            && (st.closing
-                || requested
-                || match options.sync {
-                    SyncPolicy::Always | SyncPolicy::Interval(_) => true,
-                    SyncPolicy::Group {
-                        max_delay,
-                        max_batch_bytes,
-                    } => {
-                        st.buf.len() >= max_batch_bytes
-                            || st.pending_since.is_some_and(|t| now >= t + max_delay)
-                    }
-                    SyncPolicy::Never => st.buf.len() >= options.queue_bytes_max / 2,
-                });
-        let unsynced = st.written > st.durable || write;
-        let sync = unsynced
-            && (st.closing
-                || st.sync_upto > st.durable
-                || match options.sync {
-                    SyncPolicy::Always | SyncPolicy::Group { .. } => true,
-                    SyncPolicy::Interval(d) => now >= st.last_sync + d,
-                    SyncPolicy::Never => false,
-                });
-        if write || sync {
-            let frame = if write { st.frame.take() } else { None };
-            if frame.is_some() {
-                std::mem::swap(&mut st.buf, batch);
-                st.pending_since = None;
-                shared.space.notify_all();
-            }
-            return Some(Round {
-                frame,
-                sync,
-                durable: st.durable,
+/// What the state asks of whoever does I/O next.
+enum Decision {
+    /// Write the pending frame (if `write`), sync (if `sync`).
+    Round { write: bool, sync: bool },
+    /// Nothing yet; wake up after this long, or when notified.
+    Wait(Option<Duration>),
+    /// Closing, and everything is written and synced; or poisoned.
+    Stop,
+}
+
+fn decide(st: &State, options: &Options, now: Instant) -> Decision {
+    if st.poisoned.is_some() {
+        return Decision::Stop;
+    }
+    let first_pending = st.frame.as_ref().map(FrameBuilder::first_lsn);
+    let requested = first_pending.is_some_and(|f| st.sync_upto >= f);
+    let write = first_pending.is_some()
+        && (st.closing
+            || requested
+            || match options.sync {
+                SyncPolicy::Always | SyncPolicy::Interval(_) => true,
+                SyncPolicy::Group {
+                    max_delay,
+                    max_batch_bytes,
+                } => {
+                    st.buf.len() >= max_batch_bytes
+                        || st.pending_since.is_some_and(|t| now >= t + max_delay)
+                }
+                SyncPolicy::Never => st.buf.len() >= options.queue_bytes_max / 2,
             });
+    let unsynced = st.written > st.durable || write;
+    let sync = unsynced
+        && (st.closing
+            || st.sync_upto > st.durable
+            || match options.sync {
+                SyncPolicy::Always | SyncPolicy::Group { .. } => true,
+                SyncPolicy::Interval(d) => now >= st.last_sync + d,
+                SyncPolicy::Never => false,
+            });
+    if write || sync {
+        return Decision::Round { write, sync };
+    }
+    if st.closing {
+        return Decision::Stop;
+    }
+    Decision::Wait(match options.sync {
+        SyncPolicy::Group { max_delay, .. } => st
+            .pending_since
+            .map(|t| (t + max_delay).saturating_duration_since(now)),
+        SyncPolicy::Interval(d) if st.written > st.durable => {
+            Some((st.last_sync + d).saturating_duration_since(now))
         }
-        if st.closing {
-            return None;
-        }
-        let timeout = match options.sync {
-            SyncPolicy::Group { max_delay, .. } => st
-                .pending_since
-                .map(|t| (t + max_delay).saturating_duration_since(now)),
-            SyncPolicy::Interval(d) if st.written > st.durable => {
-                Some((st.last_sync + d).saturating_duration_since(now))
+        _ => None,
+    })
+}
+
+/// Takes the next round if there is one: the pending frame moves out of the
+/// shared state into `io.batch`, so appenders fill a fresh one meanwhile.
+fn take_round(shared: &Shared, io: &mut Io) -> Option<Round> {
+    let mut st = lock(&shared.state);
+    let Decision::Round { write, sync } = decide(&st, &shared.options, Instant::now()) else {
+        return None;
+    };
+    let frame = if write { st.frame.take() } else { None };
+    if frame.is_some() {
+        std::mem::swap(&mut st.buf, &mut io.batch);
+        st.pending_since = None;
+        shared.space.notify_all();
+    }
+    Some(Round {
+        frame,
+        sync,
+        durable: st.durable,
+    })
+}
+
+/// Does a round and publishes its outcome: watermarks, waiters, or poison.
+fn run_round(shared: &Shared, mut io: MutexGuard<'_, Io>, round: Round) {
+    let io = &mut *io;
+    let outcome = do_round(shared, io, round);
+    io.batch.clear();
+    let mut st = lock(&shared.state);
+    let (woken, result) = match outcome {
+        Ok((written, durable)) => {
+            if let Some(w) = written {
+                st.written = w;
+                shared.written.store(w, Ordering::Release);
             }
-            _ => None,
+            if let Some(d) = durable {
+                st.durable = st.durable.max(d);
+                st.last_sync = Instant::now();
+                shared.durable.store(st.durable, Ordering::Release);
+            }
+            let after = st.durable + 1;
+            let later = st.waiters.split_off(&after);
+            let woken: Vec<Wake> = std::mem::replace(&mut st.waiters, later)
+                .into_values()
+                .flatten()
+                .collect();
+            (woken, Ok(()))
+        }
+        Err(e) => shared.poison(&mut st, e),
+    };
+    // More may have arrived during the round; the owner decides about it.
+    if st.frame.is_some() {
+        shared.work.notify_one();
+    }
+    drop(st);
+    // Wake in LSN order, outside the locks.
+    woken.into_iter().for_each(|w| w.fire(&result));
+    shared.space.notify_all();
+}
+
+impl Shared {
+    /// Does the next round on the calling thread if no one else is doing
+    /// I/O: a committer that finds the writer idle writes its own batch
+    /// instead of waking the owner thread and waiting to be woken back.
+    /// Returns whether it did a round.
+    fn try_lead(&self) -> bool {
+        let Ok(mut io) = self.io.try_lock() else {
+            return false;
         };
-        st = match timeout {
-            Some(t) => shared
-                .work
-                .wait_timeout(st, t)
-                .map_or_else(|p| p.into_inner().0, |(g, _)| g),
-            None => shared
-                .work
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        };
+        match take_round(self, &mut io) {
+            Some(round) => {
+                run_round(self, io, round);
+                true
+            }
+            None => false,
+        }
     }
 }
 
+/// The owner thread: waits for work, then does rounds, until the log closes
+/// (after writing and syncing everything) or is poisoned.
 fn run_owner(shared: &Shared) {
-    let mut batch: Vec<u8> = Vec::new();
-    while let Some(round) = next_round(shared, &mut batch) {
-        let mut io = lock(&shared.io);
-        let outcome = do_round(shared, &mut io, &mut batch, round);
-        batch.clear();
-        let mut st = lock(&shared.state);
-        let (woken, result) = match outcome {
-            Ok((written, durable)) => {
-                if let Some(w) = written {
-                    st.written = w;
-                    shared.written.store(w, Ordering::Release);
+    loop {
+        {
+            let mut st = lock(&shared.state);
+            loop {
+                match decide(&st, &shared.options, Instant::now()) {
+                    Decision::Round { .. } => break,
+                    Decision::Stop => return,
+                    Decision::Wait(timeout) => {
+                        st = match timeout {
+                            Some(t) => shared
+                                .work
+                                .wait_timeout(st, t)
+                                .map_or_else(|p| p.into_inner().0, |(g, _)| g),
+                            None => shared
+                                .work
+                                .wait(st)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        };
+                    }
                 }
-                if let Some(d) = durable {
-                    st.durable = st.durable.max(d);
-                    st.last_sync = Instant::now();
-                    shared.durable.store(st.durable, Ordering::Release);
-                }
-                let after = st.durable + 1;
-                let later = st.waiters.split_off(&after);
-                let woken: Vec<Wake> = std::mem::replace(&mut st.waiters, later)
-                    .into_values()
-                    .flatten()
-                    .collect();
-                (woken, Ok(()))
             }
-            Err(e) => shared.poison(&mut st, e),
-        };
-        drop(st);
-        drop(io);
-        // Wake in LSN order, outside the locks.
-        woken.into_iter().for_each(|w| w.fire(&result));
-        shared.space.notify_all();
+        }
+        // Lock order: io, then state (inside take_round). A leader may have
+        // taken the round meanwhile; then there is nothing left to do.
+        let mut io = lock(&shared.io);
+        if let Some(round) = take_round(shared, &mut io) {
+            run_round(shared, io, round);
+        }
     }
 }
 
@@ -929,7 +1011,6 @@ fn run_owner(shared: &Shared) {
 fn do_round(
     shared: &Shared,
     io: &mut Io,
-    batch: &mut Vec<u8>,
     round: Round,
 ) -> Result<(Option<u64>, Option<u64>), IoError> {
     let options = &shared.options;
@@ -940,12 +1021,12 @@ fn do_round(
             "wal.batch",
             first_lsn = frame.first_lsn(),
             records = frame.record_count(),
-            bytes = batch.len()
+            bytes = io.batch.len()
         );
         let _enter = span.enter();
         let first_lsn = frame.first_lsn();
         // Compression only shrinks a frame; padding adds at most FRAME_ALIGN.
-        let frame_max = (batch.len() + FRAME_ALIGN) as u64;
+        let frame_max = (io.batch.len() + FRAME_ALIGN) as u64;
         if io.active.offset + frame_max + SEAL_SPACE_BYTES > options.segment_bytes {
             rotate(shared, io, first_lsn, round.durable)?;
             durable = Some(first_lsn - 1);
@@ -955,10 +1036,13 @@ fn do_round(
             .map_err(encode_err)?;
         let summary = io
             .encoder
-            .finish(frame, batch, round.durable)
+            .finish(frame, &mut io.batch, round.durable)
             .map_err(encode_err)?;
         let offset = io.active.offset;
-        io.active.meta.file.write_at(offset, &[batch.as_slice()])?;
+        io.active
+            .meta
+            .file
+            .write_at(offset, &[io.batch.as_slice()])?;
         io.active.meta.index_frame(first_lsn, offset);
         io.active.offset += summary.encoded_len as u64;
         shared
