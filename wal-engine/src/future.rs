@@ -17,11 +17,25 @@ use crate::sync::Arc;
 pub struct DurableFuture {
     shared: Arc<Shared>,
     lsn: u64,
+    /// A tail's wait: asks for no sync, and the LSN may not be appended yet.
+    passive: bool,
 }
 
 impl DurableFuture {
     pub(crate) fn new(shared: Arc<Shared>, lsn: u64) -> Self {
-        DurableFuture { shared, lsn }
+        DurableFuture {
+            shared,
+            lsn,
+            passive: false,
+        }
+    }
+
+    pub(crate) fn passive(shared: Arc<Shared>, lsn: u64) -> Self {
+        DurableFuture {
+            shared,
+            lsn,
+            passive: true,
+        }
     }
 
     /// The LSN this future waits for.
@@ -42,7 +56,12 @@ impl Future for DurableFuture {
     type Output = Result<(), WalError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.shared.poll_durable(self.lsn, cx.waker()) {
+        let decided = if self.passive {
+            self.shared.poll_passive(self.lsn, cx.waker())
+        } else {
+            self.shared.poll_durable(self.lsn, cx.waker())
+        };
+        match decided {
             Some(result) => Poll::Ready(result),
             None => Poll::Pending,
         }

@@ -190,6 +190,26 @@ impl Shared {
         self.register(lsn, || Wake::Task(waker.clone()))
     }
 
+    /// Like [`Shared::poll_durable`], but asks for no sync and accepts LSNs
+    /// not yet appended: for tailing.
+    pub(crate) fn poll_passive(&self, lsn: u64, waker: &Waker) -> Option<Result<(), WalError>> {
+        let mut st = lock(&self.state);
+        if st.durable >= lsn {
+            return Some(Ok(()));
+        }
+        if let Some(e) = &st.poisoned {
+            return Some(Err(WalError::Poisoned(e.clone())));
+        }
+        if st.closing {
+            return Some(Err(WalError::Closed));
+        }
+        st.waiters
+            .entry(lsn)
+            .or_default()
+            .push(Wake::Task(waker.clone()));
+        None
+    }
+
     /// Waits, without asking for a sync, until `lsn` is durable or `timeout` passes.
     pub(crate) fn wait_passive(
         &self,

@@ -83,6 +83,21 @@ impl Reader {
         }
     }
 
+    /// The next record, awaiting it if it is not durable yet: the async form
+    /// of [`Reader::next_wait`]. The future is woken by the log's owner
+    /// thread, so any executor can drive it; waiting never forces a sync.
+    ///
+    /// # Errors
+    /// As [`Iterator::next`], and [`WalError::Closed`] if the log closes.
+    pub async fn next_async(&mut self) -> Result<Record, WalError> {
+        loop {
+            if let Some(record) = self.next().transpose()? {
+                return Ok(record);
+            }
+            crate::DurableFuture::passive(self.shared.clone(), self.next).await?;
+        }
+    }
+
     /// Finds the segment holding `self.next`, stepping over gaps.
     fn locate(&mut self) -> Result<bool, WalError> {
         let segs = self.shared.segments_read();

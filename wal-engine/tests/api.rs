@@ -382,3 +382,31 @@ fn absolute_consistency_refuses_a_torn_tail_that_the_default_cuts() {
         "the cut was made durable: {report:?}"
     );
 }
+
+#[test]
+fn an_async_tail_awaits_records_without_forcing_syncs() {
+    let disk = SimDisk::new(13);
+    let mut o = small();
+    o.sync = SyncPolicy::Never;
+    let (wal, _) = Wal::open_with(disk.storage(), o).unwrap();
+    let wal = Arc::new(wal);
+    let mut reader = wal.reader(1).unwrap();
+    let writer = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for i in 1..=50u64 {
+                wal.append(&record(i)).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            // The tail asked for nothing: under Never nothing is durable yet.
+            assert_eq!(wal.durable_lsn(), 0);
+            assert_eq!(wal.stats().syncs, 0);
+            wal.sync().unwrap();
+        })
+    };
+    for i in 1..=50u64 {
+        let r = block_on(reader.next_async()).unwrap();
+        assert_eq!((r.lsn, r.data.to_vec()), (i, record(i)));
+    }
+    writer.join().unwrap();
+}
