@@ -11,6 +11,9 @@
 //!   cost of the append path, bounded by how fast the page cache takes writes.
 //! - `append/plain_bufwriter`: the baseline for it, a `std::io::BufWriter`
 //!   writing the same length-prefixed records to a file.
+//! - `replay/reader`: reading a 256 MiB log of 128-byte records back with
+//!   `Wal::reader`, warm page cache; `replay/pread` is the baseline: reading
+//!   the same segment files in 1 MiB `pread`s, nothing decoded.
 // Sizes are small constants: casts between integer widths cannot truncate.
 #![allow(clippy::cast_possible_truncation, missing_docs)]
 
@@ -113,9 +116,62 @@ fn bench_append(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_replay(c: &mut Criterion) {
+    const LOG_BYTES: u64 = 256 << 20;
+    let dir = tempdir();
+    let mut options = Options::default();
+    options.sync = wal_engine::SyncPolicy::Never;
+    let (wal, _) = Wal::open(dir.path(), options.clone()).unwrap();
+    for _ in 0..LOG_BYTES / 132 {
+        wal.append(&RECORD).unwrap();
+    }
+    wal.sync().unwrap();
+    let last = wal.appended_lsn();
+    drop(wal);
+    let (wal, _) = Wal::open(dir.path(), options).unwrap();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    files.sort();
+    let mut group = c.benchmark_group("replay");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(LOG_BYTES));
+    group.bench_function("pread", |b| {
+        b.iter(|| {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            for path in &files {
+                let file = std::fs::File::open(path).unwrap();
+                let len = file.metadata().unwrap().len();
+                let mut at = 0;
+                while at < len {
+                    let n = file.read_at(&mut buf, at).unwrap();
+                    at += n as u64;
+                    total += n as u64;
+                }
+            }
+            total
+        })
+    });
+    group.bench_function("reader", |b| {
+        b.iter(|| {
+            let mut n = 0u64;
+            for r in wal.reader(1).unwrap() {
+                n += r.unwrap().data.len() as u64;
+            }
+            assert_eq!(n, last * 128);
+            n
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = bench_floor, bench_commit, bench_append
+    targets = bench_floor, bench_commit, bench_append, bench_replay
 }
 criterion_main!(benches);

@@ -153,7 +153,9 @@ impl Reader {
             segment_id: seg.id,
             first_lsn: None,
         };
-        let mut reloaded = false;
+        // Bytes read fresh from the file at `pos` in this call, if any: a
+        // cached chunk may predate the frame's write, or be too short for it.
+        let mut fresh: Option<usize> = None;
         let frame = loop {
             let inside =
                 self.pos >= self.chunk_at && self.pos < self.chunk_at + self.chunk.len() as u64;
@@ -168,18 +170,21 @@ impl Reader {
                     available: 0,
                 })
             };
+            let needed = match &attempt {
+                Ok(_) => 0,
+                Err(DecodeError::Incomplete { needed, .. }) => {
+                    usize::try_from(*needed).unwrap_or(usize::MAX)
+                }
+                Err(_) => 0,
+            };
             match attempt {
                 Ok(frame) => break frame,
-                // The cached chunk may predate the frame's write: read again.
-                Err(e) if !reloaded => {
-                    let needed = match e {
-                        DecodeError::Incomplete { needed, .. } => {
-                            usize::try_from(needed).unwrap_or(usize::MAX)
-                        }
-                        _ => 0,
-                    };
-                    self.load(&seg, needed.max(CHUNK_BYTES))?;
-                    reloaded = true;
+                // Read again, unless a fresh read of at least this much
+                // already failed: then the bytes really are bad.
+                Err(_) if fresh.is_none_or(|prev| needed > prev) => {
+                    let want = needed.max(CHUNK_BYTES);
+                    self.load(&seg, want)?;
+                    fresh = Some(want);
                 }
                 Err(e) => {
                     return Err(WalError::Corrupt {

@@ -410,3 +410,25 @@ fn an_async_tail_awaits_records_without_forcing_syncs() {
     }
     writer.join().unwrap();
 }
+
+/// Frames far larger than a reader's read size (one batch of many large
+/// records) read back whole.
+#[test]
+fn frames_larger_than_a_read_come_back_whole() {
+    let disk = SimDisk::new(14);
+    let mut o = Options::default();
+    o.sync = SyncPolicy::Never;
+    o.queue_bytes_max = 8 << 20;
+    o.record_bytes_max = 1 << 20;
+    o.segment_bytes = 32 << 20;
+    o.identity_seed = Some(14);
+    let (wal, _) = Wal::open_with(disk.storage(), o).unwrap();
+    let big: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 900 << 10]).collect();
+    let refs: Vec<&[u8]> = big.iter().map(Vec::as_slice).collect();
+    wal.append_batch(&refs).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(wal.stats().batches, 1, "one frame of 5.4 MB");
+    let got = read_all(&wal, 1);
+    assert_eq!(got.len(), 6);
+    assert!(got.iter().zip(&big).all(|((_, a), b)| a == b));
+}
