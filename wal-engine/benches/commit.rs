@@ -6,6 +6,9 @@
 //! - `commit/1`: one thread, `Wal::commit` under `SyncPolicy::Always`.
 //! - `commit/8`: eight threads committing at once (group commit); the
 //!   throughput counts records.
+//! - `inflight/64`: one thread keeping 64 commits in flight through
+//!   `Wal::durable` futures (appending a new record as each resolves),
+//!   driven by a minimal executor; compare with `commit/8`.
 //! - `append/never`: one thread appending 128-byte records under
 //!   `SyncPolicy::Never`, the log writing them as its queue fills: the
 //!   cost of the append path, bounded by how fast the page cache takes writes.
@@ -92,6 +95,62 @@ fn bench_commit(c: &mut Criterion) {
     group.finish();
 }
 
+/// Polls the futures in `slots` until every one is done, appending a new
+/// record for each that resolves until `total` have been issued; returns how
+/// many records were committed.
+fn run_inflight(wal: &Wal, depth: usize, total: u64) -> u64 {
+    use std::future::Future;
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut issued = 0u64;
+    let mut done = 0u64;
+    let mut slots: Vec<Option<wal_engine::DurableFuture>> = (0..depth).map(|_| None).collect();
+    while done < total {
+        let mut progressed = false;
+        for slot in &mut slots {
+            if slot.is_none() && issued < total {
+                let lsn = wal.append(&RECORD).unwrap();
+                *slot = Some(wal.durable(lsn));
+                issued += 1;
+            }
+            if let Some(fut) = slot
+                && let Poll::Ready(r) = std::pin::Pin::new(fut).poll(&mut cx)
+            {
+                r.unwrap();
+                *slot = None;
+                done += 1;
+                progressed = true;
+            }
+        }
+        if !progressed {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+    done
+}
+
+fn bench_inflight(c: &mut Criterion) {
+    let mut group = c.benchmark_group("inflight");
+    group.throughput(Throughput::Elements(1));
+    let dir = tempdir();
+    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    group.bench_function("64", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let n = run_inflight(&wal, 64, iters.max(64));
+            start.elapsed().mul_f64(iters as f64 / n as f64)
+        })
+    });
+    group.finish();
+}
+
 fn bench_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Elements(1));
@@ -172,6 +231,6 @@ fn bench_replay(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = bench_floor, bench_commit, bench_append, bench_replay
+    targets = bench_floor, bench_commit, bench_inflight, bench_append, bench_replay
 }
 criterion_main!(benches);
