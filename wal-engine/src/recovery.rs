@@ -2,7 +2,10 @@
 //! the log is, and saying what was found.
 
 use bytes::Bytes;
-use wal_format::{DecodeError, SegmentEnd, SegmentHeader, SegmentScanner};
+use wal_format::{
+    DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, FrameExpect, SegmentEnd, SegmentHeader,
+    SegmentScanner, decode_frame,
+};
 use wal_io::{FileOptions, FileRef, IoError, Storage};
 
 use crate::segment::{SegMeta, parse_segment_name};
@@ -78,7 +81,9 @@ struct Scanned {
 enum Outcome {
     BadHeader {
         error: DecodeError,
-        all_zero: bool,
+        /// No valid frame of any identity starting at or after the name's
+        /// LSN is anywhere in the file: it never held a record.
+        never_held_records: bool,
     },
     Scanned {
         header: SegmentHeader,
@@ -101,12 +106,40 @@ fn load(file: &FileRef) -> Result<(u64, Vec<u8>), IoError> {
     Ok((size, data))
 }
 
+/// Whether any valid frame (of whatever identity: the header that would
+/// name it is unreadable) with an LSN at or past `first_lsn` is in `data`.
+/// Frames are 8-aligned from the end of the header, and an identity is never
+/// zero, so only candidates with a non-zero identity field are decoded.
+fn holds_frames(data: &Bytes, first_lsn: u64) -> bool {
+    (SegmentHeader::LEN..data.len().saturating_sub(FRAME_HEADER_LEN))
+        .step_by(FRAME_ALIGN)
+        .any(|pos| {
+            let id = data
+                .get(pos + 24..pos + 32)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_le_bytes);
+            id != 0
+                && decode_frame(
+                    data,
+                    pos,
+                    FrameExpect {
+                        segment_id: id,
+                        first_lsn: None,
+                    },
+                )
+                .is_ok_and(|f| f.first_lsn() >= first_lsn)
+        })
+}
+
 fn scan(storage: &dyn Storage, name: String, first_lsn: u64) -> Result<Scanned, IoError> {
     let file = storage.open(&name, FileOptions::BUFFERED)?;
     let (size, data) = load(&file)?;
-    let all_zero = data.iter().all(|&b| b == 0);
-    let outcome = match SegmentScanner::new(Bytes::from(data)) {
-        Err(error) => Outcome::BadHeader { error, all_zero },
+    let data = Bytes::from(data);
+    let outcome = match SegmentScanner::new(data.clone()) {
+        Err(error) => Outcome::BadHeader {
+            error,
+            never_held_records: !holds_frames(&data, first_lsn),
+        },
         Ok(mut scanner) => {
             let header = *scanner.header();
             let mut index = Vec::new();
@@ -247,16 +280,21 @@ pub(crate) fn recover(storage: &dyn Storage, mode: RecoveryMode) -> Result<Recov
             continue;
         }
         let (header, summary, index) = match &s.outcome {
-            Outcome::BadHeader { all_zero: true, .. } if last => {
-                // A creation interrupted before its header was synced: it
-                // never held a record.
+            Outcome::BadHeader {
+                never_held_records: true,
+                ..
+            } if last => {
+                // A creation interrupted before its header was synced (a
+                // segment gets records only after that): it never held one.
                 storage.remove(&s.name)?;
                 changed_dir = true;
                 report.cuts.push(Cut {
                     segment: s.name.clone(),
                     offset: 0,
                     bytes: s.size,
-                    reason: "segment creation was interrupted (no header); removed".to_owned(),
+                    reason:
+                        "segment creation was interrupted (no valid header, no records); removed"
+                            .to_owned(),
                     error: None,
                 });
                 continue;

@@ -258,3 +258,52 @@ fn skip_corrupted_leaves_a_named_gap_that_readers_step_over() {
     assert_eq!(lsns, expected);
     assert!(got.iter().all(|(lsn, data)| *data == record(*lsn)));
 }
+
+/// The newest segment's header lost to a crash during its creation: if it
+/// never held a record it is removed and reported; if records are in it,
+/// the header's loss is corruption.
+#[test]
+fn a_lost_header_of_the_newest_segment_is_told_apart_from_corruption() {
+    for with_records in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+        let mut i = 0;
+        // Fill the first segment until the log rotates.
+        while std::fs::read_dir(dir.path()).unwrap().count() < 3 {
+            i += 1;
+            wal.commit(&record(i)).unwrap();
+        }
+        let last = wal.appended_lsn();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".wal"))
+            .collect();
+        names.sort();
+        let newest = dir.path().join(&names[1]);
+        if !with_records {
+            // Roll the newest segment back to just after its creation.
+            drop(wal);
+            let mut bytes = std::fs::read(&newest).unwrap();
+            bytes[64..].fill(0);
+            std::fs::write(&newest, &bytes).unwrap();
+        } else {
+            drop(wal);
+        }
+        let mut bytes = std::fs::read(&newest).unwrap();
+        bytes[..64].fill(0x3c); // garbage where the header was
+        std::fs::write(&newest, &bytes).unwrap();
+        match Wal::open(dir.path(), options()) {
+            Ok((wal, report)) => {
+                assert!(!with_records, "a segment holding records lost its header: {report:?}");
+                assert!(report.cuts.iter().any(|c| c.reason.contains("interrupted")), "{report:?}");
+                assert!(report.next_lsn <= last + 1);
+                check_prefix(&wal, report.next_lsn - 1);
+            }
+            Err(e) => {
+                assert!(with_records, "an interrupted creation was refused: {e}");
+                assert!(matches!(e, WalError::Corrupt { .. }), "{e}");
+            }
+        }
+    }
+}
