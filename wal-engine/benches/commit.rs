@@ -6,6 +6,9 @@
 //! - `commit/1`: one thread, `Wal::commit` under `SyncPolicy::Always`.
 //! - `commit/8`: eight threads committing at once (group commit); the
 //!   throughput counts records.
+//! - `commit4k/prepared` and `commit4k/fallocated`: one thread committing
+//!   4 KiB records (each sync touches a new block) into 8 MiB segments,
+//!   prepared ahead (zero-filled) or only preallocated.
 //! - `inflight/64`: one thread keeping 64 commits in flight through
 //!   `Wal::durable` futures (appending a new record as each resolves),
 //!   driven by a minimal executor; compare with `commit/8`.
@@ -92,6 +95,33 @@ fn bench_commit(c: &mut Criterion) {
                 .mul_f64(iters as f64 / (per_thread * threads) as f64)
         })
     });
+    group.finish();
+}
+
+fn bench_commit_4k(c: &mut Criterion) {
+    let mut group = c.benchmark_group("commit4k");
+    group.throughput(Throughput::Elements(1));
+    let record = vec![0x42u8; 4096 - 4];
+    for (name, prepare) in [("prepared", true), ("fallocated", false)] {
+        let dir = tempdir();
+        let mut options = Options::default();
+        options.segment_bytes = 8 << 20;
+        options.queue_bytes_max = 1 << 20;
+        options.record_bytes_max = 64 << 10;
+        options.prepare_segments = prepare;
+        let (wal, _) = Wal::open(dir.path(), options).unwrap();
+        // Past the first segment, which open creates without preparation.
+        while wal.stats().rotations == 0 {
+            wal.append(&record).unwrap();
+        }
+        wal.sync().unwrap();
+        group.bench_function(name, |b| b.iter(|| wal.commit(&record).unwrap()));
+        let stats = wal.stats();
+        assert!(
+            !prepare || stats.rotations_prepared + 1 >= stats.rotations,
+            "{stats:?}"
+        );
+    }
     group.finish();
 }
 
@@ -231,6 +261,6 @@ fn bench_replay(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = bench_floor, bench_commit, bench_inflight, bench_append, bench_replay
+    targets = bench_floor, bench_commit, bench_commit_4k, bench_inflight, bench_append, bench_replay
 }
 criterion_main!(benches);

@@ -93,7 +93,18 @@ pub(crate) struct Shared {
     written: AtomicU64,
     appended: AtomicU64,
     stats: StatsCollector,
+    /// The next segment, prepared ahead by the preparer thread.
+    spare: Mutex<Spare>,
+    spare_cv: Condvar,
     _lock: DirLock,
+}
+
+/// The hand-over between the preparer thread and rotation.
+#[derive(Default)]
+struct Spare {
+    ready: Option<wal_io::FileRef>,
+    wanted: bool,
+    closing: bool,
 }
 
 /// The outcome of waiting for `lsn`, if the state already decides it.
@@ -264,6 +275,7 @@ impl Shared {
 pub struct Wal {
     shared: Arc<Shared>,
     owner: Mutex<Option<JoinHandle<()>>>,
+    preparer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Wal {
@@ -318,6 +330,8 @@ impl Wal {
         options.validate()?;
         let dir_lock = storage.lock()?;
         let recovered = recover(&*storage, options.recovery)?;
+        // A spare of an earlier run may be half-filled: make a new one.
+        segment::remove_spare(&*storage)?;
         let mut ids = Ids::new(options.identity_seed, recovered.next_lsn);
         let log_id = recovered.log_id.unwrap_or_else(|| ids.next());
         let mut segments = recovered.segments;
@@ -384,6 +398,11 @@ impl Wal {
             written: AtomicU64::new(durable),
             appended: AtomicU64::new(durable),
             stats: StatsCollector::default(),
+            spare: Mutex::new(Spare {
+                wanted: options.prepare_segments,
+                ..Spare::default()
+            }),
+            spare_cv: Condvar::new(),
             storage,
             options,
             _lock: dir_lock,
@@ -398,6 +417,21 @@ impl Wal {
                 })
             },
         )?;
+        let preparer = if shared.options.prepare_segments {
+            let preparer_shared = shared.clone();
+            Some(
+                thread::spawn_named("wal-preparer", move || run_preparer(&preparer_shared))
+                    .map_err(|source| {
+                        WalError::io(IoError::Os {
+                            op: wal_io::Op::Queue,
+                            path: "wal-preparer thread".into(),
+                            source,
+                        })
+                    })?,
+            )
+        } else {
+            None
+        };
         let report = recovered.report;
         tracing::info!(
             backend = %shared.storage.backend(),
@@ -410,6 +444,7 @@ impl Wal {
             Wal {
                 shared,
                 owner: Mutex::new(Some(owner)),
+                preparer: Mutex::new(preparer),
             },
             report,
         ))
@@ -823,6 +858,13 @@ impl Wal {
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
         }
+        lock(&self.shared.spare).closing = true;
+        self.shared.spare_cv.notify_all();
+        if let Some(preparer) = lock(&self.preparer).take() {
+            preparer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
         let mut st = lock(&self.shared.state);
         let woken: Vec<Wake> = std::mem::take(&mut st.waiters)
             .into_values()
@@ -1092,17 +1134,51 @@ fn rotate(shared: &Shared, io: &mut Io, next_lsn: u64, durable: u64) -> Result<(
     old.file.sync_data()?;
     shared.stats.synced(start.elapsed());
     let id = io.ids.next();
-    let next = segment::create(
-        &*shared.storage,
-        &shared.options,
-        shared.log_id,
-        id,
-        next_lsn,
-    )?;
+    let spare = lock(&shared.spare).ready.take();
+    shared.stats.rotated(spare.is_some());
+    let next = match spare {
+        Some(file) => segment::from_spare(&*shared.storage, file, shared.log_id, id, next_lsn)?,
+        None => segment::create(
+            &*shared.storage,
+            &shared.options,
+            shared.log_id,
+            id,
+            next_lsn,
+        )?,
+    };
+    if shared.options.prepare_segments {
+        lock(&shared.spare).wanted = true;
+        shared.spare_cv.notify_one();
+    }
     shared.segments_write().push(next.meta.clone());
     tracing::debug!(segment = %next.meta.name, "rotated to a new segment");
     io.active = next;
     Ok(())
+}
+
+/// The preparer thread: keeps one zero-filled spare segment ready. Its
+/// failures cost only speed (rotation then creates the segment itself), so
+/// they are logged, not fatal; the next rotation asks again.
+fn run_preparer(shared: &Shared) {
+    loop {
+        {
+            let mut spare = lock(&shared.spare);
+            while !(spare.closing || (spare.wanted && spare.ready.is_none())) {
+                spare = shared
+                    .spare_cv
+                    .wait(spare)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if spare.closing {
+                return;
+            }
+            spare.wanted = false;
+        }
+        match segment::prepare_spare(&*shared.storage, &shared.options) {
+            Ok(file) => lock(&shared.spare).ready = Some(file),
+            Err(error) => tracing::warn!(%error, "could not prepare the next segment ahead"),
+        }
+    }
 }
 
 fn encode_err(e: wal_format::EncodeError) -> IoError {

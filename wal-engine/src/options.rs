@@ -84,6 +84,13 @@ pub struct Options {
     /// Preallocate segments when they are created, so a full disk shows at
     /// rotation and never inside a record. Default true.
     pub preallocate: bool,
+    /// Prepare the next segment ahead of need on a background thread, zero-
+    /// filled and synced, so that rotation only renames and stamps it, and
+    /// durable writes land in blocks that were written before (which costs
+    /// less than writing preallocated, never-written blocks: see
+    /// docs/ARCHITECTURE.md). Costs one segment of extra disk space and one
+    /// segment of extra writes per rotation. Default true.
+    pub prepare_segments: bool,
     /// Seed for segment identities. `None` (the default) draws them from the
     /// operating system's randomness; a seed makes a run reproducible (for
     /// simulation tests).
@@ -100,6 +107,7 @@ impl Default for Options {
             recovery: RecoveryMode::TolerateTornTail,
             compression: Compression::NONE,
             preallocate: true,
+            prepare_segments: true,
             identity_seed: None,
         }
     }

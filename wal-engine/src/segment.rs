@@ -11,6 +11,14 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 /// Suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".wal";
 
+/// The file a background thread zero-fills ahead of need, to become the next
+/// segment (see [`Options::prepare_segments`](crate::Options::prepare_segments)).
+/// Not a segment: recovery removes a leftover one.
+pub const SPARE_NAME: &str = "next-segment.spare";
+
+/// Bytes of zeros written per call while preparing a spare.
+const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+
 /// Bytes of file offset between two entries of a segment's sparse frame
 /// index: a reader seeking an LSN decodes at most this much to find it.
 const INDEX_STRIDE_BYTES: u64 = 64 << 10;
@@ -164,6 +172,62 @@ pub(crate) fn create(
     if options.preallocate {
         file.allocate(0, options.segment_bytes)?;
     }
+    stamp(storage, file, name, log_id, id, first_lsn)
+}
+
+/// Creates the spare segment file (replacing a leftover) and writes zeros
+/// over its whole length, durably: a durable write into blocks written
+/// before costs less than one into preallocated, never-written blocks,
+/// which each write must first convert (docs/ARCHITECTURE.md has the figures).
+pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<FileRef, IoError> {
+    remove_spare(storage)?;
+    let file = storage.create(SPARE_NAME, FileOptions::BUFFERED)?;
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+    let mut at = 0;
+    while at < options.segment_bytes {
+        let n = usize::try_from(options.segment_bytes - at)
+            .unwrap_or(usize::MAX)
+            .min(zeros.len());
+        file.write_at(at, &[zeros.get(..n).unwrap_or_default()])?;
+        at += n as u64;
+    }
+    file.sync_data()?;
+    storage.sync_dir()?;
+    Ok(file)
+}
+
+/// Removes a spare left by an earlier run, if there is one.
+pub(crate) fn remove_spare(storage: &dyn Storage) -> Result<(), IoError> {
+    match storage.remove(SPARE_NAME) {
+        Err(IoError::Os { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Turns a prepared spare into the segment starting at `first_lsn`, durably:
+/// renamed, stamped, header and directory synced before any record goes in.
+/// A crash half-way leaves either the spare or a segment with no valid
+/// header and no records, which recovery removes.
+pub(crate) fn from_spare(
+    storage: &dyn Storage,
+    spare: FileRef,
+    log_id: u64,
+    id: u64,
+    first_lsn: u64,
+) -> Result<Active, IoError> {
+    let name = segment_name(first_lsn);
+    storage.rename(SPARE_NAME, &name)?;
+    stamp(storage, spare, name, log_id, id, first_lsn)
+}
+
+fn stamp(
+    storage: &dyn Storage,
+    file: FileRef,
+    name: String,
+    log_id: u64,
+    id: u64,
+    first_lsn: u64,
+) -> Result<Active, IoError> {
     let header = SegmentHeader::new(log_id, id, first_lsn).map_err(|e| IoError::Unsupported {
         op: wal_io::Op::Write,
         path: name.clone().into(),

@@ -81,6 +81,11 @@ pub struct Stats {
     pub written_bytes: u64,
     /// Data syncs.
     pub syncs: u64,
+    /// Segment rotations.
+    pub rotations: u64,
+    /// Rotations that took a segment prepared ahead (zero-filled) instead of
+    /// creating one.
+    pub rotations_prepared: u64,
     /// Records per batch.
     pub batch_records: Histogram,
     /// Data sync latency in microseconds.
@@ -110,6 +115,13 @@ impl StatsCollector {
             s.syncs += 1;
             s.sync_micros
                 .record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        });
+    }
+
+    pub(crate) fn rotated(&self, prepared: bool) {
+        self.with(|s| {
+            s.rotations += 1;
+            s.rotations_prepared += u64::from(prepared);
         });
     }
 

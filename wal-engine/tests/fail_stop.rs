@@ -17,6 +17,8 @@ fn options() -> Options {
     o.queue_bytes_max = 2 << 10;
     o.record_bytes_max = 512;
     o.identity_seed = Some(SEED);
+    // Deterministic operation counts: no background preparation.
+    o.prepare_segments = false;
     o
 }
 

@@ -14,6 +14,8 @@ fn open() -> Wal {
     o.queue_bytes_max = 4 << 10;
     o.record_bytes_max = 256;
     o.identity_seed = Some(1);
+    // Deterministic operation counts: no background preparation.
+    o.prepare_segments = false;
     Wal::open_with(SimDisk::new(1).storage(), o).unwrap().0
 }
 
