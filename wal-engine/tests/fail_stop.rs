@@ -177,3 +177,32 @@ fn a_full_disk_at_rotation_is_a_clean_error() {
     drop(wal);
     check_reopen(&disk, acked, "ENOSPC at rotation");
 }
+
+/// Preparing the next segment ahead is an optimisation: its failure costs
+/// speed, never the log. Rotation then creates the segment itself.
+#[test]
+fn a_failed_preparation_does_not_poison_the_log() {
+    let disk = SimDisk::new(SEED);
+    // Opening an empty log creates the first segment (create #1); the
+    // preparer's spare is create #2.
+    disk.inject(Fault::once(Op::Create, 2, FaultError::Eio));
+    let mut o = options();
+    o.prepare_segments = true;
+    let (wal, _) = Wal::open_with(disk.storage(), o.clone()).unwrap();
+    // Let the preparer make (and fail) its attempt before any rotation.
+    let start = std::time::Instant::now();
+    while disk.op_count(Op::Create) < 2 {
+        assert!(start.elapsed().as_secs() < 10, "the preparer never tried");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let mut acked = 0;
+    while wal.stats().rotations < 3 {
+        acked = wal.commit(&record(acked + 1)).unwrap();
+    }
+    let stats = wal.stats();
+    assert!(stats.rotations_prepared < stats.rotations, "{stats:?}");
+    drop(wal);
+    disk.crash(CrashMode::LoseAll);
+    let (_, report) = Wal::open_with(disk.storage(), o).unwrap();
+    assert_eq!(report.next_lsn, acked + 1);
+}
