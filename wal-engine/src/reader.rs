@@ -1,10 +1,11 @@
 //! Reading durable records back, and tailing the log.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use wal_format::{DecodeError, FRAME_HEADER_LEN, FrameExpect, FrameKind, Record, decode_frame};
+use wal_format::{
+    DecodeError, FRAME_HEADER_LEN, FrameExpect, FrameKind, IntoRecords, Record, decode_frame,
+};
 
 use crate::WalError;
 use crate::log::Shared;
@@ -28,7 +29,11 @@ pub struct Reader {
     chunk: Bytes,
     chunk_at: u64,
     pos: u64,
-    pending: VecDeque<Record>,
+    /// The records of the frame being read, with those before `next` and
+    /// past the segment's end or the durable LSN filtered on the way out.
+    pending: Option<IntoRecords>,
+    /// Where `pending` stops: records from here on are not handed out.
+    pending_end: u64,
 }
 
 impl std::fmt::Debug for Reader {
@@ -46,7 +51,8 @@ impl Reader {
             chunk: Bytes::new(),
             chunk_at: 0,
             pos: 0,
-            pending: VecDeque::new(),
+            pending: None,
+            pending_end: 0,
         }
     }
 
@@ -200,12 +206,8 @@ impl Reader {
         if frame.kind() == FrameKind::Seal {
             return Ok(false);
         }
-        let end = seg.end_lsn();
-        self.pending.extend(
-            frame
-                .records()
-                .filter(|r| r.lsn >= self.next && r.lsn < end && r.lsn <= durable),
-        );
+        self.pending_end = seg.end_lsn().min(durable.saturating_add(1));
+        self.pending = Some(frame.into_iter());
         Ok(true)
     }
 }
@@ -215,9 +217,14 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(record) = self.pending.pop_front() {
-                self.next = record.lsn + 1;
-                return Some(Ok(record));
+            if let Some(records) = &mut self.pending {
+                match records.find(|r| r.lsn >= self.next) {
+                    Some(record) if record.lsn < self.pending_end => {
+                        self.next = record.lsn + 1;
+                        return Some(Ok(record));
+                    }
+                    _ => self.pending = None,
+                }
             }
             let durable = self.shared.durable_lsn();
             if self.next > durable {

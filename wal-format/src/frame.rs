@@ -618,6 +618,44 @@ impl Iterator for Records<'_> {
 
 impl ExactSizeIterator for Records<'_> {}
 
+/// Iterator over the records of a frame it owns: a reader can keep it
+/// between calls instead of copying the records out first.
+#[derive(Debug, Clone)]
+pub struct IntoRecords {
+    payload: Bytes,
+    cursor: Cursor,
+}
+
+impl Iterator for IntoRecords {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        let (lsn, range) = self.cursor.next(&self.payload)?;
+        Some(Record {
+            lsn,
+            data: self.payload.slice(range),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.cursor.len(), Some(self.cursor.len()))
+    }
+}
+
+impl ExactSizeIterator for IntoRecords {}
+
+impl IntoIterator for Frame {
+    type Item = Record;
+    type IntoIter = IntoRecords;
+
+    fn into_iter(self) -> IntoRecords {
+        IntoRecords {
+            cursor: Cursor::new(&self.header),
+            payload: self.payload,
+        }
+    }
+}
+
 /// Iterator over a frame's records as `(lsn, bytes)` borrowed from the frame.
 #[derive(Debug, Clone)]
 pub struct RecordSlices<'a> {

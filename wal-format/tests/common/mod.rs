@@ -90,6 +90,8 @@ pub fn scan_checked(bytes: Vec<u8>, written: &Built) -> (u64, ScanSummary) {
     for frame in scanner.by_ref() {
         let owned: Vec<_> = frame.records().map(|r| (r.lsn, r.data)).collect();
         let borrowed: Vec<_> = frame.record_slices().collect();
+        let consumed: Vec<_> = frame.clone().into_iter().map(|r| (r.lsn, r.data)).collect();
+        assert_eq!(owned, consumed, "records() and into_iter() agree");
         assert_eq!(owned.len(), borrowed.len());
         for ((lsn, data), (lsn_b, data_b)) in owned.iter().zip(&borrowed) {
             assert_eq!((lsn, &data[..]), (lsn_b, *data_b), "both iterators agree");
