@@ -337,18 +337,21 @@ impl Wal {
         let mut segments = recovered.segments;
         let next_lsn = recovered.next_lsn;
         let active = match (segments.last(), recovered.tail) {
-            (Some(last), Some(valid_end)) => {
+            (Some(last), Some(tail)) => {
                 // Remove whatever follows the valid prefix (a torn tail, frames
                 // of unacknowledged writes) before appending after it: stale
-                // frames of this segment must never follow new ones.
+                // frames of this segment must never follow new ones. Zeros
+                // after it are left as they are: a prepared segment's written
+                // blocks stay written, which keeps syncs cheap.
                 let file = &last.file;
+                let valid_end = tail.valid_end;
                 let size = file.size()?;
                 let mut changed = false;
-                if size > valid_end {
+                if !tail.clean && size > valid_end {
                     file.set_len(valid_end)?;
                     changed = true;
                 }
-                if options.preallocate && valid_end < options.segment_bytes {
+                if options.preallocate && file.size()? < options.segment_bytes {
                     file.allocate(0, options.segment_bytes)?;
                     changed = true;
                 }

@@ -212,13 +212,21 @@ fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scan
     slots.into_iter().flatten().collect()
 }
 
+/// Where the last segment's valid prefix ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tail {
+    pub(crate) valid_end: u64,
+    /// Nothing but zeros follows (or the file ends there): nothing to cut.
+    pub(crate) clean: bool,
+}
+
 /// The log as recovery leaves it.
 pub(crate) struct Recovered {
     pub(crate) log_id: Option<u64>,
     pub(crate) segments: Vec<Arc<SegMeta>>,
     pub(crate) next_lsn: u64,
     /// Where appending resumes in the last segment, unless it is sealed.
-    pub(crate) tail: Option<u64>,
+    pub(crate) tail: Option<Tail>,
     pub(crate) report: RecoveryReport,
 }
 
@@ -469,12 +477,17 @@ pub(crate) fn recover(storage: &dyn Storage, mode: RecoveryMode) -> Result<Recov
         next_lsn = Some(summary.next_lsn);
         tail = match summary.end {
             SegmentEnd::Sealed { .. } => None,
-            _ => Some(keep_end),
+            SegmentEnd::Clean => Some(Tail {
+                valid_end: keep_end,
+                clean: true,
+            }),
+            // Torn, or damage salvaged by a point-in-time or skipping mode:
+            // what follows the kept prefix must go before appending.
+            _ => Some(Tail {
+                valid_end: keep_end,
+                clean: false,
+            }),
         };
-        // A segment after a point-in-time stop or skipped damage is not appended to.
-        if stop || matches!(summary.end, SegmentEnd::Corrupt { .. }) {
-            tail = Some(keep_end);
-        }
     }
     if changed_dir {
         storage.sync_dir()?;

@@ -325,3 +325,43 @@ fn a_lost_header_of_the_newest_segment_is_told_apart_from_corruption() {
         }
     }
 }
+
+/// A clean reopen leaves the active segment's zero tail alone (a prepared
+/// segment's written blocks stay written); only damage is cut.
+#[test]
+fn a_clean_reopen_cuts_nothing() {
+    use wal_io::Op;
+    use wal_io::sim::SimDisk;
+    let disk = SimDisk::new(3);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    for i in 1..=20u64 {
+        wal.commit(&record(i)).unwrap();
+    }
+    drop(wal);
+    let cuts = disk.op_count(Op::SetLen);
+    let (wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(report.cuts.is_empty(), "{report:?}");
+    assert_eq!(disk.op_count(Op::SetLen), cuts, "a clean tail was cut");
+    let end = wal.reader(1).unwrap().count();
+    assert_eq!(end, 20);
+    drop(wal);
+
+    // Junk after the valid end (an interrupted write): cut.
+    let storage = disk.storage();
+    let file = storage
+        .open(&segment_name(1), wal_io::FileOptions::default())
+        .unwrap();
+    let mut bytes = vec![0u8; file.size().unwrap() as usize];
+    file.read_at(0, &mut bytes).unwrap();
+    let valid_end = frame_ends(&bytes).last().unwrap().1;
+    file.write_at(valid_end, &[&[0x77; 100]]).unwrap();
+    file.sync_data().unwrap();
+    drop((file, storage));
+    let (_wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert_eq!(report.cuts.len(), 1, "{report:?}");
+    assert_eq!(
+        disk.op_count(Op::SetLen),
+        cuts + 1,
+        "a torn tail was not cut"
+    );
+}
