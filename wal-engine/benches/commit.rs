@@ -9,6 +9,9 @@
 //! - `commit4k/prepared` and `commit4k/fallocated`: one thread committing
 //!   4 KiB records (each sync touches a new block) into 8 MiB segments,
 //!   prepared ahead (zero-filled) or only preallocated.
+//! - `ingest/prepared` and `ingest/fallocated`: bulk ingest, 4 KiB records
+//!   under `SyncPolicy::Never`, 64 MiB then one sync, into 8 MiB segments:
+//!   what zero-filling segments ahead costs a bandwidth-bound writer.
 //! - `inflight/64`: one thread keeping 64 commits in flight through
 //!   `Wal::durable` futures (appending a new record as each resolves),
 //!   driven by a minimal executor; compare with `commit/8`.
@@ -121,6 +124,39 @@ fn bench_commit_4k(c: &mut Criterion) {
             !prepare || stats.rotations_prepared + 1 >= stats.rotations,
             "{stats:?}"
         );
+    }
+    group.finish();
+}
+
+fn bench_ingest(c: &mut Criterion) {
+    const INGEST_BYTES: u64 = 64 << 20;
+    let mut group = c.benchmark_group("ingest");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(INGEST_BYTES));
+    let record = vec![0x42u8; 4096 - 4];
+    for (name, prepare) in [("prepared", true), ("fallocated", false)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempdir();
+                    let mut options = Options::default();
+                    options.segment_bytes = 8 << 20;
+                    options.queue_bytes_max = 1 << 20;
+                    options.record_bytes_max = 64 << 10;
+                    options.sync = wal_engine::SyncPolicy::Never;
+                    options.prepare_segments = prepare;
+                    let (wal, _) = Wal::open(dir.path(), options).unwrap();
+                    let start = Instant::now();
+                    for _ in 0..INGEST_BYTES / 4096 {
+                        wal.append(&record).unwrap();
+                    }
+                    wal.sync().unwrap();
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
     }
     group.finish();
 }
@@ -261,6 +297,6 @@ fn bench_replay(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = bench_floor, bench_commit, bench_commit_4k, bench_inflight, bench_append, bench_replay
+    targets = bench_floor, bench_commit, bench_commit_4k, bench_ingest, bench_inflight, bench_append, bench_replay
 }
 criterion_main!(benches);
