@@ -63,7 +63,7 @@ mod sync;
 pub use error::WalError;
 pub use future::DurableFuture;
 pub use log::Wal;
-pub use options::{Options, RecoveryMode, SyncPolicy};
+pub use options::{Options, OptionsBuilder, RecoveryMode, SyncPolicy};
 pub use reader::Reader;
 pub use recovery::{Cut, RecoveryReport, SegmentReport};
 pub use segment::{SEGMENT_SUFFIX, SPARE_NAME, parse_segment_name, segment_name};

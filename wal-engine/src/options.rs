@@ -71,7 +71,8 @@ pub struct Options {
     pub segment_bytes: u64,
     /// When records become durable. Default [`SyncPolicy::Always`].
     pub sync: SyncPolicy,
-    /// Longest record. Default 1 MiB; at least 1; at most `queue_bytes_max - 4`.
+    /// Longest record. Default 1 MiB; at least 1; at most `queue_bytes_max`
+    /// less a frame header, its padding and the record's 4-byte prefix (60 bytes).
     pub record_bytes_max: usize,
     /// Encoded bytes waiting for the writer, at most: a full queue makes
     /// appenders wait (backpressure), it never grows. It also bounds one
@@ -141,11 +142,13 @@ impl Options {
                 ),
             );
         }
-        if self.record_bytes_max == 0 || self.record_bytes_max > self.queue_bytes_max - 4 {
+        // A record must fit one frame of the queue: header, padding, prefix.
+        let record_fits = self.queue_bytes_max - (FRAME_HEADER_LEN + FRAME_ALIGN + 4);
+        if self.record_bytes_max == 0 || self.record_bytes_max > record_fits {
             return bad(
                 "record_bytes_max",
                 format!(
-                    "{} is outside 1..=queue_bytes_max - 4",
+                    "{} is outside 1..={record_fits} (a record, its 4-byte prefix and a frame header must fit queue_bytes_max)",
                     self.record_bytes_max
                 ),
             );
@@ -169,5 +172,179 @@ impl Options {
             } => bad("sync", "max_batch_bytes of zero".to_owned()),
             _ => Ok(()),
         }
+    }
+}
+
+impl Options {
+    /// A builder starting from the defaults.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wal_engine::{Options, SyncPolicy};
+    ///
+    /// let options = Options::builder()
+    ///     .segment_bytes(16 << 20)
+    ///     .queue_bytes_max(256 << 10) // record_bytes_max follows unless set
+    ///     .sync(SyncPolicy::Group { max_delay: Duration::from_micros(200), max_batch_bytes: 64 << 10 })
+    ///     .build()?;
+    /// assert!(options.record_bytes_max < options.queue_bytes_max);
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
+    pub fn builder() -> OptionsBuilder {
+        OptionsBuilder {
+            options: Options::default(),
+            record_bytes_max_set: false,
+        }
+    }
+}
+
+/// Builds [`Options`], checking them at the end. Every setter documents the
+/// option it sets on [`Options`].
+#[derive(Debug, Clone)]
+#[must_use = "call build() to get the options"]
+pub struct OptionsBuilder {
+    options: Options,
+    record_bytes_max_set: bool,
+}
+
+impl OptionsBuilder {
+    /// [`Options::segment_bytes`].
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.options.segment_bytes = bytes;
+        self
+    }
+
+    /// [`Options::sync`].
+    pub fn sync(mut self, policy: SyncPolicy) -> Self {
+        self.options.sync = policy;
+        self
+    }
+
+    /// [`Options::record_bytes_max`].
+    pub fn record_bytes_max(mut self, bytes: usize) -> Self {
+        self.options.record_bytes_max = bytes;
+        self.record_bytes_max_set = true;
+        self
+    }
+
+    /// [`Options::queue_bytes_max`]. Unless `record_bytes_max` is set too, it
+    /// follows: the default, or the largest record one frame of this queue
+    /// holds, whichever is smaller.
+    pub fn queue_bytes_max(mut self, bytes: usize) -> Self {
+        self.options.queue_bytes_max = bytes;
+        self
+    }
+
+    /// [`Options::recovery`].
+    pub fn recovery(mut self, mode: RecoveryMode) -> Self {
+        self.options.recovery = mode;
+        self
+    }
+
+    /// [`Options::compression`].
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.options.compression = compression;
+        self
+    }
+
+    /// [`Options::preallocate`].
+    pub fn preallocate(mut self, on: bool) -> Self {
+        self.options.preallocate = on;
+        self
+    }
+
+    /// [`Options::prepare_segments`].
+    pub fn prepare_segments(mut self, on: bool) -> Self {
+        self.options.prepare_segments = on;
+        self
+    }
+
+    /// [`Options::identity_seed`].
+    pub fn identity_seed(mut self, seed: u64) -> Self {
+        self.options.identity_seed = Some(seed);
+        self
+    }
+
+    /// The options, checked.
+    ///
+    /// # Errors
+    /// [`WalError::InvalidOptions`] naming the first option out of range.
+    pub fn build(self) -> Result<Options, WalError> {
+        let mut options = self.options;
+        if !self.record_bytes_max_set {
+            // One record, its prefix and a frame header (with padding) fit the queue.
+            let fits = options
+                .queue_bytes_max
+                .saturating_sub(FRAME_HEADER_LEN + FRAME_ALIGN + 4)
+                .max(1);
+            options.record_bytes_max = options.record_bytes_max.min(fits);
+        }
+        options.validate()?;
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Options::default().validate().unwrap();
+        Options::builder().build().unwrap();
+    }
+
+    #[test]
+    fn the_record_limit_follows_a_smaller_queue_unless_set() {
+        let o = Options::builder()
+            .queue_bytes_max(4096)
+            .segment_bytes(1 << 20)
+            .build()
+            .unwrap();
+        assert!(
+            o.record_bytes_max + 4 + FRAME_HEADER_LEN + FRAME_ALIGN <= 4096,
+            "{o:?}"
+        );
+        let err = Options::builder()
+            .queue_bytes_max(4096)
+            .record_bytes_max(4096)
+            .segment_bytes(1 << 20)
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            WalError::InvalidOptions {
+                field: "record_bytes_max",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn out_of_range_options_are_named() {
+        let err = Options::builder().segment_bytes(1024).build().unwrap_err();
+        assert!(matches!(
+            err,
+            WalError::InvalidOptions {
+                field: "segment_bytes",
+                ..
+            }
+        ));
+        let err = Options::builder()
+            .sync(SyncPolicy::Interval(Duration::ZERO))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            WalError::InvalidOptions { field: "sync", .. }
+        ));
+        let err = Options::builder().queue_bytes_max(10).build().unwrap_err();
+        assert!(matches!(
+            err,
+            WalError::InvalidOptions {
+                field: "queue_bytes_max",
+                ..
+            }
+        ));
     }
 }

@@ -465,3 +465,21 @@ fn rotation_takes_the_prepared_segment() {
     assert!(report.cuts.is_empty(), "{report:?}");
     assert!(read_all(&wal, 1).iter().all(|(lsn, d)| *d == record(*lsn)));
 }
+
+/// The largest record the options allow can be appended: the limit and the
+/// queue agree at the boundary.
+#[test]
+fn a_record_of_exactly_record_bytes_max_fits() {
+    let disk = SimDisk::new(16);
+    let o = Options::builder()
+        .queue_bytes_max(4096)
+        .segment_bytes(64 << 10)
+        .identity_seed(16)
+        .build()
+        .unwrap();
+    let max = o.record_bytes_max;
+    let (wal, _) = Wal::open_with(disk.storage(), o).unwrap();
+    let lsn = wal.commit(&vec![7u8; max]).unwrap();
+    assert!(matches!(wal.append(&vec![7u8; max + 1]), Err(WalError::RecordTooLarge { .. })));
+    assert_eq!(read_all(&wal, lsn)[0].1.len(), max);
+}
