@@ -480,6 +480,9 @@ fn a_record_of_exactly_record_bytes_max_fits() {
     let max = o.record_bytes_max;
     let (wal, _) = Wal::open_with(disk.storage(), o).unwrap();
     let lsn = wal.commit(&vec![7u8; max]).unwrap();
-    assert!(matches!(wal.append(&vec![7u8; max + 1]), Err(WalError::RecordTooLarge { .. })));
+    assert!(matches!(
+        wal.append(&vec![7u8; max + 1]),
+        Err(WalError::RecordTooLarge { .. })
+    ));
     assert_eq!(read_all(&wal, lsn)[0].1.len(), max);
 }
