@@ -4,8 +4,8 @@
 //!
 //! - `floor/pwrite+fdatasync`: the floor, one durable write at a time.
 //! - `commit/1`: one thread, `Wal::commit` under `SyncPolicy::Always`.
-//! - `commit/8`: eight threads committing at once (group commit); the
-//!   throughput counts records.
+//! - `commit/8`, `commit/64`: 8 or 64 threads committing at once (group
+//!   commit); the throughput counts records.
 //! - `commit4k/prepared` and `commit4k/fallocated`: one thread committing
 //!   4 KiB records (each sync touches a new block) into 8 MiB segments,
 //!   prepared ahead (zero-filled) or only preallocated.
@@ -68,36 +68,37 @@ fn bench_commit(c: &mut Criterion) {
     group.bench_function("1", |b| b.iter(|| wal.commit(&RECORD).unwrap()));
     drop(wal);
 
-    let threads = 8;
-    let dir = tempdir();
-    let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
-    let wal = Arc::new(wal);
-    group.bench_function(format!("{threads}"), |b| {
-        b.iter_custom(|iters| {
-            let per_thread = iters.div_ceil(threads);
-            let barrier = Arc::new(Barrier::new(threads as usize + 1));
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let (wal, barrier) = (wal.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        for _ in 0..per_thread {
-                            wal.commit(&RECORD).unwrap();
-                        }
+    for threads in [8u64, 64] {
+        let dir = tempdir();
+        let (wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+        let wal = Arc::new(wal);
+        group.bench_function(format!("{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(threads);
+                let barrier = Arc::new(Barrier::new(threads as usize + 1));
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        let (wal, barrier) = (wal.clone(), barrier.clone());
+                        std::thread::spawn(move || {
+                            barrier.wait();
+                            for _ in 0..per_thread {
+                                wal.commit(&RECORD).unwrap();
+                            }
+                        })
                     })
-                })
-                .collect();
-            barrier.wait();
-            let start = Instant::now();
-            for h in handles {
-                h.join().unwrap();
-            }
-            // Time per record: the elapsed time shared over all threads' records.
-            start
-                .elapsed()
-                .mul_f64(iters as f64 / (per_thread * threads) as f64)
-        })
-    });
+                    .collect();
+                barrier.wait();
+                let start = Instant::now();
+                for h in handles {
+                    h.join().unwrap();
+                }
+                // Time per record: the elapsed time shared over all threads' records.
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_thread * threads) as f64)
+            })
+        });
+    }
     group.finish();
 }
 
