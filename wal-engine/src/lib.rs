@@ -68,4 +68,4 @@ pub use reader::Reader;
 pub use recovery::{Cut, RecoveryReport, SegmentReport};
 pub use segment::{SEGMENT_SUFFIX, SPARE_NAME, parse_segment_name, segment_name};
 pub use stats::{HISTOGRAM_BUCKETS, Histogram, Stats};
-pub use wal_format::Record;
+pub use wal_format::{Codec, Compression, Record};

@@ -71,6 +71,13 @@ fn torture(seed: u64, crashes: u64) {
     options.queue_bytes_max = 4 << 10;
     options.record_bytes_max = 512;
     options.sync = policy(seed);
+    if (seed >> 2) & 1 == 1 {
+        // Half the seeds compress every frame, so crashes tear compressed ones too.
+        options.compression = wal_engine::Compression {
+            codec: wal_engine::Codec::Lz4,
+            min_bytes: 0,
+        };
+    }
     options.preallocate = rng.range(0, 1) == 0;
     options.identity_seed = Some(seed);
     let mut model = Model {
@@ -193,8 +200,8 @@ fn torture(seed: u64, crashes: u64) {
         drop(wal);
     }
     eprintln!(
-        "seed {seed}, {:?}: {crashes} crashes, {cuts} tails cut, {lost} unacknowledged records lost",
-        options.sync
+        "seed {seed}, {:?}, {:?}: {crashes} crashes, {cuts} tails cut, {lost} unacknowledged records lost",
+        options.sync, options.compression.codec
     );
 }
 
