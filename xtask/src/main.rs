@@ -13,9 +13,17 @@ Commands:
   ci                 Everything CI checks, in order: cargo fmt --check, cargo clippy
                      (all targets, warnings are errors), the whole test suite (unit,
                      integration, doc tests) and the loom models.
-  bench [--full]     The main benchmark. Until the workload benchmark exists it runs
-                     the micro-benchmarks (quick profile by default).
-        [--micro]    Only the criterion micro-benchmarks (format codec, raw I/O).
+  bench [--full] [ARGS...]
+                     The main benchmark (wal-bench, release build): the disk's limit,
+                     then every workload for our configurations, the peers and a naive
+                     baseline in interleaved rounds. Quick profile by default (a few
+                     minutes); --full for the long one. Other arguments go to
+                     wal-bench (`--workloads w1,w2`, `--contenders wal/uring,fjall`,
+                     `--dir PATH` for the disk under test; see `-- --help`).
+                     Results: target/wal-bench/ (results.json, results.csv, SVG plots).
+  bench --micro [--full]
+                     The criterion micro-benchmarks instead (format codec, raw I/O,
+                     engine commit paths).
   fuzz [TARGET] [--seconds N]
                      Runs a cargo-fuzz target (default: all, 60 s each). Installs
                      cargo-fuzz if missing. Targets: decode_frame, scan_segment.
@@ -187,22 +195,21 @@ const MICRO_BENCHES: [(&str, &str); 3] = [
 ];
 
 fn bench(rest: &[String]) -> Result<(), String> {
+    let micro = rest.iter().any(|a| a == "--micro");
+    if !micro {
+        let mut cmd = cargo();
+        cmd.args(["run", "--release", "--package", "wal-bench", "--"]);
+        cmd.args(rest.iter().filter(|a| a.as_str() != "--"));
+        return run("wal-bench", cmd);
+    }
     let mut full = false;
     for arg in rest {
         match arg.as_str() {
             "--full" => full = true,
-            // Until the workload benchmark exists, the micro-benchmarks are all there is.
             "--micro" => {}
-            other => return Err(format!("`bench` does not know `{other}`")),
+            other => return Err(format!("`bench --micro` does not know `{other}`")),
         }
     }
-    eprintln!(
-        "xtask: the workload benchmark (disk limit probe; durable commits with 1 and 64 \
-         writers; bulk ingest; replay; key-value puts and gets; peers side by side) is \
-         not implemented yet. Running the micro-benchmarks ({} profile): frame encode and \
-         decode against CRC32C, the raw I/O backends, and durable commits.",
-        if full { "full" } else { "quick" }
-    );
     for (package, target) in MICRO_BENCHES {
         let mut cmd = cargo();
         cmd.args(["bench", "--package", package, "--bench", target, "--"]);

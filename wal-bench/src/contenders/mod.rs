@@ -1,0 +1,129 @@
+//! The contenders: this project's log in each configuration, the peers, and
+//! a naive baseline, all behind one small trait so every workload treats them
+//! alike.
+
+use std::path::Path;
+
+use crate::Workload;
+
+mod fjall_peer;
+mod naive;
+mod okaywal_peer;
+mod raft_engine_peer;
+mod sqlite_peer;
+mod wal;
+mod walrus_peer;
+
+pub use walrus_peer::DATA_DIR_VAR as WALRUS_DATA_DIR;
+
+/// What a log is opened for: the durability of each append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Every append is acknowledged only once durable (W1, W2, W5).
+    Commits,
+    /// Appends are buffered; one sync at the end makes them durable (W3).
+    Ingest,
+}
+
+/// An open log of one contender.
+pub trait Log: Send + Sync {
+    /// Appends record `seq` of writer `writer`; returns once it is durable.
+    fn commit(&self, writer: u32, seq: u64, rec: &[u8]) -> Result<(), String>;
+
+    /// Appends `count` records of `len` bytes of writer 0 with no sync per
+    /// record, then makes all of them durable. The default appends one
+    /// record at a time through [`Log::append`] and ends with [`Log::sync`].
+    fn ingest(&self, count: u64, len: usize) -> Result<(), String> {
+        let mut buf = vec![0; len];
+        for seq in 1..=count {
+            crate::record::fill(&mut buf, 0, seq);
+            self.append(0, seq, &buf)?;
+        }
+        self.sync()
+    }
+
+    /// Appends without waiting for durability.
+    fn append(&self, writer: u32, seq: u64, rec: &[u8]) -> Result<(), String>;
+
+    /// Makes every earlier append durable.
+    fn sync(&self) -> Result<(), String>;
+
+    /// Closes the log cleanly.
+    fn close(self: Box<Self>) -> Result<(), String>;
+}
+
+/// One contender: how to open its log and read it back.
+pub trait Contender: Sync {
+    /// The row name: `wal/<config>` for ours, the crate name for peers.
+    fn name(&self) -> &'static str;
+
+    /// How it is configured, for the table and the docs.
+    fn config(&self) -> &'static str;
+
+    /// True for this project's own configurations.
+    fn is_ours(&self) -> bool {
+        false
+    }
+
+    /// True for the naive baseline (neither ours nor a peer).
+    fn is_baseline(&self) -> bool {
+        false
+    }
+
+    /// Why this contender cannot run `workload`, if it cannot.
+    fn not_applicable(&self, workload: Workload) -> Option<&'static str> {
+        match workload {
+            Workload::W5 => Some("no per-commit future: commits block their thread"),
+            _ => None,
+        }
+    }
+
+    /// Opens (creating) the log in `dir` for `writers` concurrent writers.
+    fn open(&self, dir: &Path, writers: u32, purpose: Purpose) -> Result<Box<dyn Log>, String>;
+
+    /// Opens the log in `dir` and hands every record to `each`, in order per
+    /// writer. Returns the seconds from the start of the call until the log
+    /// was ready to read (open-to-ready).
+    fn replay(
+        &self,
+        dir: &Path,
+        writers: u32,
+        each: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<f64, String>;
+
+    /// W5: one thread keeps `depth` durable commits in flight for `seconds`.
+    /// Only contenders with a per-commit future implement it.
+    fn inflight(
+        &self,
+        _dir: &Path,
+        _depth: usize,
+        _seconds: f64,
+        _len: usize,
+    ) -> Result<crate::workload::Measured, String> {
+        Err("not applicable".into())
+    }
+}
+
+/// Every contender, ours first.
+pub fn all() -> Vec<&'static dyn Contender> {
+    vec![
+        &wal::PORTABLE,
+        &wal::URING,
+        &naive::NAIVE,
+        &okaywal_peer::OKAYWAL,
+        &raft_engine_peer::RAFT_ENGINE,
+        &walrus_peer::WALRUS,
+        &fjall_peer::FJALL,
+        &sqlite_peer::SQLITE,
+    ]
+}
+
+/// The contender named `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn Contender> {
+    all().into_iter().find(|c| c.name() == name)
+}
+
+/// Turns any displayable error into the `String` errors this crate passes.
+pub(crate) fn err<E: std::fmt::Display>(context: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{context}: {e}")
+}

@@ -1,0 +1,189 @@
+//! This project's log, through each `wal-io` backend.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+use std::time::{Duration, Instant};
+
+use wal_engine::{Options, SyncPolicy, Wal};
+use wal_io::{Backend, BackendChoice};
+
+use super::{Contender, Log, Purpose, err};
+use crate::Workload;
+use crate::workload::{Measured, Recorder};
+
+/// `wal/portable`: pwrite + fdatasync.
+pub static PORTABLE: WalContender = WalContender {
+    name: "wal/portable",
+    config: "portable backend (pwrite, fdatasync); commits: SyncPolicy::Always; \
+             ingest: SyncPolicy::Never + Wal::sync",
+    choice: BackendChoice::Portable,
+    expect: Backend::Portable,
+};
+
+/// `wal/uring`: io_uring submissions.
+pub static URING: WalContender = WalContender {
+    name: "wal/uring",
+    config: "io_uring backend (write + drained fdatasync in one submission); commits: \
+             SyncPolicy::Always; ingest: SyncPolicy::Never + Wal::sync",
+    choice: BackendChoice::Uring,
+    expect: Backend::Uring,
+};
+
+/// One configuration of this project's log.
+#[derive(Debug)]
+pub struct WalContender {
+    name: &'static str,
+    config: &'static str,
+    choice: BackendChoice,
+    expect: Backend,
+}
+
+impl WalContender {
+    fn open_wal(&self, dir: &Path, sync: SyncPolicy) -> Result<Wal, String> {
+        let storage = wal_io::open_dir(dir, self.choice).map_err(err("open directory"))?;
+        if storage.backend() != self.expect {
+            return Err(format!(
+                "backend {:?} unavailable: {}",
+                self.expect,
+                storage.fallback_reason().unwrap_or("refused")
+            ));
+        }
+        let options = Options::builder()
+            .sync(sync)
+            .build()
+            .map_err(err("options"))?;
+        let (wal, _report) = Wal::open_with(storage, options).map_err(err("open"))?;
+        Ok(wal)
+    }
+}
+
+struct OpenWal(Wal);
+
+impl Log for OpenWal {
+    fn commit(&self, _writer: u32, _seq: u64, rec: &[u8]) -> Result<(), String> {
+        self.0.commit(rec).map(drop).map_err(err("commit"))
+    }
+
+    fn append(&self, _writer: u32, _seq: u64, rec: &[u8]) -> Result<(), String> {
+        self.0.append(rec).map(drop).map_err(err("append"))
+    }
+
+    fn sync(&self) -> Result<(), String> {
+        self.0.sync().map_err(err("sync"))
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        self.0.close().map_err(err("close"))
+    }
+}
+
+impl Contender for WalContender {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn config(&self) -> &'static str {
+        self.config
+    }
+
+    fn is_ours(&self) -> bool {
+        true
+    }
+
+    fn not_applicable(&self, _workload: Workload) -> Option<&'static str> {
+        None
+    }
+
+    fn open(&self, dir: &Path, _writers: u32, purpose: Purpose) -> Result<Box<dyn Log>, String> {
+        let sync = match purpose {
+            Purpose::Commits => SyncPolicy::Always,
+            Purpose::Ingest => SyncPolicy::Never,
+        };
+        Ok(Box::new(OpenWal(self.open_wal(dir, sync)?)))
+    }
+
+    fn replay(
+        &self,
+        dir: &Path,
+        _writers: u32,
+        each: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<f64, String> {
+        let start = Instant::now();
+        let wal = self.open_wal(dir, SyncPolicy::Never)?;
+        let ready = start.elapsed().as_secs_f64();
+        for record in wal.reader(wal.first_lsn()).map_err(err("reader"))? {
+            each(&record.map_err(err("read"))?.data)?;
+        }
+        wal.close().map_err(err("close"))?;
+        Ok(ready)
+    }
+
+    fn inflight(
+        &self,
+        dir: &Path,
+        depth: usize,
+        seconds: f64,
+        len: usize,
+    ) -> Result<Measured, String> {
+        let wal = self.open_wal(dir, SyncPolicy::Always)?;
+        let measured = run_inflight(&wal, depth, seconds, len)?;
+        wal.close().map_err(err("close"))?;
+        Ok(measured)
+    }
+}
+
+/// Wakes the bench thread when a commit future can make progress.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// One thread, `depth` commits in flight through `Wal::durable` futures,
+/// polled by a minimal executor: a new record is appended as each resolves.
+fn run_inflight(wal: &Wal, depth: usize, seconds: f64, len: usize) -> Result<Measured, String> {
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut recorder = Recorder::new();
+    let mut slots: Vec<Option<(Instant, wal_engine::DurableFuture)>> =
+        (0..depth).map(|_| None).collect();
+    let mut buf = vec![0; len];
+    let mut seq = 0u64;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut stopping = false;
+    loop {
+        let mut progressed = false;
+        let mut busy = false;
+        for slot in &mut slots {
+            if slot.is_none() && !stopping {
+                seq += 1;
+                crate::record::fill(&mut buf, 0, seq);
+                let lsn = wal.append(&buf).map_err(err("append"))?;
+                *slot = Some((Instant::now(), wal.durable(lsn)));
+            }
+            if let Some((issued, fut)) = slot {
+                busy = true;
+                if let Poll::Ready(result) = Pin::new(fut).poll(&mut cx) {
+                    result.map_err(err("durable"))?;
+                    recorder.op(issued.elapsed(), len as u64);
+                    *slot = None;
+                    progressed = true;
+                }
+            }
+        }
+        if !busy {
+            break;
+        }
+        stopping = stopping || Instant::now() >= deadline;
+        if !progressed {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+    Ok(recorder.finish(start.elapsed()))
+}

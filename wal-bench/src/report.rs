@@ -1,0 +1,536 @@
+//! Turns run outcomes into rows (median of the rounds, with their spread),
+//! tables, `results.json`, `results.csv` and SVG plots.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::Workload;
+use crate::contenders::Contender;
+use crate::limit::{self, Probe};
+use crate::machine::Facts;
+use crate::orchestrate::{Outcomes, Profile};
+use crate::workload::RunResult;
+
+/// One row of the results: a contender's median figures for one workload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `limit`, or the workload's name.
+    pub workload: String,
+    /// `wal/<config>`, a peer's crate name, `naive`, or `limit/<probe>`.
+    pub contender: String,
+    /// `ours`, `peer`, `baseline` or `limit`.
+    pub kind: &'static str,
+    /// How the contender was configured.
+    pub config: String,
+    /// Writer threads.
+    pub threads: u32,
+    /// Operations of the median round.
+    pub ops: Option<u64>,
+    /// Seconds of the median round.
+    pub seconds: Option<f64>,
+    /// Operations per second (median over rounds).
+    pub ops_per_s: Option<f64>,
+    /// Payload megabytes (10^6 bytes) per second of the median round.
+    pub mb_per_s: Option<f64>,
+    /// Latency percentiles of the median round, in microseconds.
+    pub p50_us: Option<f64>,
+    /// 99th percentile.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile.
+    pub p999_us: Option<f64>,
+    /// ops/s over the best peer's in this workload.
+    pub ratio_to_best_peer: Option<f64>,
+    /// Throughput over the disk's limit for this workload (see docs).
+    pub ratio_to_limit: Option<f64>,
+    /// Rounds that produced figures.
+    pub rounds: usize,
+    /// Lowest and highest ops/s over the rounds.
+    pub ops_per_s_min: Option<f64>,
+    /// Highest.
+    pub ops_per_s_max: Option<f64>,
+    /// Records read back and checked (median round).
+    pub verified_records: Option<u64>,
+    /// Open-to-ready time of a replay, in milliseconds.
+    pub open_ms: Option<f64>,
+    /// `ok`, `n/a: <why>` or `failed: <why>`.
+    pub status: String,
+}
+
+/// The headline of a workload.
+pub fn title(w: Workload) -> &'static str {
+    match w {
+        Workload::W1 => "W1 durable commits, 1 thread, 128 B records",
+        Workload::W2 => "W2 durable commits, many threads, 128 B records",
+        Workload::W5 => "W5 durable commits, 1 thread, many in flight, 128 B records",
+        Workload::W3Big => "W3 bulk ingest, 4 KiB records, one sync at the end",
+        Workload::W3Small => "W3 bulk ingest, 128 B records, one sync at the end",
+        Workload::W4Big => "W4 replay of the W3 4 KiB log, cold cache",
+        Workload::W4Small => "W4 replay of the W3 128 B log, cold cache",
+    }
+}
+
+/// The limit probe each workload is measured against, and whether the
+/// comparison is in operations (true) or bytes (false) per second.
+fn limit_of(w: Workload) -> (&'static [&'static str], bool) {
+    match w {
+        Workload::W1 | Workload::W2 | Workload::W5 => (&[limit::SYNC_4K_WRITTEN], true),
+        Workload::W3Big | Workload::W3Small => {
+            (&[limit::SYNC_1M_BUFFERED, limit::SYNC_1M_DIRECT], false)
+        }
+        Workload::W4Big | Workload::W4Small => (&[limit::READ_BUFFERED, limit::READ_DIRECT], false),
+    }
+}
+
+fn per_s(n: u64, seconds: f64) -> Option<f64> {
+    (seconds > 0.0).then(|| n as f64 / seconds)
+}
+
+fn blank(workload: &str, contender: &str, kind: &'static str, config: &str) -> Row {
+    Row {
+        workload: workload.to_owned(),
+        contender: contender.to_owned(),
+        kind,
+        config: config.to_owned(),
+        threads: 1,
+        ops: None,
+        seconds: None,
+        ops_per_s: None,
+        mb_per_s: None,
+        p50_us: None,
+        p99_us: None,
+        p999_us: None,
+        ratio_to_best_peer: None,
+        ratio_to_limit: None,
+        rounds: 0,
+        ops_per_s_min: None,
+        ops_per_s_max: None,
+        verified_records: None,
+        open_ms: None,
+        status: "ok".into(),
+    }
+}
+
+/// Builds every row: limits first, then each workload's contenders.
+pub fn rows(
+    workloads: &[Workload],
+    contenders: &[&dyn Contender],
+    outcomes: &Outcomes,
+    limits: &[Probe],
+    profile: &Profile,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for probe in limits {
+        let mut row = blank(
+            "limit",
+            &format!("limit/{}", probe.name),
+            "limit",
+            &probe.config,
+        );
+        match &probe.outcome {
+            Ok(m) => {
+                row.ops = Some(m.ops);
+                row.seconds = Some(m.seconds);
+                row.ops_per_s = per_s(m.ops, m.seconds);
+                row.mb_per_s = per_s(m.bytes, m.seconds).map(|b| b / 1e6);
+                row.p50_us = m.p50_us;
+                row.p99_us = m.p99_us;
+                row.p999_us = m.p999_us;
+                row.rounds = 1;
+            }
+            Err(e) => row.status = format!("failed: {e}"),
+        }
+        rows.push(row);
+    }
+    for &w in workloads {
+        let start = rows.len();
+        for c in contenders {
+            let kind = if c.is_ours() {
+                "ours"
+            } else if c.is_baseline() {
+                "baseline"
+            } else {
+                "peer"
+            };
+            let mut row = blank(w.name(), c.name(), kind, c.config());
+            row.threads = match w {
+                Workload::W2 => profile.threads,
+                _ => 1,
+            };
+            if let Some(reason) = c.not_applicable(w) {
+                row.status = format!("n/a: {reason}");
+                rows.push(row);
+                continue;
+            }
+            let runs = outcomes.get(&(w, c.name().to_owned()));
+            let mut good: Vec<&RunResult> = runs
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o.as_ref().ok())
+                .collect();
+            if let Some(Err(e)) = runs.into_iter().flatten().find(|o| o.is_err()) {
+                row.status = format!("failed: {e}");
+            }
+            if good.is_empty() {
+                if row.status == "ok" {
+                    row.status = "failed: no run".into();
+                }
+                rows.push(row);
+                continue;
+            }
+            let rate = |r: &RunResult| per_s(r.measured.ops, r.measured.seconds).unwrap_or(0.0);
+            good.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+            let median = good[good.len() / 2];
+            let m = &median.measured;
+            row.ops = Some(m.ops);
+            row.seconds = Some(m.seconds);
+            row.ops_per_s = per_s(m.ops, m.seconds);
+            row.mb_per_s = per_s(m.bytes, m.seconds).map(|b| b / 1e6);
+            row.p50_us = m.p50_us;
+            row.p99_us = m.p99_us;
+            row.p999_us = m.p999_us;
+            row.rounds = good.len();
+            row.ops_per_s_min = good.first().map(|r| rate(r));
+            row.ops_per_s_max = good.last().map(|r| rate(r));
+            row.verified_records = Some(median.verified_records);
+            row.open_ms = median.open_seconds.map(|s| s * 1e3);
+            rows.push(row);
+        }
+        // Ratios within the workload.
+        let best_peer = rows[start..]
+            .iter()
+            .filter(|r| r.kind == "peer")
+            .filter_map(|r| r.ops_per_s)
+            .fold(None, |best: Option<f64>, x| {
+                Some(best.map_or(x, |b| b.max(x)))
+            });
+        let (probes, in_ops) = limit_of(w);
+        let limit = rows[..start]
+            .iter()
+            .filter(|r| probes.iter().any(|p| r.contender == format!("limit/{p}")))
+            .filter_map(|r| if in_ops { r.ops_per_s } else { r.mb_per_s })
+            .fold(None, |best: Option<f64>, x| {
+                Some(best.map_or(x, |b| b.max(x)))
+            });
+        for row in &mut rows[start..] {
+            if let (Some(x), Some(best)) = (row.ops_per_s, best_peer) {
+                row.ratio_to_best_peer = Some(x / best);
+            }
+            let mine = if in_ops { row.ops_per_s } else { row.mb_per_s };
+            if let (Some(x), Some(limit)) = (mine, limit) {
+                row.ratio_to_limit = Some(x / limit);
+            }
+        }
+    }
+    rows
+}
+
+fn fmt_opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn fmt_rate(x: Option<f64>) -> String {
+    match x {
+        None => "-".into(),
+        Some(v) if v >= 1e6 => format!("{:.2}M", v / 1e6),
+        Some(v) if v >= 1e4 => format!("{:.1}k", v / 1e3),
+        Some(v) => format!("{v:.0}"),
+    }
+}
+
+/// The tables, as text: limits, then one per workload, the winner marked.
+pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n{}\n", facts.render());
+    let limits: Vec<&Row> = rows.iter().filter(|r| r.kind == "limit").collect();
+    if !limits.is_empty() {
+        let _ = writeln!(out, "Disk limit");
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8}  what",
+            "probe", "ops/s", "MB/s", "p50 us", "p99 us", "p999 us"
+        );
+        for r in limits {
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
+                r.contender,
+                fmt_rate(r.ops_per_s),
+                fmt_opt(r.mb_per_s, 1),
+                fmt_opt(r.p50_us, 0),
+                fmt_opt(r.p99_us, 0),
+                fmt_opt(r.p999_us, 0),
+                if r.status == "ok" {
+                    &r.config
+                } else {
+                    &r.status
+                }
+            );
+        }
+        let _ = writeln!(out);
+    }
+    for &w in workloads {
+        let _ = writeln!(out, "{}", title(w));
+        let _ = writeln!(
+            out,
+            "  {:<2}{:<14} {:>4} {:>9} {:>17} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
+            "",
+            "contender",
+            "thr",
+            "ops/s",
+            "spread",
+            "MB/s",
+            "p50 us",
+            "p99 us",
+            "p999 us",
+            "x peer",
+            "x limit",
+            "open ms"
+        );
+        let in_w: Vec<&Row> = rows.iter().filter(|r| r.workload == w.name()).collect();
+        let best = in_w
+            .iter()
+            .filter_map(|r| r.ops_per_s)
+            .fold(f64::MIN, f64::max);
+        for r in in_w {
+            if r.status != "ok" && r.ops_per_s.is_none() {
+                let _ = writeln!(out, "  {:<2}{:<14} {}", "", r.contender, r.status);
+                continue;
+            }
+            let mark = if r.ops_per_s == Some(best) { "* " } else { "" };
+            let spread = format!(
+                "{}-{}",
+                fmt_rate(r.ops_per_s_min),
+                fmt_rate(r.ops_per_s_max)
+            );
+            let _ = writeln!(
+                out,
+                "  {:<2}{:<14} {:>4} {:>9} {:>17} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}{}",
+                mark,
+                r.contender,
+                r.threads,
+                fmt_rate(r.ops_per_s),
+                spread,
+                fmt_opt(r.mb_per_s, 1),
+                fmt_opt(r.p50_us, 0),
+                fmt_opt(r.p99_us, 0),
+                fmt_opt(r.p999_us, 0),
+                fmt_opt(r.ratio_to_best_peer, 2),
+                fmt_opt(r.ratio_to_limit, 2),
+                fmt_opt(r.open_ms, 1),
+                if r.status == "ok" {
+                    String::new()
+                } else {
+                    format!("  ({})", r.status)
+                }
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "* marks the highest ops/s. x peer: over the best peer (ours and the naive baseline \
+         are not peers). x limit: W1/W2/W5 over limit/{} ops/s; W3 over the better 1 MiB \
+         durable write MB/s; W4 over the better cold read MB/s. Figures are medians over \
+         rounds; spread is the lowest-highest round.",
+        limit::SYNC_4K_WRITTEN
+    );
+    out
+}
+
+/// Writes `results.json`, `results.csv` and the plots into `out`.
+pub fn write_files(out: &Path, facts: &Facts, rows: &[Row]) -> Result<(), String> {
+    let io = |what: &'static str| move |e: std::io::Error| format!("write {what}: {e}");
+    #[derive(Serialize)]
+    struct Document<'a> {
+        machine: &'a Facts,
+        rows: &'a [Row],
+    }
+    let json = serde_json::to_string_pretty(&Document {
+        machine: facts,
+        rows,
+    })
+    .map_err(|e| format!("encode json: {e}"))?;
+    std::fs::write(out.join("results.json"), json).map_err(io("results.json"))?;
+    std::fs::write(out.join("results.csv"), csv(rows)).map_err(io("results.csv"))?;
+    plots(out, rows)
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "workload,contender,kind,config,threads,ops,seconds,ops_per_s,mb_per_s,p50_us,p99_us,\
+         p999_us,ratio_to_best_peer,ratio_to_limit,rounds,ops_per_s_min,ops_per_s_max,\
+         verified_records,open_ms,status\n",
+    );
+    let num = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v}"));
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.workload,
+            r.contender,
+            r.kind,
+            quote(&r.config),
+            r.threads,
+            r.ops.map_or_else(String::new, |v| v.to_string()),
+            num(r.seconds),
+            num(r.ops_per_s),
+            num(r.mb_per_s),
+            num(r.p50_us),
+            num(r.p99_us),
+            num(r.p999_us),
+            num(r.ratio_to_best_peer),
+            num(r.ratio_to_limit),
+            r.rounds,
+            num(r.ops_per_s_min),
+            num(r.ops_per_s_max),
+            r.verified_records
+                .map_or_else(String::new, |v| v.to_string()),
+            num(r.open_ms),
+            quote(&r.status)
+        );
+    }
+    out
+}
+
+/// SVG plots: throughput per contender for each workload, and latency
+/// percentiles for W1 and W2.
+fn plots(out: &Path, rows: &[Row]) -> Result<(), String> {
+    use plotters::prelude::*;
+
+    let workloads: Vec<String> = {
+        let mut w: Vec<String> = rows
+            .iter()
+            .filter(|r| r.kind != "limit")
+            .map(|r| r.workload.clone())
+            .collect();
+        w.dedup();
+        w
+    };
+    let colour = |kind: &str| match kind {
+        "ours" => RGBColor(0x1f, 0x77, 0xb4),
+        "baseline" => RGBColor(0x99, 0x99, 0x99),
+        _ => RGBColor(0xff, 0x7f, 0x0e),
+    };
+    let plot_err = |e: &dyn std::fmt::Display| format!("plot: {e}");
+    for w in &workloads {
+        let bars: Vec<&Row> = rows
+            .iter()
+            .filter(|r| &r.workload == w && r.ops_per_s.is_some())
+            .collect();
+        if bars.is_empty() {
+            continue;
+        }
+        let max = bars
+            .iter()
+            .filter_map(|r| r.ops_per_s)
+            .fold(0.0, f64::max)
+            .max(1.0);
+        let path = out.join(format!("throughput-{w}.svg"));
+        let height = 80 + 34 * u32::try_from(bars.len()).unwrap_or(32);
+        let root = SVGBackend::new(&path, (900, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+        let n = bars.len() as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{w}: operations per second (median)"),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(30)
+            .build_cartesian_2d(0f64..max * 1.25, 0f64..n)
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .disable_y_axis()
+            .x_labels(6)
+            .x_label_formatter(&|v| fmt_rate(Some(*v)))
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        for (i, r) in bars.iter().enumerate() {
+            let y = n - 1.0 - i as f64;
+            let v = r.ops_per_s.unwrap_or(0.0);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, y + 0.15), (v, y + 0.85)],
+                    colour(r.kind).filled(),
+                )))
+                .map_err(|e| plot_err(&e))?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{}  {}", r.contender, fmt_rate(Some(v))),
+                    (v + max * 0.01, y + 0.65),
+                    ("sans-serif", 13).into_font(),
+                )))
+                .map_err(|e| plot_err(&e))?;
+        }
+        root.present().map_err(|e| plot_err(&e))?;
+    }
+    for w in ["w1", "w2"] {
+        let bars: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.workload == w && r.p50_us.is_some())
+            .collect();
+        if bars.is_empty() {
+            continue;
+        }
+        let max = bars.iter().filter_map(|r| r.p999_us).fold(1.0, f64::max);
+        let path = out.join(format!("latency-{w}.svg"));
+        let height = 80 + 60 * u32::try_from(bars.len()).unwrap_or(32);
+        let root = SVGBackend::new(&path, (900, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(&e))?;
+        let n = bars.len() as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{w}: commit latency p50 / p99 / p99.9 (us, log scale)"),
+                ("sans-serif", 18),
+            )
+            .margin(10)
+            .x_label_area_size(30)
+            .build_cartesian_2d((1f64..max * 4.0).log_scale(), 0f64..n)
+            .map_err(|e| plot_err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .disable_y_axis()
+            .draw()
+            .map_err(|e| plot_err(&e))?;
+        let shades = [
+            RGBColor(0x2c, 0xa0, 0x2c),
+            RGBColor(0xff, 0x7f, 0x0e),
+            RGBColor(0xd6, 0x27, 0x28),
+        ];
+        for (i, r) in bars.iter().enumerate() {
+            let y = n - 1.0 - i as f64;
+            let values = [r.p50_us, r.p99_us, r.p999_us];
+            for (k, v) in values.iter().enumerate() {
+                let v = v.unwrap_or(1.0).max(1.0);
+                let top = y + 0.1 + 0.25 * k as f64;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(1.0, top), (v, top + 0.22)],
+                        shades[k].filled(),
+                    )))
+                    .map_err(|e| plot_err(&e))?;
+            }
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!(
+                        "{}  {} / {} / {}",
+                        r.contender,
+                        fmt_opt(r.p50_us, 0),
+                        fmt_opt(r.p99_us, 0),
+                        fmt_opt(r.p999_us, 0)
+                    ),
+                    (r.p999_us.unwrap_or(1.0).max(1.0) * 1.1, y + 0.5),
+                    ("sans-serif", 13).into_font(),
+                )))
+                .map_err(|e| plot_err(&e))?;
+        }
+        root.present().map_err(|e| plot_err(&e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! One run of one workload by one contender, inside a child process: the
+//! measurement, then an untimed read-back that proves the data is there.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::Workload;
+use crate::contenders::{Contender, Purpose};
+use crate::record::{self, Tally};
+
+/// What one run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Measured {
+    /// Operations completed: commits, records ingested, records replayed.
+    pub ops: u64,
+    /// Payload bytes of those operations.
+    pub bytes: u64,
+    /// Wall time of the measured part.
+    pub seconds: f64,
+    /// Latency percentiles of single operations, where each was timed.
+    pub p50_us: Option<f64>,
+    /// 99th percentile.
+    pub p99_us: Option<f64>,
+    /// 99.9th percentile.
+    pub p999_us: Option<f64>,
+}
+
+/// The longest latency the histograms tell apart.
+const LATENCY_NANOS_MAX: u64 = 60_000_000_000;
+
+/// Counts operations and their latencies.
+#[derive(Debug)]
+pub struct Recorder {
+    hist: Histogram<u64>,
+    ops: u64,
+    bytes: u64,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder: latencies in nanoseconds, 3 significant digits, up
+    /// to a minute (longer ones count as a minute).
+    pub fn new() -> Recorder {
+        Recorder {
+            hist: Histogram::new_with_max(LATENCY_NANOS_MAX, 3)
+                .expect("1 ns to a minute at 3 significant digits is a valid range"),
+            ops: 0,
+            bytes: 0,
+        }
+    }
+
+    /// One operation of `bytes` that took `latency`.
+    pub fn op(&mut self, latency: Duration, bytes: u64) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.hist.saturating_record(nanos.max(1));
+        self.ops += 1;
+        self.bytes += bytes;
+    }
+
+    /// Adds another recorder's operations.
+    pub fn merge(&mut self, other: &Recorder) {
+        self.hist
+            .add(&other.hist)
+            .expect("histograms of one precision merge");
+        self.ops += other.ops;
+        self.bytes += other.bytes;
+    }
+
+    /// The figures, for operations that took `elapsed` in all.
+    pub fn finish(&self, elapsed: Duration) -> Measured {
+        let micros =
+            |q: f64| (self.ops > 0).then(|| self.hist.value_at_quantile(q) as f64 / 1000.0);
+        Measured {
+            ops: self.ops,
+            bytes: self.bytes,
+            seconds: elapsed.as_secs_f64(),
+            p50_us: micros(0.50),
+            p99_us: micros(0.99),
+            p999_us: micros(0.999),
+        }
+    }
+}
+
+/// The parameters of one child run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// What to run.
+    pub workload: Workload,
+    /// Who runs it.
+    pub contender: String,
+    /// The contender's directory (created, empty for a writing workload).
+    pub dir: PathBuf,
+    /// Duration of the timed workloads (W1, W2, W5).
+    pub seconds: f64,
+    /// Writer threads (W1: 1, W2: many).
+    pub threads: u32,
+    /// Records to ingest (W3) or expected on replay (W4).
+    pub records: u64,
+    /// Bytes per record.
+    pub record_bytes: usize,
+    /// Commits in flight (W5).
+    pub depth: usize,
+}
+
+/// What a child run reports to the parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The measurement.
+    pub measured: Measured,
+    /// Records read back and checked after the measurement (or during it,
+    /// for a replay).
+    pub verified_records: u64,
+    /// Seconds from the start of open until the log was ready (W4).
+    pub open_seconds: Option<f64>,
+    /// How the page cache was emptied before a replay (W4).
+    pub cache: Option<String>,
+}
+
+/// Runs `spec` in this process.
+pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
+    let contender = crate::contenders::by_name(&spec.contender)
+        .ok_or_else(|| format!("no contender named {}", spec.contender))?;
+    if let Some(reason) = contender.not_applicable(spec.workload) {
+        return Err(format!("not applicable: {reason}"));
+    }
+    match spec.workload {
+        Workload::W1 | Workload::W2 => commits(contender, spec),
+        Workload::W3Big | Workload::W3Small => ingest(contender, spec),
+        Workload::W4Big | Workload::W4Small => replay(contender, spec),
+        Workload::W5 => {
+            let measured =
+                contender.inflight(&spec.dir, spec.depth, spec.seconds, spec.record_bytes)?;
+            let verified = verify(contender, spec, 1, Some(measured.ops))?;
+            Ok(RunResult {
+                measured,
+                verified_records: verified,
+                open_seconds: None,
+                cache: None,
+            })
+        }
+    }
+}
+
+/// W1, W2: `threads` writers commit durably, one record at a time.
+fn commits(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String> {
+    let log = contender.open(&spec.dir, spec.threads, Purpose::Commits)?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(spec.seconds);
+    let outcomes: Vec<Result<Recorder, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..spec.threads)
+            .map(|writer| {
+                let log = &*log;
+                scope.spawn(move || {
+                    let mut recorder = Recorder::new();
+                    let mut buf = vec![0; spec.record_bytes];
+                    let mut seq = 0;
+                    while Instant::now() < deadline {
+                        seq += 1;
+                        record::fill(&mut buf, writer, seq);
+                        let t0 = Instant::now();
+                        log.commit(writer, seq, &buf)?;
+                        recorder.op(t0.elapsed(), buf.len() as u64);
+                    }
+                    Ok(recorder)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("writer panicked".into())))
+            .collect()
+    });
+    let elapsed = start.elapsed();
+    let mut all = Recorder::new();
+    for outcome in outcomes {
+        all.merge(&outcome?);
+    }
+    log.close()?;
+    let measured = all.finish(elapsed);
+    let verified = verify(contender, spec, spec.threads, Some(measured.ops))?;
+    Ok(RunResult {
+        measured,
+        verified_records: verified,
+        open_seconds: None,
+        cache: None,
+    })
+}
+
+/// W3: one writer appends `records` without syncing each, then one sync.
+fn ingest(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String> {
+    let log = contender.open(&spec.dir, 1, Purpose::Ingest)?;
+    let start = Instant::now();
+    log.ingest(spec.records, spec.record_bytes)?;
+    let elapsed = start.elapsed();
+    log.close()?;
+    let measured = Measured {
+        ops: spec.records,
+        bytes: spec.records * spec.record_bytes as u64,
+        seconds: elapsed.as_secs_f64(),
+        ..Measured::default()
+    };
+    // The replay that follows (W4) reads it back and checks every record.
+    Ok(RunResult {
+        measured,
+        verified_records: 0,
+        open_seconds: None,
+        cache: None,
+    })
+}
+
+/// W4: replays what W3 wrote, from a cold page cache where permitted.
+fn replay(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String> {
+    let cache = drop_page_cache(&spec.dir);
+    let mut tally = Tally::new(spec.record_bytes);
+    let start = Instant::now();
+    let ready = contender.replay(&spec.dir, 1, &mut |rec| tally.record(rec))?;
+    let elapsed = start.elapsed();
+    if tally.records() != spec.records {
+        return Err(format!(
+            "replay returned {} records, {} were ingested",
+            tally.records(),
+            spec.records
+        ));
+    }
+    Ok(RunResult {
+        measured: Measured {
+            ops: tally.records(),
+            bytes: tally.bytes(),
+            seconds: elapsed.as_secs_f64(),
+            ..Measured::default()
+        },
+        verified_records: tally.records(),
+        open_seconds: Some(ready),
+        cache: Some(cache),
+    })
+}
+
+/// Reads everything back and checks it: every writer's records in order,
+/// intact, and as many as were acknowledged.
+fn verify(
+    contender: &dyn Contender,
+    spec: &RunSpec,
+    writers: u32,
+    expected: Option<u64>,
+) -> Result<u64, String> {
+    let mut tally = Tally::new(spec.record_bytes);
+    contender.replay(&spec.dir, writers, &mut |rec| tally.record(rec))?;
+    if let Some(expected) = expected
+        && tally.records() != expected
+    {
+        return Err(format!(
+            "read back {} records after {expected} acknowledged commits",
+            tally.records()
+        ));
+    }
+    Ok(tally.records())
+}
+
+/// Empties the page cache of `dir`'s files so a replay reads the disk: all
+/// of it through `/proc/sys/vm/drop_caches` where writable (root), otherwise
+/// file by file with `POSIX_FADV_DONTNEED`. Returns which was done.
+pub fn drop_page_cache(dir: &Path) -> String {
+    rustix::fs::sync();
+    if std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok() {
+        return "dropped (drop_caches)".into();
+    }
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(file) = std::fs::File::open(&path)
+                && rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).is_ok()
+            {
+                files += 1;
+            }
+        }
+    }
+    format!("dropped per file (fadvise DONTNEED, {files} files)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_reports_percentiles_in_microseconds() {
+        let mut recorder = Recorder::new();
+        for micros in 1..=1000u64 {
+            recorder.op(Duration::from_micros(micros), 128);
+        }
+        let m = recorder.finish(Duration::from_secs(1));
+        assert_eq!((m.ops, m.bytes), (1000, 128_000));
+        let p50 = m.p50_us.unwrap();
+        let p99 = m.p99_us.unwrap();
+        assert!((499.0..=501.0).contains(&p50), "p50 {p50}");
+        assert!((989.0..=991.0).contains(&p99), "p99 {p99}");
+    }
+}

@@ -1,0 +1,131 @@
+//! Runs the whole benchmark at a tiny size: every workload, every contender.
+//! Checks the shape of `results.json` and that every contender read back
+//! what it claims to have written (a contender that writes nothing cannot
+//! look fast).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use serde_json::Value;
+
+const FIELDS: [&str; 15] = [
+    "workload",
+    "contender",
+    "config",
+    "threads",
+    "ops",
+    "seconds",
+    "ops_per_s",
+    "mb_per_s",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "ratio_to_best_peer",
+    "ratio_to_limit",
+    "status",
+    "verified_records",
+];
+
+#[test]
+fn every_workload_and_contender_runs_and_reads_back_its_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_wal-bench"))
+        .args(["--smoke", "--strict", "--out"])
+        .arg(&out)
+        .arg("--dir")
+        .arg(tmp.path().join("work"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert!(doc["machine"]["kernel"].is_string());
+    let rows = doc["rows"].as_array().unwrap();
+
+    // Every probe of the disk's limit produced figures.
+    let limits: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "limit").collect();
+    assert!(limits.len() >= 6, "{limits:?}");
+    for r in &limits {
+        let status = r["status"].as_str().unwrap();
+        // io_uring may be refused on some kernels; everything else must run.
+        if !r["contender"].as_str().unwrap().contains("qd") {
+            assert_eq!(status, "ok", "{r}");
+        }
+    }
+
+    let workloads = ["w1", "w2", "w5", "w3-4k", "w3-128b", "w4-4k", "w4-128b"];
+    let mut seen = BTreeSet::new();
+    for r in rows.iter().filter(|r| r["kind"] != "limit") {
+        for field in FIELDS {
+            assert!(r.get(field).is_some(), "row lacks {field}: {r}");
+        }
+        let workload = r["workload"].as_str().unwrap();
+        let contender = r["contender"].as_str().unwrap();
+        assert!(workloads.contains(&workload), "{workload}");
+        seen.insert(contender.to_owned());
+        let status = r["status"].as_str().unwrap();
+        if status.starts_with("n/a") {
+            assert_eq!(workload, "w5", "only W5 may be n/a: {r}");
+            continue;
+        }
+        assert_eq!(status, "ok", "{r}");
+        let ops = r["ops"].as_u64().unwrap();
+        assert!(ops > 0, "{r}");
+        assert!(r["ops_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        let verified = r["verified_records"].as_u64().unwrap();
+        match workload {
+            // The ingest is checked by the replay that follows it.
+            "w3-4k" | "w3-128b" => {
+                let replay = workload.replace("w3", "w4");
+                let read_back = rows
+                    .iter()
+                    .find(|x| x["workload"] == replay.as_str() && x["contender"] == contender)
+                    .unwrap();
+                assert_eq!(read_back["verified_records"].as_u64(), Some(ops), "{r}");
+            }
+            _ => assert_eq!(verified, ops, "{r}"),
+        }
+        if matches!(workload, "w1" | "w2" | "w5") {
+            assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap());
+        }
+    }
+    for name in [
+        "wal/portable",
+        "wal/uring",
+        "naive",
+        "okaywal",
+        "raft-engine",
+        "walrus-rust",
+        "fjall",
+        "rusqlite",
+    ] {
+        assert!(seen.contains(name), "{name} missing");
+    }
+    // Ours ran W5; the others say why not.
+    let w5_ok = rows
+        .iter()
+        .filter(|r| r["workload"] == "w5" && r["status"] == "ok")
+        .count();
+    assert_eq!(w5_ok, 2);
+
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.starts_with("workload,contender,"));
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    for plot in [
+        "throughput-w1.svg",
+        "throughput-w4-4k.svg",
+        "latency-w2.svg",
+    ] {
+        let svg = std::fs::read_to_string(out.join(plot)).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("wal/portable"),
+            "{plot}"
+        );
+    }
+    assert!(stdout.contains("W1 durable commits"), "{stdout}");
+}
