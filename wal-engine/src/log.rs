@@ -75,7 +75,15 @@ struct Io {
     ids: Ids,
     encoder: FrameEncoder,
     seal: Vec<u8>,
+    /// The spare for the rotation after this segment has been asked for.
+    spare_requested: bool,
 }
+
+/// The next segment is prepared once the active one is this fraction full:
+/// early enough that zero-filling it (tens of milliseconds per 64 MiB) ends
+/// before the rotation, late enough that a log opened only to be read, or
+/// one that stays small, never writes a spare at all.
+const SPARE_AT_FRACTION: u64 = 4;
 
 pub(crate) struct Shared {
     pub(crate) storage: StdArc<dyn Storage>,
@@ -395,6 +403,7 @@ impl Wal {
                 ids,
                 encoder: FrameEncoder::new(options.compression),
                 seal: Vec::with_capacity(FRAME_HEADER_LEN),
+                spare_requested: false,
             }),
             segments: RwLock::new(segments),
             durable: AtomicU64::new(durable),
@@ -402,7 +411,7 @@ impl Wal {
             appended: AtomicU64::new(durable),
             stats: StatsCollector::default(),
             spare: Mutex::new(Spare {
-                wanted: options.prepare_segments,
+                wanted: false,
                 ..Spare::default()
             }),
             spare_cv: Condvar::new(),
@@ -1110,6 +1119,10 @@ fn do_round(
             .write_at(offset, &[io.batch.as_slice()])?;
         io.active.meta.index_frame(first_lsn, offset);
         io.active.offset += summary.encoded_len as u64;
+        if !io.spare_requested && io.active.offset >= options.segment_bytes / SPARE_AT_FRACTION {
+            io.spare_requested = true;
+            request_spare(shared);
+        }
         shared
             .stats
             .batch(u64::from(summary.record_count), summary.encoded_len as u64);
@@ -1149,14 +1162,19 @@ fn rotate(shared: &Shared, io: &mut Io, next_lsn: u64, durable: u64) -> Result<(
             next_lsn,
         )?,
     };
-    if shared.options.prepare_segments {
-        lock(&shared.spare).wanted = true;
-        shared.spare_cv.notify_one();
-    }
+    io.spare_requested = false;
     shared.segments_write().push(next.meta.clone());
     tracing::debug!(segment = %next.meta.name, "rotated to a new segment");
     io.active = next;
     Ok(())
+}
+
+/// Asks the preparer for a spare segment (when preparation is on).
+fn request_spare(shared: &Shared) {
+    if shared.options.prepare_segments {
+        lock(&shared.spare).wanted = true;
+        shared.spare_cv.notify_one();
+    }
 }
 
 /// The preparer thread: keeps one zero-filled spare segment ready. Its

@@ -184,18 +184,28 @@ fn a_full_disk_at_rotation_is_a_clean_error() {
 fn a_failed_preparation_does_not_poison_the_log() {
     let disk = SimDisk::new(SEED);
     // Opening an empty log creates the first segment (create #1); the
-    // preparer's spare is create #2.
+    // preparer's spare is create #2, asked for once a quarter of the segment
+    // is written.
     disk.inject(Fault::once(Op::Create, 2, FaultError::Eio));
     let mut o = options();
     o.prepare_segments = true;
     let (wal, _) = Wal::open_with(disk.storage(), o.clone()).unwrap();
-    // Let the preparer make (and fail) its attempt before any rotation.
+    let mut acked = wal.commit(&record(1)).unwrap();
+    // A log that is only opened, or stays small, writes no spare.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(disk.op_count(Op::Create), 1, "a spare was prepared at open");
+    let mut written = 0;
+    while written < o.segment_bytes / 4 {
+        acked = wal.commit(&record(acked + 1)).unwrap();
+        written += record(acked).len() as u64 + 4;
+    }
+    // Wait for the preparer's (failing) attempt, before any rotation.
     let start = std::time::Instant::now();
     while disk.op_count(Op::Create) < 2 {
         assert!(start.elapsed().as_secs() < 10, "the preparer never tried");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
-    let mut acked = 0;
+    assert_eq!(wal.stats().rotations, 0);
     while wal.stats().rotations < 3 {
         acked = wal.commit(&record(acked + 1)).unwrap();
     }
