@@ -1,9 +1,50 @@
 //! A durable, versioned key-value store on the write-ahead log.
 //!
-//! **Status: not yet implemented.** This crate is an empty placeholder in the
-//! workspace so that the dependency graph is in place; it exports nothing.
+//! Every batch is one record of the log (`wal-engine`): written there first,
+//! then applied to an in-memory table, so a batch is all or nothing after any
+//! crash. Each batch's LSN is its version; a [`Snapshot`] reads as of one LSN
+//! while writers go on. When the memtable reaches
+//! [`Options::memtable_bytes_max`] (or on [`Store::checkpoint`]) it is written
+//! to an immutable sorted table (blocks with an index, CRC32C checksums,
+//! optional LZ4/Snappy, a Bloom filter), the manifest naming the live tables
+//! and the checkpoint LSN is replaced atomically, and the log is cut in front
+//! of that LSN. A background worker does this, and merges the tables into one
+//! when there are more than [`Options::compaction_trigger`], dropping versions
+//! no reader can see. Opening reads the manifest, the tables, then replays the
+//! log after the checkpoint LSN. All file I/O goes through `wal-io`, so the
+//! simulated disk can crash the store at any point.
 //!
-//! It will offer atomic write batches, MVCC snapshots, checkpoints to sorted
-//! table files, compaction and recovery, built on the public API of
-//! `wal-engine` alone and doing its file I/O through `wal-io`.
+//! Reads see every applied batch, including [`Durability::Buffered`] ones not
+//! yet durable: a crash can take back a buffered batch another reader saw
+//! (never half of one, and never an acknowledged [`Durability::Sync`] one).
+//!
+//! ```
+//! use std::ops::Bound;
+//! use wal_kv::{Durability, Options, Store, WriteBatch};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), Options::default())?;
+//! store.put("user:1", "ada")?;
+//! let mut batch = WriteBatch::new();
+//! batch.put("user:2", "grace").delete("user:1");
+//! store.write(&batch, Durability::Sync)?;
+//! let users = store.scan(Bound::Included(b"user:"), Bound::Excluded(b"user;"))?;
+//! assert_eq!(users.len(), 1);
+//! drop(store);
+//! let store = Store::open(dir.path(), Options::default())?; // recovers from the log
+//! assert_eq!(store.get(b"user:2")?.as_deref(), Some(&b"grace"[..]));
+//! # Ok::<(), wal_kv::KvError>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod batch;
+mod error;
+mod manifest;
+mod memtable;
+mod store;
+mod table;
+
+pub use batch::{Op, WriteBatch};
+pub use error::KvError;
+pub use store::{Commit, Durability, Options, Snapshot, Stats, Store};
+pub use table::TableCompression;

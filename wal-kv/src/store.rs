@@ -1,0 +1,961 @@
+//! The store: the write path (log first, then the memtable), reads across
+//! memtables and tables at a snapshot, and the background worker that
+//! checkpoints and compacts.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Bound;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wal_engine::{DurableFuture, Wal};
+use wal_io::{BackendChoice, Storage};
+
+use crate::KvError;
+use crate::batch::WriteBatch;
+use crate::manifest::{self, Manifest};
+use crate::memtable::{Entry, Memtable};
+use crate::table::{self, Table, TableBuilder, TableCompression};
+
+/// The store's options.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The log's options (sync policy for buffered batches, segment size...).
+    pub log: wal_engine::Options,
+    /// The memtable is checkpointed into a table at this size. Default 64 MiB.
+    pub memtable_bytes_max: usize,
+    /// Longest key. Default 64 KiB.
+    pub key_bytes_max: usize,
+    /// Longest value. Default 512 KiB (a batch must fit one log record).
+    pub value_bytes_max: usize,
+    /// Uncompressed size a table block is cut at. Default 16 KiB.
+    pub block_bytes: usize,
+    /// Table block compression. Default none.
+    pub compression: TableCompression,
+    /// Tables are merged into one when there are more than this. Default 4.
+    pub compaction_trigger: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            log: wal_engine::Options::default(),
+            memtable_bytes_max: 64 << 20,
+            key_bytes_max: 64 << 10,
+            value_bytes_max: 512 << 10,
+            block_bytes: 16 << 10,
+            compression: TableCompression::None,
+            compaction_trigger: 4,
+        }
+    }
+}
+
+impl Options {
+    fn validate(&self) -> Result<(), KvError> {
+        let bad = |m: String| Err(KvError::InvalidOptions(m));
+        if self.memtable_bytes_max < 4096 {
+            return bad("memtable_bytes_max must be at least 4096".into());
+        }
+        if self.key_bytes_max == 0 || self.key_bytes_max > u32::MAX as usize {
+            return bad("key_bytes_max must be between 1 and 2^32 - 1".into());
+        }
+        if self.value_bytes_max > u32::MAX as usize {
+            return bad("value_bytes_max must be below 2^32".into());
+        }
+        if self.block_bytes < 256 {
+            return bad("block_bytes must be at least 256".into());
+        }
+        if self.compaction_trigger < 2 {
+            return bad("compaction_trigger must be at least 2".into());
+        }
+        Ok(())
+    }
+}
+
+/// How durable a batch must be before `write` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Durable (survives power loss) when the call returns.
+    #[default]
+    Sync,
+    /// Applied and visible at once; durable when the log's sync policy makes
+    /// it so (or at the next `Sync` batch).
+    Buffered,
+}
+
+/// Figures about the store.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes in the active memtable.
+    pub memtable_bytes: usize,
+    /// Bytes in a memtable being checkpointed.
+    pub frozen_bytes: usize,
+    /// Live tables (one level; compaction merges them all).
+    pub tables: usize,
+    /// Their size on disk.
+    pub table_bytes: u64,
+    /// Versions stored in them.
+    pub table_entries: u64,
+    /// Checkpoints and compactions completed, and their total time.
+    pub checkpoints: u64,
+    /// Total checkpoint time.
+    pub checkpoint_time: Duration,
+    /// Compactions completed.
+    pub compactions: u64,
+    /// Total compaction time.
+    pub compaction_time: Duration,
+    /// Bytes of batches written by users.
+    pub user_bytes: u64,
+    /// Bytes written to tables (checkpoints and compactions).
+    pub table_bytes_written: u64,
+    /// (log bytes + table bytes written) / user bytes.
+    pub write_amplification: f64,
+    /// Point reads, and tables they read a block of.
+    pub gets: u64,
+    /// Table blocks probed per get (after the filters).
+    pub read_amplification: f64,
+    /// The checkpoint LSN: everything at or below it is in tables.
+    pub checkpoint_lsn: u64,
+}
+
+struct Tree {
+    active: Arc<RwLock<Memtable>>,
+    /// A memtable being checkpointed, and the last LSN it holds.
+    frozen: Option<(Arc<RwLock<Memtable>>, u64)>,
+    /// Newest first.
+    tables: Vec<Arc<Table>>,
+    manifest: Manifest,
+}
+
+#[derive(Default)]
+struct Work {
+    checkpoint: bool,
+    compact: bool,
+    closing: bool,
+    failed: Option<String>,
+    checkpoints: u64,
+    compactions: u64,
+    checkpoint_time: Duration,
+    compaction_time: Duration,
+}
+
+struct Inner {
+    wal: Wal,
+    storage: Arc<dyn Storage>,
+    options: Options,
+    write_lock: Mutex<()>,
+    tree: RwLock<Tree>,
+    visible: AtomicU64,
+    snapshots: Mutex<BTreeMap<u64, usize>>,
+    work: Mutex<Work>,
+    work_cv: Condvar,
+    done_cv: Condvar,
+    obsolete: Mutex<Vec<Arc<Table>>>,
+    user_bytes: AtomicU64,
+    table_bytes_written: AtomicU64,
+    gets: AtomicU64,
+    probes: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A durable, versioned key-value store on the write-ahead log.
+///
+/// ```
+/// use wal_kv::{Durability, Options, Store, WriteBatch};
+///
+/// let disk = wal_io::sim::SimDisk::new(1);
+/// let store = Store::open_with(disk.storage(), Options::default())?;
+/// let mut batch = WriteBatch::new();
+/// batch.put("apple", "red").put("kiwi", "green");
+/// let lsn = store.write(&batch, Durability::Sync)?;
+/// let before = store.snapshot();
+/// store.delete("apple")?;
+/// assert_eq!(store.get(b"apple")?, None);
+/// assert_eq!(before.get(b"apple")?.as_deref(), Some(&b"red"[..]));
+/// assert!(before.lsn() >= lsn);
+/// store.checkpoint()?; // memtable -> sorted table; the log is cut in front
+/// let all = store.scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
+/// assert_eq!(all.len(), 1);
+/// # Ok::<(), wal_kv::KvError>(())
+/// ```
+pub struct Store {
+    inner: Arc<Inner>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("visible_lsn", &self.inner.visible.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A consistent view as of one LSN; writers go on meanwhile.
+#[derive(Debug)]
+pub struct Snapshot<'a> {
+    store: &'a Store,
+    lsn: u64,
+}
+
+impl Snapshot<'_> {
+    /// The LSN this view is as of: every batch at or below it, none above.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// The value of `key` in this view.
+    ///
+    /// # Errors
+    /// A table read failed or is corrupt.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.store.inner.get_at(key, self.lsn)
+    }
+
+    /// Key-value pairs with keys within the bounds, ascending.
+    ///
+    /// # Errors
+    /// As [`Snapshot::get`].
+    pub fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        self.store.inner.scan_at(lo, hi, self.lsn)
+    }
+
+    /// As [`Snapshot::scan`], descending.
+    ///
+    /// # Errors
+    /// As [`Snapshot::get`].
+    pub fn scan_rev(
+        &self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        let mut all = self.scan(lo, hi)?;
+        all.reverse();
+        Ok(all)
+    }
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        let mut snaps = lock(&self.store.inner.snapshots);
+        if let Some(n) = snaps.get_mut(&self.lsn) {
+            *n -= 1;
+            if *n == 0 {
+                snaps.remove(&self.lsn);
+            }
+        }
+    }
+}
+
+/// A batch applied and visible, resolving once durable (see
+/// [`Store::write_async`]).
+#[derive(Debug)]
+pub struct Commit {
+    lsn: u64,
+    durable: DurableFuture,
+}
+
+impl Commit {
+    /// The batch's LSN.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+}
+
+impl Future for Commit {
+    type Output = Result<u64, KvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let lsn = self.lsn;
+        Pin::new(&mut self.durable)
+            .poll(cx)
+            .map(|r| r.map(|()| lsn).map_err(KvError::from))
+    }
+}
+
+impl Store {
+    /// Opens (creating) the store in directory `dir`, which must exist.
+    ///
+    /// # Errors
+    /// As [`Store::open_with`].
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store, KvError> {
+        Store::open_with(wal_io::open_dir(dir, BackendChoice::Auto)?, options)
+    }
+
+    /// Opens the store on any storage: the log, then the manifest and its
+    /// tables, then a replay of the log after the checkpoint LSN.
+    ///
+    /// # Errors
+    /// Invalid options; the log's recovery errors; a corrupt manifest or
+    /// table; I/O errors.
+    pub fn open_with(storage: Arc<dyn Storage>, options: Options) -> Result<Store, KvError> {
+        options.validate()?;
+        let (wal, _report) = Wal::open_with(Arc::clone(&storage), options.log.clone())?;
+        let manifest = Manifest::read(&*storage)?.unwrap_or(Manifest {
+            checkpoint_lsn: 0,
+            next_table_id: 1,
+            tables: Vec::new(),
+        });
+        let tables = manifest
+            .tables
+            .iter()
+            .map(|&id| Table::open(&*storage, id).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(t) = tables.iter().find(|t| t.max_lsn > manifest.checkpoint_lsn) {
+            return Err(KvError::corrupt(
+                &t.name,
+                0,
+                format!(
+                    "holds LSN {} above the checkpoint LSN {}",
+                    t.max_lsn, manifest.checkpoint_lsn
+                ),
+            ));
+        }
+        // Leftovers of an interrupted checkpoint or compaction.
+        for name in storage.list()? {
+            let orphan = table::parse_name(&name).is_some_and(|id| !manifest.tables.contains(&id));
+            if orphan || name == manifest::TEMP_NAME {
+                storage.remove(&name)?;
+            }
+        }
+        let mut memtable = Memtable::default();
+        let from = (manifest.checkpoint_lsn + 1).max(wal.first_lsn());
+        let last = wal.appended_lsn();
+        if from <= last {
+            for record in wal.reader(from)? {
+                let record = record?;
+                let batch = WriteBatch::decode(&record.data, record.lsn)?;
+                memtable.apply(&batch, record.lsn);
+            }
+        }
+        let visible = last.max(manifest.checkpoint_lsn);
+        let inner = Arc::new(Inner {
+            wal,
+            storage,
+            options,
+            write_lock: Mutex::new(()),
+            tree: RwLock::new(Tree {
+                active: Arc::new(RwLock::new(memtable)),
+                frozen: None,
+                tables,
+                manifest,
+            }),
+            visible: AtomicU64::new(visible),
+            snapshots: Mutex::new(BTreeMap::new()),
+            work: Mutex::new(Work::default()),
+            work_cv: Condvar::new(),
+            done_cv: Condvar::new(),
+            obsolete: Mutex::new(Vec::new()),
+            user_bytes: AtomicU64::new(0),
+            table_bytes_written: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
+        });
+        let worker_inner = Arc::clone(&inner);
+        let worker = std::thread::Builder::new()
+            .name("wal-kv-worker".into())
+            .spawn(move || worker_inner.run_worker())
+            .map_err(|e| KvError::Failed(format!("spawn worker: {e}")))?;
+        Ok(Store {
+            inner,
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// Applies `batch` atomically; returns its LSN.
+    ///
+    /// # Errors
+    /// Limits ([`KvError::KeyTooLarge`], [`KvError::ValueTooLarge`],
+    /// [`KvError::EmptyBatch`], [`KvError::BatchTooLarge`]); the log's
+    /// errors (a failed write poisons the log: reopen); [`KvError::Failed`]
+    /// after a background failure.
+    pub fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<u64, KvError> {
+        let lsn = self.inner.apply(batch)?;
+        if durability == Durability::Sync {
+            self.inner.wal.wait_durable(lsn)?;
+        }
+        Ok(lsn)
+    }
+
+    /// Applies `batch` at once and returns a future that resolves with its
+    /// LSN once it is durable; it needs no particular async runtime.
+    ///
+    /// # Errors
+    /// As [`Store::write`], for the apply; durability errors come from the future.
+    pub fn write_async(&self, batch: &WriteBatch) -> Result<Commit, KvError> {
+        let lsn = self.inner.apply(batch)?;
+        Ok(Commit {
+            lsn,
+            durable: self.inner.wal.durable(lsn),
+        })
+    }
+
+    /// Sets one key, durably.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<u64, KvError> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(&b, Durability::Sync)
+    }
+
+    /// Removes one key, durably.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn delete(&self, key: impl Into<Bytes>) -> Result<u64, KvError> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(&b, Durability::Sync)
+    }
+
+    /// A consistent view as of now.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        let mut snaps = lock(&self.inner.snapshots);
+        let lsn = self.inner.visible.load(Ordering::Acquire);
+        *snaps.entry(lsn).or_insert(0) += 1;
+        Snapshot { store: self, lsn }
+    }
+
+    /// The current value of `key`.
+    ///
+    /// # Errors
+    /// A table read failed or is corrupt.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.snapshot().get(key)
+    }
+
+    /// Current key-value pairs within the bounds, ascending.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        self.snapshot().scan(lo, hi)
+    }
+
+    /// As [`Store::scan`], descending.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn scan_rev(
+        &self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        self.snapshot().scan_rev(lo, hi)
+    }
+
+    /// Checkpoints now: everything written so far goes into a table, the
+    /// manifest is replaced and the log cut in front of it. Returns when done.
+    ///
+    /// # Errors
+    /// The checkpoint's I/O errors ([`KvError::Failed`] after a background failure).
+    pub fn checkpoint(&self) -> Result<(), KvError> {
+        let done = lock(&self.inner.work).checkpoints;
+        {
+            let _w = lock(&self.inner.write_lock);
+            if !self.inner.freeze()? {
+                return Ok(()); // nothing to checkpoint
+            }
+        }
+        self.inner.wait_work(|w| w.checkpoints > done)
+    }
+
+    /// Merges every table into one now; returns when done.
+    ///
+    /// # Errors
+    /// As [`Store::checkpoint`].
+    pub fn compact(&self) -> Result<(), KvError> {
+        let mut work = lock(&self.inner.work);
+        let done = work.compactions;
+        work.compact = true;
+        self.inner.work_cv.notify_all();
+        drop(work);
+        self.inner.wait_work(|w| w.compactions > done)
+    }
+
+    /// Figures about the store.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let tree = inner.tree.read().unwrap_or_else(PoisonError::into_inner);
+        let work = lock(&inner.work);
+        let user = inner.user_bytes.load(Ordering::Relaxed);
+        let tables_written = inner.table_bytes_written.load(Ordering::Relaxed);
+        let log = inner.wal.stats().append_bytes;
+        let gets = inner.gets.load(Ordering::Relaxed);
+        Stats {
+            memtable_bytes: tree
+                .active
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .bytes(),
+            frozen_bytes: tree.frozen.as_ref().map_or(0, |(m, _)| {
+                m.read().unwrap_or_else(PoisonError::into_inner).bytes()
+            }),
+            tables: tree.tables.len(),
+            table_bytes: tree.tables.iter().map(|t| t.size).sum(),
+            table_entries: tree.tables.iter().map(|t| t.entries).sum(),
+            checkpoints: work.checkpoints,
+            checkpoint_time: work.checkpoint_time,
+            compactions: work.compactions,
+            compaction_time: work.compaction_time,
+            user_bytes: user,
+            table_bytes_written: tables_written,
+            write_amplification: if user == 0 {
+                0.0
+            } else {
+                (log + tables_written) as f64 / user as f64
+            },
+            gets,
+            read_amplification: if gets == 0 {
+                0.0
+            } else {
+                inner.probes.load(Ordering::Relaxed) as f64 / gets as f64
+            },
+            checkpoint_lsn: tree.manifest.checkpoint_lsn,
+        }
+    }
+
+    /// The log underneath (for its stats and watermarks).
+    pub fn log(&self) -> &Wal {
+        &self.inner.wal
+    }
+
+    /// Stops the background worker and closes the log. Everything written
+    /// with [`Durability::Sync`] is durable already; buffered batches are
+    /// synced first.
+    ///
+    /// # Errors
+    /// A failed final sync.
+    pub fn close(self) -> Result<(), KvError> {
+        self.inner.wal.sync()?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        lock(&self.inner.work).closing = true;
+        self.inner.work_cv.notify_all();
+        if let Some(worker) = lock(&self.worker).take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Inner {
+    fn check_failed(&self) -> Result<(), KvError> {
+        match &lock(&self.work).failed {
+            Some(e) => Err(KvError::Failed(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Logs and applies a batch; returns its LSN once it is visible.
+    fn apply(&self, batch: &WriteBatch) -> Result<u64, KvError> {
+        self.check_failed()?;
+        let record = batch.encode(self.options.key_bytes_max, self.options.value_bytes_max)?;
+        let max = self.options.log.record_bytes_max;
+        if record.len() > max {
+            return Err(KvError::BatchTooLarge {
+                bytes: record.len(),
+                max,
+            });
+        }
+        let _w = lock(&self.write_lock);
+        let active = {
+            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(&tree.active)
+        };
+        if active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes()
+            >= self.options.memtable_bytes_max
+        {
+            // Memory is full: freeze, waiting (bounded by one checkpoint)
+            // while an earlier frozen memtable is still being written.
+            self.wait_work(|_| {
+                self.tree
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .frozen
+                    .is_none()
+            })?;
+            self.freeze()?;
+        }
+        let active = {
+            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(&tree.active)
+        };
+        let lsn = self.wal.append(&record)?;
+        active
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(batch, lsn);
+        self.visible.store(lsn, Ordering::Release);
+        self.user_bytes
+            .fetch_add(record.len() as u64, Ordering::Relaxed);
+        Ok(lsn)
+    }
+
+    /// Makes the active memtable the frozen one and wakes the worker. The
+    /// caller holds the write lock. False when there is nothing to freeze.
+    fn freeze(&self) -> Result<bool, KvError> {
+        self.wait_work(|_| {
+            self.tree
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .frozen
+                .is_none()
+        })?;
+        let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+        if tree
+            .active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+        {
+            return Ok(false);
+        }
+        let upto = self.visible.load(Ordering::Acquire);
+        let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(Memtable::default())));
+        tree.frozen = Some((full, upto));
+        drop(tree);
+        lock(&self.work).checkpoint = true;
+        self.work_cv.notify_all();
+        Ok(true)
+    }
+
+    /// Waits until `done` holds (re-checked on every worker completion), or
+    /// the worker failed.
+    fn wait_work(&self, done: impl Fn(&Work) -> bool) -> Result<(), KvError> {
+        let mut work = lock(&self.work);
+        loop {
+            if let Some(e) = &work.failed {
+                return Err(KvError::Failed(e.clone()));
+            }
+            if done(&work) {
+                return Ok(());
+            }
+            work = self
+                .done_cv
+                .wait_timeout(work, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The oldest LSN a reader may still read at.
+    fn oldest_view(&self) -> u64 {
+        let snaps = lock(&self.snapshots);
+        let visible = self.visible.load(Ordering::Acquire);
+        snaps.keys().next().map_or(visible, |&s| s.min(visible))
+    }
+
+    fn sources(&self) -> (Vec<Arc<RwLock<Memtable>>>, Vec<Arc<Table>>) {
+        let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+        let mut mems = vec![Arc::clone(&tree.active)];
+        if let Some((m, _)) = &tree.frozen {
+            mems.push(Arc::clone(m));
+        }
+        (mems, tree.tables.clone())
+    }
+
+    fn get_at(&self, key: &[u8], lsn: u64) -> Result<Option<Bytes>, KvError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let (mems, tables) = self.sources();
+        for m in &mems {
+            if let Some(v) = m
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key, lsn)
+            {
+                return Ok(v);
+            }
+        }
+        for t in &tables {
+            if t.may_contain(key) {
+                self.probes.fetch_add(1, Ordering::Relaxed);
+                if let Some(v) = t.get(key, lsn)? {
+                    return Ok(v);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn scan_at(
+        &self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        lsn: u64,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        // Newest version at or below `lsn` per key, over every source.
+        let mut best: BTreeMap<Bytes, (u64, Option<Bytes>)> = BTreeMap::new();
+        let mut offer = |e: Entry| {
+            if e.lsn > lsn {
+                return;
+            }
+            match best.get(&e.key) {
+                Some((seen, _)) if *seen >= e.lsn => {}
+                _ => {
+                    best.insert(e.key, (e.lsn, e.value));
+                }
+            }
+        };
+        let (mems, tables) = self.sources();
+        for m in &mems {
+            m.read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .range(lo, hi)
+                .for_each(&mut offer);
+        }
+        let owned = |b: Bound<&[u8]>| match b {
+            Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k)),
+            Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        for t in &tables {
+            for e in t.iter(owned(lo), owned(hi)) {
+                offer(e?);
+            }
+        }
+        Ok(best
+            .into_iter()
+            .filter_map(|(k, (_, v))| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    fn run_worker(self: &Arc<Self>) {
+        loop {
+            let (checkpoint, compact) = {
+                let mut work = lock(&self.work);
+                while !(work.closing || work.checkpoint || work.compact) {
+                    work = self
+                        .work_cv
+                        .wait(work)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if work.closing {
+                    return;
+                }
+                let todo = (work.checkpoint, work.compact);
+                work.checkpoint = false;
+                work.compact = false;
+                todo
+            };
+            let mut result = Ok(());
+            if checkpoint {
+                let start = Instant::now();
+                result = self.run_checkpoint();
+                let mut work = lock(&self.work);
+                work.checkpoints += 1;
+                work.checkpoint_time += start.elapsed();
+            }
+            let too_many = self
+                .tree
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .tables
+                .len()
+                > self.options.compaction_trigger;
+            if result.is_ok() && (compact || too_many) {
+                let start = Instant::now();
+                result = self.run_compaction();
+                let mut work = lock(&self.work);
+                work.compactions += 1;
+                work.compaction_time += start.elapsed();
+            }
+            self.remove_obsolete();
+            let mut work = lock(&self.work);
+            if let Err(e) = result {
+                work.failed = Some(e.to_string());
+            }
+            drop(work);
+            self.done_cv.notify_all();
+        }
+    }
+
+    fn run_checkpoint(&self) -> Result<(), KvError> {
+        let (frozen, upto, id) = {
+            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+            let Some((m, upto)) = &tree.frozen else {
+                return Ok(());
+            };
+            (Arc::clone(m), *upto, tree.manifest.next_table_id)
+        };
+        // A table must never hold a batch the log could lose: the batch's
+        // LSN would be handed out again after a crash.
+        self.wal.wait_durable(upto)?;
+        let keep_from = self.oldest_view();
+        let mut builder = TableBuilder::create(
+            &*self.storage,
+            id,
+            self.options.compression,
+            self.options.block_bytes,
+        )?;
+        {
+            let mem = frozen.read().unwrap_or_else(PoisonError::into_inner);
+            let entries = mem.range(Bound::Unbounded, Bound::Unbounded).map(Ok);
+            write_pruned(&mut builder, entries, keep_from, false)?;
+        }
+        let table = Arc::new(builder.finish(id)?);
+        self.table_bytes_written
+            .fetch_add(table.size, Ordering::Relaxed);
+        self.storage.sync_dir()?;
+        let manifest = {
+            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+            let mut tables = vec![id];
+            tables.extend(tree.tables.iter().map(|t| t.id));
+            Manifest {
+                checkpoint_lsn: upto,
+                next_table_id: id + 1,
+                tables,
+            }
+        };
+        manifest.write(&*self.storage)?;
+        {
+            let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+            tree.tables.insert(0, table);
+            tree.frozen = None;
+            tree.manifest = manifest;
+        }
+        self.done_cv.notify_all();
+        self.wal.truncate_front(upto + 1)?;
+        Ok(())
+    }
+
+    fn run_compaction(&self) -> Result<(), KvError> {
+        let (inputs, id) = {
+            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+            (tree.tables.clone(), tree.manifest.next_table_id)
+        };
+        if inputs.len() < 2 {
+            return Ok(());
+        }
+        let keep_from = self.oldest_view();
+        let mut builder = TableBuilder::create(
+            &*self.storage,
+            id,
+            self.options.compression,
+            self.options.block_bytes,
+        )?;
+        let iters = inputs
+            .iter()
+            .map(|t| t.iter(Bound::Unbounded, Bound::Unbounded).peekable())
+            .collect();
+        write_pruned(&mut builder, Merge { iters }, keep_from, true)?;
+        let table = Arc::new(builder.finish(id)?);
+        self.table_bytes_written
+            .fetch_add(table.size, Ordering::Relaxed);
+        self.storage.sync_dir()?;
+        let input_ids: Vec<u64> = inputs.iter().map(|t| t.id).collect();
+        let manifest = {
+            let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
+            let mut tables: Vec<u64> = tree
+                .tables
+                .iter()
+                .map(|t| t.id)
+                .filter(|i| !input_ids.contains(i))
+                .collect();
+            tables.push(id);
+            Manifest {
+                checkpoint_lsn: tree.manifest.checkpoint_lsn,
+                next_table_id: id + 1,
+                tables,
+            }
+        };
+        manifest.write(&*self.storage)?;
+        {
+            let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+            tree.tables.retain(|t| !input_ids.contains(&t.id));
+            tree.tables.push(table);
+            tree.manifest = manifest;
+        }
+        lock(&self.obsolete).extend(inputs);
+        Ok(())
+    }
+
+    /// Removes the files of merged tables no reader holds any more.
+    fn remove_obsolete(&self) {
+        let mut obsolete = lock(&self.obsolete);
+        obsolete.retain(|t| {
+            if Arc::strong_count(t) > 1 {
+                return true;
+            }
+            self.storage.remove(&t.name).is_err()
+        });
+    }
+}
+
+/// Writes entries (key ascending, LSN descending), keeping per key every
+/// version newer than `keep_from` and the newest at or below it, which a
+/// reader at `keep_from` or later may still need. `bottom`: nothing older
+/// exists below these entries, so that newest version is dropped too when
+/// it is a tombstone.
+fn write_pruned(
+    builder: &mut TableBuilder,
+    entries: impl Iterator<Item = Result<Entry, KvError>>,
+    keep_from: u64,
+    bottom: bool,
+) -> Result<(), KvError> {
+    let mut current: Option<Bytes> = None;
+    let mut settled = false; // the newest version <= keep_from was seen
+    for e in entries {
+        let e = e?;
+        if current.as_ref() != Some(&e.key) {
+            current = Some(e.key.clone());
+            settled = false;
+        }
+        if e.lsn > keep_from {
+            builder.add(&e)?;
+        } else if !settled {
+            settled = true;
+            if !(bottom && e.value.is_none()) {
+                builder.add(&e)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Merges table iterators into one stream, key ascending then LSN descending.
+struct Merge {
+    iters: Vec<std::iter::Peekable<table::TableIter>>,
+}
+
+impl Iterator for Merge {
+    type Item = Result<Entry, KvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut pick: Option<(usize, Bytes, u64)> = None;
+        for (i, it) in self.iters.iter_mut().enumerate() {
+            let (key, lsn) = match it.peek() {
+                None => continue,
+                Some(Err(_)) => return it.next(),
+                Some(Ok(e)) => (e.key.clone(), e.lsn),
+            };
+            let better = pick.as_ref().is_none_or(|(_, best_key, best_lsn)| {
+                (&key, std::cmp::Reverse(lsn)) < (best_key, std::cmp::Reverse(*best_lsn))
+            });
+            if better {
+                pick = Some((i, key, lsn));
+            }
+        }
+        let (i, _, _) = pick?;
+        self.iters.get_mut(i)?.next()
+    }
+}

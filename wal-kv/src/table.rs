@@ -1,0 +1,521 @@
+//! Immutable sorted table files: what a checkpoint writes and compaction
+//! merges. Layout (all integers little-endian):
+//!
+//! ```text
+//! block*  : payload | codec u8 | raw_len u32 | crc32c u32 (of payload, codec, raw_len)
+//!           payload (after decompression) = entry*, each
+//!           key_len u32 | key | lsn u64 | has_value u8 | [value_len u32 | value]
+//!           sorted by key, then newest LSN first
+//! index   : (last_key_len u32 | last_key | offset u64 | len u32)* | crc32c u32
+//! filter  : hashes u32 | bits* | crc32c u32       (a Bloom filter of the keys)
+//! footer  : magic "WALKVSST" | version u32 | index_offset u64 | index_len u32
+//!           | filter_offset u64 | filter_len u32 | entries u64 | max_lsn u64 | crc32c u32
+//! ```
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use wal_io::{FileOptions, FileRef, Storage};
+
+use crate::KvError;
+use crate::memtable::Entry;
+
+const MAGIC: &[u8; 8] = b"WALKVSST";
+const VERSION: u32 = 1;
+const FOOTER_LEN: usize = 8 + 4 + 8 + 4 + 8 + 4 + 8 + 8 + 4;
+const TRAILER_LEN: usize = 9;
+const BLOOM_BITS_PER_KEY: usize = 10;
+const BLOOM_HASHES: u32 = 7;
+
+/// How table blocks are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TableCompression {
+    /// Stored as they are.
+    #[default]
+    None,
+    /// LZ4 block format.
+    Lz4,
+    /// Snappy raw format.
+    Snappy,
+}
+
+impl TableCompression {
+    fn code(self) -> u8 {
+        match self {
+            TableCompression::None => 0,
+            TableCompression::Lz4 => 1,
+            TableCompression::Snappy => 2,
+        }
+    }
+}
+
+/// The file name of table `id`.
+pub(crate) fn file_name(id: u64) -> String {
+    format!("{id:020}.sst")
+}
+
+/// The id of a table file name.
+pub(crate) fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".sst")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+fn bloom_hashes(key: &[u8]) -> (u64, u64) {
+    let h1 = u64::from(crc32c::crc32c(key));
+    let h2 = u64::from(crc32c::crc32c_append(0x9e37_79b9, key)) | 1;
+    (h1, h2)
+}
+
+/// Writes a table from entries given in order.
+pub(crate) struct TableBuilder {
+    file: FileRef,
+    name: String,
+    compression: TableCompression,
+    block_bytes: usize,
+    block: Vec<u8>,
+    last_key: Option<Bytes>,
+    offset: u64,
+    index: Vec<u8>,
+    key_hashes: Vec<(u64, u64)>,
+    entries: u64,
+    max_lsn: u64,
+}
+
+impl TableBuilder {
+    pub fn create(
+        storage: &dyn Storage,
+        id: u64,
+        compression: TableCompression,
+        block_bytes: usize,
+    ) -> Result<TableBuilder, KvError> {
+        let name = file_name(id);
+        // A leftover of an interrupted checkpoint may hold this name.
+        let _ = storage.remove(&name);
+        let file = storage.create(&name, FileOptions::BUFFERED)?;
+        Ok(TableBuilder {
+            file,
+            name,
+            compression,
+            block_bytes,
+            block: Vec::new(),
+            last_key: None,
+            offset: 0,
+            index: Vec::new(),
+            key_hashes: Vec::new(),
+            entries: 0,
+            max_lsn: 0,
+        })
+    }
+
+    /// Adds an entry; keys ascending, and for one key LSNs descending.
+    pub fn add(&mut self, e: &Entry) -> Result<(), KvError> {
+        if let Some(last) = &self.last_key {
+            assert!(last <= &e.key, "table entries must be added in key order");
+        }
+        if self.last_key.as_ref() != Some(&e.key) {
+            self.key_hashes.push(bloom_hashes(&e.key));
+        }
+        put_bytes(&mut self.block, &e.key);
+        self.block.extend_from_slice(&e.lsn.to_le_bytes());
+        match &e.value {
+            Some(v) => {
+                self.block.push(1);
+                put_bytes(&mut self.block, v);
+            }
+            None => self.block.push(0),
+        }
+        self.entries += 1;
+        self.max_lsn = self.max_lsn.max(e.lsn);
+        self.last_key = Some(e.key.clone());
+        if self.block.len() >= self.block_bytes {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<(), KvError> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let raw_len = u32::try_from(self.block.len())
+            .map_err(|_| KvError::InvalidOptions("table block over 4 GiB".into()))?;
+        let mut out = match self.compression {
+            TableCompression::None => std::mem::take(&mut self.block),
+            TableCompression::Lz4 => lz4_flex::block::compress(&self.block),
+            TableCompression::Snappy => snap::raw::Encoder::new()
+                .compress_vec(&self.block)
+                .map_err(|e| KvError::InvalidOptions(format!("snappy: {e}")))?,
+        };
+        out.push(self.compression.code());
+        out.extend_from_slice(&raw_len.to_le_bytes());
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        self.file.write_at(self.offset, &[&out])?;
+        let last = self.last_key.clone().unwrap_or_default();
+        put_bytes(&mut self.index, &last);
+        self.index.extend_from_slice(&self.offset.to_le_bytes());
+        let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        self.index.extend_from_slice(&len.to_le_bytes());
+        self.offset += out.len() as u64;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// Writes index, filter and footer, syncs, and opens the table for reading.
+    pub fn finish(mut self, id: u64) -> Result<Table, KvError> {
+        self.flush_block()?;
+        let index_offset = self.offset;
+        let mut index = std::mem::take(&mut self.index);
+        let crc = crc32c::crc32c(&index);
+        index.extend_from_slice(&crc.to_le_bytes());
+        self.file.write_at(index_offset, &[&index])?;
+        let filter_offset = index_offset + index.len() as u64;
+        let bits = (self.key_hashes.len() * BLOOM_BITS_PER_KEY).max(64);
+        let mut filter = vec![0u8; 4 + bits.div_ceil(8)];
+        filter[..4].copy_from_slice(&BLOOM_HASHES.to_le_bytes());
+        let nbits = ((filter.len() - 4) * 8) as u64;
+        for &(h1, h2) in &self.key_hashes {
+            for i in 0..u64::from(BLOOM_HASHES) {
+                let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
+                filter[4 + (bit / 8) as usize] |= 1 << (bit % 8);
+            }
+        }
+        let crc = crc32c::crc32c(&filter);
+        filter.extend_from_slice(&crc.to_le_bytes());
+        self.file.write_at(filter_offset, &[&filter])?;
+        let mut footer = Vec::with_capacity(FOOTER_LEN);
+        footer.extend_from_slice(MAGIC);
+        footer.extend_from_slice(&VERSION.to_le_bytes());
+        footer.extend_from_slice(&index_offset.to_le_bytes());
+        footer.extend_from_slice(&u32::try_from(index.len()).unwrap_or(u32::MAX).to_le_bytes());
+        footer.extend_from_slice(&filter_offset.to_le_bytes());
+        footer.extend_from_slice(
+            &u32::try_from(filter.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        footer.extend_from_slice(&self.entries.to_le_bytes());
+        footer.extend_from_slice(&self.max_lsn.to_le_bytes());
+        let crc = crc32c::crc32c(&footer);
+        footer.extend_from_slice(&crc.to_le_bytes());
+        self.file
+            .write_at(filter_offset + filter.len() as u64, &[&footer])?;
+        self.file.sync_data()?;
+        let size = filter_offset + filter.len() as u64 + footer.len() as u64;
+        Table::from_file(self.file, self.name, id, size)
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let len = u32::try_from(b.len()).expect("keys and values are checked against u32 limits");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Reads untrusted bytes.
+struct Cursor<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.data.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        self.take(n)
+    }
+    fn done(&self) -> bool {
+        self.at == self.data.len()
+    }
+}
+
+/// Checks and strips a trailing CRC32C.
+fn checked<'a>(data: &'a [u8], name: &str, offset: u64, what: &str) -> Result<&'a [u8], KvError> {
+    let split = data
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| KvError::corrupt(name, offset, format!("{what} too short")))?;
+    let (body, crc) = data.split_at(split);
+    let stored = u32::from_le_bytes(crc.try_into().unwrap_or_default());
+    if crc32c::crc32c(body) != stored {
+        return Err(KvError::corrupt(
+            name,
+            offset,
+            format!("{what} checksum mismatch"),
+        ));
+    }
+    Ok(body)
+}
+
+#[derive(Debug)]
+struct BlockHandle {
+    last_key: Bytes,
+    offset: u64,
+    len: u32,
+}
+
+/// An open table: index and filter in memory, blocks read on demand.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub id: u64,
+    pub name: String,
+    file: FileRef,
+    blocks: Vec<BlockHandle>,
+    filter: Vec<u8>,
+    hashes: u32,
+    pub entries: u64,
+    pub max_lsn: u64,
+    pub size: u64,
+}
+
+impl Table {
+    pub fn open(storage: &dyn Storage, id: u64) -> Result<Table, KvError> {
+        let name = file_name(id);
+        let file = storage.open(&name, FileOptions::BUFFERED)?;
+        let size = file.size()?;
+        Table::from_file(file, name, id, size)
+    }
+
+    fn from_file(file: FileRef, name: String, id: u64, size: u64) -> Result<Table, KvError> {
+        let bad = |offset: u64, detail: &str| KvError::corrupt(&name, offset, detail);
+        let footer_at = size
+            .checked_sub(FOOTER_LEN as u64)
+            .ok_or_else(|| bad(0, "shorter than a footer"))?;
+        let mut footer = vec![0u8; FOOTER_LEN];
+        file.read_at(footer_at, &mut footer)?;
+        let body = checked(&footer, &name, footer_at, "footer")?;
+        let mut c = Cursor { data: body, at: 0 };
+        if c.take(8) != Some(MAGIC.as_slice()) || c.u32() != Some(VERSION) {
+            return Err(bad(footer_at, "not a table (magic or version)"));
+        }
+        let fields = (|| Some((c.u64()?, c.u32()?, c.u64()?, c.u32()?, c.u64()?, c.u64()?)))();
+        let (index_offset, index_len, filter_offset, filter_len, entries, max_lsn) =
+            fields.ok_or_else(|| bad(footer_at, "footer truncated"))?;
+        let in_file = |off: u64, len: u32| {
+            off.checked_add(u64::from(len))
+                .is_some_and(|e| e <= footer_at)
+        };
+        if !in_file(index_offset, index_len) || !in_file(filter_offset, filter_len) {
+            return Err(bad(footer_at, "index or filter outside the file"));
+        }
+        let mut index = vec![0u8; index_len as usize];
+        file.read_at(index_offset, &mut index)?;
+        let body = checked(&index, &name, index_offset, "index")?;
+        let mut c = Cursor { data: body, at: 0 };
+        let mut blocks = Vec::new();
+        while !c.done() {
+            let handle = (|| {
+                let last_key = Bytes::copy_from_slice(c.bytes()?);
+                Some(BlockHandle {
+                    last_key,
+                    offset: c.u64()?,
+                    len: c.u32()?,
+                })
+            })()
+            .ok_or_else(|| bad(index_offset, "index entry truncated"))?;
+            if !in_file(handle.offset, handle.len) || (handle.len as usize) < TRAILER_LEN {
+                return Err(bad(index_offset, "block outside the data"));
+            }
+            blocks.push(handle);
+        }
+        let mut filter = vec![0u8; filter_len as usize];
+        file.read_at(filter_offset, &mut filter)?;
+        let body = checked(&filter, &name, filter_offset, "filter")?;
+        let mut c = Cursor { data: body, at: 0 };
+        let hashes = c
+            .u32()
+            .ok_or_else(|| bad(filter_offset, "filter truncated"))?;
+        let bits = body.get(4..).unwrap_or_default().to_vec();
+        if bits.is_empty() || hashes == 0 || hashes > 32 {
+            return Err(bad(filter_offset, "filter malformed"));
+        }
+        Ok(Table {
+            id,
+            name,
+            file,
+            blocks,
+            filter: bits,
+            hashes,
+            entries,
+            max_lsn,
+            size,
+        })
+    }
+
+    /// False when the key is certainly absent.
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        let (h1, h2) = bloom_hashes(key);
+        let nbits = (self.filter.len() * 8) as u64;
+        (0..u64::from(self.hashes)).all(|i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
+            self.filter
+                .get((bit / 8) as usize)
+                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        })
+    }
+
+    /// Reads and checks block `i`, returning its entries.
+    fn block(&self, i: usize) -> Result<Vec<Entry>, KvError> {
+        let Some(handle) = self.blocks.get(i) else {
+            return Ok(Vec::new());
+        };
+        let mut data = vec![0u8; handle.len as usize];
+        self.file.read_at(handle.offset, &mut data)?;
+        let body = checked(&data, &self.name, handle.offset, "block")?;
+        let bad = |detail: &str| KvError::corrupt(&self.name, handle.offset, detail);
+        let split = body
+            .len()
+            .checked_sub(5)
+            .ok_or_else(|| bad("block too short"))?;
+        let (payload, meta) = body.split_at(split);
+        let mut m = Cursor { data: meta, at: 0 };
+        let (codec, raw_len) = (m.u8(), m.u32());
+        let raw_len = raw_len.ok_or_else(|| bad("block trailer"))? as usize;
+        let raw: Vec<u8> = match codec {
+            Some(0) => payload.to_vec(),
+            Some(1) => lz4_flex::block::decompress(payload, raw_len)
+                .map_err(|e| bad(&format!("lz4: {e}")))?,
+            Some(2) => snap::raw::Decoder::new()
+                .decompress_vec(payload)
+                .map_err(|e| bad(&format!("snappy: {e}")))?,
+            _ => return Err(bad("unknown codec")),
+        };
+        if raw.len() != raw_len {
+            return Err(bad("block length mismatch"));
+        }
+        let raw = Bytes::from(raw);
+        let mut c = Cursor { data: &raw, at: 0 };
+        let mut out = Vec::new();
+        while !c.done() {
+            let entry = (|| {
+                let key = c.bytes()?;
+                let key = raw.slice_ref(key);
+                let lsn = c.u64()?;
+                let value = match c.u8()? {
+                    0 => None,
+                    1 => Some(raw.slice_ref(c.bytes()?)),
+                    _ => return None,
+                };
+                Some(Entry { key, lsn, value })
+            })()
+            .ok_or_else(|| bad("entry malformed"))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// The first block that may hold `key`.
+    fn block_for(&self, key: &[u8]) -> usize {
+        self.blocks.partition_point(|b| b.last_key.as_ref() < key)
+    }
+
+    /// The newest version of `key` at or below `snapshot`, as
+    /// [`crate::memtable::Memtable::get`].
+    pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Option<Bytes>>, KvError> {
+        if !self.may_contain(key) {
+            return Ok(None);
+        }
+        let mut i = self.block_for(key);
+        // Versions of one key may continue into the next block.
+        while i < self.blocks.len() {
+            for e in self.block(i)? {
+                if e.key.as_ref() > key {
+                    return Ok(None);
+                }
+                if e.key.as_ref() == key && e.lsn <= snapshot {
+                    return Ok(Some(e.value));
+                }
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+
+    /// Every entry with a key in the bounds, in order, a block at a time.
+    pub fn iter(self: &Arc<Self>, lo: Bound<Bytes>, hi: Bound<Bytes>) -> TableIter {
+        let next_block = match &lo {
+            Bound::Included(k) | Bound::Excluded(k) => self.block_for(k),
+            Bound::Unbounded => 0,
+        };
+        TableIter {
+            table: Arc::clone(self),
+            next_block,
+            pending: Vec::new().into_iter(),
+            lo,
+            hi,
+            done: false,
+        }
+    }
+}
+
+/// Iterates a table's entries within bounds.
+pub(crate) struct TableIter {
+    table: Arc<Table>,
+    next_block: usize,
+    pending: std::vec::IntoIter<Entry>,
+    lo: Bound<Bytes>,
+    hi: Bound<Bytes>,
+    done: bool,
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry, KvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(e) = self.pending.next() {
+                let below = match &self.lo {
+                    Bound::Included(k) => e.key < *k,
+                    Bound::Excluded(k) => e.key <= *k,
+                    Bound::Unbounded => false,
+                };
+                if below {
+                    continue;
+                }
+                let above = match &self.hi {
+                    Bound::Included(k) => e.key > *k,
+                    Bound::Excluded(k) => e.key >= *k,
+                    Bound::Unbounded => false,
+                };
+                if above {
+                    self.done = true;
+                    return None;
+                }
+                return Some(Ok(e));
+            }
+            if self.next_block >= self.table.blocks.len() {
+                self.done = true;
+                return None;
+            }
+            match self.table.block(self.next_block) {
+                Ok(entries) => self.pending = entries.into_iter(),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+            self.next_block += 1;
+        }
+    }
+}
