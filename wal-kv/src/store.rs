@@ -585,15 +585,8 @@ impl Inner {
             .bytes()
             >= self.options.memtable_bytes_max
         {
-            // Memory is full: freeze, waiting (bounded by one checkpoint)
-            // while an earlier frozen memtable is still being written.
-            self.wait_work(|_| {
-                self.tree
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .frozen
-                    .is_none()
-            })?;
+            // Memory is full: freeze, which waits (bounded by one
+            // checkpoint) while an earlier frozen memtable is being written.
             self.freeze()?;
         }
         let active = {
