@@ -40,40 +40,47 @@ pub fn seq_of(rec: &[u8]) -> Option<u64> {
 }
 
 /// Counts replayed records and checks each against the pattern.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     /// Per writer: the last sequence number seen.
     last: BTreeMap<u32, u64>,
     records: u64,
     bytes: u64,
-    expected_len: Option<usize>,
+    len: usize,
+    /// The expected record, rebuilt for each check: a replay is timed, so
+    /// the check allocates nothing per record.
+    expected: Vec<u8>,
 }
 
 impl Tally {
     /// A tally expecting records of `len` bytes.
     pub fn new(len: usize) -> Tally {
         Tally {
-            expected_len: Some(len),
-            ..Tally::default()
+            last: BTreeMap::new(),
+            records: 0,
+            bytes: 0,
+            len,
+            expected: vec![0; len],
         }
     }
 
     /// Checks one record: right length, right content, and the next sequence
     /// number of its writer (each writer's records come back in order).
     pub fn record(&mut self, rec: &[u8]) -> Result<(), String> {
-        if let Some(len) = self.expected_len
-            && rec.len() != len
-        {
-            return Err(format!("record of {} bytes, expected {len}", rec.len()));
+        if rec.len() != self.len {
+            return Err(format!(
+                "record of {} bytes, expected {}",
+                rec.len(),
+                self.len
+            ));
         }
         let header = rec
             .get(..HEADER_BYTES)
             .ok_or_else(|| format!("record of {} bytes has no header", rec.len()))?;
         let seq = u64::from_le_bytes(header[..8].try_into().map_err(|_| "header")?);
         let writer = u32::from_le_bytes(header[8..12].try_into().map_err(|_| "header")?);
-        let mut expected = vec![0; rec.len()];
-        fill(&mut expected, writer, seq);
-        if expected != rec {
+        fill(&mut self.expected, writer, seq);
+        if self.expected != rec {
             return Err(format!("writer {writer} record {seq}: content differs"));
         }
         let last = self.last.entry(writer).or_insert(0);

@@ -11,7 +11,7 @@ use crate::contenders::Contender;
 use crate::limit::{self, Probe};
 use crate::machine::Facts;
 use crate::orchestrate::{Outcomes, Profile};
-use crate::workload::RunResult;
+use crate::workload::{Measured, RunResult};
 
 /// One row of the results: a contender's median figures for one workload.
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +54,8 @@ pub struct Row {
     pub verified_records: Option<u64>,
     /// Open-to-ready time of a replay, in milliseconds.
     pub open_ms: Option<f64>,
+    /// How the page cache was emptied before a replay.
+    pub cache: Option<String>,
     /// `ok`, `n/a: <why>` or `failed: <why>`.
     pub status: String,
 }
@@ -108,7 +110,21 @@ fn blank(workload: &str, contender: &str, kind: &'static str, config: &str) -> R
         ops_per_s_max: None,
         verified_records: None,
         open_ms: None,
+        cache: None,
         status: "ok".into(),
+    }
+}
+
+impl Row {
+    /// Takes the figures of one measurement.
+    fn set_figures(&mut self, m: &Measured) {
+        self.ops = Some(m.ops);
+        self.seconds = Some(m.seconds);
+        self.ops_per_s = per_s(m.ops, m.seconds);
+        self.mb_per_s = per_s(m.bytes, m.seconds).map(|b| b / 1e6);
+        self.p50_us = m.p50_us;
+        self.p99_us = m.p99_us;
+        self.p999_us = m.p999_us;
     }
 }
 
@@ -130,13 +146,7 @@ pub fn rows(
         );
         match &probe.outcome {
             Ok(m) => {
-                row.ops = Some(m.ops);
-                row.seconds = Some(m.seconds);
-                row.ops_per_s = per_s(m.ops, m.seconds);
-                row.mb_per_s = per_s(m.bytes, m.seconds).map(|b| b / 1e6);
-                row.p50_us = m.p50_us;
-                row.p99_us = m.p99_us;
-                row.p999_us = m.p999_us;
+                row.set_figures(m);
                 row.rounds = 1;
             }
             Err(e) => row.status = format!("failed: {e}"),
@@ -182,19 +192,13 @@ pub fn rows(
             let rate = |r: &RunResult| per_s(r.measured.ops, r.measured.seconds).unwrap_or(0.0);
             good.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
             let median = good[good.len() / 2];
-            let m = &median.measured;
-            row.ops = Some(m.ops);
-            row.seconds = Some(m.seconds);
-            row.ops_per_s = per_s(m.ops, m.seconds);
-            row.mb_per_s = per_s(m.bytes, m.seconds).map(|b| b / 1e6);
-            row.p50_us = m.p50_us;
-            row.p99_us = m.p99_us;
-            row.p999_us = m.p999_us;
+            row.set_figures(&median.measured);
             row.rounds = good.len();
             row.ops_per_s_min = good.first().map(|r| rate(r));
             row.ops_per_s_max = good.last().map(|r| rate(r));
             row.verified_records = Some(median.verified_records);
             row.open_ms = median.open_seconds.map(|s| s * 1e3);
+            row.cache = median.cache.clone();
             rows.push(row);
         }
         // Ratios within the workload.
@@ -326,6 +330,20 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
                 }
             );
         }
+        let mut caches: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.workload == w.name())
+            .filter_map(|r| r.cache.as_deref())
+            .collect();
+        caches.sort_unstable();
+        caches.dedup();
+        if !caches.is_empty() {
+            let _ = writeln!(
+                out,
+                "  page cache before each replay: {}",
+                caches.join("; ")
+            );
+        }
         let _ = writeln!(out);
     }
     let _ = writeln!(
@@ -361,14 +379,14 @@ fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "workload,contender,kind,config,threads,ops,seconds,ops_per_s,mb_per_s,p50_us,p99_us,\
          p999_us,ratio_to_best_peer,ratio_to_limit,rounds,ops_per_s_min,ops_per_s_max,\
-         verified_records,open_ms,status\n",
+         verified_records,open_ms,cache,status\n",
     );
     let num = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v}"));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.workload,
             r.contender,
             r.kind,
@@ -389,6 +407,7 @@ fn csv(rows: &[Row]) -> String {
             r.verified_records
                 .map_or_else(String::new, |v| v.to_string()),
             num(r.open_ms),
+            quote(r.cache.as_deref().unwrap_or_default()),
             quote(&r.status)
         );
     }

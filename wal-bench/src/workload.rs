@@ -138,7 +138,7 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
         Workload::W5 => {
             let measured =
                 contender.inflight(&spec.dir, spec.depth, spec.seconds, spec.record_bytes)?;
-            let verified = verify(contender, spec, 1, Some(measured.ops))?;
+            let verified = verify(contender, spec, 1, measured.ops)?;
             Ok(RunResult {
                 measured,
                 verified_records: verified,
@@ -185,7 +185,7 @@ fn commits(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, Strin
     }
     log.close()?;
     let measured = all.finish(elapsed);
-    let verified = verify(contender, spec, spec.threads, Some(measured.ops))?;
+    let verified = verify(contender, spec, spec.threads, measured.ops)?;
     Ok(RunResult {
         measured,
         verified_records: verified,
@@ -249,13 +249,11 @@ fn verify(
     contender: &dyn Contender,
     spec: &RunSpec,
     writers: u32,
-    expected: Option<u64>,
+    expected: u64,
 ) -> Result<u64, String> {
     let mut tally = Tally::new(spec.record_bytes);
     contender.replay(&spec.dir, writers, &mut |rec| tally.record(rec))?;
-    if let Some(expected) = expected
-        && tally.records() != expected
-    {
+    if tally.records() != expected {
         return Err(format!(
             "read back {} records after {expected} acknowledged commits",
             tally.records()

@@ -89,6 +89,13 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
             }
             _ => assert_eq!(verified, ops, "{r}"),
         }
+        if workload.starts_with("w4") {
+            let cache = r["cache"].as_str().unwrap_or_default();
+            assert!(
+                cache.starts_with("dropped"),
+                "a replay says how it emptied the cache: {r}"
+            );
+        }
         if matches!(workload, "w1" | "w2" | "w5") {
             assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap());

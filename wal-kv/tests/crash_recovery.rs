@@ -78,14 +78,6 @@ fn as_vec(model: &Model) -> Vec<(Bytes, Bytes)> {
     model.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-const MODES: [CrashMode; 5] = [
-    CrashMode::LoseAll,
-    CrashMode::KeepPrefix,
-    CrashMode::KeepSubset,
-    CrashMode::TornWrite,
-    CrashMode::GarbageSector,
-];
-
 fn run_seed(seed: u64, crashes: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let disk = SimDisk::new(seed);
@@ -168,7 +160,7 @@ fn run_seed(seed: u64, crashes: u64) {
                 _ => store.compact().unwrap(),
             }
         }
-        let mode = MODES[rng.below(MODES.len() as u64) as usize];
+        let mode = CrashMode::CONCRETE[rng.below(CrashMode::CONCRETE.len() as u64) as usize];
         disk.crash(mode);
         drop(store);
         store = Store::open_with(disk.storage(), opts.clone())
