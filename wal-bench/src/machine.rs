@@ -72,15 +72,17 @@ pub fn facts(dir: &Path, profile: &Profile) -> Facts {
         file_system: file_system(dir),
         io_uring,
         profile: format!(
-            "{}: {} rounds, {} s per timed run, W2 {} threads, W5 {} in flight, \
-             ingest {} x 4 KiB and {} x 128 B",
+            "{}: {} rounds, {} s per timed run, W2 and K1 {} threads, W5 {} in flight, \
+             ingest {} x 4 KiB and {} x 128 B, K2 {} keys in {} round(s)",
             profile.name,
             profile.rounds,
             profile.seconds,
             profile.threads,
             profile.depth,
             profile.big_records,
-            profile.small_records
+            profile.small_records,
+            profile.kv_keys,
+            profile.kv_rounds
         ),
     }
 }

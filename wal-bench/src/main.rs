@@ -17,11 +17,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 mod contenders;
+mod kvload;
 mod limit;
 mod machine;
 mod orchestrate;
 mod record;
 mod report;
+mod stores;
 mod workload;
 
 /// The workloads, by the names the tables, files and flags use.
@@ -57,11 +59,27 @@ pub enum Workload {
     #[serde(rename = "w5")]
     #[value(name = "w5")]
     W5,
+    /// Durable puts of 16 B keys and 100 B values from one thread.
+    #[serde(rename = "k1")]
+    #[value(name = "k1")]
+    K1,
+    /// Durable puts of 16 B keys and 100 B values from many threads.
+    #[serde(rename = "k1-mt")]
+    #[value(name = "k1-mt")]
+    K1Many,
+    /// Loading keys in durable batches of 1000.
+    #[serde(rename = "k2-load")]
+    #[value(name = "k2-load")]
+    K2Load,
+    /// Point reads of every loaded key in random order, after a reopen.
+    #[serde(rename = "k2-get")]
+    #[value(name = "k2-get")]
+    K2Get,
 }
 
 impl Workload {
     /// Every workload, in the order the tables show them.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 11] = [
         Workload::W1,
         Workload::W2,
         Workload::W5,
@@ -69,6 +87,10 @@ impl Workload {
         Workload::W3Small,
         Workload::W4Big,
         Workload::W4Small,
+        Workload::K1,
+        Workload::K1Many,
+        Workload::K2Load,
+        Workload::K2Get,
     ];
 
     /// The name used in files and flags.
@@ -81,13 +103,37 @@ impl Workload {
             Workload::W4Big => "w4-4k",
             Workload::W4Small => "w4-128b",
             Workload::W5 => "w5",
+            Workload::K1 => "k1",
+            Workload::K1Many => "k1-mt",
+            Workload::K2Load => "k2-load",
+            Workload::K2Get => "k2-get",
         }
     }
 
-    /// Bytes per record.
+    /// True for the key-value workloads (K1, K2), run by the stores.
+    pub fn is_kv(self) -> bool {
+        matches!(
+            self,
+            Workload::K1 | Workload::K1Many | Workload::K2Load | Workload::K2Get
+        )
+    }
+
+    /// True for a workload that reads what its partner wrote and so runs
+    /// right after it, in the same directory.
+    pub fn reads_partner(self) -> bool {
+        matches!(self, Workload::W4Big | Workload::W4Small | Workload::K2Get)
+    }
+
+    /// Writer threads: many for W2 and K1-mt, one otherwise.
+    pub fn is_many_threads(self) -> bool {
+        matches!(self, Workload::W2 | Workload::K1Many)
+    }
+
+    /// Bytes per record; for K1 and K2, of a key and its value.
     pub fn record_bytes(self) -> usize {
         match self {
             Workload::W3Big | Workload::W4Big => 4096,
+            w if w.is_kv() => stores::KEY_BYTES + stores::VALUE_BYTES,
             _ => 128,
         }
     }
@@ -99,6 +145,8 @@ impl Workload {
             Workload::W3Small => Some(Workload::W4Small),
             Workload::W4Big => Some(Workload::W3Big),
             Workload::W4Small => Some(Workload::W3Small),
+            Workload::K2Load => Some(Workload::K2Get),
+            Workload::K2Get => Some(Workload::K2Load),
             _ => None,
         }
     }
@@ -146,9 +194,13 @@ fn main() {
 }
 
 fn list() {
-    println!("contenders:");
+    println!("log contenders (W1-W5):");
     for c in contenders::all() {
         println!("  {:<14} {}", c.name(), c.config());
+    }
+    println!("key-value contenders (K1, K2):");
+    for s in stores::all() {
+        println!("  {:<14} {}", s.name(), s.config());
     }
     println!("workloads:");
     for w in Workload::ALL {

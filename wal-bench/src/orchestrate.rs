@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::contenders::{self, Contender};
+use crate::contenders;
 use crate::workload::{RunResult, RunSpec};
 use crate::{RESULT_MARKER, Workload, limit, machine, report};
 
@@ -60,6 +60,8 @@ pub struct Profile {
     pub name: &'static str,
     /// Rounds of each workload.
     pub rounds: usize,
+    /// Rounds of the K2 load and gets, each long enough to be steady.
+    pub kv_rounds: usize,
     /// Seconds of each timed run (W1, W2, W5).
     pub seconds: f64,
     /// Writer threads of W2.
@@ -74,6 +76,8 @@ pub struct Profile {
     pub limit_seconds: f64,
     /// Size of the files the limit probes write and read.
     pub limit_bytes: u64,
+    /// Keys loaded and read back in K2.
+    pub kv_keys: u64,
 }
 
 impl Profile {
@@ -82,6 +86,7 @@ impl Profile {
             Profile {
                 name: "full",
                 rounds: 7,
+                kv_rounds: 3,
                 seconds: 5.0,
                 threads: 64,
                 depth: 64,
@@ -89,11 +94,13 @@ impl Profile {
                 small_records: 1 << 22,
                 limit_seconds: 5.0,
                 limit_bytes: 1 << 30,
+                kv_keys: 1_000_000,
             }
         } else if args.smoke {
             Profile {
                 name: "smoke",
                 rounds: 1,
+                kv_rounds: 1,
                 seconds: 0.2,
                 threads: 4,
                 depth: 8,
@@ -101,11 +108,13 @@ impl Profile {
                 small_records: 1000,
                 limit_seconds: 0.1,
                 limit_bytes: 4 << 20,
+                kv_keys: 3000,
             }
         } else {
             Profile {
                 name: "quick",
                 rounds: 3,
+                kv_rounds: 1,
                 seconds: 1.0,
                 threads: 64,
                 depth: 64,
@@ -113,10 +122,12 @@ impl Profile {
                 small_records: 1 << 18,
                 limit_seconds: 1.0,
                 limit_bytes: 64 << 20,
+                kv_keys: 1_000_000,
             }
         };
         if let Some(rounds) = args.rounds {
             profile.rounds = rounds.max(1);
+            profile.kv_rounds = rounds.max(1);
         }
         if let Some(seconds) = args.seconds {
             profile.seconds = seconds;
@@ -131,13 +142,15 @@ impl Profile {
             contender: contender.to_owned(),
             dir,
             seconds: self.seconds,
-            threads: match workload {
-                Workload::W2 => self.threads,
-                _ => 1,
+            threads: if workload.is_many_threads() {
+                self.threads
+            } else {
+                1
             },
             records: match workload {
                 Workload::W3Big | Workload::W4Big => self.big_records,
                 Workload::W3Small | Workload::W4Small => self.small_records,
+                Workload::K2Load | Workload::K2Get => self.kv_keys,
                 _ => 0,
             },
             record_bytes: workload.record_bytes(),
@@ -152,7 +165,8 @@ pub type Outcomes = BTreeMap<(Workload, String), Vec<Result<RunResult, String>>>
 /// Runs the benchmark.
 pub fn run(args: &RunArgs) -> Result<(), String> {
     let profile = Profile::pick(args);
-    let chosen = choose_contenders(&args.contenders)?;
+    contenders::check_names(&args.contenders)?;
+    let names = &args.contenders;
     let workloads: Vec<Workload> = if args.workloads.is_empty() {
         Workload::ALL.to_vec()
     } else {
@@ -194,12 +208,15 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     let mut plan = Vec::new();
     for round in 0..profile.rounds {
         for &w in &runnable {
-            if matches!(w, Workload::W4Big | Workload::W4Small) {
-                continue; // runs right after its ingest
+            if w.reads_partner() {
+                continue; // runs right after the run that wrote its data
             }
-            for c in &chosen {
+            if w == Workload::K2Load && round >= profile.kv_rounds {
+                continue;
+            }
+            for c in contenders::entrants(w, names) {
                 if c.not_applicable(w).is_none() {
-                    plan.push((round, w, *c));
+                    plan.push((round, w, c));
                 }
             }
         }
@@ -258,7 +275,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&work);
 
-    let rows = report::rows(&workloads, &chosen, &outcomes, &limits, &profile);
+    let rows = report::rows(&workloads, names, &outcomes, &limits, &profile);
     print!("{}", report::tables(&facts, &workloads, &rows));
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("create {}: {e}", args.out.display()))?;
@@ -282,21 +299,6 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn choose_contenders(names: &[String]) -> Result<Vec<&'static dyn Contender>, String> {
-    if names.is_empty() {
-        return Ok(contenders::all());
-    }
-    names
-        .iter()
-        .map(|n| {
-            contenders::by_name(n).ok_or_else(|| {
-                let known: Vec<&str> = contenders::all().iter().map(|c| c.name()).collect();
-                format!("no contender named `{n}` (known: {})", known.join(", "))
-            })
-        })
-        .collect()
 }
 
 fn reset_dir(dir: &Path) -> Result<(), String> {

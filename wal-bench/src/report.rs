@@ -7,7 +7,6 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::Workload;
-use crate::contenders::Contender;
 use crate::limit::{self, Probe};
 use crate::machine::Facts;
 use crate::orchestrate::{Outcomes, Profile};
@@ -70,6 +69,10 @@ pub fn title(w: Workload) -> &'static str {
         Workload::W3Small => "W3 bulk ingest, 128 B records, one sync at the end",
         Workload::W4Big => "W4 replay of the W3 4 KiB log, cold cache",
         Workload::W4Small => "W4 replay of the W3 128 B log, cold cache",
+        Workload::K1 => "K1 durable puts, 1 thread, 16 B keys, 100 B values",
+        Workload::K1Many => "K1 durable puts, many threads, 16 B keys, 100 B values",
+        Workload::K2Load => "K2 load: keys in durable batches of 1000",
+        Workload::K2Get => "K2 gets: every loaded key once, random order, 1 thread, after a reopen",
     }
 }
 
@@ -77,11 +80,16 @@ pub fn title(w: Workload) -> &'static str {
 /// comparison is in operations (true) or bytes (false) per second.
 fn limit_of(w: Workload) -> (&'static [&'static str], bool) {
     match w {
-        Workload::W1 | Workload::W2 | Workload::W5 => (&[limit::SYNC_4K_WRITTEN], true),
-        Workload::W3Big | Workload::W3Small => {
+        Workload::W1 | Workload::W2 | Workload::W5 | Workload::K1 | Workload::K1Many => {
+            (&[limit::SYNC_4K_WRITTEN], true)
+        }
+        Workload::W3Big | Workload::W3Small | Workload::K2Load => {
             (&[limit::SYNC_1M_BUFFERED, limit::SYNC_1M_DIRECT], false)
         }
         Workload::W4Big | Workload::W4Small => (&[limit::READ_BUFFERED, limit::READ_DIRECT], false),
+        // Point reads of a store whose data fits the page cache: no disk
+        // figure bounds them.
+        Workload::K2Get => (&[], true),
     }
 }
 
@@ -131,7 +139,7 @@ impl Row {
 /// Builds every row: limits first, then each workload's contenders.
 pub fn rows(
     workloads: &[Workload],
-    contenders: &[&dyn Contender],
+    names: &[String],
     outcomes: &Outcomes,
     limits: &[Probe],
     profile: &Profile,
@@ -155,7 +163,7 @@ pub fn rows(
     }
     for &w in workloads {
         let start = rows.len();
-        for c in contenders {
+        for c in crate::contenders::entrants(w, names) {
             let kind = if c.is_ours() {
                 "ours"
             } else if c.is_baseline() {
@@ -164,9 +172,10 @@ pub fn rows(
                 "peer"
             };
             let mut row = blank(w.name(), c.name(), kind, c.config());
-            row.threads = match w {
-                Workload::W2 => profile.threads,
-                _ => 1,
+            row.threads = if w.is_many_threads() {
+                profile.threads
+            } else {
+                1
             };
             if let Some(reason) = c.not_applicable(w) {
                 row.status = format!("n/a: {reason}");
@@ -349,8 +358,9 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "* marks the highest ops/s. x peer: over the best peer (ours and the naive baseline \
-         are not peers). x limit: W1/W2/W5 over limit/{} ops/s; W3 over the better 1 MiB \
-         durable write MB/s; W4 over the better cold read MB/s. Figures are medians over \
+         are not peers). x limit: W1/W2/W5/K1 over limit/{} ops/s; W3 and the K2 load (keys \
+         and values) over the better 1 MiB durable write MB/s; W4 over the better cold read \
+         MB/s; K2 gets have none. Figures are medians over \
          rounds; spread is the lowest-highest round.",
         limit::SYNC_4K_WRITTEN
     );

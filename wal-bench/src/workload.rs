@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::Workload;
 use crate::contenders::{Contender, Purpose};
 use crate::record::{self, Tally};
+use crate::stores::KvContender;
 
 /// What one run measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -100,9 +101,10 @@ pub struct RunSpec {
     pub dir: PathBuf,
     /// Duration of the timed workloads (W1, W2, W5).
     pub seconds: f64,
-    /// Writer threads (W1: 1, W2: many).
+    /// Writer threads (W1, K1: 1; W2, K1-mt: many).
     pub threads: u32,
-    /// Records to ingest (W3) or expected on replay (W4).
+    /// Records to ingest (W3) or expected on replay (W4); keys to load and
+    /// read (K2).
     pub records: u64,
     /// Bytes per record.
     pub record_bytes: usize,
@@ -126,16 +128,12 @@ pub struct RunResult {
 
 /// Runs `spec` in this process.
 pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
-    let contender = crate::contenders::by_name(&spec.contender)
-        .ok_or_else(|| format!("no contender named {}", spec.contender))?;
-    if let Some(reason) = contender.not_applicable(spec.workload) {
-        return Err(format!("not applicable: {reason}"));
-    }
     match spec.workload {
-        Workload::W1 | Workload::W2 => commits(contender, spec),
-        Workload::W3Big | Workload::W3Small => ingest(contender, spec),
-        Workload::W4Big | Workload::W4Small => replay(contender, spec),
+        Workload::W1 | Workload::W2 => commits(log_contender(spec)?, spec),
+        Workload::W3Big | Workload::W3Small => ingest(log_contender(spec)?, spec),
+        Workload::W4Big | Workload::W4Small => replay(log_contender(spec)?, spec),
         Workload::W5 => {
+            let contender = log_contender(spec)?;
             let measured =
                 contender.inflight(&spec.dir, spec.depth, spec.seconds, spec.record_bytes)?;
             let verified = verify(contender, spec, 1, measured.ops)?;
@@ -146,6 +144,27 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
                 cache: None,
             })
         }
+        Workload::K1 | Workload::K1Many => crate::kvload::puts(kv_contender(spec)?, spec),
+        Workload::K2Load => crate::kvload::load(kv_contender(spec)?, spec),
+        Workload::K2Get => crate::kvload::gets(kv_contender(spec)?, spec),
+    }
+}
+
+fn log_contender(spec: &RunSpec) -> Result<&'static dyn Contender, String> {
+    let contender = crate::contenders::by_name(&spec.contender)
+        .ok_or_else(|| format!("no log contender named {}", spec.contender))?;
+    match contender.not_applicable(spec.workload) {
+        Some(reason) => Err(format!("not applicable: {reason}")),
+        None => Ok(contender),
+    }
+}
+
+fn kv_contender(spec: &RunSpec) -> Result<&'static dyn KvContender, String> {
+    let store = crate::stores::by_name(&spec.contender)
+        .ok_or_else(|| format!("no key-value contender named {}", spec.contender))?;
+    match store.not_applicable(spec.workload) {
+        Some(reason) => Err(format!("not applicable: {reason}")),
+        None => Ok(store),
     }
 }
 

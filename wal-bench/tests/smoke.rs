@@ -57,7 +57,10 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         }
     }
 
-    let workloads = ["w1", "w2", "w5", "w3-4k", "w3-128b", "w4-4k", "w4-128b"];
+    let workloads = [
+        "w1", "w2", "w5", "w3-4k", "w3-128b", "w4-4k", "w4-128b", "k1", "k1-mt", "k2-load",
+        "k2-get",
+    ];
     let mut seen = BTreeSet::new();
     for r in rows.iter().filter(|r| r["kind"] != "limit") {
         for field in FIELDS {
@@ -78,9 +81,12 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         assert!(r["ops_per_s"].as_f64().unwrap() > 0.0, "{r}");
         let verified = r["verified_records"].as_u64().unwrap();
         match workload {
-            // The ingest is checked by the replay that follows it.
-            "w3-4k" | "w3-128b" => {
-                let replay = workload.replace("w3", "w4");
+            // The ingest (load) is checked by the replay (gets) that follows it.
+            "w3-4k" | "w3-128b" | "k2-load" => {
+                let replay = match workload {
+                    "k2-load" => "k2-get".to_owned(),
+                    w => w.replace("w3", "w4"),
+                };
                 let read_back = rows
                     .iter()
                     .find(|x| x["workload"] == replay.as_str() && x["contender"] == contender)
@@ -96,7 +102,7 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
                 "a replay says how it emptied the cache: {r}"
             );
         }
-        if matches!(workload, "w1" | "w2" | "w5") {
+        if matches!(workload, "w1" | "w2" | "w5" | "k1" | "k1-mt" | "k2-get") {
             assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap());
         }
@@ -110,8 +116,20 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         "walrus-rust",
         "fjall",
         "rusqlite",
+        "wal/kv",
+        "redb",
     ] {
         assert!(seen.contains(name), "{name} missing");
+    }
+    // Each key-value contender ran every K workload.
+    for name in ["wal/kv", "raft-engine", "fjall", "rusqlite", "redb"] {
+        for w in ["k1", "k1-mt", "k2-load", "k2-get"] {
+            assert!(
+                rows.iter()
+                    .any(|r| r["workload"] == w && r["contender"] == name && r["status"] == "ok"),
+                "{name} {w}"
+            );
+        }
     }
     // Ours ran W5; the others say why not.
     let w5_ok = rows
@@ -127,12 +145,16 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         "throughput-w1.svg",
         "throughput-w4-4k.svg",
         "latency-w2.svg",
+        "throughput-k1-mt.svg",
     ] {
         let svg = std::fs::read_to_string(out.join(plot)).unwrap();
-        assert!(
-            svg.contains("<svg") && svg.contains("wal/portable"),
-            "{plot}"
-        );
+        let ours = if plot.contains("-k") {
+            "wal/kv"
+        } else {
+            "wal/portable"
+        };
+        assert!(svg.contains("<svg") && svg.contains(ours), "{plot}");
     }
+    assert!(stdout.contains("K2 gets"), "{stdout}");
     assert!(stdout.contains("W1 durable commits"), "{stdout}");
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::{Contender, Log, Purpose, err};
+use super::{Contender, Entrant, Log, Purpose, err};
 
 /// The fjall peer.
 pub static FJALL: Fjall = Fjall;
@@ -60,7 +60,7 @@ impl Log for OpenFjall {
     }
 }
 
-impl Contender for Fjall {
+impl Entrant for Fjall {
     fn name(&self) -> &'static str {
         "fjall"
     }
@@ -69,7 +69,9 @@ impl Contender for Fjall {
         "defaults (LZ4); key (writer, seq) big-endian, the record as value; commit: \
          insert then Database::persist(SyncData); ingest: inserts, one persist"
     }
+}
 
+impl Contender for Fjall {
     fn open(&self, dir: &Path, _writers: u32, _purpose: Purpose) -> Result<Box<dyn Log>, String> {
         let (db, keyspace) = open(dir)?;
         Ok(Box::new(OpenFjall { db, keyspace }))

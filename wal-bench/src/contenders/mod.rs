@@ -52,8 +52,9 @@ pub trait Log: Send + Sync {
     fn close(self: Box<Self>) -> Result<(), String>;
 }
 
-/// One contender: how to open its log and read it back.
-pub trait Contender: Sync {
+/// What the orchestrator and the report know of every contender, log or
+/// key-value store.
+pub trait Entrant: Sync {
     /// The row name: `wal/<config>` for ours, the crate name for peers.
     fn name(&self) -> &'static str;
 
@@ -77,7 +78,10 @@ pub trait Contender: Sync {
             _ => None,
         }
     }
+}
 
+/// A log contender: how to open its log and read it back.
+pub trait Contender: Entrant {
     /// Opens (creating) the log in `dir` for `writers` concurrent writers.
     fn open(&self, dir: &Path, writers: u32, purpose: Purpose) -> Result<Box<dyn Log>, String>;
 
@@ -118,9 +122,40 @@ pub fn all() -> Vec<&'static dyn Contender> {
     ]
 }
 
-/// The contender named `name`.
+/// The log contender named `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn Contender> {
     all().into_iter().find(|c| c.name() == name)
+}
+
+/// Everyone who runs `workload`: the logs for W1-W5, the key-value stores
+/// for K1 and K2; only those named in `names`, unless it is empty.
+pub fn entrants(workload: Workload, names: &[String]) -> Vec<&'static dyn Entrant> {
+    let all: Vec<&'static dyn Entrant> = if workload.is_kv() {
+        crate::stores::all()
+            .into_iter()
+            .map(|s| s as &dyn Entrant)
+            .collect()
+    } else {
+        all().into_iter().map(|c| c as &dyn Entrant).collect()
+    };
+    all.into_iter()
+        .filter(|e| names.is_empty() || names.iter().any(|n| n == e.name()))
+        .collect()
+}
+
+/// Checks that every name in `names` is a log or a store contender.
+pub fn check_names(names: &[String]) -> Result<(), String> {
+    let mut known: Vec<&str> = all().iter().map(|c| c.name()).collect();
+    known.extend(crate::stores::all().iter().map(|s| s.name()));
+    known.sort_unstable();
+    known.dedup();
+    match names.iter().find(|n| !known.contains(&n.as_str())) {
+        Some(n) => Err(format!(
+            "no contender named `{n}` (known: {})",
+            known.join(", ")
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Turns any displayable error into the `String` errors this crate passes.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::{Contender, Log, Purpose, err};
+use super::{Contender, Entrant, Log, Purpose, err};
 
 /// The naive baseline.
 pub static NAIVE: Naive = Naive;
@@ -113,7 +113,7 @@ impl Log for NaiveLog {
     }
 }
 
-impl Contender for Naive {
+impl Entrant for Naive {
     fn name(&self) -> &'static str {
         "naive"
     }
@@ -126,7 +126,9 @@ impl Contender for Naive {
     fn is_baseline(&self) -> bool {
         true
     }
+}
 
+impl Contender for Naive {
     fn open(&self, dir: &Path, _writers: u32, _purpose: Purpose) -> Result<Box<dyn Log>, String> {
         let file = OpenOptions::new()
             .create(true)

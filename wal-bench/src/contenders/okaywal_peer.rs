@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use okaywal::{Configuration, Entry, EntryId, LogManager, SegmentReader, WriteAheadLog};
 
-use super::{Contender, Log, Purpose, err};
+use super::{Contender, Entrant, Log, Purpose, err};
 
 /// The okaywal peer.
 pub static OKAYWAL: Okaywal = Okaywal;
@@ -93,7 +93,7 @@ impl Log for OpenLog {
     }
 }
 
-impl Contender for Okaywal {
+impl Entrant for Okaywal {
     fn name(&self) -> &'static str {
         "okaywal"
     }
@@ -102,7 +102,9 @@ impl Contender for Okaywal {
         "defaults, no checkpointing; each commit is one entry of one chunk (fsync \
          before return, batched across threads); ingest: one entry of N chunks, one commit"
     }
+}
 
+impl Contender for Okaywal {
     fn open(&self, dir: &Path, _writers: u32, _purpose: Purpose) -> Result<Box<dyn Log>, String> {
         Ok(Box::new(OpenLog(open(dir, Manager::default())?)))
     }

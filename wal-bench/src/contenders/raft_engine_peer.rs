@@ -9,7 +9,7 @@ use std::time::Instant;
 use protobuf::well_known_types::BytesValue;
 use raft_engine::{Config, Engine, LogBatch, MessageExt};
 
-use super::{Contender, Log, Purpose, err};
+use super::{Contender, Entrant, Log, Purpose, err};
 
 /// The raft-engine peer.
 pub static RAFT_ENGINE: RaftEngine = RaftEngine;
@@ -94,7 +94,7 @@ impl Log for OpenEngine {
     }
 }
 
-impl Contender for RaftEngine {
+impl Entrant for RaftEngine {
     fn name(&self) -> &'static str {
         "raft-engine"
     }
@@ -104,7 +104,9 @@ impl Contender for RaftEngine {
          writer thread; commit: one-entry batch written with sync=true; ingest: \
          sync=false per entry, then a one-item batch with sync=true"
     }
+}
 
+impl Contender for RaftEngine {
     fn open(&self, dir: &Path, _writers: u32, _purpose: Purpose) -> Result<Box<dyn Log>, String> {
         Ok(Box::new(OpenEngine(open(dir)?)))
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rusqlite::Connection;
 
-use super::{Contender, Log, Purpose, err};
+use super::{Contender, Entrant, Log, Purpose, err};
 
 /// The SQLite peer.
 pub static SQLITE: Sqlite = Sqlite;
@@ -87,7 +87,7 @@ impl Log for OpenSqlite {
     }
 }
 
-impl Contender for Sqlite {
+impl Entrant for Sqlite {
     fn name(&self) -> &'static str {
         "rusqlite"
     }
@@ -96,7 +96,9 @@ impl Contender for Sqlite {
         "bundled SQLite, journal_mode=WAL, synchronous=FULL; one connection behind a \
          mutex; commit: one INSERT per transaction; ingest: one transaction"
     }
+}
 
+impl Contender for Sqlite {
     fn open(&self, dir: &Path, _writers: u32, _purpose: Purpose) -> Result<Box<dyn Log>, String> {
         Ok(Box::new(OpenSqlite(Mutex::new(Db {
             conn: open(dir)?,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use wal_engine::{Options, SyncPolicy, Wal};
 use wal_io::{Backend, BackendChoice};
 
-use super::{Contender, Log, Purpose, err};
+use super::{Contender, Entrant, Log, Purpose, err};
 use crate::Workload;
 use crate::workload::{Measured, Recorder};
 
@@ -80,7 +80,7 @@ impl Log for OpenWal {
     }
 }
 
-impl Contender for WalContender {
+impl Entrant for WalContender {
     fn name(&self) -> &'static str {
         self.name
     }
@@ -96,7 +96,9 @@ impl Contender for WalContender {
     fn not_applicable(&self, _workload: Workload) -> Option<&'static str> {
         None
     }
+}
 
+impl Contender for WalContender {
     fn open(&self, dir: &Path, _writers: u32, purpose: Purpose) -> Result<Box<dyn Log>, String> {
         let sync = match purpose {
             Purpose::Commits => SyncPolicy::Always,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use walrus_rust::{FsyncSchedule, ReadConsistency, Walrus};
 
-use super::{Contender, Log, Purpose, err};
+use super::{Contender, Entrant, Log, Purpose, err};
 
 /// The walrus-rust peer.
 pub static WALRUS: WalrusPeer = WalrusPeer;
@@ -89,7 +89,7 @@ impl Log for OpenWalrus {
     }
 }
 
-impl Contender for WalrusPeer {
+impl Entrant for WalrusPeer {
     fn name(&self) -> &'static str {
         "walrus-rust"
     }
@@ -98,7 +98,9 @@ impl Contender for WalrusPeer {
         "FsyncSchedule::SyncEach (files opened O_SYNC, flushed per append), fd backend; \
          one topic per writer thread; ingest: batch appends of 2000"
     }
+}
 
+impl Contender for WalrusPeer {
     fn open(&self, dir: &Path, writers: u32, _purpose: Purpose) -> Result<Box<dyn Log>, String> {
         Ok(Box::new(OpenWalrus {
             walrus: open(dir, FsyncSchedule::SyncEach)?,

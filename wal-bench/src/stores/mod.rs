@@ -1,0 +1,72 @@
+//! The key-value contenders of K1 and K2: this project's store and the peers
+//! that can express durable puts, atomic batches and point reads, behind one
+//! small trait.
+
+use std::path::Path;
+
+use crate::contenders::Entrant;
+
+mod fjall_store;
+mod raft_engine_store;
+mod redb_store;
+mod sqlite_store;
+mod wal_kv;
+
+/// Bytes of every key (K1, K2).
+pub const KEY_BYTES: usize = 16;
+/// Bytes of every value (K1, K2).
+pub const VALUE_BYTES: usize = 100;
+
+/// One key and its value.
+pub type Pair = ([u8; KEY_BYTES], [u8; VALUE_BYTES]);
+
+/// An open store of one contender.
+pub trait KvStore: Send + Sync {
+    /// Sets `key` to `value`; returns once durable.
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String>;
+
+    /// Sets every pair atomically (all or none after a crash); returns once
+    /// durable.
+    fn put_batch(&self, pairs: &[Pair]) -> Result<(), String>;
+
+    /// A reader over a consistent view, as each store offers it for a run of
+    /// point reads (a read transaction or a snapshot).
+    fn reader(&self) -> Result<Box<dyn KvReader + '_>, String>;
+
+    /// Closes the store cleanly.
+    fn close(self: Box<Self>) -> Result<(), String>;
+}
+
+/// Point reads over one view.
+pub trait KvReader {
+    /// Copies the value of `key` into `out`; false when the key is absent.
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String>;
+}
+
+/// One key-value contender: how to open its store.
+pub trait KvContender: Entrant {
+    /// Opens (creating) the store in `dir`.
+    fn open(&self, dir: &Path) -> Result<Box<dyn KvStore>, String>;
+}
+
+/// Every key-value contender, ours first.
+pub fn all() -> Vec<&'static dyn KvContender> {
+    vec![
+        &wal_kv::WAL_KV,
+        &raft_engine_store::RAFT_ENGINE,
+        &fjall_store::FJALL,
+        &sqlite_store::SQLITE,
+        &redb_store::REDB,
+    ]
+}
+
+/// The key-value contender named `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn KvContender> {
+    all().into_iter().find(|c| c.name() == name)
+}
+
+/// Copies `src` into `out`, reusing its allocation.
+pub(crate) fn copy_into(out: &mut Vec<u8>, src: &[u8]) {
+    out.clear();
+    out.extend_from_slice(src);
+}

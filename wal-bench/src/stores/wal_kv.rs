@@ -1,0 +1,84 @@
+//! This project's key-value store, `wal-kv`, with its default options.
+
+use std::path::Path;
+
+use wal_kv::{Durability, Options, Snapshot, Store, WriteBatch};
+
+use super::{KvContender, KvReader, KvStore, Pair, copy_into};
+use crate::contenders::{Entrant, err};
+
+/// `wal/kv`.
+pub static WAL_KV: WalKv = WalKv;
+
+/// This project's store.
+#[derive(Debug)]
+pub struct WalKv;
+
+struct OpenStore(Store);
+
+impl KvStore for OpenStore {
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let mut batch = WriteBatch::new();
+        batch.put(key.to_vec(), value.to_vec());
+        self.0
+            .write(&batch, Durability::Sync)
+            .map(drop)
+            .map_err(err("put"))
+    }
+
+    fn put_batch(&self, pairs: &[Pair]) -> Result<(), String> {
+        let mut batch = WriteBatch::new();
+        for (k, v) in pairs {
+            batch.put(k.to_vec(), v.to_vec());
+        }
+        self.0
+            .write(&batch, Durability::Sync)
+            .map(drop)
+            .map_err(err("write batch"))
+    }
+
+    fn reader(&self) -> Result<Box<dyn KvReader + '_>, String> {
+        Ok(Box::new(Reader(self.0.snapshot())))
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        self.0.close().map_err(err("close"))
+    }
+}
+
+struct Reader<'a>(Snapshot<'a>);
+
+impl KvReader for Reader<'_> {
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        match self.0.get(key).map_err(err("get"))? {
+            Some(v) => {
+                copy_into(out, &v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+impl Entrant for WalKv {
+    fn name(&self) -> &'static str {
+        "wal/kv"
+    }
+
+    fn config(&self) -> &'static str {
+        "wal-kv defaults (64 MiB memtable, 16 KiB blocks, no compression, io_uring \
+         backend where available); put: a one-put batch with Durability::Sync; load: \
+         one batch per 1000 keys, Durability::Sync; gets: one snapshot"
+    }
+
+    fn is_ours(&self) -> bool {
+        true
+    }
+}
+
+impl KvContender for WalKv {
+    fn open(&self, dir: &Path) -> Result<Box<dyn KvStore>, String> {
+        let store = Store::open(dir, Options::default()).map_err(err("open"))?;
+        Ok(Box::new(OpenStore(store)))
+    }
+}
