@@ -168,7 +168,7 @@ pub fn gets(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         let mut expected = [0u8; VALUE_BYTES];
         for i in 0..n {
             // i -> i * stride mod n visits every index once.
-            let seq = (u128::from(i) * u128::from(stride) % u128::from(n)) as u64 + 1;
+            let seq = nth(i, stride, n) + 1;
             let k = key(0, seq);
             let t0 = Instant::now();
             let found = reader.get(&k, &mut out)?;
@@ -199,11 +199,19 @@ fn stride_for(n: u64) -> u64 {
     if n <= 2 {
         return 1;
     }
-    let mut s = ((n as f64) * 0.618_033_988_7) as u64 | 1;
+    // n times the golden ratio's fraction, 0x9e37...15 / 2^64.
+    let golden = (u128::from(n) * 0x9e37_79b9_7f4a_7c15) >> 64;
+    let mut s = u64::try_from(golden).unwrap_or(1) | 1;
     while gcd(s, n) != 1 {
         s += 2;
     }
     s
+}
+
+/// The `i`-th index of the walk over `0..n` with step `stride`.
+fn nth(i: u64, stride: u64, n: u64) -> u64 {
+    let j = u128::from(i) * u128::from(stride) % u128::from(n);
+    u64::try_from(j).expect("a remainder of n is below n")
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -221,9 +229,9 @@ mod tests {
     fn the_stride_visits_every_index_once() {
         for n in [1u64, 2, 3, 10, 1000, 1024, 999_983] {
             let s = stride_for(n);
-            let mut seen = vec![false; n as usize];
+            let mut seen = vec![false; usize::try_from(n).unwrap()];
             for i in 0..n {
-                let j = (u128::from(i) * u128::from(s) % u128::from(n)) as usize;
+                let j = usize::try_from(nth(i, s, n)).unwrap();
                 assert!(!seen[j], "n {n}: index {j} twice");
                 seen[j] = true;
             }
