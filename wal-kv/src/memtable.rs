@@ -18,11 +18,40 @@ pub(crate) struct Entry {
 }
 
 /// Bytes charged per version beyond its key and value (map node, LSN).
-const VERSION_OVERHEAD_BYTES: usize = 48;
+const VERSION_OVERHEAD_BYTES: usize = 56;
+
+/// The first 8 bytes of a key as a big-endian number, zero-padded. Ordering
+/// by it never contradicts the keys' byte order, so comparing it first
+/// settles most comparisons without touching the keys' bytes.
+pub(crate) fn prefix(key: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(head)
+}
+
+/// A version's place in the memtable: key order (the prefix first, as a
+/// shortcut), then newest first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    prefix: u64,
+    key: Bytes,
+    lsn: Reverse<u64>,
+}
+
+impl Place {
+    fn new(key: Bytes, lsn: u64) -> Place {
+        Place {
+            prefix: prefix(&key),
+            key,
+            lsn: Reverse(lsn),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
-    map: BTreeMap<(Bytes, Reverse<u64>), Option<Bytes>>,
+    map: BTreeMap<Place, Option<Bytes>>,
     bytes: usize,
 }
 
@@ -36,7 +65,7 @@ impl Memtable {
             };
             let key_len = key.len();
             self.bytes += key_len + value.as_ref().map_or(0, Bytes::len) + VERSION_OVERHEAD_BYTES;
-            if let Some(old) = self.map.insert((key, Reverse(lsn)), value) {
+            if let Some(old) = self.map.insert(Place::new(key, lsn), value) {
                 self.bytes -= key_len + old.map_or(0, |v| v.len()) + VERSION_OVERHEAD_BYTES;
             }
         }
@@ -54,36 +83,56 @@ impl Memtable {
     /// The newest version of `key` at or below `snapshot`: `Some(None)` is a
     /// tombstone, `None` means this table does not know the key.
     pub fn get(&self, key: &[u8], snapshot: u64) -> Option<Option<Bytes>> {
-        let start = (Bytes::copy_from_slice(key), Reverse(snapshot));
-        let ((k, _), v) = self.map.range(start..).next()?;
-        (k.as_ref() == key).then(|| v.clone())
+        let start = Place::new(Bytes::copy_from_slice(key), snapshot);
+        let (place, v) = self.map.range(start..).next()?;
+        (place.key.as_ref() == key).then(|| v.clone())
     }
 
     /// Every version with a key in `[lo, hi)` (bounds as given), in order.
     pub fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> impl Iterator<Item = Entry> + '_ {
         let lo = match lo {
-            Bound::Included(k) => Bound::Included((Bytes::copy_from_slice(k), Reverse(u64::MAX))),
-            Bound::Excluded(k) => Bound::Excluded((Bytes::copy_from_slice(k), Reverse(0))),
+            Bound::Included(k) => Bound::Included(Place::new(Bytes::copy_from_slice(k), u64::MAX)),
+            Bound::Excluded(k) => Bound::Excluded(Place::new(Bytes::copy_from_slice(k), 0)),
             Bound::Unbounded => Bound::Unbounded,
         };
         let hi = match hi {
-            Bound::Included(k) => Bound::Included((Bytes::copy_from_slice(k), Reverse(0))),
-            Bound::Excluded(k) => Bound::Excluded((Bytes::copy_from_slice(k), Reverse(u64::MAX))),
+            Bound::Included(k) => Bound::Included(Place::new(Bytes::copy_from_slice(k), 0)),
+            Bound::Excluded(k) => Bound::Excluded(Place::new(Bytes::copy_from_slice(k), u64::MAX)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        self.map
-            .range((lo, hi))
-            .map(|((k, Reverse(lsn)), v)| Entry {
-                key: k.clone(),
-                lsn: *lsn,
-                value: v.clone(),
-            })
+        self.map.range((lo, hi)).map(|(place, v)| Entry {
+            key: place.key.clone(),
+            lsn: place.lsn.0,
+            value: v.clone(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_never_contradicts_byte_order() {
+        let keys: [&[u8]; 9] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefgi",
+            b"\xff",
+        ];
+        for a in keys {
+            for b in keys {
+                if a < b {
+                    assert!(prefix(a) <= prefix(b), "{a:?} {b:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn versions_are_read_as_of_a_snapshot() {

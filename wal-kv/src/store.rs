@@ -41,6 +41,10 @@ pub struct Options {
     pub compression: TableCompression,
     /// Tables are merged into one when there are more than this. Default 4.
     pub compaction_trigger: usize,
+    /// Memory for decoded table blocks, shared by all tables; reads that
+    /// miss it go to the file (and the page cache). 0 caches nothing.
+    /// Default 256 MiB.
+    pub block_cache_bytes: u64,
 }
 
 impl Default for Options {
@@ -53,6 +57,7 @@ impl Default for Options {
             block_bytes: 16 << 10,
             compression: TableCompression::None,
             compaction_trigger: 4,
+            block_cache_bytes: 256 << 20,
         }
     }
 }
@@ -133,6 +138,28 @@ struct Tree {
     /// Newest first.
     tables: Vec<Arc<Table>>,
     manifest: Manifest,
+    /// What a read consults, newest first; rebuilt by every change above,
+    /// so a read takes one `Arc` rather than copying the lists.
+    view: Arc<View>,
+}
+
+/// The sources of a read, newest first.
+struct View {
+    mems: Vec<Arc<RwLock<Memtable>>>,
+    tables: Vec<Arc<Table>>,
+}
+
+impl Tree {
+    fn refresh_view(&mut self) {
+        let mut mems = vec![Arc::clone(&self.active)];
+        if let Some((m, _)) = &self.frozen {
+            mems.push(Arc::clone(m));
+        }
+        self.view = Arc::new(View {
+            mems,
+            tables: self.tables.clone(),
+        });
+    }
 }
 
 #[derive(Default)]
@@ -151,6 +178,7 @@ struct Inner {
     wal: Wal,
     storage: Arc<dyn Storage>,
     options: Options,
+    cache: Arc<table::BlockCache>,
     write_lock: Mutex<()>,
     tree: RwLock<Tree>,
     visible: AtomicU64,
@@ -307,10 +335,11 @@ impl Store {
             next_table_id: 1,
             tables: Vec::new(),
         });
+        let cache = table::block_cache(options.block_cache_bytes);
         let tables = manifest
             .tables
             .iter()
-            .map(|&id| Table::open(&*storage, id).map(Arc::new))
+            .map(|&id| Table::open(&*storage, id, Arc::clone(&cache)).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(t) = tables.iter().find(|t| t.max_lsn > manifest.checkpoint_lsn) {
             return Err(KvError::corrupt(
@@ -340,17 +369,24 @@ impl Store {
             }
         }
         let visible = last.max(manifest.checkpoint_lsn);
+        let mut tree = Tree {
+            active: Arc::new(RwLock::new(memtable)),
+            frozen: None,
+            tables,
+            manifest,
+            view: Arc::new(View {
+                mems: Vec::new(),
+                tables: Vec::new(),
+            }),
+        };
+        tree.refresh_view();
         let inner = Arc::new(Inner {
             wal,
             storage,
             options,
+            cache,
             write_lock: Mutex::new(()),
-            tree: RwLock::new(Tree {
-                active: Arc::new(RwLock::new(memtable)),
-                frozen: None,
-                tables,
-                manifest,
-            }),
+            tree: RwLock::new(tree),
             visible: AtomicU64::new(visible),
             snapshots: Mutex::new(BTreeMap::new()),
             work: Mutex::new(Work::default()),
@@ -626,6 +662,7 @@ impl Inner {
         let upto = self.visible.load(Ordering::Acquire);
         let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(Memtable::default())));
         tree.frozen = Some((full, upto));
+        tree.refresh_view();
         drop(tree);
         lock(&self.work).checkpoint = true;
         self.work_cv.notify_all();
@@ -658,19 +695,15 @@ impl Inner {
         snaps.keys().next().map_or(visible, |&s| s.min(visible))
     }
 
-    fn sources(&self) -> (Vec<Arc<RwLock<Memtable>>>, Vec<Arc<Table>>) {
+    fn sources(&self) -> Arc<View> {
         let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
-        let mut mems = vec![Arc::clone(&tree.active)];
-        if let Some((m, _)) = &tree.frozen {
-            mems.push(Arc::clone(m));
-        }
-        (mems, tree.tables.clone())
+        Arc::clone(&tree.view)
     }
 
     fn get_at(&self, key: &[u8], lsn: u64) -> Result<Option<Bytes>, KvError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        let (mems, tables) = self.sources();
-        for m in &mems {
+        let view = self.sources();
+        for m in &view.mems {
             if let Some(v) = m
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -679,7 +712,7 @@ impl Inner {
                 return Ok(v);
             }
         }
-        for t in &tables {
+        for t in &view.tables {
             if t.may_contain(key) {
                 self.probes.fetch_add(1, Ordering::Relaxed);
                 if let Some(v) = t.get(key, lsn)? {
@@ -709,8 +742,8 @@ impl Inner {
                 }
             }
         };
-        let (mems, tables) = self.sources();
-        for m in &mems {
+        let view = self.sources();
+        for m in &view.mems {
             m.read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .range(lo, hi)
@@ -721,8 +754,8 @@ impl Inner {
             Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        for t in &tables {
-            for e in t.iter(owned(lo), owned(hi)) {
+        for t in &view.tables {
+            for e in t.iter(owned(lo), owned(hi), true) {
                 offer(e?);
             }
         }
@@ -805,7 +838,7 @@ impl Inner {
             let entries = mem.range(Bound::Unbounded, Bound::Unbounded).map(Ok);
             write_pruned(&mut builder, entries, keep_from, false)?;
         }
-        let table = Arc::new(builder.finish(id)?);
+        let table = Arc::new(builder.finish(id, Arc::clone(&self.cache))?);
         self.table_bytes_written
             .fetch_add(table.size, Ordering::Relaxed);
         self.storage.sync_dir()?;
@@ -825,6 +858,7 @@ impl Inner {
             tree.tables.insert(0, table);
             tree.frozen = None;
             tree.manifest = manifest;
+            tree.refresh_view();
         }
         self.done_cv.notify_all();
         self.wal.truncate_front(upto + 1)?;
@@ -848,10 +882,10 @@ impl Inner {
         )?;
         let iters = inputs
             .iter()
-            .map(|t| t.iter(Bound::Unbounded, Bound::Unbounded).peekable())
+            .map(|t| t.iter(Bound::Unbounded, Bound::Unbounded, false).peekable())
             .collect();
         write_pruned(&mut builder, Merge { iters }, keep_from, true)?;
-        let table = Arc::new(builder.finish(id)?);
+        let table = Arc::new(builder.finish(id, Arc::clone(&self.cache))?);
         self.table_bytes_written
             .fetch_add(table.size, Ordering::Relaxed);
         self.storage.sync_dir()?;
@@ -877,6 +911,7 @@ impl Inner {
             tree.tables.retain(|t| !input_ids.contains(&t.id));
             tree.tables.push(table);
             tree.manifest = manifest;
+            tree.refresh_view();
         }
         lock(&self.obsolete).extend(inputs);
         Ok(())

@@ -7,7 +7,9 @@
 //!           key_len u32 | key | lsn u64 | has_value u8 | [value_len u32 | value]
 //!           sorted by key, then newest LSN first
 //! index   : (last_key_len u32 | last_key | offset u64 | len u32)* | crc32c u32
-//! filter  : hashes u32 | bits* | crc32c u32       (a Bloom filter of the keys)
+//! filter  : hashes u32 | line* | crc32c u32       (a Bloom filter of the keys:
+//!           64-byte lines; crc32c(key) picks a key's line, and `hashes`
+//!           bits in it from crc32c_append(0x9e3779b9, key) and a step)
 //! footer  : magic "WALKVSST" | version u32 | index_offset u64 | index_len u32
 //!           | filter_offset u64 | filter_len u32 | entries u64 | max_lsn u64 | crc32c u32
 //! ```
@@ -19,14 +21,19 @@ use bytes::Bytes;
 use wal_io::{FileOptions, FileRef, Storage};
 
 use crate::KvError;
-use crate::memtable::Entry;
+use crate::memtable::{Entry, prefix};
 
 const MAGIC: &[u8; 8] = b"WALKVSST";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const FOOTER_LEN: usize = 8 + 4 + 8 + 4 + 8 + 4 + 8 + 8 + 4;
 const TRAILER_LEN: usize = 9;
 const BLOOM_BITS_PER_KEY: usize = 10;
 const BLOOM_HASHES: u32 = 7;
+/// A key's filter bits all fall in one line of this many bytes (a cache
+/// line), so a probe costs one memory access, not one per hash.
+const BLOOM_LINE_BYTES: usize = 64;
+const BLOOM_LINE_BITS: u32 = 512;
+const _: () = assert!(BLOOM_LINE_BITS as usize == 8 * BLOOM_LINE_BYTES);
 
 /// How table blocks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,10 +71,19 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
         .flatten()
 }
 
-fn bloom_hashes(key: &[u8]) -> (u64, u64) {
-    let h1 = u64::from(crc32c::crc32c(key));
-    let h2 = u64::from(crc32c::crc32c_append(0x9e37_79b9, key)) | 1;
+fn bloom_hashes(key: &[u8]) -> (u32, u32) {
+    let h1 = crc32c::crc32c(key);
+    let h2 = crc32c::crc32c_append(0x9e37_79b9, key);
     (h1, h2)
+}
+
+/// The filter bits of a key with hashes (`h1`, `h2`) in a filter of `lines`
+/// lines: `h1` picks the line, `h2` and a step derived from it the bits.
+fn bloom_bits(h1: u32, h2: u32, hashes: u32, lines: usize) -> impl Iterator<Item = usize> {
+    let base = (h1 as usize % lines.max(1)) * BLOOM_LINE_BYTES * 8;
+    let step = h2.rotate_right(17) | 1;
+    (0..hashes)
+        .map(move |i| base + (h2.wrapping_add(i.wrapping_mul(step)) % BLOOM_LINE_BITS) as usize)
 }
 
 /// Writes a table from entries given in order.
@@ -80,7 +96,7 @@ pub(crate) struct TableBuilder {
     last_key: Option<Bytes>,
     offset: u64,
     index: Vec<u8>,
-    key_hashes: Vec<(u64, u64)>,
+    key_hashes: Vec<(u32, u32)>,
     entries: u64,
     max_lsn: u64,
 }
@@ -166,7 +182,7 @@ impl TableBuilder {
     }
 
     /// Writes index, filter and footer, syncs, and opens the table for reading.
-    pub fn finish(mut self, id: u64) -> Result<Table, KvError> {
+    pub fn finish(mut self, id: u64, cache: Arc<BlockCache>) -> Result<Table, KvError> {
         self.flush_block()?;
         let index_offset = self.offset;
         let mut index = std::mem::take(&mut self.index);
@@ -174,14 +190,13 @@ impl TableBuilder {
         index.extend_from_slice(&crc.to_le_bytes());
         self.file.write_at(index_offset, &[&index])?;
         let filter_offset = index_offset + index.len() as u64;
-        let bits = (self.key_hashes.len() * BLOOM_BITS_PER_KEY).max(64);
-        let mut filter = vec![0u8; 4 + bits.div_ceil(8)];
+        let bits = self.key_hashes.len() * BLOOM_BITS_PER_KEY;
+        let lines = bits.div_ceil(BLOOM_LINE_BYTES * 8).max(1);
+        let mut filter = vec![0u8; 4 + lines * BLOOM_LINE_BYTES];
         filter[..4].copy_from_slice(&BLOOM_HASHES.to_le_bytes());
-        let nbits = ((filter.len() - 4) * 8) as u64;
         for &(h1, h2) in &self.key_hashes {
-            for i in 0..u64::from(BLOOM_HASHES) {
-                let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
-                filter[4 + (bit / 8) as usize] |= 1 << (bit % 8);
+            for bit in bloom_bits(h1, h2, BLOOM_HASHES, lines) {
+                filter[4 + bit / 8] |= 1 << (bit % 8);
             }
         }
         let crc = crc32c::crc32c(&filter);
@@ -206,8 +221,20 @@ impl TableBuilder {
             .write_at(filter_offset + filter.len() as u64, &[&footer])?;
         self.file.sync_data()?;
         let size = filter_offset + filter.len() as u64 + footer.len() as u64;
-        Table::from_file(self.file, self.name, id, size)
+        Table::from_file(self.file, self.name, id, size, cache)
     }
+}
+
+/// The positions in sorted `prefixes` where they equal `p`: everything
+/// before `lo` is below it, everything from `hi` above it.
+fn equal_range(prefixes: &[u64], p: u64) -> (usize, usize) {
+    let lo = prefixes.partition_point(|&x| x < p);
+    let hi = lo
+        + prefixes
+            .get(lo..)
+            .unwrap_or_default()
+            .partition_point(|&x| x == p);
+    (lo, hi)
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -272,29 +299,157 @@ struct BlockHandle {
     len: u32,
 }
 
-/// An open table: index and filter in memory, blocks read on demand.
-#[derive(Debug)]
+/// A decoded block: its entries' bytes and where each entry starts. Checked
+/// once when read, so lookups parse only the entries they touch.
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    data: Bytes,
+    starts: Vec<u32>,
+    /// Each entry's key prefix ([`prefix`]), for a search that compares
+    /// numbers first.
+    prefixes: Vec<u64>,
+}
+
+/// Decoded blocks shared by every table of a store, weighed in bytes.
+pub(crate) type BlockCache = quick_cache::sync::Cache<(u64, u32), Arc<Block>, BlockWeight>;
+
+/// A new block cache of about `bytes`; 0 keeps nothing.
+pub(crate) fn block_cache(bytes: u64) -> Arc<BlockCache> {
+    // The estimate sizes the hash table up front: blocks of ~16 KiB.
+    let items = usize::try_from(bytes / (16 << 10))
+        .unwrap_or(1 << 16)
+        .max(16);
+    Arc::new(BlockCache::with_weighter(items, bytes, BlockWeight))
+}
+
+/// Weighs a cached block by the memory it holds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockWeight;
+
+impl quick_cache::Weighter<(u64, u32), Arc<Block>> for BlockWeight {
+    fn weight(&self, _key: &(u64, u32), block: &Arc<Block>) -> u64 {
+        (block.data.len() + 12 * block.starts.len() + 64) as u64
+    }
+}
+
+impl Block {
+    /// Walks every entry of `raw`, checking its structure.
+    fn decode(raw: Bytes) -> Option<Block> {
+        let mut c = Cursor { data: &raw, at: 0 };
+        let mut starts = Vec::new();
+        let mut prefixes = Vec::new();
+        while !c.done() {
+            starts.push(u32::try_from(c.at).ok()?);
+            prefixes.push(prefix(c.bytes()?));
+            c.u64()?;
+            match c.u8()? {
+                0 => {}
+                1 => {
+                    c.bytes()?;
+                }
+                _ => return None,
+            }
+        }
+        Some(Block {
+            data: raw,
+            starts,
+            prefixes,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Key and LSN of entry `i`.
+    fn head(&self, i: usize) -> Option<(&[u8], u64)> {
+        let at = usize::try_from(*self.starts.get(i)?).ok()?;
+        let mut c = Cursor {
+            data: &self.data,
+            at,
+        };
+        Some((c.bytes()?, c.u64()?))
+    }
+
+    /// Entry `i`, sharing the block's bytes.
+    fn entry(&self, i: usize) -> Option<Entry> {
+        let at = usize::try_from(*self.starts.get(i)?).ok()?;
+        let mut c = Cursor {
+            data: &self.data,
+            at,
+        };
+        let key = self.data.slice_ref(c.bytes()?);
+        let lsn = c.u64()?;
+        let value = match c.u8()? {
+            0 => None,
+            1 => Some(self.data.slice_ref(c.bytes()?)),
+            _ => return None,
+        };
+        Some(Entry { key, lsn, value })
+    }
+
+    /// The first entry at or after (`key`, newest version at or below
+    /// `snapshot`) in the table's order.
+    fn seek(&self, key: &[u8], snapshot: u64) -> usize {
+        let (lo, hi) = equal_range(&self.prefixes, prefix(key));
+        let starts = self.starts.get(lo..hi).unwrap_or_default();
+        lo + starts.partition_point(|&start| {
+            let mut c = Cursor {
+                data: &self.data,
+                at: start as usize,
+            };
+            match (c.bytes(), c.u64()) {
+                (Some(k), Some(lsn)) => k < key || (k == key && lsn > snapshot),
+                _ => false, // unreachable: decode checked every entry
+            }
+        })
+    }
+}
+
+/// An open table: index and filter in memory, blocks read on demand through
+/// the store's block cache.
 pub(crate) struct Table {
     pub id: u64,
     pub name: String,
     file: FileRef,
     blocks: Vec<BlockHandle>,
+    /// The prefix of each block's last key.
+    last_prefixes: Vec<u64>,
     filter: Vec<u8>,
     hashes: u32,
+    cache: Arc<BlockCache>,
     pub entries: u64,
     pub max_lsn: u64,
     pub size: u64,
 }
 
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("id", &self.id)
+            .field("blocks", &self.blocks.len())
+            .field("entries", &self.entries)
+            .field("max_lsn", &self.max_lsn)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Table {
-    pub fn open(storage: &dyn Storage, id: u64) -> Result<Table, KvError> {
+    pub fn open(storage: &dyn Storage, id: u64, cache: Arc<BlockCache>) -> Result<Table, KvError> {
         let name = file_name(id);
         let file = storage.open(&name, FileOptions::BUFFERED)?;
         let size = file.size()?;
-        Table::from_file(file, name, id, size)
+        Table::from_file(file, name, id, size, cache)
     }
 
-    fn from_file(file: FileRef, name: String, id: u64, size: u64) -> Result<Table, KvError> {
+    fn from_file(
+        file: FileRef,
+        name: String,
+        id: u64,
+        size: u64,
+        cache: Arc<BlockCache>,
+    ) -> Result<Table, KvError> {
         let bad = |offset: u64, detail: &str| KvError::corrupt(&name, offset, detail);
         let footer_at = size
             .checked_sub(FOOTER_LEN as u64)
@@ -344,16 +499,18 @@ impl Table {
             .u32()
             .ok_or_else(|| bad(filter_offset, "filter truncated"))?;
         let bits = body.get(4..).unwrap_or_default().to_vec();
-        if bits.is_empty() || hashes == 0 || hashes > 32 {
+        if bits.is_empty() || bits.len() % BLOOM_LINE_BYTES != 0 || hashes == 0 || hashes > 32 {
             return Err(bad(filter_offset, "filter malformed"));
         }
         Ok(Table {
             id,
             name,
             file,
+            last_prefixes: blocks.iter().map(|b| prefix(&b.last_key)).collect(),
             blocks,
             filter: bits,
             hashes,
+            cache,
             entries,
             max_lsn,
             size,
@@ -363,20 +520,41 @@ impl Table {
     /// False when the key is certainly absent.
     pub fn may_contain(&self, key: &[u8]) -> bool {
         let (h1, h2) = bloom_hashes(key);
-        let nbits = (self.filter.len() * 8) as u64;
-        (0..u64::from(self.hashes)).all(|i| {
-            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
+        let lines = self.filter.len() / BLOOM_LINE_BYTES;
+        bloom_bits(h1, h2, self.hashes, lines).all(|bit| {
             self.filter
-                .get((bit / 8) as usize)
+                .get(bit / 8)
                 .is_some_and(|b| b & (1 << (bit % 8)) != 0)
         })
     }
 
-    /// Reads and checks block `i`, returning its entries.
-    fn block(&self, i: usize) -> Result<Vec<Entry>, KvError> {
+    /// Block `i`, from the cache or read, checked and decoded.
+    fn block(&self, i: usize) -> Result<Arc<Block>, KvError> {
         let Some(handle) = self.blocks.get(i) else {
-            return Ok(Vec::new());
+            return Ok(Arc::new(Block::default()));
         };
+        let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
+        if let Some(block) = self.cache.get(&key) {
+            return Ok(block);
+        }
+        let block = Arc::new(self.read_block(handle)?);
+        self.cache.insert(key, Arc::clone(&block));
+        Ok(block)
+    }
+
+    /// Block `i` from the cache if there, else read without caching it.
+    fn block_uncached(&self, i: usize) -> Result<Arc<Block>, KvError> {
+        let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
+        if let Some(block) = self.cache.get(&key) {
+            return Ok(block);
+        }
+        match self.blocks.get(i) {
+            Some(handle) => Ok(Arc::new(self.read_block(handle)?)),
+            None => Ok(Arc::new(Block::default())),
+        }
+    }
+
+    fn read_block(&self, handle: &BlockHandle) -> Result<Block, KvError> {
         let mut data = vec![0u8; handle.len as usize];
         self.file.read_at(handle.offset, &mut data)?;
         let body = checked(&data, &self.name, handle.offset, "block")?;
@@ -389,42 +567,32 @@ impl Table {
         let mut m = Cursor { data: meta, at: 0 };
         let (codec, raw_len) = (m.u8(), m.u32());
         let raw_len = raw_len.ok_or_else(|| bad("block trailer"))? as usize;
-        let raw: Vec<u8> = match codec {
-            Some(0) => payload.to_vec(),
+        let raw: Bytes = match codec {
+            Some(0) => {
+                // Uncompressed: keep the read buffer, minus its trailer.
+                data.truncate(payload.len());
+                Bytes::from(data)
+            }
             Some(1) => lz4_flex::block::decompress(payload, raw_len)
-                .map_err(|e| bad(&format!("lz4: {e}")))?,
+                .map_err(|e| bad(&format!("lz4: {e}")))?
+                .into(),
             Some(2) => snap::raw::Decoder::new()
                 .decompress_vec(payload)
-                .map_err(|e| bad(&format!("snappy: {e}")))?,
+                .map_err(|e| bad(&format!("snappy: {e}")))?
+                .into(),
             _ => return Err(bad("unknown codec")),
         };
         if raw.len() != raw_len {
             return Err(bad("block length mismatch"));
         }
-        let raw = Bytes::from(raw);
-        let mut c = Cursor { data: &raw, at: 0 };
-        let mut out = Vec::new();
-        while !c.done() {
-            let entry = (|| {
-                let key = c.bytes()?;
-                let key = raw.slice_ref(key);
-                let lsn = c.u64()?;
-                let value = match c.u8()? {
-                    0 => None,
-                    1 => Some(raw.slice_ref(c.bytes()?)),
-                    _ => return None,
-                };
-                Some(Entry { key, lsn, value })
-            })()
-            .ok_or_else(|| bad("entry malformed"))?;
-            out.push(entry);
-        }
-        Ok(out)
+        Block::decode(raw).ok_or_else(|| bad("entry malformed"))
     }
 
     /// The first block that may hold `key`.
     fn block_for(&self, key: &[u8]) -> usize {
-        self.blocks.partition_point(|b| b.last_key.as_ref() < key)
+        let (lo, hi) = equal_range(&self.last_prefixes, prefix(key));
+        let blocks = self.blocks.get(lo..hi).unwrap_or_default();
+        lo + blocks.partition_point(|b| b.last_key.as_ref() < key)
     }
 
     /// The newest version of `key` at or below `snapshot`, as
@@ -433,24 +601,27 @@ impl Table {
         if !self.may_contain(key) {
             return Ok(None);
         }
-        let mut i = self.block_for(key);
         // Versions of one key may continue into the next block.
-        while i < self.blocks.len() {
-            for e in self.block(i)? {
-                if e.key.as_ref() > key {
-                    return Ok(None);
-                }
-                if e.key.as_ref() == key && e.lsn <= snapshot {
-                    return Ok(Some(e.value));
-                }
+        for i in self.block_for(key)..self.blocks.len() {
+            let block = self.block(i)?;
+            let at = block.seek(key, snapshot);
+            if at == block.len() {
+                continue;
             }
-            i += 1;
+            let bad = || KvError::corrupt(&self.name, 0, "entry malformed");
+            let (k, _) = block.head(at).ok_or_else(bad)?;
+            if k != key {
+                return Ok(None);
+            }
+            return Ok(Some(block.entry(at).ok_or_else(bad)?.value));
         }
         Ok(None)
     }
 
     /// Every entry with a key in the bounds, in order, a block at a time.
-    pub fn iter(self: &Arc<Self>, lo: Bound<Bytes>, hi: Bound<Bytes>) -> TableIter {
+    /// `cached`: blocks read go into the block cache (reads by users), or
+    /// not (compaction, which reads each block once and then deletes it).
+    pub fn iter(self: &Arc<Self>, lo: Bound<Bytes>, hi: Bound<Bytes>, cached: bool) -> TableIter {
         let next_block = match &lo {
             Bound::Included(k) | Bound::Excluded(k) => self.block_for(k),
             Bound::Unbounded => 0,
@@ -458,7 +629,8 @@ impl Table {
         TableIter {
             table: Arc::clone(self),
             next_block,
-            pending: Vec::new().into_iter(),
+            pending: None,
+            cached,
             lo,
             hi,
             done: false,
@@ -470,7 +642,9 @@ impl Table {
 pub(crate) struct TableIter {
     table: Arc<Table>,
     next_block: usize,
-    pending: std::vec::IntoIter<Entry>,
+    /// The block being read and the next entry in it.
+    pending: Option<(Arc<Block>, usize)>,
+    cached: bool,
     lo: Bound<Bytes>,
     hi: Bound<Bytes>,
     done: bool,
@@ -484,7 +658,18 @@ impl Iterator for TableIter {
             if self.done {
                 return None;
             }
-            if let Some(e) = self.pending.next() {
+            if let Some((block, at)) = &mut self.pending
+                && *at < block.len()
+            {
+                let Some(e) = block.entry(*at) else {
+                    self.done = true;
+                    return Some(Err(KvError::corrupt(
+                        &self.table.name,
+                        0,
+                        "entry malformed",
+                    )));
+                };
+                *at += 1;
                 let below = match &self.lo {
                     Bound::Included(k) => e.key < *k,
                     Bound::Excluded(k) => e.key <= *k,
@@ -508,8 +693,13 @@ impl Iterator for TableIter {
                 self.done = true;
                 return None;
             }
-            match self.table.block(self.next_block) {
-                Ok(entries) => self.pending = entries.into_iter(),
+            let block = if self.cached {
+                self.table.block(self.next_block)
+            } else {
+                self.table.block_uncached(self.next_block)
+            };
+            match block {
+                Ok(block) => self.pending = Some((block, 0)),
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
@@ -517,5 +707,67 @@ impl Iterator for TableIter {
             }
             self.next_block += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(storage: &dyn Storage, n: u64, cache: &Arc<BlockCache>) -> Table {
+        let mut b = TableBuilder::create(storage, 1, TableCompression::Lz4, 512).unwrap();
+        for i in 0..n {
+            // Two versions of every key: newest first.
+            for lsn in [2 * i + 2, 2 * i + 1] {
+                b.add(&Entry {
+                    key: Bytes::from(format!("key{i:08}")),
+                    lsn,
+                    value: Some(Bytes::from(format!("v{lsn}"))),
+                })
+                .unwrap();
+            }
+        }
+        b.finish(1, Arc::clone(cache)).unwrap()
+    }
+
+    #[test]
+    fn gets_find_every_version_with_or_without_a_cache() {
+        let disk = wal_io::sim::SimDisk::new(7);
+        let storage = disk.storage();
+        for cache_bytes in [0, 4096, 1 << 20] {
+            let cache = block_cache(cache_bytes);
+            let t = build(&*storage, 2000, &cache);
+            for i in 0..2000u64 {
+                let key = format!("key{i:08}");
+                let newest = t.get(key.as_bytes(), u64::MAX).unwrap();
+                assert_eq!(newest, Some(Some(Bytes::from(format!("v{}", 2 * i + 2)))));
+                let older = t.get(key.as_bytes(), 2 * i + 1).unwrap();
+                assert_eq!(older, Some(Some(Bytes::from(format!("v{}", 2 * i + 1)))));
+                assert_eq!(t.get(key.as_bytes(), 2 * i).unwrap(), None, "before it");
+            }
+            assert_eq!(t.get(b"key", u64::MAX).unwrap(), None);
+            assert_eq!(t.get(b"kez", u64::MAX).unwrap(), None);
+            let all: Vec<Entry> = Arc::new(t)
+                .iter(Bound::Unbounded, Bound::Unbounded, cache_bytes > 0)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(all.len(), 4000);
+            storage.remove(&file_name(1)).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_filter_has_no_false_negatives_and_few_false_positives() {
+        let disk = wal_io::sim::SimDisk::new(8);
+        let storage = disk.storage();
+        let t = build(&*storage, 5000, &block_cache(0));
+        for i in 0..5000u64 {
+            assert!(t.may_contain(format!("key{i:08}").as_bytes()));
+        }
+        let false_positives = (5000..25_000u64)
+            .filter(|i| t.may_contain(format!("key{i:08}").as_bytes()))
+            .count();
+        // 10 bits per key and 7 hashes in one line: about 1 % expected.
+        assert!(false_positives < 600, "{false_positives} of 20000");
     }
 }

@@ -39,6 +39,8 @@ fn options(seed: u64) -> Options {
     o.memtable_bytes_max = 4096;
     o.block_bytes = 256;
     o.compaction_trigger = 2;
+    // No cache, one that keeps evicting, and one that holds everything.
+    o.block_cache_bytes = [0, 2048, 1 << 20][(seed / 3 % 3) as usize];
     o.compression = match seed % 3 {
         0 => TableCompression::None,
         1 => TableCompression::Lz4,
