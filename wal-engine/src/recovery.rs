@@ -92,18 +92,27 @@ enum Outcome {
     },
 }
 
-fn load(file: &FileRef) -> Result<(u64, Vec<u8>), IoError> {
+/// Reads the whole of `file` into `buf`, reusing its memory: segments are
+/// mostly of one size, so after the first one a scan thread neither
+/// allocates nor faults in fresh pages.
+fn load(file: &FileRef, buf: &mut Vec<u8>) -> Result<u64, IoError> {
     let size = file.size()?;
     let len = usize::try_from(size).map_err(|_| IoError::Unsupported {
         op: wal_io::Op::Read,
         path: file.name().into(),
         reason: format!("segment of {size} bytes does not fit in memory"),
     })?;
-    let mut data = vec![0u8; len];
-    for (i, chunk) in data.chunks_mut(READ_CHUNK_BYTES).enumerate() {
+    if buf.capacity() < len {
+        // A fresh zeroed allocation maps zero pages lazily; growing with
+        // `resize` would write every byte first.
+        *buf = vec![0u8; len];
+    } else {
+        buf.resize(len, 0);
+    }
+    for (i, chunk) in buf.chunks_mut(READ_CHUNK_BYTES).enumerate() {
         file.read_at((i * READ_CHUNK_BYTES) as u64, chunk)?;
     }
-    Ok((size, data))
+    Ok(size)
 }
 
 /// Whether any valid frame (of whatever identity: the header that would
@@ -131,10 +140,16 @@ fn holds_frames(data: &Bytes, first_lsn: u64) -> bool {
         })
 }
 
-fn scan(storage: &dyn Storage, name: String, first_lsn: u64) -> Result<Scanned, IoError> {
+/// Scans one segment, reading it into `buf` (see [`load`]).
+fn scan(
+    storage: &dyn Storage,
+    name: String,
+    first_lsn: u64,
+    buf: &mut Vec<u8>,
+) -> Result<Scanned, IoError> {
     let file = storage.open(&name, FileOptions::BUFFERED)?;
-    let (size, data) = load(&file)?;
-    let data = Bytes::from(data);
+    let size = load(&file, buf)?;
+    let data = Bytes::from(std::mem::take(buf));
     let outcome = match SegmentScanner::new(data.clone()) {
         Err(error) => Outcome::BadHeader {
             error,
@@ -153,6 +168,11 @@ fn scan(storage: &dyn Storage, name: String, first_lsn: u64) -> Result<Scanned, 
             }
         }
     };
+    // Nothing holds the bytes any more: take the memory back for the next
+    // segment (if something did, the next scan simply allocates).
+    if let Ok(mem) = data.try_into_mut() {
+        *buf = Vec::from(mem);
+    }
     Ok(Scanned {
         name,
         first_lsn,
@@ -166,9 +186,10 @@ fn scan(storage: &dyn Storage, name: String, first_lsn: u64) -> Result<Scanned, 
 /// group-commit hand-off, and real threads have no place in a loom model.
 #[cfg(loom)]
 fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scanned>, IoError> {
+    let mut buf = Vec::new();
     names
         .into_iter()
-        .map(|(name, lsn)| scan(storage, name, lsn))
+        .map(|(name, lsn)| scan(storage, name, lsn, &mut buf))
         .collect()
 }
 
@@ -191,8 +212,9 @@ fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scan
                     .filter(|(i, _)| i % threads == t)
                     .collect();
                 s.spawn(move || {
+                    let mut buf = Vec::new();
                     mine.into_iter()
-                        .map(|(i, (name, lsn))| (i, scan(storage, name, lsn)))
+                        .map(|(i, (name, lsn))| (i, scan(storage, name, lsn, &mut buf)))
                         .collect::<Vec<_>>()
                 })
             })
