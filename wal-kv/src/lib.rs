@@ -46,5 +46,5 @@ mod table;
 
 pub use batch::{Op, WriteBatch};
 pub use error::KvError;
-pub use store::{Commit, Durability, Options, Snapshot, Stats, Store};
+pub use store::{Commit, Durability, Iter, Options, Snapshot, Stats, Store};
 pub use table::TableCompression;

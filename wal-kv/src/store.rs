@@ -129,6 +129,9 @@ pub struct Stats {
     pub read_amplification: f64,
     /// The checkpoint LSN: everything at or below it is in tables.
     pub checkpoint_lsn: u64,
+    /// Table blocks read from files: reads that missed the block cache, and
+    /// compaction's reads, which bypass it.
+    pub block_reads: u64,
 }
 
 struct Tree {
@@ -256,10 +259,24 @@ impl Snapshot<'_> {
     /// # Errors
     /// As [`Snapshot::get`].
     pub fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, KvError> {
-        self.store.inner.scan_at(lo, hi, self.lsn)
+        self.iter(lo, hi).collect()
     }
 
-    /// As [`Snapshot::scan`], descending.
+    /// Key-value pairs with keys within the bounds, ascending, read lazily:
+    /// table blocks are read as the iteration reaches them, so a scan of
+    /// more data than memory holds runs in bounded memory.
+    pub fn iter(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
+        Iter {
+            snapshot: None,
+            lsn: self.lsn,
+            merge: self.store.inner.merge_at(lo, hi, self.lsn),
+            last_key: None,
+            done: false,
+            _view: std::marker::PhantomData,
+        }
+    }
+
+    /// As [`Snapshot::scan`], descending. Collects the range first.
     ///
     /// # Errors
     /// As [`Snapshot::get`].
@@ -283,6 +300,56 @@ impl Drop for Snapshot<'_> {
                 snaps.remove(&self.lsn);
             }
         }
+    }
+}
+
+/// The key-value pairs of one view within bounds, ascending (see
+/// [`Store::iter`], [`Snapshot::iter`]). An error ends the iteration.
+pub struct Iter<'a> {
+    /// Keeps the view registered, so no version it reads is pruned.
+    snapshot: Option<Snapshot<'a>>,
+    lsn: u64,
+    merge: Merge,
+    last_key: Option<Bytes>,
+    done: bool,
+    _view: std::marker::PhantomData<&'a Store>,
+}
+
+impl std::fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter")
+            .field("lsn", &self.lsn)
+            .field("owns_snapshot", &self.snapshot.is_some())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<(Bytes, Bytes), KvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let e = match self.merge.next() {
+                None => break,
+                Some(Ok(e)) => e,
+                Some(Err(err)) => {
+                    self.done = true;
+                    return Some(Err(err));
+                }
+            };
+            // The first version of a key at or below the view is its value
+            // there (or its deletion); older ones are shadowed.
+            if e.lsn > self.lsn || self.last_key.as_ref() == Some(&e.key) {
+                continue;
+            }
+            self.last_key = Some(e.key.clone());
+            if let Some(v) = e.value {
+                return Some(Ok((e.key, v)));
+            }
+        }
+        self.done = true;
+        None
     }
 }
 
@@ -481,7 +548,41 @@ impl Store {
         self.snapshot().scan(lo, hi)
     }
 
-    /// As [`Store::scan`], descending.
+    /// Current key-value pairs within the bounds, ascending, read lazily
+    /// (see [`Snapshot::iter`]); the view stays as of the call while the
+    /// iterator lives.
+    ///
+    /// ```
+    /// use std::ops::Bound;
+    /// use wal_kv::{Options, Store};
+    ///
+    /// let disk = wal_io::sim::SimDisk::new(2);
+    /// let store = Store::open_with(disk.storage(), Options::default())?;
+    /// store.put("a", "1")?;
+    /// store.put("b", "2")?;
+    /// store.checkpoint()?;
+    /// store.put("c", "3")?;
+    /// let keys: Vec<_> = store
+    ///     .iter(Bound::Unbounded, Bound::Unbounded)
+    ///     .map(|kv| kv.map(|(k, _)| k))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, ["a", "b", "c"]);
+    /// # Ok::<(), wal_kv::KvError>(())
+    /// ```
+    pub fn iter(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
+        let snapshot = self.snapshot();
+        let lsn = snapshot.lsn;
+        Iter {
+            merge: self.inner.merge_at(lo, hi, lsn),
+            snapshot: Some(snapshot),
+            lsn,
+            last_key: None,
+            done: false,
+            _view: std::marker::PhantomData,
+        }
+    }
+
+    /// As [`Store::scan`], descending. Collects the range first.
     ///
     /// # Errors
     /// As [`Store::get`].
@@ -561,6 +662,7 @@ impl Store {
                 inner.probes.load(Ordering::Relaxed) as f64 / gets as f64
             },
             checkpoint_lsn: tree.manifest.checkpoint_lsn,
+            block_reads: inner.cache.reads.load(Ordering::Relaxed),
         }
     }
 
@@ -723,31 +825,23 @@ impl Inner {
         Ok(None)
     }
 
-    fn scan_at(
-        &self,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        lsn: u64,
-    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
-        // Newest version at or below `lsn` per key, over every source.
-        let mut best: BTreeMap<Bytes, (u64, Option<Bytes>)> = BTreeMap::new();
-        let mut offer = |e: Entry| {
-            if e.lsn > lsn {
-                return;
-            }
-            match best.get(&e.key) {
-                Some((seen, _)) if *seen >= e.lsn => {}
-                _ => {
-                    best.insert(e.key, (e.lsn, e.value));
-                }
-            }
-        };
+    /// The entries of every source within the bounds, merged in table
+    /// order. The memtables' part is copied now (bounded by the memtable
+    /// limit, and only versions at or below `lsn`); tables are read a block
+    /// at a time as the merge goes.
+    fn merge_at(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, lsn: u64) -> Merge {
         let view = self.sources();
+        let mut iters: Vec<Source> = Vec::new();
         for m in &view.mems {
-            m.read()
+            let entries: Vec<Entry> = m
+                .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .range(lo, hi)
-                .for_each(&mut offer);
+                .filter(|e| e.lsn <= lsn)
+                .collect();
+            if !entries.is_empty() {
+                iters.push(Box::new(entries.into_iter().map(Ok)));
+            }
         }
         let owned = |b: Bound<&[u8]>| match b {
             Bound::Included(k) => Bound::Included(Bytes::copy_from_slice(k)),
@@ -755,14 +849,9 @@ impl Inner {
             Bound::Unbounded => Bound::Unbounded,
         };
         for t in &view.tables {
-            for e in t.iter(owned(lo), owned(hi), true) {
-                offer(e?);
-            }
+            iters.push(Box::new(t.iter(owned(lo), owned(hi), true)));
         }
-        Ok(best
-            .into_iter()
-            .filter_map(|(k, (_, v))| v.map(|v| (k, v)))
-            .collect())
+        Merge::new(iters)
     }
 
     fn run_worker(self: &Arc<Self>) {
@@ -882,9 +971,9 @@ impl Inner {
         )?;
         let iters = inputs
             .iter()
-            .map(|t| t.iter(Bound::Unbounded, Bound::Unbounded, false).peekable())
+            .map(|t| Box::new(t.iter(Bound::Unbounded, Bound::Unbounded, false)) as Source)
             .collect();
-        write_pruned(&mut builder, Merge { iters }, keep_from, true)?;
+        write_pruned(&mut builder, Merge::new(iters), keep_from, true)?;
         let table = Arc::new(builder.finish(id, Arc::clone(&self.cache))?);
         self.table_bytes_written
             .fetch_add(table.size, Ordering::Relaxed);
@@ -960,9 +1049,21 @@ fn write_pruned(
     Ok(())
 }
 
-/// Merges table iterators into one stream, key ascending then LSN descending.
+/// A stream of entries in table order (key ascending, then LSN descending).
+type Source = Box<dyn Iterator<Item = Result<Entry, KvError>> + Send>;
+
+/// Merges sources, each in table order and LSN-disjoint from the others,
+/// into one stream in table order.
 struct Merge {
-    iters: Vec<std::iter::Peekable<table::TableIter>>,
+    iters: Vec<std::iter::Peekable<Source>>,
+}
+
+impl Merge {
+    fn new(sources: Vec<Source>) -> Merge {
+        Merge {
+            iters: sources.into_iter().map(Iterator::peekable).collect(),
+        }
+    }
 }
 
 impl Iterator for Merge {

@@ -16,6 +16,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use wal_io::{FileOptions, FileRef, Storage};
@@ -310,8 +311,13 @@ pub(crate) struct Block {
     prefixes: Vec<u64>,
 }
 
-/// Decoded blocks shared by every table of a store, weighed in bytes.
-pub(crate) type BlockCache = quick_cache::sync::Cache<(u64, u32), Arc<Block>, BlockWeight>;
+/// Decoded blocks shared by every table of a store, weighed in bytes, and a
+/// count of the blocks read from files.
+pub(crate) struct BlockCache {
+    map: quick_cache::sync::Cache<(u64, u32), Arc<Block>, BlockWeight>,
+    /// Blocks read from table files (cache misses and uncached reads).
+    pub reads: AtomicU64,
+}
 
 /// A new block cache of about `bytes`; 0 keeps nothing.
 pub(crate) fn block_cache(bytes: u64) -> Arc<BlockCache> {
@@ -319,7 +325,10 @@ pub(crate) fn block_cache(bytes: u64) -> Arc<BlockCache> {
     let items = usize::try_from(bytes / (16 << 10))
         .unwrap_or(1 << 16)
         .max(16);
-    Arc::new(BlockCache::with_weighter(items, bytes, BlockWeight))
+    Arc::new(BlockCache {
+        map: quick_cache::sync::Cache::with_weighter(items, bytes, BlockWeight),
+        reads: AtomicU64::new(0),
+    })
 }
 
 /// Weighs a cached block by the memory it holds.
@@ -534,18 +543,18 @@ impl Table {
             return Ok(Arc::new(Block::default()));
         };
         let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
-        if let Some(block) = self.cache.get(&key) {
+        if let Some(block) = self.cache.map.get(&key) {
             return Ok(block);
         }
         let block = Arc::new(self.read_block(handle)?);
-        self.cache.insert(key, Arc::clone(&block));
+        self.cache.map.insert(key, Arc::clone(&block));
         Ok(block)
     }
 
     /// Block `i` from the cache if there, else read without caching it.
     fn block_uncached(&self, i: usize) -> Result<Arc<Block>, KvError> {
         let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
-        if let Some(block) = self.cache.get(&key) {
+        if let Some(block) = self.cache.map.get(&key) {
             return Ok(block);
         }
         match self.blocks.get(i) {
@@ -555,6 +564,7 @@ impl Table {
     }
 
     fn read_block(&self, handle: &BlockHandle) -> Result<Block, KvError> {
+        self.cache.reads.fetch_add(1, Ordering::Relaxed);
         let mut data = vec![0u8; handle.len as usize];
         self.file.read_at(handle.offset, &mut data)?;
         let body = checked(&data, &self.name, handle.offset, "block")?;
