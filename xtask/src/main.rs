@@ -31,7 +31,8 @@ Commands:
                      The long crash suites, in release mode: simulated power loss
                      (default 1,000,000 crashes; CI runs 10,000) and kill -9 of a
                      writing child process (default 2,000 cycles per backend; CI
-                     runs 200). --seed reruns one seed of the simulation.
+                     runs 200); then the store's, a tenth as many crashes and a
+                     quarter as many kills. --seed reruns one seed of the simulations.
   loom               Runs the loom models of the group-commit hand-off.
   help               This text.
 ";
@@ -266,7 +267,47 @@ fn torture(rest: &[String]) -> Result<(), String> {
         "kill_recovery",
     ])
     .env("WAL_KILL_CYCLES", &kills);
-    run(&format!("{kills} kill -9 cycles per backend"), kill)
+    run(&format!("{kills} kill -9 cycles per backend"), kill)?;
+
+    // The store: its crash cycles replay tables and logs, so a tenth as many
+    // simulated crashes and a quarter as many kills keep the run a similar length.
+    let kv_crashes = (crashes.parse::<u64>().unwrap_or(0) / 10)
+        .max(1)
+        .to_string();
+    let kv_kills = (kills.parse::<u64>().unwrap_or(0) / 4).max(1).to_string();
+    let mut kv_sim = cargo();
+    kv_sim
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "wal-kv",
+            "--test",
+            "crash_recovery",
+        ])
+        .env("WAL_KV_CRASHES", &kv_crashes);
+    if let Some(seed) = &seed {
+        kv_sim.env("WAL_KV_SEED", seed);
+    }
+    run(
+        &format!("{kv_crashes} simulated power losses of the store"),
+        kv_sim,
+    )?;
+    let mut kv_kill = cargo();
+    kv_kill
+        .args([
+            "test",
+            "--release",
+            "--package",
+            "wal-kv",
+            "--test",
+            "kill_recovery",
+        ])
+        .env("WAL_KV_KILL_CYCLES", &kv_kills);
+    run(
+        &format!("{kv_kills} kill -9 cycles of the store per backend"),
+        kv_kill,
+    )
 }
 
 const FUZZ_TARGETS: [&str; 2] = ["decode_frame", "scan_segment"];
