@@ -13,13 +13,15 @@ Commands:
   ci                 Everything CI checks, in order: cargo fmt --check, cargo clippy
                      (all targets, warnings are errors), the whole test suite (unit,
                      integration, doc tests) and the loom models.
-  bench [--full] [ARGS...]
+  bench [--full] [--rocksdb] [ARGS...]
                      The main benchmark (wal-bench, release build): the disk's limit,
                      then every workload for our configurations, the peers and a naive
                      baseline in interleaved rounds. Quick profile by default (a few
                      minutes); --full for the long one. Other arguments go to
                      wal-bench (`--workloads w1,w2`, `--contenders wal/uring,fjall`,
                      `--dir PATH` for the disk under test; see `-- --help`).
+                     --rocksdb adds RocksDB to K1/K2 (builds its C++ sources, which
+                     takes 10+ minutes the first time, and needs libclang).
                      Results: target/wal-bench/ (results.json, results.csv, SVG plots).
   bench --micro [--full]
                      The criterion micro-benchmarks instead (format codec, raw I/O,
@@ -199,8 +201,15 @@ fn bench(rest: &[String]) -> Result<(), String> {
     let micro = rest.iter().any(|a| a == "--micro");
     if !micro {
         let mut cmd = cargo();
-        cmd.args(["run", "--release", "--package", "wal-bench", "--"]);
-        cmd.args(rest.iter().filter(|a| a.as_str() != "--"));
+        cmd.args(["run", "--release", "--package", "wal-bench"]);
+        if rest.iter().any(|a| a == "--rocksdb") {
+            cmd.args(["--features", "rocksdb"]);
+        }
+        cmd.arg("--");
+        cmd.args(
+            rest.iter()
+                .filter(|a| a.as_str() != "--" && a.as_str() != "--rocksdb"),
+        );
         return run("wal-bench", cmd);
     }
     let mut full = false;

@@ -9,6 +9,8 @@ use crate::contenders::Entrant;
 mod fjall_store;
 mod raft_engine_store;
 mod redb_store;
+#[cfg(feature = "rocksdb")]
+mod rocksdb_store;
 mod sqlite_store;
 mod wal_kv;
 
@@ -57,6 +59,8 @@ pub fn all() -> Vec<&'static dyn KvContender> {
         &fjall_store::FJALL,
         &sqlite_store::SQLITE,
         &redb_store::REDB,
+        #[cfg(feature = "rocksdb")]
+        &rocksdb_store::ROCKSDB,
     ]
 }
 
