@@ -15,6 +15,9 @@ mod wal;
 mod walrus_peer;
 
 pub use walrus_peer::DATA_DIR_VAR as WALRUS_DATA_DIR;
+// The key-value contenders open these peers the same way.
+pub(crate) use raft_engine_peer::open as open_raft_engine;
+pub(crate) use sqlite_peer::connect as connect_sqlite;
 
 /// What a log is opened for: the durability of each append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,7 +37,8 @@ fn group_of(writer: u32) -> u64 {
     u64::from(writer) + 1
 }
 
-fn open(dir: &Path) -> Result<Engine, String> {
+/// Opens (creating) an engine with default settings in `dir`.
+pub(crate) fn open(dir: &Path) -> Result<Engine, String> {
     let config = Config {
         dir: dir
             .to_str()

@@ -21,20 +21,27 @@ pub struct Sqlite;
 const FILE_NAME: &str = "bench.sqlite";
 const INSERT: &str = "INSERT INTO log (data) VALUES (?1)";
 
-fn open(dir: &Path) -> Result<Connection, String> {
-    let conn = Connection::open(dir.join(FILE_NAME)).map_err(err("open"))?;
+/// Opens the database at `path` in WAL mode with `synchronous=FULL` (a
+/// commit returns once the WAL is synced), then runs `schema`.
+pub(crate) fn connect(path: &Path, schema: &str) -> Result<Connection, String> {
+    let conn = Connection::open(path).map_err(err("open"))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
         .map_err(err("journal_mode"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(format!("journal_mode is {mode}, not wal"));
     }
-    conn.execute_batch(
-        "PRAGMA synchronous=FULL;
-         CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, data BLOB NOT NULL);",
-    )
-    .map_err(err("schema"))?;
+    conn.execute_batch("PRAGMA synchronous=FULL;")
+        .map_err(err("synchronous"))?;
+    conn.execute_batch(schema).map_err(err("schema"))?;
     Ok(conn)
+}
+
+fn open(dir: &Path) -> Result<Connection, String> {
+    connect(
+        &dir.join(FILE_NAME),
+        "CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+    )
 }
 
 struct Db {

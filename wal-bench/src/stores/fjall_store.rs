@@ -5,7 +5,7 @@ use std::path::Path;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_into};
+use super::{KvContender, KvReader, KvStore, Pair, copy_found};
 use crate::contenders::{Entrant, err};
 
 /// The fjall peer.
@@ -57,13 +57,10 @@ struct Reader<'a> {
 
 impl KvReader for Reader<'_> {
     fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
-        match self.snapshot.get(self.keyspace, key).map_err(err("get"))? {
-            Some(v) => {
-                copy_into(out, &v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(copy_found(
+            out,
+            self.snapshot.get(self.keyspace, key).map_err(err("get"))?,
+        ))
     }
 }
 

@@ -69,8 +69,13 @@ pub fn by_name(name: &str) -> Option<&'static dyn KvContender> {
     all().into_iter().find(|c| c.name() == name)
 }
 
-/// Copies `src` into `out`, reusing its allocation.
-pub(crate) fn copy_into(out: &mut Vec<u8>, src: &[u8]) {
+/// Copies a found value into `out`, reusing its allocation; false when
+/// there was none.
+pub(crate) fn copy_found<V: AsRef<[u8]>>(out: &mut Vec<u8>, value: Option<V>) -> bool {
+    let Some(value) = value else {
+        return false;
+    };
     out.clear();
-    out.extend_from_slice(src);
+    out.extend_from_slice(value.as_ref());
+    true
 }

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use raft_engine::{Config, Engine, LogBatch};
+use raft_engine::{Engine, LogBatch};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_into};
+use super::{KvContender, KvReader, KvStore, Pair, copy_found};
 use crate::contenders::{Entrant, err};
 
 /// The raft-engine peer.
@@ -59,13 +59,7 @@ struct Reader<'a>(&'a Engine);
 
 impl KvReader for Reader<'_> {
     fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
-        match self.0.get(REGION, key) {
-            Some(v) => {
-                copy_into(out, &v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(copy_found(out, self.0.get(REGION, key)))
     }
 }
 
@@ -83,15 +77,8 @@ impl Entrant for RaftEngine {
 
 impl KvContender for RaftEngine {
     fn open(&self, dir: &Path) -> Result<Box<dyn KvStore>, String> {
-        let config = Config {
-            dir: dir
-                .to_str()
-                .ok_or("raft-engine needs a UTF-8 path")?
-                .to_owned(),
-            ..Config::default()
-        };
-        Ok(Box::new(OpenEngine(
-            Engine::open(config).map_err(err("open"))?,
-        )))
+        Ok(Box::new(OpenEngine(crate::contenders::open_raft_engine(
+            dir,
+        )?)))
     }
 }

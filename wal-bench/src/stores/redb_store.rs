@@ -5,7 +5,7 @@ use std::path::Path;
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition, TableError};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_into};
+use super::{KvContender, KvReader, KvStore, Pair, copy_found};
 use crate::contenders::{Entrant, err};
 
 /// The redb peer.
@@ -65,13 +65,8 @@ impl KvReader for Reader {
         let Some(table) = &self.0 else {
             return Ok(false);
         };
-        match table.get(key).map_err(err("get"))? {
-            Some(v) => {
-                copy_into(out, v.value());
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let found = table.get(key).map_err(err("get"))?;
+        Ok(copy_found(out, found.as_ref().map(|v| v.value())))
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rocksdb::{DB, Options, SnapshotWithThreadMode, WriteBatch, WriteOptions};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_into};
+use super::{KvContender, KvReader, KvStore, Pair, copy_found};
 use crate::contenders::{Entrant, err};
 
 /// The RocksDB peer.
@@ -47,13 +47,7 @@ struct Reader<'a>(SnapshotWithThreadMode<'a, DB>);
 
 impl KvReader for Reader<'_> {
     fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
-        match self.0.get_pinned(key).map_err(err("get"))? {
-            Some(v) => {
-                copy_into(out, &v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(copy_found(out, self.0.get_pinned(key).map_err(err("get"))?))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_into};
+use super::{KvContender, KvReader, KvStore, Pair, copy_found};
 use crate::contenders::{Entrant, err};
 
 /// The SQLite peer.
@@ -22,19 +22,10 @@ const UPSERT: &str = "INSERT OR REPLACE INTO kv (k, v) VALUES (?1, ?2)";
 const SELECT: &str = "SELECT v FROM kv WHERE k = ?1";
 
 fn open(path: &Path) -> Result<Connection, String> {
-    let conn = Connection::open(path).map_err(err("open"))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-        .map_err(err("journal_mode"))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(format!("journal_mode is {mode}, not wal"));
-    }
-    conn.execute_batch(
-        "PRAGMA synchronous=FULL;
-         CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;",
+    crate::contenders::connect_sqlite(
+        path,
+        "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;",
     )
-    .map_err(err("schema"))?;
-    Ok(conn)
 }
 
 struct OpenSqlite {
@@ -93,7 +84,7 @@ impl KvReader for Reader {
         let mut select = self.0.prepare_cached(SELECT).map_err(err("prepare"))?;
         let found = select
             .query_row([key], |row| {
-                copy_into(out, row.get_ref(0)?.as_blob()?);
+                copy_found(out, Some(row.get_ref(0)?.as_blob()?));
                 Ok(())
             })
             .optional()

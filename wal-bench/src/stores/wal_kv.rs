@@ -4,7 +4,7 @@ use std::path::Path;
 
 use wal_kv::{Durability, Options, Snapshot, Store, WriteBatch};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_into};
+use super::{KvContender, KvReader, KvStore, Pair, copy_found};
 use crate::contenders::{Entrant, err};
 
 /// `wal/kv`.
@@ -50,13 +50,7 @@ struct Reader<'a>(Snapshot<'a>);
 
 impl KvReader for Reader<'_> {
     fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
-        match self.0.get(key).map_err(err("get"))? {
-            Some(v) => {
-                copy_into(out, &v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(copy_found(out, self.0.get(key).map_err(err("get"))?))
     }
 }
 
