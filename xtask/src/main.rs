@@ -250,73 +250,56 @@ fn torture(rest: &[String]) -> Result<(), String> {
             other => return Err(format!("`torture` does not know `{other}`")),
         }
     }
-    let mut sim = cargo();
-    sim.args([
-        "test",
-        "--release",
-        "--package",
+    let sim_seed = seed.as_ref().map(|s| ("WAL_TORTURE_SEED", s.as_str()));
+    let kv_seed = seed.as_ref().map(|s| ("WAL_KV_SEED", s.as_str()));
+    release_test(
         "wal-engine",
-        "--test",
         "crash_recovery",
-        "--",
-        "--nocapture",
-    ])
-    .env("WAL_TORTURE_CRASHES", &crashes);
-    if let Some(seed) = &seed {
-        sim.env("WAL_TORTURE_SEED", seed);
-    }
-    run(&format!("{crashes} simulated power losses"), sim)?;
-    let mut kill = cargo();
-    kill.args([
-        "test",
-        "--release",
-        "--package",
+        [("WAL_TORTURE_CRASHES", crashes.as_str())]
+            .into_iter()
+            .chain(sim_seed),
+        &format!("{crashes} simulated power losses"),
+    )?;
+    release_test(
         "wal-engine",
-        "--test",
         "kill_recovery",
-    ])
-    .env("WAL_KILL_CYCLES", &kills);
-    run(&format!("{kills} kill -9 cycles per backend"), kill)?;
-
+        [("WAL_KILL_CYCLES", kills.as_str())],
+        &format!("{kills} kill -9 cycles per backend"),
+    )?;
     // The store: its crash cycles replay tables and logs, so a tenth as many
     // simulated crashes and a quarter as many kills keep the run a similar length.
     let kv_crashes = (crashes.parse::<u64>().unwrap_or(0) / 10)
         .max(1)
         .to_string();
     let kv_kills = (kills.parse::<u64>().unwrap_or(0) / 4).max(1).to_string();
-    let mut kv_sim = cargo();
-    kv_sim
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "wal-kv",
-            "--test",
-            "crash_recovery",
-        ])
-        .env("WAL_KV_CRASHES", &kv_crashes);
-    if let Some(seed) = &seed {
-        kv_sim.env("WAL_KV_SEED", seed);
-    }
-    run(
+    release_test(
+        "wal-kv",
+        "crash_recovery",
+        [("WAL_KV_CRASHES", kv_crashes.as_str())]
+            .into_iter()
+            .chain(kv_seed),
         &format!("{kv_crashes} simulated power losses of the store"),
-        kv_sim,
     )?;
-    let mut kv_kill = cargo();
-    kv_kill
-        .args([
-            "test",
-            "--release",
-            "--package",
-            "wal-kv",
-            "--test",
-            "kill_recovery",
-        ])
-        .env("WAL_KV_KILL_CYCLES", &kv_kills);
-    run(
+    release_test(
+        "wal-kv",
+        "kill_recovery",
+        [("WAL_KV_KILL_CYCLES", kv_kills.as_str())],
         &format!("{kv_kills} kill -9 cycles of the store per backend"),
-        kv_kill,
     )
+}
+
+/// Runs one integration test target of `package` in release mode with `env`.
+fn release_test<'a>(
+    package: &str,
+    test: &str,
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    what: &str,
+) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "--package", package, "--test", test]);
+    cmd.args(["--", "--nocapture"]);
+    cmd.envs(env);
+    run(what, cmd)
 }
 
 const FUZZ_TARGETS: [&str; 2] = ["decode_frame", "scan_segment"];
