@@ -266,14 +266,7 @@ impl Snapshot<'_> {
     /// table blocks are read as the iteration reaches them, so a scan of
     /// more data than memory holds runs in bounded memory.
     pub fn iter(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
-        Iter {
-            snapshot: None,
-            lsn: self.lsn,
-            merge: self.store.inner.merge_at(lo, hi, self.lsn),
-            last_key: None,
-            done: false,
-            _view: std::marker::PhantomData,
-        }
+        Iter::new(self.store, None, self.lsn, lo, hi)
     }
 
     /// As [`Snapshot::scan`], descending. Collects the range first.
@@ -313,6 +306,27 @@ pub struct Iter<'a> {
     last_key: Option<Bytes>,
     done: bool,
     _view: std::marker::PhantomData<&'a Store>,
+}
+
+impl<'a> Iter<'a> {
+    /// Iterates `store` as of `lsn`, holding `snapshot` (if given) so the
+    /// view stays registered.
+    fn new(
+        store: &'a Store,
+        snapshot: Option<Snapshot<'a>>,
+        lsn: u64,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Iter<'a> {
+        Iter {
+            merge: store.inner.merge_at(lo, hi, lsn),
+            snapshot,
+            lsn,
+            last_key: None,
+            done: false,
+            _view: std::marker::PhantomData,
+        }
+    }
 }
 
 impl std::fmt::Debug for Iter<'_> {
@@ -572,14 +586,7 @@ impl Store {
     pub fn iter(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
         let snapshot = self.snapshot();
         let lsn = snapshot.lsn;
-        Iter {
-            merge: self.inner.merge_at(lo, hi, lsn),
-            snapshot: Some(snapshot),
-            lsn,
-            last_key: None,
-            done: false,
-            _view: std::marker::PhantomData,
-        }
+        Iter::new(self, Some(snapshot), lsn, lo, hi)
     }
 
     /// As [`Store::scan`], descending. Collects the range first.
