@@ -165,7 +165,6 @@ pub fn gets(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
     let start = Instant::now();
     let measured = {
         let mut reader = store.reader()?;
-        let mut expected = [0u8; VALUE_BYTES];
         for i in 0..n {
             // i -> i * stride mod n visits every index once.
             let seq = nth(i, stride, n) + 1;
@@ -173,8 +172,7 @@ pub fn gets(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
             let t0 = Instant::now();
             let found = reader.get(&k, &mut out)?;
             recorder.op(t0.elapsed(), (KEY_BYTES + VALUE_BYTES) as u64);
-            record::fill(&mut expected, 0, seq);
-            if !found || out.as_slice() != expected.as_slice() {
+            if !found || out.as_slice() != value(0, seq).as_slice() {
                 return Err(format!("loaded key {seq} is missing or wrong"));
             }
         }

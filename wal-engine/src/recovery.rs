@@ -1,7 +1,7 @@
 //! Recovery: reading every segment back, deciding by the recovery mode what
 //! the log is, and saying what was found.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use wal_format::{
     DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, FrameExpect, SegmentEnd, SegmentHeader,
     SegmentScanner, decode_frame,
@@ -95,7 +95,7 @@ enum Outcome {
 /// Reads the whole of `file` into `buf`, reusing its memory: segments are
 /// mostly of one size, so after the first one a scan thread neither
 /// allocates nor faults in fresh pages.
-fn load(file: &FileRef, buf: &mut Vec<u8>) -> Result<u64, IoError> {
+fn load(file: &FileRef, buf: &mut BytesMut) -> Result<u64, IoError> {
     let size = file.size()?;
     let len = usize::try_from(size).map_err(|_| IoError::Unsupported {
         op: wal_io::Op::Read,
@@ -105,7 +105,7 @@ fn load(file: &FileRef, buf: &mut Vec<u8>) -> Result<u64, IoError> {
     if buf.capacity() < len {
         // A fresh zeroed allocation maps zero pages lazily; growing with
         // `resize` would write every byte first.
-        *buf = vec![0u8; len];
+        *buf = BytesMut::zeroed(len);
     } else {
         buf.resize(len, 0);
     }
@@ -145,11 +145,11 @@ fn scan(
     storage: &dyn Storage,
     name: String,
     first_lsn: u64,
-    buf: &mut Vec<u8>,
+    buf: &mut BytesMut,
 ) -> Result<Scanned, IoError> {
     let file = storage.open(&name, FileOptions::BUFFERED)?;
     let size = load(&file, buf)?;
-    let data = Bytes::from(std::mem::take(buf));
+    let data = std::mem::take(buf).freeze();
     let outcome = match SegmentScanner::new(data.clone()) {
         Err(error) => Outcome::BadHeader {
             error,
@@ -171,7 +171,7 @@ fn scan(
     // Nothing holds the bytes any more: take the memory back for the next
     // segment (if something did, the next scan simply allocates).
     if let Ok(mem) = data.try_into_mut() {
-        *buf = Vec::from(mem);
+        *buf = mem;
     }
     Ok(Scanned {
         name,
@@ -186,7 +186,7 @@ fn scan(
 /// group-commit hand-off, and real threads have no place in a loom model.
 #[cfg(loom)]
 fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scanned>, IoError> {
-    let mut buf = Vec::new();
+    let mut buf = BytesMut::new();
     names
         .into_iter()
         .map(|(name, lsn)| scan(storage, name, lsn, &mut buf))
@@ -212,7 +212,7 @@ fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scan
                     .filter(|(i, _)| i % threads == t)
                     .collect();
                 s.spawn(move || {
-                    let mut buf = Vec::new();
+                    let mut buf = BytesMut::new();
                     mine.into_iter()
                         .map(|(i, (name, lsn))| (i, scan(storage, name, lsn, &mut buf)))
                         .collect::<Vec<_>>()

@@ -305,7 +305,6 @@ pub struct Iter<'a> {
     merge: Merge,
     last_key: Option<Bytes>,
     done: bool,
-    _view: std::marker::PhantomData<&'a Store>,
 }
 
 impl<'a> Iter<'a> {
@@ -324,7 +323,6 @@ impl<'a> Iter<'a> {
             lsn,
             last_key: None,
             done: false,
-            _view: std::marker::PhantomData,
         }
     }
 }

@@ -370,16 +370,6 @@ impl Block {
         self.starts.len()
     }
 
-    /// Key and LSN of entry `i`.
-    fn head(&self, i: usize) -> Option<(&[u8], u64)> {
-        let at = usize::try_from(*self.starts.get(i)?).ok()?;
-        let mut c = Cursor {
-            data: &self.data,
-            at,
-        };
-        Some((c.bytes()?, c.u64()?))
-    }
-
     /// Entry `i`, sharing the block's bytes.
     fn entry(&self, i: usize) -> Option<Entry> {
         let at = usize::try_from(*self.starts.get(i)?).ok()?;
@@ -537,8 +527,9 @@ impl Table {
         })
     }
 
-    /// Block `i`, from the cache or read, checked and decoded.
-    fn block(&self, i: usize) -> Result<Arc<Block>, KvError> {
+    /// Block `i`, from the cache or read, checked and decoded; a block read
+    /// goes into the cache when `keep` says so.
+    fn block(&self, i: usize, keep: bool) -> Result<Arc<Block>, KvError> {
         let Some(handle) = self.blocks.get(i) else {
             return Ok(Arc::new(Block::default()));
         };
@@ -547,20 +538,10 @@ impl Table {
             return Ok(block);
         }
         let block = Arc::new(self.read_block(handle)?);
-        self.cache.map.insert(key, Arc::clone(&block));
+        if keep {
+            self.cache.map.insert(key, Arc::clone(&block));
+        }
         Ok(block)
-    }
-
-    /// Block `i` from the cache if there, else read without caching it.
-    fn block_uncached(&self, i: usize) -> Result<Arc<Block>, KvError> {
-        let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
-        if let Some(block) = self.cache.map.get(&key) {
-            return Ok(block);
-        }
-        match self.blocks.get(i) {
-            Some(handle) => Ok(Arc::new(self.read_block(handle)?)),
-            None => Ok(Arc::new(Block::default())),
-        }
     }
 
     fn read_block(&self, handle: &BlockHandle) -> Result<Block, KvError> {
@@ -613,17 +594,15 @@ impl Table {
         }
         // Versions of one key may continue into the next block.
         for i in self.block_for(key)..self.blocks.len() {
-            let block = self.block(i)?;
+            let block = self.block(i, true)?;
             let at = block.seek(key, snapshot);
             if at == block.len() {
                 continue;
             }
-            let bad = || KvError::corrupt(&self.name, 0, "entry malformed");
-            let (k, _) = block.head(at).ok_or_else(bad)?;
-            if k != key {
-                return Ok(None);
-            }
-            return Ok(Some(block.entry(at).ok_or_else(bad)?.value));
+            let e = block
+                .entry(at)
+                .ok_or_else(|| KvError::corrupt(&self.name, 0, "entry malformed"))?;
+            return Ok((e.key.as_ref() == key).then_some(e.value));
         }
         Ok(None)
     }
@@ -703,12 +682,7 @@ impl Iterator for TableIter {
                 self.done = true;
                 return None;
             }
-            let block = if self.cached {
-                self.table.block(self.next_block)
-            } else {
-                self.table.block_uncached(self.next_block)
-            };
-            match block {
+            match self.table.block(self.next_block, self.cached) {
                 Ok(block) => self.pending = Some((block, 0)),
                 Err(e) => {
                     self.done = true;
