@@ -8,9 +8,11 @@
 //! to an immutable sorted table (blocks with an index, CRC32C checksums,
 //! optional LZ4/Snappy, a Bloom filter), the manifest naming the live tables
 //! and the checkpoint LSN is replaced atomically, and the log is cut in front
-//! of that LSN. A background worker does this, and merges the tables into one
-//! when there are more than [`Options::compaction_trigger`], dropping versions
-//! no reader can see. Opening reads the manifest, the tables, then replays the
+//! of that LSN. A background worker does this, and compacts the tables in
+//! levels: checkpoints fill level 0, which is merged into level 1 once it
+//! holds more than [`Options::compaction_trigger`] tables; each deeper level is
+//! one sorted run [`Options::level_size_ratio`] times the size of the one
+//! above, fed a table at a time. Merges drop versions no reader can see. Opening reads the manifest, the tables, then replays the
 //! log after the checkpoint LSN. All file I/O goes through `wal-io`, so the
 //! simulated disk can crash the store at any point.
 //!
@@ -38,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod compaction;
 mod error;
 mod manifest;
 mod memtable;
@@ -46,5 +49,5 @@ mod table;
 
 pub use batch::{Op, WriteBatch};
 pub use error::KvError;
-pub use store::{Commit, Durability, Iter, Options, Snapshot, Stats, Store};
+pub use store::{Commit, Durability, Iter, LevelStats, Options, Snapshot, Stats, Store};
 pub use table::TableCompression;

@@ -2,8 +2,11 @@
 //! Replaced atomically: written to `MANIFEST.tmp`, synced, renamed over
 //! `MANIFEST`, directory synced.
 //!
-//! Layout: `"WALKVMAN" | version u32 | checkpoint_lsn u64 | next_table_id u64
-//! | count u32 | table ids u64* (newest first) | crc32c u32`.
+//! Layout (little-endian): `"WALKVMAN" | version u32 | checkpoint_lsn u64 |
+//! next_table_id u64 | level_count u32 | (count u32 | table ids u64*) per
+//! level | crc32c u32`. Level 0 lists its tables newest first; deeper
+//! levels list theirs in key order. Version 1 had one list (`count u32 |
+//! ids u64*`), read as level 0.
 
 use wal_io::{FileOptions, Storage};
 
@@ -12,28 +15,38 @@ use crate::KvError;
 pub(crate) const NAME: &str = "MANIFEST";
 pub(crate) const TEMP_NAME: &str = "MANIFEST.tmp";
 const MAGIC: &[u8; 8] = b"WALKVMAN";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+const VERSION_ONE_LEVEL: u32 = 1;
+/// More levels than any store reaches: each is 10x the one above.
+pub(crate) const LEVELS_MAX: usize = 8;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Manifest {
     /// Every batch at or below this LSN is in the tables.
     pub checkpoint_lsn: u64,
     pub next_table_id: u64,
-    /// Live tables, newest first.
-    pub tables: Vec<u64>,
+    /// Live tables per level: level 0 newest first, deeper levels in key
+    /// order. Trailing empty levels are not stored.
+    pub levels: Vec<Vec<u64>>,
 }
 
 impl Manifest {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(36 + 8 * self.tables.len());
+        let ids: usize = self.levels.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(40 + 4 * self.levels.len() + 8 * ids);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&self.checkpoint_lsn.to_le_bytes());
         out.extend_from_slice(&self.next_table_id.to_le_bytes());
-        let count = u32::try_from(self.tables.len()).expect("far fewer than 2^32 tables");
-        out.extend_from_slice(&count.to_le_bytes());
-        for id in &self.tables {
-            out.extend_from_slice(&id.to_le_bytes());
+        assert!(self.levels.len() <= LEVELS_MAX, "levels above the maximum");
+        let level_count = u32::try_from(self.levels.len()).expect("at most LEVELS_MAX");
+        out.extend_from_slice(&level_count.to_le_bytes());
+        for level in &self.levels {
+            let count = u32::try_from(level.len()).expect("far fewer than 2^32 tables");
+            out.extend_from_slice(&count.to_le_bytes());
+            for id in level {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -47,35 +60,58 @@ impl Manifest {
         if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().unwrap_or_default()) {
             return Err(bad("checksum mismatch"));
         }
-        let u64_at = |at: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?))
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], KvError> {
+            let field = body
+                .get(at..at.saturating_add(n))
+                .ok_or_else(|| bad("truncated"))?;
+            at += n;
+            Ok(field)
         };
-        if body.get(..8) != Some(MAGIC.as_slice())
-            || body.get(8..12) != Some(VERSION.to_le_bytes().as_slice())
-        {
-            return Err(bad("not a manifest (magic or version)"));
+        if take(8)? != MAGIC.as_slice() {
+            return Err(bad("not a manifest (magic)"));
         }
-        let checkpoint_lsn = u64_at(12).ok_or_else(|| bad("truncated"))?;
-        let next_table_id = u64_at(20).ok_or_else(|| bad("truncated"))?;
-        let count = body
-            .get(28..32)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .ok_or_else(|| bad("truncated"))?;
-        if body.len() != 32 + 8 * count as usize {
-            return Err(bad("length does not match the table count"));
+        let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or_default());
+        let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let version = u32_of(take(4)?);
+        let checkpoint_lsn = u64_of(take(8)?);
+        let next_table_id = u64_of(take(8)?);
+        let level_count = match version {
+            VERSION => u32_of(take(4)?) as usize,
+            VERSION_ONE_LEVEL => 1,
+            _ => return Err(bad("unknown manifest version")),
+        };
+        if level_count > LEVELS_MAX {
+            return Err(bad("more levels than the maximum"));
         }
-        let tables: Vec<u64> = (0..count as usize)
-            .map(|i| u64_at(32 + 8 * i).ok_or_else(|| bad("truncated")))
-            .collect::<Result<_, _>>()?;
-        if tables.iter().any(|&id| id >= next_table_id) {
-            return Err(bad("a table id at or above next_table_id"));
+        let mut levels = Vec::with_capacity(level_count);
+        for _ in 0..level_count {
+            let count = u32_of(take(4)?) as usize;
+            let ids = take(count.checked_mul(8).ok_or_else(|| bad("huge count"))?)?;
+            levels.push(ids.chunks_exact(8).map(u64_of).collect::<Vec<u64>>());
+        }
+        if at != body.len() {
+            return Err(bad("bytes after the last level"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &id in levels.iter().flatten() {
+            if id >= next_table_id {
+                return Err(bad("a table id at or above next_table_id"));
+            }
+            if !seen.insert(id) {
+                return Err(bad("a table listed twice"));
+            }
         }
         Ok(Manifest {
             checkpoint_lsn,
             next_table_id,
-            tables,
+            levels,
         })
+    }
+
+    /// Every live table's id.
+    pub fn tables(&self) -> impl Iterator<Item = u64> + '_ {
+        self.levels.iter().flatten().copied()
     }
 
     /// Reads the manifest; `None` for a store that never checkpointed.
@@ -113,7 +149,7 @@ mod tests {
         let m = Manifest {
             checkpoint_lsn: 77,
             next_table_id: 9,
-            tables: vec![8, 3],
+            levels: vec![vec![8, 3], vec![], vec![1, 2, 5]],
         };
         let bytes = m.encode();
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
@@ -121,6 +157,35 @@ mod tests {
             let mut b = bytes.clone();
             b[bit / 8] ^= 1 << (bit % 8);
             assert!(Manifest::decode(&b).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn a_version_one_manifest_is_read_as_level_zero() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(MAGIC);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&77u64.to_le_bytes());
+        v1.extend_from_slice(&9u64.to_le_bytes());
+        v1.extend_from_slice(&2u32.to_le_bytes());
+        v1.extend_from_slice(&8u64.to_le_bytes());
+        v1.extend_from_slice(&3u64.to_le_bytes());
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let m = Manifest::decode(&v1).unwrap();
+        assert_eq!(m.levels, vec![vec![8, 3]]);
+        assert_eq!(m.checkpoint_lsn, 77);
+    }
+
+    #[test]
+    fn duplicate_and_out_of_range_ids_are_refused() {
+        for levels in [vec![vec![3], vec![3]], vec![vec![9]]] {
+            let m = Manifest {
+                checkpoint_lsn: 1,
+                next_table_id: 9,
+                levels,
+            };
+            assert!(Manifest::decode(&m.encode()).is_err(), "{m:?}");
         }
     }
 }

@@ -89,7 +89,11 @@ impl Memtable {
     }
 
     /// Every version with a key in `[lo, hi)` (bounds as given), in order.
-    pub fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> impl Iterator<Item = Entry> + '_ {
+    pub fn range(
+        &self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> impl DoubleEndedIterator<Item = Entry> + '_ {
         let lo = match lo {
             Bound::Included(k) => Bound::Included(Place::new(Bytes::copy_from_slice(k), u64::MAX)),
             Bound::Excluded(k) => Bound::Excluded(Place::new(Bytes::copy_from_slice(k), 0)),

@@ -19,9 +19,10 @@ use wal_io::{BackendChoice, Storage};
 
 use crate::KvError;
 use crate::batch::WriteBatch;
-use crate::manifest::{self, Manifest};
+use crate::compaction::{self, Job, LevelIter, Levels, Merge, Outputs, Source};
+use crate::manifest::{self, LEVELS_MAX, Manifest};
 use crate::memtable::{Entry, Memtable};
-use crate::table::{self, Table, TableBuilder, TableCompression};
+use crate::table::{self, Table, TableCompression};
 
 /// The store's options.
 #[derive(Debug, Clone)]
@@ -39,8 +40,19 @@ pub struct Options {
     pub block_bytes: usize,
     /// Table block compression. Default none.
     pub compression: TableCompression,
-    /// Tables are merged into one when there are more than this. Default 4.
+    /// Level 0 (the checkpoints' tables, whose key ranges overlap) is
+    /// merged into level 1 when it holds more than this many tables.
+    /// Default 4.
     pub compaction_trigger: usize,
+    /// Bytes level 1 may hold before a table of it is merged into level 2;
+    /// each deeper level may hold [`Options::level_size_ratio`] times the
+    /// one above. Default 256 MiB.
+    pub level1_bytes_target: u64,
+    /// How much larger each level below 1 is than the one above. Default 10.
+    pub level_size_ratio: u32,
+    /// Compaction cuts its output into tables of about this size, so one
+    /// step rewrites a bounded part of a level. Default 64 MiB.
+    pub table_bytes_max: u64,
     /// Memory for decoded table blocks, shared by all tables; reads that
     /// miss it go to the file (and the page cache). 0 caches nothing.
     /// Default 256 MiB.
@@ -57,6 +69,9 @@ impl Default for Options {
             block_bytes: 16 << 10,
             compression: TableCompression::None,
             compaction_trigger: 4,
+            level1_bytes_target: 256 << 20,
+            level_size_ratio: 10,
+            table_bytes_max: 64 << 20,
             block_cache_bytes: 256 << 20,
         }
     }
@@ -79,6 +94,15 @@ impl Options {
         }
         if self.compaction_trigger < 2 {
             return bad("compaction_trigger must be at least 2".into());
+        }
+        if self.level_size_ratio < 2 {
+            return bad("level_size_ratio must be at least 2".into());
+        }
+        if self.table_bytes_max < 4096 {
+            return bad("table_bytes_max must be at least 4096".into());
+        }
+        if self.level1_bytes_target < self.table_bytes_max {
+            return bad("level1_bytes_target must be at least table_bytes_max".into());
         }
         Ok(())
     }
@@ -103,8 +127,11 @@ pub struct Stats {
     pub memtable_bytes: usize,
     /// Bytes in a memtable being checkpointed.
     pub frozen_bytes: usize,
-    /// Live tables (one level; compaction merges them all).
+    /// Live tables, in all levels.
     pub tables: usize,
+    /// Tables and their bytes per level: level 0 first (checkpoint output),
+    /// then each sorted run below it.
+    pub levels: Vec<LevelStats>,
     /// Their size on disk.
     pub table_bytes: u64,
     /// Versions stored in them.
@@ -134,12 +161,24 @@ pub struct Stats {
     pub block_reads: u64,
 }
 
+/// One level's share of the tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LevelStats {
+    /// Tables in the level.
+    pub tables: usize,
+    /// Their size on disk.
+    pub bytes: u64,
+}
+
 struct Tree {
     active: Arc<RwLock<Memtable>>,
     /// A memtable being checkpointed, and the last LSN it holds.
     frozen: Option<(Arc<RwLock<Memtable>>, u64)>,
-    /// Newest first.
-    tables: Vec<Arc<Table>>,
+    /// The live tables by level (see [`crate::compaction`]).
+    levels: Levels,
+    /// Per level, the last key a compaction step took out of it.
+    cursors: Vec<Option<Bytes>>,
     manifest: Manifest,
     /// What a read consults, newest first; rebuilt by every change above,
     /// so a read takes one `Arc` rather than copying the lists.
@@ -149,7 +188,7 @@ struct Tree {
 /// The sources of a read, newest first.
 struct View {
     mems: Vec<Arc<RwLock<Memtable>>>,
-    tables: Vec<Arc<Table>>,
+    levels: Levels,
 }
 
 impl Tree {
@@ -160,19 +199,29 @@ impl Tree {
         }
         self.view = Arc::new(View {
             mems,
-            tables: self.tables.clone(),
+            levels: self.levels.clone(),
         });
+    }
+
+    fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.levels.iter().flatten()
     }
 }
 
 #[derive(Default)]
 struct Work {
     checkpoint: bool,
+    /// A full compaction was asked for.
     compact: bool,
+    /// The shape of the levels may call for a compaction step.
+    reshape: bool,
+    /// The worker is doing any of the above.
+    busy: bool,
     closing: bool,
     failed: Option<String>,
     checkpoints: u64,
     compactions: u64,
+    full_compactions: u64,
     checkpoint_time: Duration,
     compaction_time: Duration,
 }
@@ -266,10 +315,10 @@ impl Snapshot<'_> {
     /// table blocks are read as the iteration reaches them, so a scan of
     /// more data than memory holds runs in bounded memory.
     pub fn iter(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
-        Iter::new(self.store, None, self.lsn, lo, hi)
+        Iter::new(self.store, None, self.lsn, lo, hi, false)
     }
 
-    /// As [`Snapshot::scan`], descending. Collects the range first.
+    /// As [`Snapshot::scan`], descending.
     ///
     /// # Errors
     /// As [`Snapshot::get`].
@@ -278,9 +327,12 @@ impl Snapshot<'_> {
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
     ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
-        let mut all = self.scan(lo, hi)?;
-        all.reverse();
-        Ok(all)
+        self.iter_rev(lo, hi).collect()
+    }
+
+    /// As [`Snapshot::iter`], descending: the largest key first, as lazily.
+    pub fn iter_rev(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
+        Iter::new(self.store, None, self.lsn, lo, hi, true)
     }
 }
 
@@ -296,14 +348,20 @@ impl Drop for Snapshot<'_> {
     }
 }
 
-/// The key-value pairs of one view within bounds, ascending (see
-/// [`Store::iter`], [`Snapshot::iter`]). An error ends the iteration.
+/// The key-value pairs of one view within bounds, ascending or descending
+/// (see [`Store::iter`], [`Store::iter_rev`], [`Snapshot::iter`]). An error
+/// ends the iteration.
 pub struct Iter<'a> {
     /// Keeps the view registered, so no version it reads is pruned.
     snapshot: Option<Snapshot<'a>>,
     lsn: u64,
     merge: Merge,
+    rev: bool,
+    /// Forward: the last key settled. Reverse: the key being gathered.
     last_key: Option<Bytes>,
+    /// Reverse: the newest version of `last_key` at or below the view so
+    /// far (the merge gives a key's versions in no set order).
+    best: Option<Entry>,
     done: bool,
 }
 
@@ -316,14 +374,57 @@ impl<'a> Iter<'a> {
         lsn: u64,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
+        rev: bool,
     ) -> Iter<'a> {
         Iter {
-            merge: store.inner.merge_at(lo, hi, lsn),
+            merge: store.inner.merge_at(lo, hi, lsn, rev),
             snapshot,
             lsn,
+            rev,
             last_key: None,
+            best: None,
             done: false,
         }
+    }
+
+    /// Reverse: the next pair, gathering each key's versions before
+    /// deciding its value.
+    fn next_rev(&mut self) -> Option<Result<(Bytes, Bytes), KvError>> {
+        while !self.done {
+            let e = match self.merge.next() {
+                None => {
+                    self.done = true;
+                    None
+                }
+                Some(Ok(e)) => Some(e),
+                Some(Err(err)) => {
+                    self.done = true;
+                    return Some(Err(err));
+                }
+            };
+            let same_key = e.as_ref().map(|e| &e.key) == self.last_key.as_ref();
+            let settled = if same_key {
+                None
+            } else {
+                self.last_key = e.as_ref().map(|e| e.key.clone());
+                self.best.take()
+            };
+            if let Some(e) = e
+                && e.lsn <= self.lsn
+                && self.best.as_ref().is_none_or(|b| e.lsn > b.lsn)
+            {
+                self.best = Some(e);
+            }
+            if let Some(Entry {
+                key,
+                value: Some(v),
+                ..
+            }) = settled
+            {
+                return Some(Ok((key, v)));
+            }
+        }
+        None
     }
 }
 
@@ -341,6 +442,9 @@ impl Iterator for Iter<'_> {
     type Item = Result<(Bytes, Bytes), KvError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.rev {
+            return self.next_rev();
+        }
         while !self.done {
             let e = match self.merge.next() {
                 None => break,
@@ -412,15 +516,25 @@ impl Store {
         let manifest = Manifest::read(&*storage)?.unwrap_or(Manifest {
             checkpoint_lsn: 0,
             next_table_id: 1,
-            tables: Vec::new(),
+            levels: Vec::new(),
         });
         let cache = table::block_cache(options.block_cache_bytes);
-        let tables = manifest
-            .tables
+        let levels: Levels = manifest
+            .levels
             .iter()
-            .map(|&id| Table::open(&*storage, id, Arc::clone(&cache)).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(t) = tables.iter().find(|t| t.max_lsn > manifest.checkpoint_lsn) {
+            .map(|level| {
+                level
+                    .iter()
+                    .map(|&id| Table::open(&*storage, id, Arc::clone(&cache)).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<_, _>>()?;
+        compaction::check(&levels).map_err(|e| KvError::corrupt(manifest::NAME, 0, e))?;
+        if let Some(t) = levels
+            .iter()
+            .flatten()
+            .find(|t| t.max_lsn > manifest.checkpoint_lsn)
+        {
             return Err(KvError::corrupt(
                 &t.name,
                 0,
@@ -432,7 +546,8 @@ impl Store {
         }
         // Leftovers of an interrupted checkpoint or compaction.
         for name in storage.list()? {
-            let orphan = table::parse_name(&name).is_some_and(|id| !manifest.tables.contains(&id));
+            let orphan =
+                table::parse_name(&name).is_some_and(|id| !manifest.tables().any(|t| t == id));
             if orphan || name == manifest::TEMP_NAME {
                 storage.remove(&name)?;
             }
@@ -451,11 +566,12 @@ impl Store {
         let mut tree = Tree {
             active: Arc::new(RwLock::new(memtable)),
             frozen: None,
-            tables,
+            levels,
+            cursors: vec![None; LEVELS_MAX],
             manifest,
             view: Arc::new(View {
                 mems: Vec::new(),
-                tables: Vec::new(),
+                levels: Vec::new(),
             }),
         };
         tree.refresh_view();
@@ -584,10 +700,10 @@ impl Store {
     pub fn iter(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
         let snapshot = self.snapshot();
         let lsn = snapshot.lsn;
-        Iter::new(self, Some(snapshot), lsn, lo, hi)
+        Iter::new(self, Some(snapshot), lsn, lo, hi, false)
     }
 
-    /// As [`Store::scan`], descending. Collects the range first.
+    /// As [`Store::scan`], descending.
     ///
     /// # Errors
     /// As [`Store::get`].
@@ -596,7 +712,33 @@ impl Store {
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
     ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
-        self.snapshot().scan_rev(lo, hi)
+        self.iter_rev(lo, hi).collect()
+    }
+
+    /// As [`Store::iter`], descending: the largest key first, as lazily.
+    ///
+    /// ```
+    /// use std::ops::Bound;
+    /// use wal_kv::{Options, Store};
+    ///
+    /// let disk = wal_io::sim::SimDisk::new(3);
+    /// let store = Store::open_with(disk.storage(), Options::default())?;
+    /// for key in ["a", "b", "c", "d"] {
+    ///     store.put(key, "x")?;
+    /// }
+    /// store.checkpoint()?;
+    /// let last_two: Vec<_> = store
+    ///     .iter_rev(Bound::Included(&b"b"[..]), Bound::Unbounded)
+    ///     .take(2)
+    ///     .map(|kv| kv.map(|(k, _)| k))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(last_two, ["d", "c"]);
+    /// # Ok::<(), wal_kv::KvError>(())
+    /// ```
+    pub fn iter_rev(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
+        let snapshot = self.snapshot();
+        let lsn = snapshot.lsn;
+        Iter::new(self, Some(snapshot), lsn, lo, hi, true)
     }
 
     /// Checkpoints now: everything written so far goes into a table, the
@@ -615,17 +757,31 @@ impl Store {
         self.inner.wait_work(|w| w.checkpoints > done)
     }
 
-    /// Merges every table into one now; returns when done.
+    /// Merges every table into one sorted run at the deepest level in use
+    /// now, dropping every version and tombstone no reader needs; returns
+    /// when done. The background worker compacts step by step on its own;
+    /// this is for when reads matter more than the rewrite.
     ///
     /// # Errors
     /// As [`Store::checkpoint`].
     pub fn compact(&self) -> Result<(), KvError> {
         let mut work = lock(&self.inner.work);
-        let done = work.compactions;
+        let done = work.full_compactions;
         work.compact = true;
         self.inner.work_cv.notify_all();
         drop(work);
-        self.inner.wait_work(|w| w.compactions > done)
+        self.inner.wait_work(|w| w.full_compactions > done)
+    }
+
+    /// Returns once the background worker is idle: no checkpoint pending
+    /// and no compaction step due. Writes meanwhile may start more work;
+    /// this waits for that too.
+    ///
+    /// # Errors
+    /// As [`Store::checkpoint`].
+    pub fn wait_idle(&self) -> Result<(), KvError> {
+        self.inner
+            .wait_work(|w| !(w.busy || w.checkpoint || w.compact || w.reshape))
     }
 
     /// Figures about the store.
@@ -646,9 +802,17 @@ impl Store {
             frozen_bytes: tree.frozen.as_ref().map_or(0, |(m, _)| {
                 m.read().unwrap_or_else(PoisonError::into_inner).bytes()
             }),
-            tables: tree.tables.len(),
-            table_bytes: tree.tables.iter().map(|t| t.size).sum(),
-            table_entries: tree.tables.iter().map(|t| t.entries).sum(),
+            tables: tree.tables().count(),
+            levels: tree
+                .levels
+                .iter()
+                .map(|l| LevelStats {
+                    tables: l.len(),
+                    bytes: l.iter().map(|t| t.size).sum(),
+                })
+                .collect(),
+            table_bytes: tree.tables().map(|t| t.size).sum(),
+            table_entries: tree.tables().map(|t| t.entries).sum(),
             checkpoints: work.checkpoints,
             checkpoint_time: work.checkpoint_time,
             compactions: work.compactions,
@@ -819,7 +983,17 @@ impl Inner {
                 return Ok(v);
             }
         }
-        for t in &view.tables {
+        let mut levels = view.levels.iter();
+        let level0 = levels.next().map(Vec::as_slice).unwrap_or_default();
+        // Level 0 tables overlap: any may know the key. Below, only the one
+        // table of each level whose range holds it.
+        let below = levels.filter_map(|level| {
+            let at = level.partition_point(|t| t.key_range().is_some_and(|(_, last)| last < key));
+            level
+                .get(at)
+                .filter(|t| t.key_range().is_some_and(|(first, _)| first <= key))
+        });
+        for t in level0.iter().chain(below) {
             if t.may_contain(key) {
                 self.probes.fetch_add(1, Ordering::Relaxed);
                 if let Some(v) = t.get(key, lsn)? {
@@ -834,16 +1008,17 @@ impl Inner {
     /// order. The memtables' part is copied now (bounded by the memtable
     /// limit, and only versions at or below `lsn`); tables are read a block
     /// at a time as the merge goes.
-    fn merge_at(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, lsn: u64) -> Merge {
+    fn merge_at(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, lsn: u64, rev: bool) -> Merge {
         let view = self.sources();
         let mut iters: Vec<Source> = Vec::new();
         for m in &view.mems {
-            let entries: Vec<Entry> = m
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .range(lo, hi)
-                .filter(|e| e.lsn <= lsn)
-                .collect();
+            let mem = m.read().unwrap_or_else(PoisonError::into_inner);
+            let range = mem.range(lo, hi).filter(|e| e.lsn <= lsn);
+            let entries: Vec<Entry> = if rev {
+                range.rev().collect()
+            } else {
+                range.collect()
+            };
             if !entries.is_empty() {
                 iters.push(Box::new(entries.into_iter().map(Ok)));
             }
@@ -853,17 +1028,27 @@ impl Inner {
             Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        for t in &view.tables {
-            iters.push(Box::new(t.iter(owned(lo), owned(hi), true)));
+        let mut levels = view.levels.iter();
+        for t in levels.next().map(Vec::as_slice).unwrap_or_default() {
+            iters.push(Box::new(t.iter(owned(lo), owned(hi), true, rev)));
         }
-        Merge::new(iters)
+        for level in levels {
+            iters.push(Box::new(LevelIter::new(
+                level,
+                owned(lo),
+                owned(hi),
+                true,
+                rev,
+            )));
+        }
+        Merge::new(iters, rev)
     }
 
     fn run_worker(self: &Arc<Self>) {
         loop {
-            let (checkpoint, compact) = {
+            let (checkpoint, full) = {
                 let mut work = lock(&self.work);
-                while !(work.closing || work.checkpoint || work.compact) {
+                while !(work.closing || work.checkpoint || work.compact || work.reshape) {
                     work = self
                         .work_cv
                         .wait(work)
@@ -875,6 +1060,8 @@ impl Inner {
                 let todo = (work.checkpoint, work.compact);
                 work.checkpoint = false;
                 work.compact = false;
+                work.reshape = false;
+                work.busy = true;
                 todo
             };
             let mut result = Ok(());
@@ -885,24 +1072,38 @@ impl Inner {
                 work.checkpoints += 1;
                 work.checkpoint_time += start.elapsed();
             }
-            let too_many = self
-                .tree
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .tables
-                .len()
-                > self.options.compaction_trigger;
-            if result.is_ok() && (compact || too_many) {
-                let start = Instant::now();
-                result = self.run_compaction();
-                let mut work = lock(&self.work);
-                work.compactions += 1;
-                work.compaction_time += start.elapsed();
+            // One step at a time: a checkpoint waiting for its turn (memory
+            // full) waits for one step, never for a whole reshaping.
+            if result.is_ok() {
+                let job = {
+                    let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+                    let Tree {
+                        levels, cursors, ..
+                    } = &mut *tree;
+                    if full {
+                        compaction::full(levels)
+                    } else {
+                        compaction::pick(levels, &self.options, cursors)
+                    }
+                };
+                if let Some(job) = job {
+                    let start = Instant::now();
+                    result = self.run_compaction(&job);
+                    let mut work = lock(&self.work);
+                    work.compactions += 1;
+                    work.compaction_time += start.elapsed();
+                    work.reshape = true; // another step may be due
+                }
+                if full {
+                    lock(&self.work).full_compactions += 1;
+                }
             }
             self.remove_obsolete();
             let mut work = lock(&self.work);
+            work.busy = false;
             if let Err(e) = result {
                 work.failed = Some(e.to_string());
+                work.reshape = false;
             }
             drop(work);
             self.done_cv.notify_all();
@@ -921,93 +1122,85 @@ impl Inner {
         // LSN would be handed out again after a crash.
         self.wal.wait_durable(upto)?;
         let keep_from = self.oldest_view();
-        let mut builder = TableBuilder::create(
-            &*self.storage,
-            id,
-            self.options.compression,
-            self.options.block_bytes,
-        )?;
+        let mut out = Outputs::new(&*self.storage, &self.options, &self.cache, id, u64::MAX);
         {
             let mem = frozen.read().unwrap_or_else(PoisonError::into_inner);
             let entries = mem.range(Bound::Unbounded, Bound::Unbounded).map(Ok);
-            write_pruned(&mut builder, entries, keep_from, false)?;
+            compaction::write_pruned(&mut out, entries, keep_from, false)?;
         }
-        let table = Arc::new(builder.finish(id, Arc::clone(&self.cache))?);
+        let (tables, next_table_id) = out.finish()?;
+        let written: u64 = tables.iter().map(|t| t.size).sum();
         self.table_bytes_written
-            .fetch_add(table.size, Ordering::Relaxed);
+            .fetch_add(written, Ordering::Relaxed);
         self.storage.sync_dir()?;
-        let manifest = {
+        let levels = {
             let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
-            let mut tables = vec![id];
-            tables.extend(tree.tables.iter().map(|t| t.id));
-            Manifest {
-                checkpoint_lsn: upto,
-                next_table_id: id + 1,
-                tables,
+            let mut levels = tree.levels.clone();
+            if levels.is_empty() {
+                levels.push(Vec::new());
             }
+            levels[0].splice(0..0, tables);
+            levels
         };
+        let manifest = manifest_of(&levels, upto, next_table_id);
         manifest.write(&*self.storage)?;
         {
             let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
-            tree.tables.insert(0, table);
+            tree.levels = levels;
             tree.frozen = None;
             tree.manifest = manifest;
             tree.refresh_view();
         }
+        lock(&self.work).reshape = true;
         self.done_cv.notify_all();
         self.wal.truncate_front(upto + 1)?;
         Ok(())
     }
 
-    fn run_compaction(&self) -> Result<(), KvError> {
-        let (inputs, id) = {
+    fn run_compaction(&self, job: &Job) -> Result<(), KvError> {
+        let (levels, first_id) = {
             let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
-            (tree.tables.clone(), tree.manifest.next_table_id)
+            (tree.levels.clone(), tree.manifest.next_table_id)
         };
-        if inputs.len() < 2 {
-            return Ok(());
-        }
-        let keep_from = self.oldest_view();
-        let mut builder = TableBuilder::create(
-            &*self.storage,
-            id,
-            self.options.compression,
-            self.options.block_bytes,
-        )?;
-        let iters = inputs
-            .iter()
-            .map(|t| Box::new(t.iter(Bound::Unbounded, Bound::Unbounded, false)) as Source)
-            .collect();
-        write_pruned(&mut builder, Merge::new(iters), keep_from, true)?;
-        let table = Arc::new(builder.finish(id, Arc::clone(&self.cache))?);
-        self.table_bytes_written
-            .fetch_add(table.size, Ordering::Relaxed);
-        self.storage.sync_dir()?;
-        let input_ids: Vec<u64> = inputs.iter().map(|t| t.id).collect();
-        let manifest = {
+        let (outputs, next_table_id) = if job.is_move() {
+            (
+                job.inputs.iter().flat_map(|(_, t)| t.clone()).collect(),
+                first_id,
+            )
+        } else {
+            let keep_from = self.oldest_view();
+            let mut out = Outputs::new(
+                &*self.storage,
+                &self.options,
+                &self.cache,
+                first_id,
+                self.options.table_bytes_max,
+            );
+            let merge = Merge::new(job.sources(), false);
+            compaction::write_pruned(&mut out, merge, keep_from, job.bottom)?;
+            let (tables, next) = out.finish()?;
+            let written: u64 = tables.iter().map(|t| t.size).sum();
+            self.table_bytes_written
+                .fetch_add(written, Ordering::Relaxed);
+            self.storage.sync_dir()?;
+            (tables, next)
+        };
+        let levels = compaction::install(&levels, job, outputs);
+        let checkpoint_lsn = {
             let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
-            let mut tables: Vec<u64> = tree
-                .tables
-                .iter()
-                .map(|t| t.id)
-                .filter(|i| !input_ids.contains(i))
-                .collect();
-            tables.push(id);
-            Manifest {
-                checkpoint_lsn: tree.manifest.checkpoint_lsn,
-                next_table_id: id + 1,
-                tables,
-            }
+            tree.manifest.checkpoint_lsn
         };
+        let manifest = manifest_of(&levels, checkpoint_lsn, next_table_id);
         manifest.write(&*self.storage)?;
         {
             let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
-            tree.tables.retain(|t| !input_ids.contains(&t.id));
-            tree.tables.push(table);
+            tree.levels = levels;
             tree.manifest = manifest;
             tree.refresh_view();
         }
-        lock(&self.obsolete).extend(inputs);
+        if !job.is_move() {
+            lock(&self.obsolete).extend(job.inputs.iter().flat_map(|(_, t)| t.clone()));
+        }
         Ok(())
     }
 
@@ -1023,73 +1216,14 @@ impl Inner {
     }
 }
 
-/// Writes entries (key ascending, LSN descending), keeping per key every
-/// version newer than `keep_from` and the newest at or below it, which a
-/// reader at `keep_from` or later may still need. `bottom`: nothing older
-/// exists below these entries, so that newest version is dropped too when
-/// it is a tombstone.
-fn write_pruned(
-    builder: &mut TableBuilder,
-    entries: impl Iterator<Item = Result<Entry, KvError>>,
-    keep_from: u64,
-    bottom: bool,
-) -> Result<(), KvError> {
-    let mut current: Option<Bytes> = None;
-    let mut settled = false; // the newest version <= keep_from was seen
-    for e in entries {
-        let e = e?;
-        if current.as_ref() != Some(&e.key) {
-            current = Some(e.key.clone());
-            settled = false;
-        }
-        if e.lsn > keep_from {
-            builder.add(&e)?;
-        } else if !settled {
-            settled = true;
-            if !(bottom && e.value.is_none()) {
-                builder.add(&e)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A stream of entries in table order (key ascending, then LSN descending).
-type Source = Box<dyn Iterator<Item = Result<Entry, KvError>> + Send>;
-
-/// Merges sources, each in table order and LSN-disjoint from the others,
-/// into one stream in table order.
-struct Merge {
-    iters: Vec<std::iter::Peekable<Source>>,
-}
-
-impl Merge {
-    fn new(sources: Vec<Source>) -> Merge {
-        Merge {
-            iters: sources.into_iter().map(Iterator::peekable).collect(),
-        }
-    }
-}
-
-impl Iterator for Merge {
-    type Item = Result<Entry, KvError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let mut pick: Option<(usize, Bytes, u64)> = None;
-        for (i, it) in self.iters.iter_mut().enumerate() {
-            let (key, lsn) = match it.peek() {
-                None => continue,
-                Some(Err(_)) => return it.next(),
-                Some(Ok(e)) => (e.key.clone(), e.lsn),
-            };
-            let better = pick.as_ref().is_none_or(|(_, best_key, best_lsn)| {
-                (&key, std::cmp::Reverse(lsn)) < (best_key, std::cmp::Reverse(*best_lsn))
-            });
-            if better {
-                pick = Some((i, key, lsn));
-            }
-        }
-        let (i, _, _) = pick?;
-        self.iters.get_mut(i)?.next()
+/// The manifest naming `levels`.
+fn manifest_of(levels: &Levels, checkpoint_lsn: u64, next_table_id: u64) -> Manifest {
+    Manifest {
+        checkpoint_lsn,
+        next_table_id,
+        levels: levels
+            .iter()
+            .map(|l| l.iter().map(|t| t.id).collect())
+            .collect(),
     }
 }

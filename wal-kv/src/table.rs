@@ -6,7 +6,8 @@
 //!           payload (after decompression) = entry*, each
 //!           key_len u32 | key | lsn u64 | has_value u8 | [value_len u32 | value]
 //!           sorted by key, then newest LSN first
-//! index   : (last_key_len u32 | last_key | offset u64 | len u32)* | crc32c u32
+//! index   : first_key_len u32 | first_key
+//!           | (last_key_len u32 | last_key | offset u64 | len u32)* | crc32c u32
 //! filter  : hashes u32 | line* | crc32c u32       (a Bloom filter of the keys:
 //!           64-byte lines; crc32c(key) picks a key's line, and `hashes`
 //!           bits in it from crc32c_append(0x9e3779b9, key) and a step)
@@ -25,7 +26,9 @@ use crate::KvError;
 use crate::memtable::{Entry, prefix};
 
 const MAGIC: &[u8; 8] = b"WALKVSST";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// Version 2 had no first key in the index; such tables are still read.
+const VERSION_NO_FIRST_KEY: u32 = 2;
 const FOOTER_LEN: usize = 8 + 4 + 8 + 4 + 8 + 4 + 8 + 8 + 4;
 const TRAILER_LEN: usize = 9;
 const BLOOM_BITS_PER_KEY: usize = 10;
@@ -94,6 +97,7 @@ pub(crate) struct TableBuilder {
     compression: TableCompression,
     block_bytes: usize,
     block: Vec<u8>,
+    first_key: Option<Bytes>,
     last_key: Option<Bytes>,
     offset: u64,
     index: Vec<u8>,
@@ -119,6 +123,7 @@ impl TableBuilder {
             compression,
             block_bytes,
             block: Vec::new(),
+            first_key: None,
             last_key: None,
             offset: 0,
             index: Vec::new(),
@@ -135,6 +140,9 @@ impl TableBuilder {
         }
         if self.last_key.as_ref() != Some(&e.key) {
             self.key_hashes.push(bloom_hashes(&e.key));
+        }
+        if self.first_key.is_none() {
+            self.first_key = Some(e.key.clone());
         }
         put_bytes(&mut self.block, &e.key);
         self.block.extend_from_slice(&e.lsn.to_le_bytes());
@@ -182,11 +190,23 @@ impl TableBuilder {
         Ok(())
     }
 
+    /// Bytes of data written and buffered so far (before index and filter).
+    pub fn data_bytes(&self) -> u64 {
+        self.offset + self.block.len() as u64
+    }
+
+    /// The last key added.
+    pub fn last_key(&self) -> Option<&Bytes> {
+        self.last_key.as_ref()
+    }
+
     /// Writes index, filter and footer, syncs, and opens the table for reading.
     pub fn finish(mut self, id: u64, cache: Arc<BlockCache>) -> Result<Table, KvError> {
         self.flush_block()?;
         let index_offset = self.offset;
-        let mut index = std::mem::take(&mut self.index);
+        let mut index = Vec::with_capacity(self.index.len() + 64);
+        put_bytes(&mut index, self.first_key.as_deref().unwrap_or_default());
+        index.extend_from_slice(&self.index);
         let crc = crc32c::crc32c(&index);
         index.extend_from_slice(&crc.to_le_bytes());
         self.file.write_at(index_offset, &[&index])?;
@@ -411,6 +431,8 @@ pub(crate) struct Table {
     pub id: u64,
     pub name: String,
     file: FileRef,
+    /// The smallest key (the largest is the last block's last key).
+    first_key: Bytes,
     blocks: Vec<BlockHandle>,
     /// The prefix of each block's last key.
     last_prefixes: Vec<u64>,
@@ -457,8 +479,12 @@ impl Table {
         file.read_at(footer_at, &mut footer)?;
         let body = checked(&footer, &name, footer_at, "footer")?;
         let mut c = Cursor { data: body, at: 0 };
-        if c.take(8) != Some(MAGIC.as_slice()) || c.u32() != Some(VERSION) {
-            return Err(bad(footer_at, "not a table (magic or version)"));
+        if c.take(8) != Some(MAGIC.as_slice()) {
+            return Err(bad(footer_at, "not a table (magic)"));
+        }
+        let version = c.u32();
+        if version != Some(VERSION) && version != Some(VERSION_NO_FIRST_KEY) {
+            return Err(bad(footer_at, "unknown table version"));
         }
         let fields = (|| Some((c.u64()?, c.u32()?, c.u64()?, c.u32()?, c.u64()?, c.u64()?)))();
         let (index_offset, index_len, filter_offset, filter_len, entries, max_lsn) =
@@ -474,6 +500,13 @@ impl Table {
         file.read_at(index_offset, &mut index)?;
         let body = checked(&index, &name, index_offset, "index")?;
         let mut c = Cursor { data: body, at: 0 };
+        let mut first_key = Bytes::new();
+        if version == Some(VERSION) {
+            let key = c
+                .bytes()
+                .ok_or_else(|| bad(index_offset, "first key truncated"))?;
+            first_key = Bytes::copy_from_slice(key);
+        }
         let mut blocks = Vec::new();
         while !c.done() {
             let handle = (|| {
@@ -501,10 +534,11 @@ impl Table {
         if bits.is_empty() || bits.len() % BLOOM_LINE_BYTES != 0 || hashes == 0 || hashes > 32 {
             return Err(bad(filter_offset, "filter malformed"));
         }
-        Ok(Table {
+        let mut table = Table {
             id,
             name,
             file,
+            first_key,
             last_prefixes: blocks.iter().map(|b| prefix(&b.last_key)).collect(),
             blocks,
             filter: bits,
@@ -513,7 +547,34 @@ impl Table {
             entries,
             max_lsn,
             size,
-        })
+        };
+        if version == Some(VERSION_NO_FIRST_KEY)
+            && let Some(handle) = table.blocks.first()
+        {
+            let block = table.read_block(handle)?;
+            let first = block
+                .entry(0)
+                .ok_or_else(|| KvError::corrupt(&table.name, 0, "first block empty"))?;
+            table.first_key = first.key;
+        }
+        if let Some(last) = table.blocks.last()
+            && table.first_key > last.last_key
+        {
+            let detail = "first key above the last key";
+            return Err(KvError::corrupt(&table.name, index_offset, detail));
+        }
+        Ok(table)
+    }
+
+    /// The smallest and largest key; `None` for a table without entries.
+    pub fn key_range(&self) -> Option<(&Bytes, &Bytes)> {
+        Some((&self.first_key, &self.blocks.last()?.last_key))
+    }
+
+    /// Whether the table may hold keys within `[lo, hi]`.
+    pub fn overlaps(&self, lo: &[u8], hi: &[u8]) -> bool {
+        self.key_range()
+            .is_some_and(|(first, last)| first.as_ref() <= hi && last.as_ref() >= lo)
     }
 
     /// False when the key is certainly absent.
@@ -588,10 +649,8 @@ impl Table {
 
     /// The newest version of `key` at or below `snapshot`, as
     /// [`crate::memtable::Memtable::get`].
+    /// Reads blocks without asking the filter: callers ask it first.
     pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Option<Bytes>>, KvError> {
-        if !self.may_contain(key) {
-            return Ok(None);
-        }
         // Versions of one key may continue into the next block.
         for i in self.block_for(key)..self.blocks.len() {
             let block = self.block(i, true)?;
@@ -607,19 +666,38 @@ impl Table {
         Ok(None)
     }
 
-    /// Every entry with a key in the bounds, in order, a block at a time.
-    /// `cached`: blocks read go into the block cache (reads by users), or
-    /// not (compaction, which reads each block once and then deletes it).
-    pub fn iter(self: &Arc<Self>, lo: Bound<Bytes>, hi: Bound<Bytes>, cached: bool) -> TableIter {
-        let next_block = match &lo {
-            Bound::Included(k) | Bound::Excluded(k) => self.block_for(k),
-            Bound::Unbounded => 0,
+    /// Every entry with a key in the bounds, in order (descending keys
+    /// when `rev`, each key's versions then oldest first), a block at a
+    /// time. `cached`: blocks read go into the block cache (reads by users),
+    /// or not (compaction, which reads each block once and then deletes it).
+    pub fn iter(
+        self: &Arc<Self>,
+        lo: Bound<Bytes>,
+        hi: Bound<Bytes>,
+        cached: bool,
+        rev: bool,
+    ) -> TableIter {
+        let next_block = if rev {
+            // One past the last block that may hold a key within `hi`:
+            // versions of the bound's key may continue into the next block.
+            let end = match &hi {
+                Bound::Included(k) => self.blocks.partition_point(|b| b.last_key <= *k) + 1,
+                Bound::Excluded(k) => self.blocks.partition_point(|b| b.last_key < *k) + 1,
+                Bound::Unbounded => self.blocks.len(),
+            };
+            end.min(self.blocks.len())
+        } else {
+            match &lo {
+                Bound::Included(k) | Bound::Excluded(k) => self.block_for(k),
+                Bound::Unbounded => 0,
+            }
         };
         TableIter {
             table: Arc::clone(self),
             next_block,
             pending: None,
             cached,
+            rev,
             lo,
             hi,
             done: false,
@@ -627,70 +705,109 @@ impl Table {
     }
 }
 
-/// Iterates a table's entries within bounds.
+/// Iterates a table's entries within bounds, forward or in reverse.
 pub(crate) struct TableIter {
     table: Arc<Table>,
+    /// Forward: the next block to read. Reverse: one past it.
     next_block: usize,
-    /// The block being read and the next entry in it.
+    /// The block being read and, forward, the index of its next entry;
+    /// reverse, one past it.
     pending: Option<(Arc<Block>, usize)>,
     cached: bool,
+    rev: bool,
     lo: Bound<Bytes>,
     hi: Bound<Bytes>,
     done: bool,
+}
+
+impl TableIter {
+    /// The index of the next entry of the pending block, if any is left.
+    fn step(&mut self) -> Option<(Arc<Block>, usize)> {
+        let (block, at) = self.pending.as_mut()?;
+        let i = if self.rev {
+            *at = at.checked_sub(1)?;
+            *at
+        } else {
+            if *at >= block.len() {
+                return None;
+            }
+            *at += 1;
+            *at - 1
+        };
+        Some((Arc::clone(block), i))
+    }
+
+    /// Loads the next block in the direction of travel; false at the end.
+    fn load(&mut self) -> Result<bool, KvError> {
+        let i = if self.rev {
+            let Some(i) = self.next_block.checked_sub(1) else {
+                return Ok(false);
+            };
+            self.next_block = i;
+            i
+        } else {
+            if self.next_block >= self.table.blocks.len() {
+                return Ok(false);
+            }
+            self.next_block += 1;
+            self.next_block - 1
+        };
+        let block = self.table.block(i, self.cached)?;
+        let at = if self.rev { block.len() } else { 0 };
+        self.pending = Some((block, at));
+        Ok(true)
+    }
 }
 
 impl Iterator for TableIter {
     type Item = Result<Entry, KvError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.done {
-                return None;
+        while !self.done {
+            let Some((block, i)) = self.step() else {
+                match self.load() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
+                }
+            };
+            let Some(e) = block.entry(i) else {
+                self.done = true;
+                return Some(Err(KvError::corrupt(
+                    &self.table.name,
+                    0,
+                    "entry malformed",
+                )));
+            };
+            let below = match &self.lo {
+                Bound::Included(k) => e.key < *k,
+                Bound::Excluded(k) => e.key <= *k,
+                Bound::Unbounded => false,
+            };
+            let above = match &self.hi {
+                Bound::Included(k) => e.key > *k,
+                Bound::Excluded(k) => e.key >= *k,
+                Bound::Unbounded => false,
+            };
+            // Skip what lies before the range in the direction of travel;
+            // stop at what lies past it.
+            let (before, past) = if self.rev {
+                (above, below)
+            } else {
+                (below, above)
+            };
+            if past {
+                break;
             }
-            if let Some((block, at)) = &mut self.pending
-                && *at < block.len()
-            {
-                let Some(e) = block.entry(*at) else {
-                    self.done = true;
-                    return Some(Err(KvError::corrupt(
-                        &self.table.name,
-                        0,
-                        "entry malformed",
-                    )));
-                };
-                *at += 1;
-                let below = match &self.lo {
-                    Bound::Included(k) => e.key < *k,
-                    Bound::Excluded(k) => e.key <= *k,
-                    Bound::Unbounded => false,
-                };
-                if below {
-                    continue;
-                }
-                let above = match &self.hi {
-                    Bound::Included(k) => e.key > *k,
-                    Bound::Excluded(k) => e.key >= *k,
-                    Bound::Unbounded => false,
-                };
-                if above {
-                    self.done = true;
-                    return None;
-                }
+            if !before {
                 return Some(Ok(e));
             }
-            if self.next_block >= self.table.blocks.len() {
-                self.done = true;
-                return None;
-            }
-            match self.table.block(self.next_block, self.cached) {
-                Ok(block) => self.pending = Some((block, 0)),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-            self.next_block += 1;
         }
+        self.done = true;
+        None
     }
 }
 
@@ -732,12 +849,57 @@ mod tests {
             assert_eq!(t.get(b"key", u64::MAX).unwrap(), None);
             assert_eq!(t.get(b"kez", u64::MAX).unwrap(), None);
             let all: Vec<Entry> = Arc::new(t)
-                .iter(Bound::Unbounded, Bound::Unbounded, cache_bytes > 0)
+                .iter(Bound::Unbounded, Bound::Unbounded, cache_bytes > 0, false)
                 .collect::<Result<_, _>>()
                 .unwrap();
             assert_eq!(all.len(), 4000);
             storage.remove(&file_name(1)).unwrap();
         }
+    }
+
+    #[test]
+    fn reverse_iteration_is_forward_reversed_for_any_bounds() {
+        let disk = wal_io::sim::SimDisk::new(9);
+        let storage = disk.storage();
+        let t = Arc::new(build(&*storage, 300, &block_cache(1 << 20)));
+        let key = |i: u64| Bytes::from(format!("key{i:08}"));
+        let bounds = |i: u64| {
+            [
+                Bound::Unbounded,
+                Bound::Included(key(i)),
+                Bound::Excluded(key(i)),
+                // Between two keys, and beyond either end.
+                Bound::Included(Bytes::from(format!("key{i:08}!"))),
+                Bound::Excluded(Bytes::from("a")),
+                Bound::Included(Bytes::from("z")),
+            ]
+        };
+        let mut checked = 0;
+        for (a, b) in [
+            (0, 299),
+            (17, 18),
+            (40, 41),
+            (150, 151),
+            (5, 290),
+            (299, 299),
+        ] {
+            for lo in bounds(a) {
+                for hi in bounds(b) {
+                    let forward: Vec<Entry> = t
+                        .iter(lo.clone(), hi.clone(), true, false)
+                        .collect::<Result<_, _>>()
+                        .unwrap();
+                    let mut reverse: Vec<Entry> = t
+                        .iter(lo.clone(), hi.clone(), true, true)
+                        .collect::<Result<_, _>>()
+                        .unwrap();
+                    reverse.reverse();
+                    assert_eq!(forward, reverse, "{lo:?}..{hi:?}");
+                    checked += usize::from(!forward.is_empty());
+                }
+            }
+        }
+        assert!(checked > 100, "most ranges are not empty: {checked}");
     }
 
     #[test]

@@ -39,6 +39,12 @@ fn options(seed: u64) -> Options {
     o.memtable_bytes_max = 4096;
     o.block_bytes = 256;
     o.compaction_trigger = 2;
+    if seed % 2 == 1 {
+        // Levels so small that data moves down to level 3 and beyond.
+        o.table_bytes_max = 4096;
+        o.level1_bytes_target = 4096;
+        o.level_size_ratio = 2;
+    }
     // No cache, one that keeps evicting, and one that holds everything.
     o.block_cache_bytes = [0, 2048, 1 << 20][(seed / 3 % 3) as usize];
     o.compression = match seed % 3 {
@@ -54,8 +60,17 @@ fn options(seed: u64) -> Options {
     o
 }
 
-fn key(rng: &mut Rng) -> Bytes {
-    Bytes::from(format!("key{:03}", rng.below(40)))
+/// Few keys make many versions of each; more keys make the levels deep.
+fn key_count(o: &Options) -> u64 {
+    if o.level1_bytes_target == 4096 {
+        400
+    } else {
+        40
+    }
+}
+
+fn key(rng: &mut Rng, keys: u64) -> Bytes {
+    Bytes::from(format!("key{:03}", rng.below(keys)))
 }
 
 fn apply(model: &mut Model, batch: &WriteBatch) {
@@ -84,12 +99,14 @@ fn run_seed(seed: u64, crashes: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let disk = SimDisk::new(seed);
     let opts = options(seed);
+    let keys = key_count(&opts);
     let mut store = Store::open_with(disk.storage(), opts.clone()).unwrap();
     // The model after the last batch known durable, and every batch since.
     let mut durable: Model = Model::new();
     let mut since: Vec<WriteBatch> = Vec::new();
     let mut current: Model = Model::new();
     let mut value_seq = 0u64;
+    let mut levels_max = 0;
     for crash in 0..crashes {
         let steps = 5 + rng.below(30);
         for _ in 0..steps {
@@ -98,13 +115,13 @@ fn run_seed(seed: u64, crashes: u64) {
                     let mut batch = WriteBatch::new();
                     for _ in 0..1 + rng.below(4) {
                         if rng.below(5) == 0 {
-                            batch.delete(key(&mut rng));
+                            batch.delete(key(&mut rng, keys));
                         } else {
                             value_seq += 1;
                             let len = rng.below(120) as usize;
                             let mut v = format!("{seed}-{value_seq}-").into_bytes();
                             v.resize(v.len() + len, b'v');
-                            batch.put(key(&mut rng), v);
+                            batch.put(key(&mut rng, keys), v);
                         }
                     }
                     let sync = rng.below(3) != 0;
@@ -123,7 +140,7 @@ fn run_seed(seed: u64, crashes: u64) {
                     }
                 }
                 55..=69 => {
-                    let k = key(&mut rng);
+                    let k = key(&mut rng, keys);
                     assert_eq!(
                         store.get(&k).unwrap(),
                         current.get(&k).cloned(),
@@ -131,7 +148,7 @@ fn run_seed(seed: u64, crashes: u64) {
                     );
                 }
                 70..=79 => {
-                    let (a, b) = (key(&mut rng), key(&mut rng));
+                    let (a, b) = (key(&mut rng, keys), key(&mut rng, keys));
                     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
                     let got = store
                         .scan(Bound::Included(&lo), Bound::Excluded(&hi))
@@ -151,17 +168,23 @@ fn run_seed(seed: u64, crashes: u64) {
                     let snap = store.snapshot();
                     let frozen = current.clone();
                     let mut batch = WriteBatch::new();
-                    batch.put(key(&mut rng), "later").delete(key(&mut rng));
+                    batch
+                        .put(key(&mut rng, keys), "later")
+                        .delete(key(&mut rng, keys));
                     store.write(&batch, Durability::Buffered).unwrap();
                     apply(&mut current, &batch);
                     since.push(batch);
                     let got = snap.scan(Bound::Unbounded, Bound::Unbounded).unwrap();
                     assert_eq!(got, as_vec(&frozen), "seed {seed} crash {crash}: snapshot");
+                    let mut rev = snap.scan_rev(Bound::Unbounded, Bound::Unbounded).unwrap();
+                    rev.reverse();
+                    assert_eq!(rev, got, "seed {seed} crash {crash}: snapshot reversed");
                 }
                 90..=95 => store.checkpoint().unwrap(),
                 _ => store.compact().unwrap(),
             }
         }
+        levels_max = levels_max.max(store.stats().levels.len());
         let mode = CrashMode::CONCRETE[rng.below(CrashMode::CONCRETE.len() as u64) as usize];
         disk.crash(mode);
         drop(store);
@@ -193,6 +216,9 @@ fn run_seed(seed: u64, crashes: u64) {
         durable = model.clone();
         current = model;
         since.clear();
+    }
+    if opts.level1_bytes_target == 4096 && crashes >= 100 {
+        assert!(levels_max >= 3, "seed {seed}: data never reached level 2");
     }
 }
 
