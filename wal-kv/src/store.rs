@@ -993,8 +993,9 @@ impl Inner {
                 .get(at)
                 .filter(|t| t.key_range().is_some_and(|(first, _)| first <= key))
         });
+        let hashes = table::bloom_hashes(key);
         for t in level0.iter().chain(below) {
-            if t.may_contain(key) {
+            if t.may_contain(hashes) {
                 self.probes.fetch_add(1, Ordering::Relaxed);
                 if let Some(v) = t.get(key, lsn)? {
                     return Ok(v);
