@@ -181,7 +181,15 @@ pub(crate) fn full(levels: &Levels) -> Option<Job> {
 }
 
 /// `levels` after `job`: its inputs gone, `outputs` in level `job.to`.
-pub(crate) fn install(levels: &Levels, job: &Job, outputs: Vec<Arc<Table>>) -> Levels {
+///
+/// # Errors
+/// The result breaks the levels' invariant (a bug): the caller stops the
+/// store rather than record such a manifest.
+pub(crate) fn install(
+    levels: &Levels,
+    job: &Job,
+    outputs: Vec<Arc<Table>>,
+) -> Result<Levels, String> {
     let gone = job.input_ids();
     let mut next: Levels = levels
         .iter()
@@ -201,10 +209,8 @@ pub(crate) fn install(levels: &Levels, job: &Job, outputs: Vec<Arc<Table>>) -> L
     while next.len() > 1 && next.last().is_some_and(Vec::is_empty) {
         next.pop();
     }
-    if let Err(e) = check(&next) {
-        panic!("compaction broke the level invariant: {e}");
-    }
-    next
+    check(&next).map_err(|e| format!("compaction would break the levels' order: {e}"))?;
+    Ok(next)
 }
 
 /// The shape every level below 0 must have: tables with keys, in key

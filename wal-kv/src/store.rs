@@ -1186,7 +1186,7 @@ impl Inner {
             self.storage.sync_dir()?;
             (tables, next)
         };
-        let levels = compaction::install(&levels, job, outputs);
+        let levels = compaction::install(&levels, job, outputs).map_err(KvError::Failed)?;
         let checkpoint_lsn = {
             let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
             tree.manifest.checkpoint_lsn
