@@ -905,6 +905,64 @@ mod tests {
         assert!(checked > 100, "most ranges are not empty: {checked}");
     }
 
+    /// Rewrites table 1 in the version-2 layout: no first key in the index.
+    // A test table is a few KiB: its offsets fit every integer type here.
+    #[allow(clippy::cast_possible_truncation)]
+    fn downgrade_to_version_2(storage: &dyn Storage) {
+        let name = file_name(1);
+        let file = storage.open(&name, FileOptions::BUFFERED).unwrap();
+        let mut data = vec![0u8; usize::try_from(file.size().unwrap()).unwrap()];
+        file.read_at(0, &mut data).unwrap();
+        file.close();
+        let footer = &data[data.len() - FOOTER_LEN..];
+        let field = |at: usize, n: usize| {
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&footer[at..at + n]);
+            u64::from_le_bytes(b) as usize
+        };
+        let (index_at, index_len) = (field(12, 8), field(20, 4));
+        let (filter_at, filter_len) = (field(24, 8), field(32, 4));
+        let first_len =
+            u32::from_le_bytes(data[index_at..index_at + 4].try_into().unwrap()) as usize;
+        let mut out = data[..index_at].to_vec();
+        let mut index = data[index_at + 4 + first_len..index_at + index_len - 4].to_vec();
+        let crc = crc32c::crc32c(&index);
+        index.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&index);
+        let new_filter_at = out.len() as u64;
+        out.extend_from_slice(&data[filter_at..filter_at + filter_len]);
+        let mut f = Vec::new();
+        f.extend_from_slice(MAGIC);
+        f.extend_from_slice(&VERSION_NO_FIRST_KEY.to_le_bytes());
+        f.extend_from_slice(&(index_at as u64).to_le_bytes());
+        f.extend_from_slice(&(index.len() as u32).to_le_bytes());
+        f.extend_from_slice(&new_filter_at.to_le_bytes());
+        f.extend_from_slice(&footer[32..FOOTER_LEN - 4]);
+        let crc = crc32c::crc32c(&f);
+        f.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&f);
+        storage.remove(&name).unwrap();
+        let file = storage.create(&name, FileOptions::BUFFERED).unwrap();
+        file.write_at(0, &[&out]).unwrap();
+        file.close();
+    }
+
+    #[test]
+    fn a_version_2_table_reads_its_first_key_from_its_first_block() {
+        let disk = wal_io::sim::SimDisk::new(10);
+        let storage = disk.storage();
+        let cache = block_cache(1 << 20);
+        let v3 = build(&*storage, 500, &cache);
+        let range = v3.key_range().map(|(a, b)| (a.clone(), b.clone()));
+        assert_eq!(range.as_ref().unwrap().0, Bytes::from("key00000000"));
+        drop(v3);
+        downgrade_to_version_2(&*storage);
+        let v2 = Table::open(&*storage, 1, block_cache(1 << 20)).unwrap();
+        assert_eq!(v2.key_range().map(|(a, b)| (a.clone(), b.clone())), range);
+        let newest = v2.get(b"key00000321", u64::MAX).unwrap();
+        assert_eq!(newest, Some(Some(Bytes::from("v644"))));
+    }
+
     #[test]
     fn the_filter_has_no_false_negatives_and_few_false_positives() {
         let disk = wal_io::sim::SimDisk::new(8);
