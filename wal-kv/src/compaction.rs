@@ -152,10 +152,11 @@ pub(crate) fn pick(
     }
     let to = from + 1;
     let lower = overlapping(level(to), &lo, &hi);
-    let bottom = levels
+    let bottom = !levels
         .iter()
         .skip(to + 1)
-        .all(|l| overlapping(l, &lo, &hi).is_empty());
+        .flatten()
+        .any(|t| t.overlaps(&lo, &hi));
     let mut inputs = vec![(from, upper)];
     if !lower.is_empty() {
         inputs.push((to, lower));

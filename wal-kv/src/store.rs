@@ -177,8 +177,6 @@ struct Tree {
     frozen: Option<(Arc<RwLock<Memtable>>, u64)>,
     /// The live tables by level (see [`crate::compaction`]).
     levels: Levels,
-    /// Per level, the last key a compaction step took out of it.
-    cursors: Vec<Option<Bytes>>,
     manifest: Manifest,
     /// What a read consults, newest first; rebuilt by every change above,
     /// so a read takes one `Arc` rather than copying the lists.
@@ -567,7 +565,6 @@ impl Store {
             active: Arc::new(RwLock::new(memtable)),
             frozen: None,
             levels,
-            cursors: vec![None; LEVELS_MAX],
             manifest,
             view: Arc::new(View {
                 mems: Vec::new(),
@@ -1046,6 +1043,8 @@ impl Inner {
     }
 
     fn run_worker(self: &Arc<Self>) {
+        // Per level, the last key a compaction step took out of it.
+        let mut cursors: Vec<Option<Bytes>> = vec![None; LEVELS_MAX];
         loop {
             let (checkpoint, full) = {
                 let mut work = lock(&self.work);
@@ -1077,14 +1076,11 @@ impl Inner {
             // full) waits for one step, never for a whole reshaping.
             if result.is_ok() {
                 let job = {
-                    let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
-                    let Tree {
-                        levels, cursors, ..
-                    } = &mut *tree;
+                    let tree = self.tree.read().unwrap_or_else(PoisonError::into_inner);
                     if full {
-                        compaction::full(levels)
+                        compaction::full(&tree.levels)
                     } else {
-                        compaction::pick(levels, &self.options, cursors)
+                        compaction::pick(&tree.levels, &self.options, &mut cursors)
                     }
                 };
                 if let Some(job) = job {
