@@ -154,3 +154,25 @@ fn a_table_that_overlaps_nothing_below_moves_down_unwritten() {
     let all = store.scan(Bound::Unbounded, Bound::Unbounded).unwrap();
     assert_eq!(all.len(), 6000);
 }
+
+#[test]
+fn level_options_out_of_range_are_refused_by_name() {
+    type Spoil = fn(&mut Options);
+    let cases: [(&str, Spoil); 4] = [
+        ("level_size_ratio", |o| o.level_size_ratio = 1),
+        ("table_bytes_max", |o| o.table_bytes_max = 100),
+        ("level1_bytes_target", |o| o.level1_bytes_target = 4096),
+        ("compaction_trigger", |o| o.compaction_trigger = 1),
+    ];
+    for (field, spoil) in cases {
+        let mut o = options();
+        spoil(&mut o);
+        let disk = wal_io::sim::SimDisk::new(1);
+        match Store::open_with(disk.storage(), o) {
+            Err(wal_kv::KvError::InvalidOptions(msg)) => {
+                assert!(msg.contains(field), "{field}: {msg}");
+            }
+            other => panic!("{field}: expected InvalidOptions, got {other:?}"),
+        }
+    }
+}
