@@ -725,7 +725,7 @@ pub(crate) struct TableIter {
 
 impl TableIter {
     /// The index of the next entry of the pending block, if any is left.
-    fn step(&mut self) -> Option<(Arc<Block>, usize)> {
+    fn step(&mut self) -> Option<usize> {
         let (block, at) = self.pending.as_mut()?;
         let i = if self.rev {
             *at = at.checked_sub(1)?;
@@ -737,7 +737,7 @@ impl TableIter {
             *at += 1;
             *at - 1
         };
-        Some((Arc::clone(block), i))
+        Some(i)
     }
 
     /// Loads the next block in the direction of travel; false at the end.
@@ -767,7 +767,7 @@ impl Iterator for TableIter {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            let Some((block, i)) = self.step() else {
+            let Some(i) = self.step() else {
                 match self.load() {
                     Ok(true) => continue,
                     Ok(false) => break,
@@ -777,7 +777,7 @@ impl Iterator for TableIter {
                     }
                 }
             };
-            let Some(e) = block.entry(i) else {
+            let Some(e) = self.pending.as_ref().and_then(|(block, _)| block.entry(i)) else {
                 self.done = true;
                 return Some(Err(KvError::corrupt(
                     &self.table.name,
