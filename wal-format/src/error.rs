@@ -62,7 +62,7 @@ pub enum DecodeError {
         found: [u8; 8],
     },
     /// The segment was written by a format version this reader does not know.
-    #[error("unknown format version {version} at offset {offset} (this reader knows version {known})", known = crate::FORMAT_VERSION)]
+    #[error("unknown format version {version} at offset {offset} (this reader knows versions {oldest} to {newest})", oldest = crate::FORMAT_VERSION_READ_MIN, newest = crate::FORMAT_VERSION)]
     UnknownVersion {
         /// Where the segment header starts.
         offset: u64,

@@ -55,14 +55,26 @@ pub use frame::{
     RECORD_BYTES_MAX, RECORD_PREFIX_LEN, Record, RecordSlices, Records, decode_frame, encode_seal,
 };
 pub use scan::{LaterFrame, ScanSummary, SegmentEnd, SegmentScanner};
-pub use segment::SegmentHeader;
+pub use segment::{FLAG_RECYCLED, FORMAT_VERSION_READ_MIN, SegmentHeader};
 
 /// The eight bytes every segment file starts with. The high first byte and the
 /// CR LF, SUB, LF sequence catch files mangled by text-mode transfers, as PNG's do.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WAL\r\n\x1a\n";
 
-/// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this crate writes; it reads every version from
+/// [`FORMAT_VERSION_READ_MIN`] up to this one.
+///
+/// Version 2 added the [`FLAG_RECYCLED`] segment-header flag and the rule
+/// that every write into a recycled segment ends with a zeroed frame header
+/// ([`TERMINATOR_LEN`] bytes).
+pub const FORMAT_VERSION: u16 = 2;
+
+/// Bytes of zeros a writer puts right after the last frame of every write
+/// into a recycled segment (and after a recycled segment's header): a zeroed
+/// frame header that the next write overwrites. In a recycled file it is what
+/// tells a clean end from a torn one, since the bytes past the end are stale
+/// rather than zero.
+pub const TERMINATOR_LEN: usize = FRAME_HEADER_LEN;
 
 #[cfg(test)]
 mod tests {

@@ -27,7 +27,8 @@ pub struct LaterFrame {
 #[non_exhaustive]
 pub enum SegmentEnd {
     /// The bytes end with the last valid frame, or everything after it is zero
-    /// (preallocated, never written).
+    /// (preallocated, never written), or, in a recycled segment, a zeroed
+    /// frame header follows it and no valid frame of this segment comes later.
     Clean,
     /// A seal frame ends the segment; the bytes after it are not read.
     Sealed {
@@ -154,7 +155,8 @@ impl SegmentScanner {
     fn classify(&self, error: DecodeError) -> SegmentEnd {
         #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
         let rest = self.data.get(self.offset..).unwrap_or_default();
-        if matches!(error, DecodeError::Zeroed { .. }) && rest.iter().all(|&b| b == 0) {
+        let zeroed = matches!(error, DecodeError::Zeroed { .. });
+        if zeroed && rest.iter().all(|&b| b == 0) {
             return SegmentEnd::Clean;
         }
         // Look for valid frames of this segment past the break. Frames start
@@ -188,6 +190,15 @@ impl SegmentScanner {
                 }
                 _ => pos = pos.saturating_add(FRAME_ALIGN),
             }
+        }
+        // In a recycled file every write ends with a zeroed frame header and
+        // the bytes after it are stale, so a zero header at the break is a
+        // clean end, unless valid frames of this incarnation follow it (a
+        // write that never landed, with later ones that did). Checked only
+        // after the search above, because a zeroed sector over an
+        // acknowledged frame reads as a zero header too.
+        if zeroed && self.header.recycled() && later_frames == 0 {
+            return SegmentEnd::Clean;
         }
         SegmentEnd::TornTail {
             error,

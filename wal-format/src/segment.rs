@@ -15,7 +15,17 @@ pub struct SegmentHeader {
     log_id: u64,
     segment_id: u64,
     first_lsn: u64,
+    recycled: bool,
+    version: u16,
 }
+
+/// Header flag (version 2 on): the file had an earlier life, so the bytes
+/// after its valid prefix are stale rather than zero, and every write into
+/// it ends with a zeroed frame header (see [`crate::SegmentScanner`]).
+pub const FLAG_RECYCLED: u32 = 1;
+
+/// The oldest format version this crate reads.
+pub const FORMAT_VERSION_READ_MIN: u16 = 1;
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
@@ -26,9 +36,9 @@ const OFF_SEGMENT_ID: usize = 24;
 const OFF_FIRST_LSN: usize = 32;
 const OFF_RESERVED: usize = 40;
 const OFF_CRC: usize = 60;
-/// `SegmentHeader::LEN` as stored in the header.
-const HEADER_LEN_V1: u16 = 64;
-const _: () = assert!(SegmentHeader::LEN == HEADER_LEN_V1 as usize);
+/// `SegmentHeader::LEN` as stored in the header (versions 1 and 2).
+const HEADER_LEN_STORED: u16 = 64;
+const _: () = assert!(SegmentHeader::LEN == HEADER_LEN_STORED as usize);
 
 impl SegmentHeader {
     /// Encoded length in bytes; the first frame starts right after it.
@@ -50,7 +60,29 @@ impl SegmentHeader {
             log_id,
             segment_id,
             first_lsn,
+            recycled: false,
+            version: FORMAT_VERSION,
         })
+    }
+
+    /// The same header, marking (or not) a recycled file: one whose bytes
+    /// past the valid prefix may be frames of an earlier life.
+    #[must_use]
+    pub fn with_recycled(mut self, recycled: bool) -> Self {
+        self.recycled = recycled;
+        self
+    }
+
+    /// Whether the file is recycled ([`FLAG_RECYCLED`]).
+    pub fn recycled(&self) -> bool {
+        self.recycled
+    }
+
+    /// The format version the header was decoded from ([`FORMAT_VERSION`]
+    /// for a header made by [`SegmentHeader::new`], which is what
+    /// [`SegmentHeader::encode`] always writes).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     /// The identity of the log this segment belongs to.
@@ -76,13 +108,21 @@ impl SegmentHeader {
         };
         put(OFF_MAGIC, &SEGMENT_MAGIC);
         put(OFF_VERSION, &FORMAT_VERSION.to_le_bytes());
-        put(OFF_HEADER_LEN, &HEADER_LEN_V1.to_le_bytes());
+        put(OFF_HEADER_LEN, &HEADER_LEN_STORED.to_le_bytes());
+        let flags = if self.recycled { FLAG_RECYCLED } else { 0 };
+        put(OFF_FLAGS, &flags.to_le_bytes());
         put(OFF_LOG_ID, &self.log_id.to_le_bytes());
         put(OFF_SEGMENT_ID, &self.segment_id.to_le_bytes());
         put(OFF_FIRST_LSN, &self.first_lsn.to_le_bytes());
         let crc = crc32c::crc32c(&out[..OFF_CRC]);
         out[OFF_CRC..].copy_from_slice(&crc.to_le_bytes());
-        debug_assert_eq!(SegmentHeader::decode(&out), Ok(*self));
+        debug_assert_eq!(
+            SegmentHeader::decode(&out),
+            Ok(SegmentHeader {
+                version: FORMAT_VERSION,
+                ..*self
+            })
+        );
         out
     }
 
@@ -107,7 +147,7 @@ impl SegmentHeader {
             });
         }
         let version = u16_at(head, OFF_VERSION).ok_or_else(incomplete)?;
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_READ_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::UnknownVersion { offset: 0, version });
         }
         let stored = u32_at(head, OFF_CRC).ok_or_else(incomplete)?;
@@ -127,11 +167,13 @@ impl SegmentHeader {
                 what: Structure::SegmentHeader,
                 field: "header_len",
                 value: u64::from(header_len),
-                reason: "version 1 headers are 64 bytes",
+                reason: "segment headers are 64 bytes",
             });
         }
         let flags = u32_at(head, OFF_FLAGS).ok_or_else(incomplete)?;
-        if flags != 0 {
+        // Version 1 defines no flag; version 2 defines the recycled one.
+        let known = if version >= 2 { FLAG_RECYCLED } else { 0 };
+        if flags & !known != 0 {
             return Err(DecodeError::ReservedNonZero {
                 offset: 0,
                 field: "flags",
@@ -169,6 +211,8 @@ impl SegmentHeader {
             log_id,
             segment_id,
             first_lsn,
+            recycled: flags & FLAG_RECYCLED != 0,
+            version,
         })
     }
 }

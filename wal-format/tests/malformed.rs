@@ -353,11 +353,32 @@ fn segment_header_violations_are_named() {
         SegmentHeader::decode(&magic),
         Err(DecodeError::BadMagic { .. })
     ));
-    let version = forged_segment_header(|h| h[8] = 2);
+    for unknown in [0u8, 3] {
+        let version = forged_segment_header(|h| h[8] = unknown);
+        assert!(
+            matches!(
+                SegmentHeader::decode(&version),
+                Err(DecodeError::UnknownVersion { version, .. }) if version == u16::from(unknown)
+            ),
+            "version {unknown}"
+        );
+    }
+    // Version 1 still reads, and defines no flag.
+    let v1 = forged_segment_header(|h| h[8] = 1);
+    let decoded = SegmentHeader::decode(&v1).unwrap();
+    assert_eq!((decoded.version(), decoded.recycled()), (1, false));
+    let v1_flagged = forged_segment_header(|h| (h[8], h[12]) = (1, 1));
     assert!(matches!(
-        SegmentHeader::decode(&version),
-        Err(DecodeError::UnknownVersion { version: 2, .. })
+        SegmentHeader::decode(&v1_flagged),
+        Err(DecodeError::ReservedNonZero { field: "flags", .. })
     ));
+    let recycled = good.with_recycled(true);
+    assert_eq!(SegmentHeader::decode(&recycled.encode()), Ok(recycled));
+    assert_eq!(
+        recycled.encode()[12],
+        1,
+        "the recycled flag is bit 0 of flags"
+    );
     let mut crc = good.encode();
     crc[40] = 1;
     assert!(matches!(
@@ -375,7 +396,7 @@ fn segment_header_violations_are_named() {
             ..
         })
     ));
-    let flags = forged_segment_header(|h| h[12] = 1);
+    let flags = forged_segment_header(|h| h[12] = 2);
     assert!(matches!(
         SegmentHeader::decode(&flags),
         Err(DecodeError::ReservedNonZero { field: "flags", .. })
