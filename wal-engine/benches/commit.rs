@@ -9,6 +9,10 @@
 //! - `commit4k/prepared` and `commit4k/fallocated`: one thread committing
 //!   4 KiB records (each sync touches a new block) into 8 MiB segments,
 //!   prepared ahead (zero-filled) or only preallocated.
+//! - `checkpointed4k/recycled`, `/prepared` and `/fresh`: the same 4 KiB
+//!   durable commits into a log kept short by `truncate_front` every 256
+//!   commits; the next segment is a purged segment's file, a zero-filled
+//!   spare, or a new preallocated file.
 //! - `ingest/prepared` and `ingest/fallocated`: bulk ingest, 4 KiB records
 //!   under `SyncPolicy::Never`, 64 MiB then one sync, into 8 MiB segments:
 //!   what zero-filling segments ahead costs a bandwidth-bound writer.
@@ -125,6 +129,53 @@ fn bench_commit_4k(c: &mut Criterion) {
             !prepare || stats.rotations_prepared + 1 >= stats.rotations,
             "{stats:?}"
         );
+    }
+    group.finish();
+}
+
+/// Durable 4 KiB commits into a log that a checkpointer keeps short: every
+/// 256 commits, `truncate_front` drops the segments before the active one.
+/// Where the next segment comes from is what differs: a purged segment's
+/// file (recycled), a file zero-filled ahead by the preparer (prepared), or
+/// a new file only preallocated at rotation (fresh).
+fn bench_checkpointed(c: &mut Criterion) {
+    let mut group = c.benchmark_group("checkpointed4k");
+    group.throughput(Throughput::Elements(1));
+    let record = vec![0x42u8; 4096 - 4];
+    for (name, prepare, recycle) in [
+        ("recycled", false, true),
+        ("prepared", true, false),
+        ("fresh", false, false),
+    ] {
+        let dir = tempdir();
+        let mut options = Options::default();
+        options.segment_bytes = 8 << 20;
+        options.queue_bytes_max = 1 << 20;
+        options.record_bytes_max = 64 << 10;
+        options.prepare_segments = prepare;
+        options.recycle_segments = recycle;
+        let (wal, _) = Wal::open(dir.path(), options).unwrap();
+        // Two rotations first, so that the first purge has a file to recycle.
+        while wal.stats().rotations < 2 {
+            wal.append(&record).unwrap();
+        }
+        wal.sync().unwrap();
+        wal.truncate_front(wal.durable_lsn()).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let lsn = wal.commit(&record).unwrap();
+                if lsn % 256 == 0 {
+                    wal.truncate_front(lsn).unwrap();
+                }
+            });
+        });
+        let stats = wal.stats();
+        let from_spares = stats.rotations_recycled + stats.rotations_prepared;
+        match (prepare, recycle) {
+            (false, true) => assert!(stats.rotations_recycled + 2 >= stats.rotations, "{stats:?}"),
+            (true, false) => assert!(stats.rotations_prepared + 2 >= stats.rotations, "{stats:?}"),
+            _ => assert_eq!(from_spares, 0, "{stats:?}"),
+        }
     }
     group.finish();
 }
@@ -298,6 +349,6 @@ fn bench_replay(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(5));
-    targets = bench_floor, bench_commit, bench_commit_4k, bench_ingest, bench_inflight, bench_append, bench_replay
+    targets = bench_floor, bench_commit, bench_commit_4k, bench_checkpointed, bench_ingest, bench_inflight, bench_append, bench_replay
 }
 criterion_main!(benches);

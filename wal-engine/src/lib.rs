@@ -18,7 +18,8 @@
 //!   and it contains everything acknowledged. No holes, no reordering.
 //! - **C3 Integrity**: recovery never yields a record whose bytes differ
 //!   from what was appended: every frame's CRC32C binds its bytes, LSNs and
-//!   the identity of its segment file.
+//!   the identity of its segment file, which is new whenever a file is
+//!   created or recycled, so a recycled file's old frames never pass.
 //! - **C4 Tail-only loss**: in the default recovery mode only the
 //!   unacknowledged tail can be lost; a torn or zero-filled tail is cut
 //!   automatically and reported in the [`RecoveryReport`].

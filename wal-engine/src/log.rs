@@ -7,12 +7,13 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use wal_format::{
-    FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN, encode_seal,
+    FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN, TERMINATOR_LEN,
+    encode_seal,
 };
 use wal_io::{BackendChoice, DirLock, IoError, Storage};
 
 use crate::recovery::{RecoveryReport, recover};
-use crate::segment::{self, Active, Ids, SegMeta};
+use crate::segment::{self, Active, Ids, SegMeta, SpareFile};
 use crate::stats::{Stats, StatsCollector};
 use crate::sync::thread::{self, JoinHandle, Thread};
 use crate::sync::{
@@ -110,8 +111,10 @@ pub(crate) struct Shared {
 /// The hand-over between the preparer thread and rotation.
 #[derive(Default)]
 struct Spare {
-    ready: Option<wal_io::FileRef>,
+    ready: Option<SpareFile>,
     wanted: bool,
+    /// The preparer is filling the spare file: nothing else may take its name.
+    filling: bool,
     closing: bool,
 }
 
@@ -338,8 +341,7 @@ impl Wal {
         options.validate()?;
         let dir_lock = storage.lock()?;
         let recovered = recover(&*storage, options.recovery)?;
-        // A spare of an earlier run may be half-filled: make a new one.
-        segment::remove_spare(&*storage)?;
+        let spare = segment::reclaim_spare(&*storage, &options)?;
         let mut ids = Ids::new(options.identity_seed, recovered.next_lsn);
         let log_id = recovered.log_id.unwrap_or_else(|| ids.next());
         let mut segments = recovered.segments;
@@ -411,7 +413,7 @@ impl Wal {
             appended: AtomicU64::new(durable),
             stats: StatsCollector::default(),
             spare: Mutex::new(Spare {
-                wanted: false,
+                ready: spare,
                 ..Spare::default()
             }),
             spare_cv: Condvar::new(),
@@ -712,7 +714,8 @@ impl Wal {
 
     /// Removes whole segments whose records all come before `lsn` (after a
     /// checkpoint covering them). Records of a segment that also holds `lsn`
-    /// or later stay readable. Returns how many segments went. Crash-safe:
+    /// or later stay readable; a reader inside a removed segment gets
+    /// [`WalError::Purged`]. Returns how many segments went. Crash-safe:
     /// segments go oldest first, so a crash leaves a contiguous log.
     ///
     /// ```
@@ -724,29 +727,55 @@ impl Wal {
     /// # Ok::<(), wal_engine::WalError>(())
     /// ```
     ///
+    /// With [`Options::recycle_segments`] one purged file becomes the next
+    /// segment instead of being deleted.
+    ///
     /// # Errors
-    /// An I/O error removing files; a failed directory sync poisons the log.
+    /// [`WalError::Poisoned`] or [`WalError::Closed`] if the log is no
+    /// longer usable. An I/O error removing or renaming a file, or syncing
+    /// the directory, leaves the directory in an uncertain state: it poisons
+    /// the log, and a reopen sorts it out.
     pub fn truncate_front(&self, lsn: u64) -> Result<usize, WalError> {
         let _io = lock(&self.shared.io);
-        let mut segs = self.shared.segments_write();
+        Shared::check_usable(&lock(&self.shared.state))?;
+        self.truncate_front_locked(lsn).or_else(|e| {
+            let mut st = lock(&self.shared.state);
+            let (woken, result) = self.shared.poison(&mut st, e);
+            drop(st);
+            woken.into_iter().for_each(|w| w.fire(&result));
+            result.map(|()| 0)
+        })
+    }
+
+    fn truncate_front_locked(&self, lsn: u64) -> Result<usize, IoError> {
+        let shared = &*self.shared;
+        let mut segs = shared.segments_write();
         let mut removed = 0;
         while segs.len() >= 2 && segs.get(1).is_some_and(|s| s.first_lsn <= lsn) {
-            // The file goes first: if removing it fails, the list still names it.
             if let Some(oldest) = segs.first() {
-                self.shared.storage.remove(&oldest.name)?;
+                // The file goes first: if that fails, the list still names it.
+                let mut spare = lock(&shared.spare);
+                let free = spare.ready.is_none() && !spare.filling;
+                let recycled = if shared.options.recycle_segments && free {
+                    segment::recycle(&*shared.storage, &shared.options, oldest)?
+                } else {
+                    None
+                };
+                match recycled {
+                    Some(file) => spare.ready = Some(file),
+                    None => shared.storage.remove(&oldest.name)?,
+                }
+                // A reader inside it stops handing out its records: they are
+                // purged, and a recycled file will hold others once a
+                // rotation (which needs the I/O lock held here) stamps it.
+                oldest.set_end_lsn(oldest.first_lsn);
             }
             segs.remove(0);
             removed += 1;
         }
         drop(segs);
-        if removed > 0
-            && let Err(e) = self.shared.storage.sync_dir()
-        {
-            let mut st = lock(&self.shared.state);
-            let (woken, result) = self.shared.poison(&mut st, e);
-            drop(st);
-            woken.into_iter().for_each(|w| w.fire(&result));
-            return result.map(|()| removed);
+        if removed > 0 {
+            shared.storage.sync_dir()?;
         }
         Ok(removed)
     }
@@ -1112,6 +1141,10 @@ fn do_round(
             .encoder
             .finish(frame, &mut io.batch, round.durable)
             .map_err(encode_err)?;
+        // The terminator (docs/FORMAT.md): in a recycled segment it is what
+        // marks the end of the frames when stale bytes follow. It fits in
+        // the room kept for the seal, and the next write overwrites it.
+        io.batch.resize(io.batch.len() + TERMINATOR_LEN, 0);
         let offset = io.active.offset;
         io.active
             .meta
@@ -1150,17 +1183,28 @@ fn rotate(shared: &Shared, io: &mut Io, next_lsn: u64, durable: u64) -> Result<(
     old.file.sync_data()?;
     shared.stats.synced(start.elapsed());
     let id = io.ids.next();
-    let spare = lock(&shared.spare).ready.take();
-    shared.stats.rotated(spare.is_some());
+    // The spare's name stays taken until the rename: the preparer, which
+    // would remove and refill that name, waits on this lock to see the slot
+    // empty, and must not see it empty while the spare still goes by it.
+    let mut slot = lock(&shared.spare);
+    let spare = slot.ready.take();
+    shared.stats.rotated(spare.as_ref().map(|s| s.recycled));
     let next = match spare {
-        Some(file) => segment::from_spare(&*shared.storage, file, shared.log_id, id, next_lsn)?,
-        None => segment::create(
-            &*shared.storage,
-            &shared.options,
-            shared.log_id,
-            id,
-            next_lsn,
-        )?,
+        Some(file) => {
+            let next = segment::from_spare(&*shared.storage, file, shared.log_id, id, next_lsn);
+            drop(slot);
+            next?
+        }
+        None => {
+            drop(slot);
+            segment::create(
+                &*shared.storage,
+                &shared.options,
+                shared.log_id,
+                id,
+                next_lsn,
+            )?
+        }
     };
     io.spare_requested = false;
     shared.segments_write().push(next.meta.clone());
@@ -1194,9 +1238,18 @@ fn run_preparer(shared: &Shared) {
                 return;
             }
             spare.wanted = false;
+            spare.filling = true;
         }
-        match segment::prepare_spare(&*shared.storage, &shared.options) {
-            Ok(file) => lock(&shared.spare).ready = Some(file),
+        let prepared = segment::prepare_spare(&*shared.storage, &shared.options);
+        let mut spare = lock(&shared.spare);
+        spare.filling = false;
+        match prepared {
+            Ok(file) => {
+                spare.ready = Some(SpareFile {
+                    file,
+                    recycled: false,
+                });
+            }
             Err(error) => tracing::warn!(%error, "could not prepare the next segment ahead"),
         }
     }

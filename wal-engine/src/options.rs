@@ -93,6 +93,17 @@ pub struct Options {
     /// segment of extra writes per rotation, which slows a bandwidth-bound
     /// bulk loader (by about a tenth where it was measured). Default true.
     pub prepare_segments: bool,
+    /// Reuse the file of a segment that [`Wal::truncate_front`](crate::Wal::truncate_front)
+    /// purges as the next segment (renamed and stamped with a new identity),
+    /// instead of deleting it and filling a new one: its blocks were written
+    /// before, so the durable writes into it are as cheap as into a prepared
+    /// segment, without the extra segment of zeros. Only a file of exactly
+    /// `segment_bytes` is reused. Recovery then reads a zeroed frame header
+    /// after a recycled file's last frame as a clean end, so in those files
+    /// [`RecoveryMode::AbsoluteConsistency`] cannot report a torn write whose
+    /// first bytes never reached the disk (docs/FORMAT.md, "Recycled
+    /// segments"); turn this off where that report matters. Default true.
+    pub recycle_segments: bool,
     /// Seed for segment identities. `None` (the default) draws them from the
     /// operating system's randomness; a seed makes a run reproducible (for
     /// simulation tests).
@@ -110,6 +121,7 @@ impl Default for Options {
             compression: Compression::NONE,
             preallocate: true,
             prepare_segments: true,
+            recycle_segments: true,
             identity_seed: None,
         }
     }
@@ -256,6 +268,12 @@ impl OptionsBuilder {
     /// [`Options::prepare_segments`].
     pub fn prepare_segments(mut self, on: bool) -> Self {
         self.options.prepare_segments = on;
+        self
+    }
+
+    /// [`Options::recycle_segments`].
+    pub fn recycle_segments(mut self, on: bool) -> Self {
+        self.options.recycle_segments = on;
         self
     }
 

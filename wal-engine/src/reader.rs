@@ -192,6 +192,19 @@ impl Reader {
                     self.load(&seg, want)?;
                     fresh = Some(want);
                 }
+                // Purged while this reader was in it; its file may already
+                // hold a new incarnation's frames.
+                Err(_) if seg.end_lsn() <= seg.first_lsn => {
+                    let first = self
+                        .shared
+                        .segments_read()
+                        .first()
+                        .map_or(self.next, |s| s.first_lsn);
+                    return Err(WalError::Purged {
+                        lsn: self.next,
+                        first,
+                    });
+                }
                 Err(e) => {
                     return Err(WalError::Corrupt {
                         segment: seg.name.clone(),

@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use wal_format::SegmentHeader;
+use wal_format::{SegmentHeader, TERMINATOR_LEN};
 use wal_io::{FileOptions, FileRef, IoError, Storage};
 
 use crate::Options;
@@ -11,10 +11,21 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 /// Suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".wal";
 
-/// The file a background thread zero-fills ahead of need, to become the next
-/// segment (see [`Options::prepare_segments`](crate::Options::prepare_segments)).
+/// The file that becomes the next segment at rotation: zero-filled ahead of
+/// need by a background thread (see
+/// [`Options::prepare_segments`](crate::Options::prepare_segments)), or a
+/// purged segment's file (see
+/// [`Options::recycle_segments`](crate::Options::recycle_segments)).
 /// Not a segment: recovery removes a leftover one.
 pub const SPARE_NAME: &str = "next-segment.spare";
+
+/// The file under [`SPARE_NAME`], ready for the next rotation.
+#[derive(Debug)]
+pub(crate) struct SpareFile {
+    pub(crate) file: FileRef,
+    /// A purged segment's file, its old frames still in it; otherwise zeros.
+    pub(crate) recycled: bool,
+}
 
 /// Bytes of zeros written per call while preparing a spare.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
@@ -196,6 +207,55 @@ pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<
     Ok(file)
 }
 
+/// Makes a purged segment's file the spare, if it can be reused: it has
+/// exactly the size a new segment would be preallocated to. The caller has
+/// retired the segment (no reader hands out its records any more) and syncs
+/// the directory. A crash after the rename leaves a spare, which recovery
+/// removes; before it, a segment in front of the log, which is still a
+/// prefix-consistent log.
+pub(crate) fn recycle(
+    storage: &dyn Storage,
+    options: &Options,
+    seg: &SegMeta,
+) -> Result<Option<SpareFile>, IoError> {
+    if seg.file.size()? != options.segment_bytes {
+        return Ok(None);
+    }
+    storage.rename(&seg.name, SPARE_NAME)?;
+    Ok(Some(SpareFile {
+        file: seg.file.clone(),
+        recycled: true,
+    }))
+}
+
+/// Takes over the spare an earlier run left, as a recycled file, when
+/// recycling is on and it has a segment's size; removes it otherwise.
+///
+/// Treating it as recycled is right whatever it holds: a half-filled zero
+/// spare, a purged segment, or one stamped by a rotation that a crash
+/// interrupted before its rename. Its next stamp gives it a new identity and
+/// the recycled flag, under which no byte already in the file can pass as a
+/// frame, and a zero header after the last frame reads as a clean end.
+pub(crate) fn reclaim_spare(
+    storage: &dyn Storage,
+    options: &Options,
+) -> Result<Option<SpareFile>, IoError> {
+    if !storage.list()?.iter().any(|n| n == SPARE_NAME) {
+        return Ok(None);
+    }
+    if options.recycle_segments {
+        let file = storage.open(SPARE_NAME, FileOptions::BUFFERED)?;
+        if file.size()? == options.segment_bytes {
+            return Ok(Some(SpareFile {
+                file,
+                recycled: true,
+            }));
+        }
+    }
+    remove_spare(storage)?;
+    Ok(None)
+}
+
 /// Removes a spare left by an earlier run, if there is one.
 pub(crate) fn remove_spare(storage: &dyn Storage) -> Result<(), IoError> {
     match storage.remove(SPARE_NAME) {
@@ -204,20 +264,48 @@ pub(crate) fn remove_spare(storage: &dyn Storage) -> Result<(), IoError> {
     }
 }
 
-/// Turns a prepared spare into the segment starting at `first_lsn`, durably:
-/// renamed, stamped, header and directory synced before any record goes in.
-/// A crash half-way leaves either the spare or a segment with no valid
-/// header and no records, which recovery removes.
+/// Turns the spare into the segment starting at `first_lsn`, durably:
+/// stamped (header synced) while still named as the spare, then renamed and
+/// the directory synced, before any record goes in. A crash before the
+/// rename leaves the spare, which recovery removes; after it, a segment with
+/// a valid header of its own and no records. A recycled file's old header
+/// never stands under a segment's name.
 pub(crate) fn from_spare(
     storage: &dyn Storage,
-    spare: FileRef,
+    spare: SpareFile,
     log_id: u64,
     id: u64,
     first_lsn: u64,
 ) -> Result<Active, IoError> {
     let name = segment_name(first_lsn);
+    write_header(&spare.file, &name, log_id, id, first_lsn, spare.recycled)?;
     storage.rename(SPARE_NAME, &name)?;
-    stamp(storage, spare, name, log_id, id, first_lsn)
+    storage.sync_dir()?;
+    Ok(active(spare.file, name, id, first_lsn))
+}
+
+/// Writes and syncs the header of a new incarnation of `file`, followed by a
+/// terminator (docs/FORMAT.md): in a recycled file it is what makes a
+/// segment with no frames yet read as cleanly empty.
+fn write_header(
+    file: &FileRef,
+    name: &str,
+    log_id: u64,
+    id: u64,
+    first_lsn: u64,
+    recycled: bool,
+) -> Result<(), IoError> {
+    let header = SegmentHeader::new(log_id, id, first_lsn)
+        .map_err(|e| IoError::Unsupported {
+            op: wal_io::Op::Write,
+            path: name.into(),
+            reason: e.to_string(),
+        })?
+        .with_recycled(recycled);
+    let mut bytes = [0u8; SegmentHeader::LEN + TERMINATOR_LEN];
+    bytes[..SegmentHeader::LEN].copy_from_slice(&header.encode());
+    file.write_at(0, &[&bytes])?;
+    file.sync_data()
 }
 
 fn stamp(
@@ -228,15 +316,13 @@ fn stamp(
     id: u64,
     first_lsn: u64,
 ) -> Result<Active, IoError> {
-    let header = SegmentHeader::new(log_id, id, first_lsn).map_err(|e| IoError::Unsupported {
-        op: wal_io::Op::Write,
-        path: name.clone().into(),
-        reason: e.to_string(),
-    })?;
-    file.write_at(0, &[&header.encode()])?;
-    file.sync_data()?;
+    write_header(&file, &name, log_id, id, first_lsn, false)?;
     storage.sync_dir()?;
-    Ok(Active {
+    Ok(active(file, name, id, first_lsn))
+}
+
+fn active(file: FileRef, name: String, id: u64, first_lsn: u64) -> Active {
+    Active {
         meta: Arc::new(SegMeta::new(
             first_lsn,
             name,
@@ -245,7 +331,7 @@ fn stamp(
             vec![(first_lsn, SegmentHeader::LEN as u64)],
         )),
         offset: SegmentHeader::LEN as u64,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -86,6 +86,9 @@ pub struct Stats {
     /// Rotations that took a segment prepared ahead (zero-filled) instead of
     /// creating one.
     pub rotations_prepared: u64,
+    /// Rotations that took the file of a purged segment
+    /// ([`Options::recycle_segments`](crate::Options::recycle_segments)).
+    pub rotations_recycled: u64,
     /// Records per batch.
     pub batch_records: Histogram,
     /// Data sync latency in microseconds.
@@ -118,10 +121,14 @@ impl StatsCollector {
         });
     }
 
-    pub(crate) fn rotated(&self, prepared: bool) {
+    pub(crate) fn rotated(&self, spare: Option<bool>) {
         self.with(|s| {
             s.rotations += 1;
-            s.rotations_prepared += u64::from(prepared);
+            match spare {
+                Some(true) => s.rotations_recycled += 1,
+                Some(false) => s.rotations_prepared += 1,
+                None => {}
+            }
         });
     }
 

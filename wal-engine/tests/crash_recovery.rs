@@ -63,7 +63,9 @@ fn record(rng: &mut Rng, lsn_hint: u64) -> Vec<u8> {
     (0..len).map(|i| fill[i % 8] ^ (i as u8)).collect()
 }
 
-fn torture(seed: u64, crashes: u64) {
+/// Runs `crashes` crash cycles; returns how many rotations took a recycled
+/// file, so the caller can check that recycling was exercised.
+fn torture(seed: u64, crashes: u64) -> u64 {
     let disk = SimDisk::new(seed);
     let mut rng = Rng(seed ^ 0x5eed);
     let mut options = Options::default();
@@ -85,7 +87,7 @@ fn torture(seed: u64, crashes: u64) {
         acked: 0,
         front: 1,
     };
-    let (mut cuts, mut lost) = (0u64, 0u64);
+    let (mut cuts, mut lost, mut recycled) = (0u64, 0u64, 0u64);
     for crash in 0..crashes {
         let at = |what: &str| format!("seed {seed}, crash {crash}, {:?}: {what}", options.sync);
         let (wal, report) = Wal::open_with(disk.storage(), options.clone())
@@ -195,14 +197,16 @@ fn torture(seed: u64, crashes: u64) {
             std::thread::sleep(Duration::from_micros(rng.range(0, 300)));
         }
         model.acked = model.acked.max(wal.durable_lsn());
+        recycled += wal.stats().rotations_recycled;
         let mode = CrashMode::CONCRETE[rng.range(0, CrashMode::CONCRETE.len() as u64 - 1) as usize];
         disk.crash(mode);
         drop(wal);
     }
     eprintln!(
-        "seed {seed}, {:?}, {:?}: {crashes} crashes, {cuts} tails cut, {lost} unacknowledged records lost",
+        "seed {seed}, {:?}, {:?}: {crashes} crashes, {cuts} tails cut, {lost} unacknowledged records lost, {recycled} rotations into recycled files",
         options.sync, options.compression.codec
     );
+    recycled
 }
 
 fn env(name: &str) -> Option<u64> {
@@ -221,9 +225,17 @@ fn acknowledged_records_survive_every_simulated_crash() {
         .into_iter()
         .map(|seed| std::thread::spawn(move || torture(seed, per_seed)))
         .collect();
+    let mut recycled = 0;
     for t in threads {
-        if let Err(panic) = t.join() {
-            std::panic::resume_unwind(panic);
+        match t.join() {
+            Ok(n) => recycled += n,
+            Err(panic) => std::panic::resume_unwind(panic),
         }
+    }
+    if crashes >= 1000 {
+        assert!(
+            recycled >= crashes / 100,
+            "only {recycled} rotations into recycled segments: recycling is barely exercised"
+        );
     }
 }
