@@ -67,6 +67,6 @@ pub use log::Wal;
 pub use options::{Options, OptionsBuilder, RecoveryMode, SyncPolicy};
 pub use reader::Reader;
 pub use recovery::{Cut, RecoveryReport, SegmentReport};
-pub use segment::{SEGMENT_SUFFIX, SPARE_NAME, parse_segment_name, segment_name};
+pub use segment::{CLEAN_CLOSE_NAME, SEGMENT_SUFFIX, SPARE_NAME, parse_segment_name, segment_name};
 pub use stats::{HISTOGRAM_BUCKETS, Histogram, Stats};
 pub use wal_format::{Codec, Compression, Record};

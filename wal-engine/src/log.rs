@@ -7,8 +7,8 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use wal_format::{
-    FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN, TERMINATOR_LEN,
-    encode_seal,
+    CleanClose, FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN,
+    TERMINATOR_LEN, encode_seal,
 };
 use wal_io::{BackendChoice, DirLock, IoError, Storage};
 
@@ -340,7 +340,10 @@ impl Wal {
     ) -> Result<(Wal, RecoveryReport), WalError> {
         options.validate()?;
         let dir_lock = storage.lock()?;
-        let recovered = recover(&*storage, options.recovery)?;
+        // Taken (and removed, durably) before anything is written: a record
+        // left in place would describe an end that later writes moved.
+        let clean_close = segment::take_clean_close(&*storage)?;
+        let recovered = recover(&*storage, options.recovery, clean_close)?;
         let spare = segment::reclaim_spare(&*storage, &options)?;
         let mut ids = Ids::new(options.identity_seed, recovered.next_lsn);
         let log_id = recovered.log_id.unwrap_or_else(|| ids.next());
@@ -893,7 +896,9 @@ impl Wal {
         }
         self.shared.work.notify_all();
         self.shared.space.notify_all();
-        if let Some(owner) = lock(&self.owner).take() {
+        let owner = lock(&self.owner).take();
+        let first_shutdown = owner.is_some();
+        if let Some(owner) = owner {
             // The owner never panics on I/O errors; a panic is a bug to surface.
             owner
                 .join()
@@ -905,6 +910,9 @@ impl Wal {
             preparer
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        }
+        if first_shutdown {
+            self.mark_clean_close();
         }
         let mut st = lock(&self.shared.state);
         let woken: Vec<Wake> = std::mem::take(&mut st.waiters)
@@ -919,6 +927,37 @@ impl Wal {
         let closed = Err(WalError::Closed);
         woken.into_iter().for_each(|w| w.fire(&closed));
         result
+    }
+}
+
+impl Wal {
+    /// Leaves the clean-close record (docs/FORMAT.md) if everything appended
+    /// is durable and the log is not poisoned: the next open then verifies
+    /// the last segment only up to where its frames end. Nothing is written
+    /// after it: every call fails once the log is closing. A failure costs
+    /// only that speed-up, so it is logged, not returned.
+    fn mark_clean_close(&self) {
+        let shared = &*self.shared;
+        let io = lock(&shared.io);
+        let st = lock(&shared.state);
+        if st.poisoned.is_some() || st.frame.is_some() || st.durable + 1 != st.next_lsn {
+            return;
+        }
+        let meta = &io.active.meta;
+        let mark = CleanClose::new(
+            shared.log_id,
+            meta.first_lsn,
+            meta.id,
+            io.active.offset,
+            st.next_lsn,
+        );
+        drop(st);
+        let written = mark.map_err(|e| e.to_string()).and_then(|m| {
+            segment::write_clean_close(&*shared.storage, &m).map_err(|e| e.to_string())
+        });
+        if let Err(error) = written {
+            tracing::warn!(%error, "could not leave the clean-close record");
+        }
     }
 }
 

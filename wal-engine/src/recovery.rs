@@ -3,8 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use wal_format::{
-    DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, FrameExpect, SegmentEnd, SegmentHeader,
-    SegmentScanner, decode_frame,
+    CleanClose, DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, FrameExpect, SegmentEnd, SegmentHeader,
+    SegmentScanner, TERMINATOR_LEN, decode_frame,
 };
 use wal_io::{FileOptions, FileRef, IoError, Storage};
 
@@ -92,12 +92,11 @@ enum Outcome {
     },
 }
 
-/// Reads the whole of `file` into `buf`, reusing its memory: segments are
-/// mostly of one size, so after the first one a scan thread neither
-/// allocates nor faults in fresh pages.
-fn load(file: &FileRef, buf: &mut BytesMut) -> Result<u64, IoError> {
-    let size = file.size()?;
-    let len = usize::try_from(size).map_err(|_| IoError::Unsupported {
+/// Reads the first `len` bytes of `file` (of `size`) into `buf`, reusing its
+/// memory: segments are mostly of one size, so after the first one a scan
+/// thread neither allocates nor faults in fresh pages.
+fn load(file: &FileRef, size: u64, len: u64, buf: &mut BytesMut) -> Result<(), IoError> {
+    let len = usize::try_from(len.min(size)).map_err(|_| IoError::Unsupported {
         op: wal_io::Op::Read,
         path: file.name().into(),
         reason: format!("segment of {size} bytes does not fit in memory"),
@@ -112,7 +111,7 @@ fn load(file: &FileRef, buf: &mut BytesMut) -> Result<u64, IoError> {
     for (i, chunk) in buf.chunks_mut(READ_CHUNK_BYTES).enumerate() {
         file.read_at((i * READ_CHUNK_BYTES) as u64, chunk)?;
     }
-    Ok(size)
+    Ok(())
 }
 
 /// Whether any valid frame (of whatever identity: the header that would
@@ -140,15 +139,65 @@ fn holds_frames(data: &Bytes, first_lsn: u64) -> bool {
         })
 }
 
-/// Scans one segment, reading it into `buf` (see [`load`]).
+/// Whether a scan of only the bytes a clean-close record covers confirms it:
+/// the same segment, frames to exactly its end, nothing but a zero header
+/// (or the end of the file) after them, and the same next LSN.
+fn confirms(outcome: &Outcome, mark: &CleanClose) -> bool {
+    match outcome {
+        Outcome::Scanned {
+            header, summary, ..
+        } => {
+            header.log_id() == mark.log_id
+                && header.segment_id() == mark.segment_id
+                && summary.end == SegmentEnd::Clean
+                && summary.valid_end == mark.valid_end
+                && summary.next_lsn == mark.next_lsn
+        }
+        Outcome::BadHeader { .. } => false,
+    }
+}
+
+/// Scans one segment, reading it into `buf` (see [`load`]). With a
+/// clean-close record for it, reads only up to the record's end (and a frame
+/// header's worth after it) first, and the whole file only if that scan does
+/// not confirm the record.
 fn scan(
     storage: &dyn Storage,
     name: String,
     first_lsn: u64,
+    clean_close: Option<CleanClose>,
     buf: &mut BytesMut,
 ) -> Result<Scanned, IoError> {
     let file = storage.open(&name, FileOptions::BUFFERED)?;
-    let size = load(&file, buf)?;
+    let size = file.size()?;
+    if let Some(mark) = clean_close.filter(|m| m.segment_first_lsn == first_lsn) {
+        let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
+        load(&file, size, covered, buf)?;
+        let outcome = scan_loaded(buf, first_lsn);
+        if confirms(&outcome, &mark) {
+            return Ok(Scanned {
+                name,
+                first_lsn,
+                file,
+                size,
+                outcome,
+            });
+        }
+        tracing::warn!(segment = %name, "the clean-close record does not match the segment; reading it whole");
+    }
+    load(&file, size, size, buf)?;
+    let outcome = scan_loaded(buf, first_lsn);
+    Ok(Scanned {
+        name,
+        first_lsn,
+        file,
+        size,
+        outcome,
+    })
+}
+
+/// Scans the bytes in `buf`, then hands its memory back for the next segment.
+fn scan_loaded(buf: &mut BytesMut, first_lsn: u64) -> Outcome {
     let data = std::mem::take(buf).freeze();
     let outcome = match SegmentScanner::new(data.clone()) {
         Err(error) => Outcome::BadHeader {
@@ -173,30 +222,32 @@ fn scan(
     if let Ok(mem) = data.try_into_mut() {
         *buf = mem;
     }
-    Ok(Scanned {
-        name,
-        first_lsn,
-        file,
-        size,
-        outcome,
-    })
+    outcome
 }
 
 /// Under loom the scan runs on the calling thread: the models are about the
 /// group-commit hand-off, and real threads have no place in a loom model.
 #[cfg(loom)]
-fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scanned>, IoError> {
+fn scan_all(
+    storage: &dyn Storage,
+    names: Vec<(String, u64)>,
+    clean_close: Option<CleanClose>,
+) -> Result<Vec<Scanned>, IoError> {
     let mut buf = BytesMut::new();
     names
         .into_iter()
-        .map(|(name, lsn)| scan(storage, name, lsn, &mut buf))
+        .map(|(name, lsn)| scan(storage, name, lsn, clean_close, &mut buf))
         .collect()
 }
 
 /// Scans segments on as many threads as the machine has, at most one
 /// segment in memory per thread.
 #[cfg(not(loom))]
-fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scanned>, IoError> {
+fn scan_all(
+    storage: &dyn Storage,
+    names: Vec<(String, u64)>,
+    clean_close: Option<CleanClose>,
+) -> Result<Vec<Scanned>, IoError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(names.len())
@@ -214,7 +265,9 @@ fn scan_all(storage: &dyn Storage, names: Vec<(String, u64)>) -> Result<Vec<Scan
                 s.spawn(move || {
                     let mut buf = BytesMut::new();
                     mine.into_iter()
-                        .map(|(i, (name, lsn))| (i, scan(storage, name, lsn, &mut buf)))
+                        .map(|(i, (name, lsn))| {
+                            (i, scan(storage, name, lsn, clean_close, &mut buf))
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -281,14 +334,22 @@ fn discard(
     Ok(())
 }
 
-pub(crate) fn recover(storage: &dyn Storage, mode: RecoveryMode) -> Result<Recovered, WalError> {
+/// Recovers the log in `storage`. `clean_close` is the record a cleanly
+/// closed writer left, if any: it applies only to the last segment.
+pub(crate) fn recover(
+    storage: &dyn Storage,
+    mode: RecoveryMode,
+    clean_close: Option<CleanClose>,
+) -> Result<Recovered, WalError> {
     let mut names: Vec<(String, u64)> = storage
         .list()?
         .into_iter()
         .filter_map(|n| parse_segment_name(&n).map(|lsn| (n, lsn)))
         .collect();
     names.sort_by_key(|(_, lsn)| *lsn);
-    let scanned = scan_all(storage, names)?;
+    let last = names.last().map(|&(_, lsn)| lsn);
+    let clean_close = clean_close.filter(|m| Some(m.segment_first_lsn) == last);
+    let scanned = scan_all(storage, names, clean_close)?;
     let count = scanned.len();
     let mut report = RecoveryReport::default();
     let mut segments: Vec<Arc<SegMeta>> = Vec::new();

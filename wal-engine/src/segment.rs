@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use wal_format::{SegmentHeader, TERMINATOR_LEN};
+use wal_format::{CleanClose, SegmentHeader, TERMINATOR_LEN};
 use wal_io::{FileOptions, FileRef, IoError, Storage};
 
 use crate::Options;
@@ -18,6 +18,44 @@ pub const SEGMENT_SUFFIX: &str = ".wal";
 /// [`Options::recycle_segments`](crate::Options::recycle_segments)).
 /// Not a segment: recovery removes a leftover one.
 pub const SPARE_NAME: &str = "next-segment.spare";
+
+/// The file a cleanly closed log leaves (a [`CleanClose`] record), so that
+/// the next open verifies the last segment only up to where its frames end.
+/// Open removes it, durably, before anything is written.
+pub const CLEAN_CLOSE_NAME: &str = "clean-close";
+
+/// Writes the clean-close record, durably.
+pub(crate) fn write_clean_close(storage: &dyn Storage, mark: &CleanClose) -> Result<(), IoError> {
+    if storage.list()?.iter().any(|n| n == CLEAN_CLOSE_NAME) {
+        storage.remove(CLEAN_CLOSE_NAME)?;
+    }
+    let file = storage.create(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)?;
+    file.write_at(0, &[&mark.encode()])?;
+    file.sync_data()?;
+    storage.sync_dir()
+}
+
+/// Reads and removes the clean-close record, if there is one; the removal
+/// is synced. An unreadable record is only a lost hint: `None`.
+pub(crate) fn take_clean_close(storage: &dyn Storage) -> Result<Option<CleanClose>, IoError> {
+    if !storage.list()?.iter().any(|n| n == CLEAN_CLOSE_NAME) {
+        return Ok(None);
+    }
+    let file = storage.open(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)?;
+    let mark = if file.size()? == CleanClose::LEN as u64 {
+        let mut buf = [0u8; CleanClose::LEN];
+        file.read_at(0, &mut buf)?;
+        CleanClose::decode(&buf)
+            .inspect_err(|error| tracing::warn!(%error, "ignoring a damaged clean-close record"))
+            .ok()
+    } else {
+        None
+    };
+    drop(file);
+    storage.remove(CLEAN_CLOSE_NAME)?;
+    storage.sync_dir()?;
+    Ok(mark)
+}
 
 /// The file under [`SPARE_NAME`], ready for the next rotation.
 #[derive(Debug)]

@@ -14,6 +14,8 @@ pub enum Structure {
     FramePayload,
     /// One length-prefixed record inside a frame's payload.
     Record,
+    /// The record a cleanly closed log leaves beside its segments.
+    CleanClose,
 }
 
 impl std::fmt::Display for Structure {
@@ -23,6 +25,7 @@ impl std::fmt::Display for Structure {
             Structure::FrameHeader => "frame header",
             Structure::FramePayload => "frame payload",
             Structure::Record => "record",
+            Structure::CleanClose => "clean-close record",
         })
     }
 }

@@ -40,6 +40,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod clean;
 mod codec;
 mod error;
 mod frame;
@@ -47,6 +48,7 @@ mod le;
 mod scan;
 mod segment;
 
+pub use clean::{CLEAN_CLOSE_MAGIC, CleanClose};
 pub use codec::{Codec, Compression};
 pub use error::{DecodeError, EncodeError, Structure};
 pub use frame::{

@@ -1,0 +1,197 @@
+//! A cleanly closed log leaves a clean-close record, so the next open reads
+//! its last segment only up to where the frames end. The record is only a
+//! hint: open removes it durably before writing, a damaged or mismatched one
+//! is ignored, and a poisoned log leaves none.
+// Test sizes and counts are small: casts between integer widths cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
+use wal_engine::{CLEAN_CLOSE_NAME, Options, Wal, WalError};
+use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
+use wal_io::{FileOptions, Op};
+
+fn options() -> Options {
+    let mut o = Options::default();
+    // Several read chunks (4 MiB) per segment, so a whole read shows.
+    o.segment_bytes = 16 << 20;
+    o.prepare_segments = false;
+    o
+}
+
+fn record(i: u64) -> Vec<u8> {
+    format!("[{i}]").repeat(10 + (i % 7) as usize).into_bytes()
+}
+
+fn has_record(disk: &SimDisk) -> bool {
+    disk.storage()
+        .list()
+        .unwrap()
+        .iter()
+        .any(|n| n == CLEAN_CLOSE_NAME)
+}
+
+fn check(wal: &Wal, next: u64) {
+    let mut lsn = 1;
+    for r in wal.reader(1).unwrap() {
+        let r = r.unwrap();
+        assert_eq!((r.lsn, &r.data[..]), (lsn, &record(lsn)[..]));
+        lsn += 1;
+    }
+    assert_eq!(lsn, next);
+}
+
+fn fill(wal: &Wal, from: u64, to: u64) {
+    for i in from..to {
+        assert_eq!(wal.commit(&record(i)).unwrap(), i);
+    }
+}
+
+/// Reads the open makes, and what it recovered.
+fn reopen(disk: &SimDisk) -> (Wal, u64, wal_engine::RecoveryReport) {
+    let before = disk.op_count(Op::Read);
+    let (wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    (wal, disk.op_count(Op::Read) - before, report)
+}
+
+#[test]
+fn after_a_clean_close_open_reads_only_what_the_frames_cover() {
+    let disk = SimDisk::new(21);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, 200);
+    wal.close().unwrap();
+    assert!(has_record(&disk));
+    let (wal, clean_reads, report) = reopen(&disk);
+    assert!(!has_record(&disk), "open removes the record");
+    assert!(report.cuts.is_empty(), "{report:?}");
+    assert_eq!(report.next_lsn, 200);
+    check(&wal, 200);
+
+    // The same log after a crash instead (the power went, nothing lost):
+    // no record, so the whole segment is read.
+    disk.crash(CrashMode::LoseAll);
+    drop(wal);
+    assert!(!has_record(&disk));
+    let (wal, full_reads, report) = reopen(&disk);
+    assert_eq!(report.next_lsn, 200);
+    check(&wal, 200);
+    assert!(
+        clean_reads < full_reads,
+        "{clean_reads} reads after a clean close, {full_reads} after a crash"
+    );
+}
+
+/// Open removes the record before anything is written: a record left in
+/// place would vouch for an end that later writes moved, and damage at that
+/// old end would then pass for a clean end, losing acknowledged records.
+#[test]
+fn the_record_is_gone_before_later_writes_so_damage_after_them_is_caught() {
+    let disk = SimDisk::new(22);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, 50);
+    wal.close().unwrap();
+    let name = wal_engine::segment_name(1);
+    let storage = disk.storage();
+    let file = storage.open(&name, FileOptions::BUFFERED).unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    let old_end = wal_end(&file);
+    fill(&wal, 50, 80);
+    // Power loss (everything was committed), so no new record is written.
+    disk.crash(CrashMode::LoseAll);
+    drop(wal);
+    drop(file);
+    // The first frame written after the reopen loses its header; the
+    // frames after it record that its LSN was durable.
+    let storage = disk.storage();
+    let file = storage.open(&name, FileOptions::BUFFERED).unwrap();
+    file.write_at(old_end, &[&[0u8; 48]]).unwrap();
+    file.sync_data().unwrap();
+    drop((file, storage));
+    match Wal::open_with(disk.storage(), options()) {
+        Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, old_end),
+        other => panic!("{:?}", other.map(|(_, r)| r)),
+    }
+}
+
+/// Where the frames of the only segment end: the first zero frame header.
+fn wal_end(file: &wal_io::FileRef) -> u64 {
+    *frame_starts(file).last().unwrap()
+}
+
+/// Where each frame starts, and (last) where the frames end.
+fn frame_starts(file: &wal_io::FileRef) -> Vec<u64> {
+    let mut bytes = vec![0u8; 1 << 20];
+    file.read_at(0, &mut bytes).unwrap();
+    let mut at = 64usize;
+    let mut starts = vec![64];
+    while bytes[at..at + 48].iter().any(|&b| b != 0) {
+        let stored = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        at = (at + 48 + stored).div_ceil(8) * 8;
+        starts.push(at as u64);
+    }
+    starts
+}
+
+#[test]
+fn a_damaged_or_mismatched_record_is_ignored() {
+    let disk = SimDisk::new(23);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, 30);
+    wal.close().unwrap();
+    let storage = disk.storage();
+    let file = storage
+        .open(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)
+        .unwrap();
+    let mut bytes = [0u8; 64];
+    file.read_at(0, &mut bytes).unwrap();
+    let mark = wal_format::CleanClose::decode(&bytes).unwrap();
+
+    // A valid record that claims the segment ends before its last frame:
+    // trusted, it would have the last record cut as a torn tail.
+    let segment = storage
+        .open(&wal_engine::segment_name(1), FileOptions::BUFFERED)
+        .unwrap();
+    let starts = frame_starts(&segment);
+    assert_eq!(*starts.last().unwrap(), mark.valid_end);
+    let wrong = wal_format::CleanClose::new(
+        mark.log_id,
+        mark.segment_first_lsn,
+        mark.segment_id,
+        starts[starts.len() - 2],
+        mark.next_lsn - 1,
+    )
+    .unwrap();
+    file.write_at(0, &[&wrong.encode()]).unwrap();
+    file.sync_data().unwrap();
+    drop(file);
+    let (wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(report.cuts.is_empty(), "{report:?}");
+    check(&wal, 30);
+    drop(wal);
+
+    // Garbage.
+    storage.remove(CLEAN_CLOSE_NAME).unwrap();
+    let file = storage
+        .create(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)
+        .unwrap();
+    file.write_at(0, &[&[0x5a; 64]]).unwrap();
+    file.sync_data().unwrap();
+    drop((file, storage));
+    let (wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(report.cuts.is_empty(), "{report:?}");
+    assert!(!has_record(&disk));
+    check(&wal, 30);
+}
+
+#[test]
+fn a_poisoned_log_leaves_no_record() {
+    let disk = SimDisk::new(24);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, 10);
+    disk.inject(Fault::once(
+        Op::SyncData,
+        disk.op_count(Op::SyncData) + 1,
+        FaultError::Eio,
+    ));
+    assert!(wal.commit(&record(10)).is_err());
+    assert!(wal.close().is_err());
+    assert!(!has_record(&disk));
+}
