@@ -170,23 +170,24 @@ fn scan(
 ) -> Result<Scanned, IoError> {
     let file = storage.open(&name, FileOptions::BUFFERED)?;
     let size = file.size()?;
+    let mut confirmed = None;
     if let Some(mark) = clean_close.filter(|m| m.segment_first_lsn == first_lsn) {
         let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
         load(&file, size, covered, buf)?;
         let outcome = scan_loaded(buf, first_lsn);
         if confirms(&outcome, &mark) {
-            return Ok(Scanned {
-                name,
-                first_lsn,
-                file,
-                size,
-                outcome,
-            });
+            confirmed = Some(outcome);
+        } else {
+            tracing::warn!(segment = %name, "the clean-close record does not match the segment; reading it whole");
         }
-        tracing::warn!(segment = %name, "the clean-close record does not match the segment; reading it whole");
     }
-    load(&file, size, size, buf)?;
-    let outcome = scan_loaded(buf, first_lsn);
+    let outcome = match confirmed {
+        Some(outcome) => outcome,
+        None => {
+            load(&file, size, size, buf)?;
+            scan_loaded(buf, first_lsn)
+        }
+    };
     Ok(Scanned {
         name,
         first_lsn,

@@ -16,7 +16,7 @@ pub const SEGMENT_SUFFIX: &str = ".wal";
 /// [`Options::prepare_segments`](crate::Options::prepare_segments)), or a
 /// purged segment's file (see
 /// [`Options::recycle_segments`](crate::Options::recycle_segments)).
-/// Not a segment: recovery removes a leftover one.
+/// Not a segment: open takes a leftover one over (see [`reclaim_spare`]).
 pub const SPARE_NAME: &str = "next-segment.spare";
 
 /// The file a cleanly closed log leaves (a [`CleanClose`] record), so that
@@ -26,9 +26,7 @@ pub const CLEAN_CLOSE_NAME: &str = "clean-close";
 
 /// Writes the clean-close record, durably.
 pub(crate) fn write_clean_close(storage: &dyn Storage, mark: &CleanClose) -> Result<(), IoError> {
-    if storage.list()?.iter().any(|n| n == CLEAN_CLOSE_NAME) {
-        storage.remove(CLEAN_CLOSE_NAME)?;
-    }
+    remove_if_present(storage, CLEAN_CLOSE_NAME)?;
     let file = storage.create(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)?;
     file.write_at(0, &[&mark.encode()])?;
     file.sync_data()?;
@@ -38,7 +36,7 @@ pub(crate) fn write_clean_close(storage: &dyn Storage, mark: &CleanClose) -> Res
 /// Reads and removes the clean-close record, if there is one; the removal
 /// is synced. An unreadable record is only a lost hint: `None`.
 pub(crate) fn take_clean_close(storage: &dyn Storage) -> Result<Option<CleanClose>, IoError> {
-    if !storage.list()?.iter().any(|n| n == CLEAN_CLOSE_NAME) {
+    if !exists(storage, CLEAN_CLOSE_NAME)? {
         return Ok(None);
     }
     let file = storage.open(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)?;
@@ -229,7 +227,7 @@ pub(crate) fn create(
 /// before costs less than one into preallocated, never-written blocks,
 /// which each write must first convert (docs/ARCHITECTURE.md has the figures).
 pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<FileRef, IoError> {
-    remove_spare(storage)?;
+    remove_if_present(storage, SPARE_NAME)?;
     let file = storage.create(SPARE_NAME, FileOptions::BUFFERED)?;
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
     let mut at = 0;
@@ -248,9 +246,9 @@ pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<
 /// Makes a purged segment's file the spare, if it can be reused: it has
 /// exactly the size a new segment would be preallocated to. The caller has
 /// retired the segment (no reader hands out its records any more) and syncs
-/// the directory. A crash after the rename leaves a spare, which recovery
-/// removes; before it, a segment in front of the log, which is still a
-/// prefix-consistent log.
+/// the directory. A crash after the rename leaves a spare, which the next
+/// open takes over; before it, a segment in front of the log, which is still
+/// a prefix-consistent log.
 pub(crate) fn recycle(
     storage: &dyn Storage,
     options: &Options,
@@ -278,7 +276,7 @@ pub(crate) fn reclaim_spare(
     storage: &dyn Storage,
     options: &Options,
 ) -> Result<Option<SpareFile>, IoError> {
-    if !storage.list()?.iter().any(|n| n == SPARE_NAME) {
+    if !exists(storage, SPARE_NAME)? {
         return Ok(None);
     }
     if options.recycle_segments {
@@ -290,13 +288,17 @@ pub(crate) fn reclaim_spare(
             }));
         }
     }
-    remove_spare(storage)?;
+    remove_if_present(storage, SPARE_NAME)?;
     Ok(None)
 }
 
-/// Removes a spare left by an earlier run, if there is one.
-pub(crate) fn remove_spare(storage: &dyn Storage) -> Result<(), IoError> {
-    match storage.remove(SPARE_NAME) {
+fn exists(storage: &dyn Storage, name: &str) -> Result<bool, IoError> {
+    Ok(storage.list()?.iter().any(|n| n == name))
+}
+
+/// Removes `name` if it is there.
+fn remove_if_present(storage: &dyn Storage, name: &str) -> Result<(), IoError> {
+    match storage.remove(name) {
         Err(IoError::Os { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
@@ -305,7 +307,7 @@ pub(crate) fn remove_spare(storage: &dyn Storage) -> Result<(), IoError> {
 /// Turns the spare into the segment starting at `first_lsn`, durably:
 /// stamped (header synced) while still named as the spare, then renamed and
 /// the directory synced, before any record goes in. A crash before the
-/// rename leaves the spare, which recovery removes; after it, a segment with
+/// rename leaves the spare, which the next open takes over; after it, a segment with
 /// a valid header of its own and no records. A recycled file's old header
 /// never stands under a segment's name.
 pub(crate) fn from_spare(
