@@ -57,7 +57,9 @@ pub use frame::{
     RECORD_BYTES_MAX, RECORD_PREFIX_LEN, Record, RecordSlices, Records, decode_frame, encode_seal,
 };
 pub use scan::{LaterFrame, ScanSummary, SegmentEnd, SegmentScanner};
-pub use segment::{FLAG_RECYCLED, FORMAT_VERSION_READ_MIN, SegmentHeader};
+pub use segment::{
+    FLAG_PADDED, FLAG_RECYCLED, FORMAT_VERSION_READ_MIN, PADDED_BLOCK_BYTES, SegmentHeader,
+};
 
 /// The eight bytes every segment file starts with. The high first byte and the
 /// CR LF, SUB, LF sequence catch files mangled by text-mode transfers, as PNG's do.
@@ -68,8 +70,10 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WAL\r\n\x1a\n";
 ///
 /// Version 2 added the [`FLAG_RECYCLED`] segment-header flag and the rule
 /// that every write into a recycled segment ends with a zeroed frame header
-/// ([`TERMINATOR_LEN`] bytes).
-pub const FORMAT_VERSION: u16 = 2;
+/// ([`TERMINATOR_LEN`] bytes). Version 3 added the [`FLAG_PADDED`] flag:
+/// a segment written in whole blocks, for O_DIRECT, where a zeroed frame
+/// header inside a block is padding up to the next block.
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Bytes of zeros a writer puts right after the last frame of every write
 /// into a recycled segment (and after a recycled segment's header): a zeroed

@@ -8,7 +8,7 @@ use crate::frame::{
     FRAME_ALIGN, FRAME_HEADER_LEN, Frame, FrameExpect, FrameKind, OFF_SEGMENT_ID, decode_frame,
 };
 use crate::le::{u64_at, wide};
-use crate::segment::SegmentHeader;
+use crate::segment::{PADDED_BLOCK_BYTES, SegmentHeader};
 
 /// A valid frame found after the point where a segment's valid prefix broke off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +152,31 @@ impl SegmentScanner {
         }
     }
 
+    /// In a padded segment, the frame after the padding that starts at the
+    /// current offset, if there is padding there (a zeroed frame header
+    /// starting inside a block) and a frame continuing the prefix at the
+    /// first block boundary after that header. Without such a frame, the end is classified from the
+    /// zeroed header: it is the terminator of the last write.
+    fn after_padding(&self, expect: FrameExpect) -> Option<(usize, Frame)> {
+        if !self.header.padded() || self.offset.is_multiple_of(PADDED_BLOCK_BYTES) {
+            return None;
+        }
+        let head = self
+            .data
+            .get(self.offset..self.offset.checked_add(FRAME_HEADER_LEN)?)?;
+        if head.iter().any(|&b| b != 0) {
+            return None;
+        }
+        // The zeroed header is the write's terminator, and the write ends at
+        // the first boundary after it.
+        let boundary = self
+            .offset
+            .checked_add(FRAME_HEADER_LEN)?
+            .next_multiple_of(PADDED_BLOCK_BYTES);
+        let frame = decode_frame(&self.data, boundary, expect).ok()?;
+        Some((boundary, frame))
+    }
+
     fn classify(&self, error: DecodeError) -> SegmentEnd {
         #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
         let rest = self.data.get(self.offset..).unwrap_or_default();
@@ -222,9 +247,13 @@ impl Iterator for SegmentScanner {
             segment_id: self.header.segment_id(),
             first_lsn: Some(self.next_lsn),
         };
-        match decode_frame(&self.data, self.offset, expect) {
-            Ok(frame) => {
-                self.offset = self.offset.saturating_add(frame.encoded_len());
+        let decoded = match decode_frame(&self.data, self.offset, expect) {
+            Err(error) => self.after_padding(expect).ok_or(error),
+            Ok(frame) => Ok((self.offset, frame)),
+        };
+        match decoded {
+            Ok((start, frame)) => {
+                self.offset = start.saturating_add(frame.encoded_len());
                 self.next_lsn = frame.next_lsn();
                 self.frames += 1;
                 self.records += u64::from(frame.record_count());

@@ -16,6 +16,7 @@ pub struct SegmentHeader {
     segment_id: u64,
     first_lsn: u64,
     recycled: bool,
+    padded: bool,
     version: u16,
 }
 
@@ -23,6 +24,16 @@ pub struct SegmentHeader {
 /// after its valid prefix are stale rather than zero, and every write into
 /// it ends with a zeroed frame header (see [`crate::SegmentScanner`]).
 pub const FLAG_RECYCLED: u32 = 1;
+
+/// Header flag (version 3 on): every write into the file covers whole
+/// [`PADDED_BLOCK_BYTES`] blocks, as O_DIRECT needs, so frames start at
+/// block boundaries and a zeroed frame header at an offset inside a block is
+/// padding up to the next boundary (see [`crate::SegmentScanner`]).
+pub const FLAG_PADDED: u32 = 2;
+
+/// The block size of a padded segment ([`FLAG_PADDED`]): 4096 bytes, a
+/// multiple of every logical block size O_DIRECT asks alignment to.
+pub const PADDED_BLOCK_BYTES: usize = 4096;
 
 /// The oldest format version this crate reads.
 pub const FORMAT_VERSION_READ_MIN: u16 = 1;
@@ -36,7 +47,7 @@ const OFF_SEGMENT_ID: usize = 24;
 const OFF_FIRST_LSN: usize = 32;
 const OFF_RESERVED: usize = 40;
 const OFF_CRC: usize = 60;
-/// `SegmentHeader::LEN` as stored in the header (versions 1 and 2).
+/// `SegmentHeader::LEN` as stored in the header (every version).
 const HEADER_LEN_STORED: u16 = 64;
 const _: () = assert!(SegmentHeader::LEN == HEADER_LEN_STORED as usize);
 
@@ -61,8 +72,22 @@ impl SegmentHeader {
             segment_id,
             first_lsn,
             recycled: false,
+            padded: false,
             version: FORMAT_VERSION,
         })
+    }
+
+    /// The same header, marking (or not) a padded file: one written in
+    /// whole [`PADDED_BLOCK_BYTES`] blocks.
+    #[must_use]
+    pub fn with_padded(mut self, padded: bool) -> Self {
+        self.padded = padded;
+        self
+    }
+
+    /// Whether the file is written in whole blocks ([`FLAG_PADDED`]).
+    pub fn padded(&self) -> bool {
+        self.padded
     }
 
     /// The same header, marking (or not) a recycled file: one whose bytes
@@ -109,7 +134,8 @@ impl SegmentHeader {
         put(OFF_MAGIC, &SEGMENT_MAGIC);
         put(OFF_VERSION, &FORMAT_VERSION.to_le_bytes());
         put(OFF_HEADER_LEN, &HEADER_LEN_STORED.to_le_bytes());
-        let flags = if self.recycled { FLAG_RECYCLED } else { 0 };
+        let flags = if self.recycled { FLAG_RECYCLED } else { 0 }
+            | if self.padded { FLAG_PADDED } else { 0 };
         put(OFF_FLAGS, &flags.to_le_bytes());
         put(OFF_LOG_ID, &self.log_id.to_le_bytes());
         put(OFF_SEGMENT_ID, &self.segment_id.to_le_bytes());
@@ -171,8 +197,13 @@ impl SegmentHeader {
             });
         }
         let flags = u32_at(head, OFF_FLAGS).ok_or_else(incomplete)?;
-        // Version 1 defines no flag; version 2 defines the recycled one.
-        let known = if version >= 2 { FLAG_RECYCLED } else { 0 };
+        // Version 1 defines no flag; version 2 the recycled one; version 3
+        // the padded one.
+        let known = match version {
+            1 => 0,
+            2 => FLAG_RECYCLED,
+            _ => FLAG_RECYCLED | FLAG_PADDED,
+        };
         if flags & !known != 0 {
             return Err(DecodeError::ReservedNonZero {
                 offset: 0,
@@ -212,6 +243,7 @@ impl SegmentHeader {
             segment_id,
             first_lsn,
             recycled: flags & FLAG_RECYCLED != 0,
+            padded: flags & FLAG_PADDED != 0,
             version,
         })
     }

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use common::{LOG_ID, SEGMENT_ID};
 use wal_format::{
-    Codec, Compression, DecodeError, FORMAT_VERSION, FrameEncoder, FrameKind, SegmentEnd,
-    SegmentHeader, SegmentScanner, TERMINATOR_LEN, encode_seal,
+    Codec, Compression, DecodeError, FORMAT_VERSION, FrameEncoder, FrameKind, PADDED_BLOCK_BYTES,
+    SegmentEnd, SegmentHeader, SegmentScanner, TERMINATOR_LEN, encode_seal,
 };
 
 /// The current version's fixtures are at the top; each older version's stay
@@ -58,6 +58,32 @@ fn recycled() -> Vec<u8> {
         .unwrap();
     frame.resize(frame.len() + TERMINATOR_LEN, 0);
     out[header.len()..header.len() + frame.len()].copy_from_slice(&frame);
+    out
+}
+
+/// A padded file: the header, then two writes of one frame each, every
+/// write starting at a block boundary and zero-padded to the next one.
+fn padded() -> Vec<u8> {
+    let mut out = SegmentHeader::new(LOG_ID, SEGMENT_ID, 1)
+        .unwrap()
+        .with_padded(true)
+        .encode()
+        .to_vec();
+    let mut enc = FrameEncoder::new(Compression::NONE);
+    let second: [&[u8]; 1] = [b"after the padding"];
+    for (first_lsn, durable, records) in [(1, 0, &plain_records()[..]), (4, 3, &second[..])] {
+        out.resize(out.len().next_multiple_of(PADDED_BLOCK_BYTES), 0);
+        enc.encode(
+            &mut out,
+            SEGMENT_ID,
+            first_lsn,
+            durable,
+            records.iter().copied(),
+        )
+        .unwrap();
+        out.resize(out.len() + TERMINATOR_LEN, 0);
+    }
+    out.resize(out.len().next_multiple_of(PADDED_BLOCK_BYTES), 0);
     out
 }
 
@@ -158,6 +184,10 @@ fn fixtures() -> Vec<Fixture> {
             name: "recycled.seg",
             bytes: recycled(),
         },
+        Fixture {
+            name: "padded.seg",
+            bytes: padded(),
+        },
     ]
 }
 
@@ -212,12 +242,28 @@ fn numbered(records: &[&[u8]]) -> Vec<(u64, Vec<u8>)> {
 #[test]
 fn every_fixture_reads_as_recorded() {
     check_version(FORMAT_VERSION, "");
+    check_version(2, "v2/");
     check_version(1, "v1/");
 
-    let (records, frames, summary) = read("recycled.seg", FORMAT_VERSION);
-    assert_eq!(records, numbered(&plain_records()));
-    assert_eq!(frames, [(FrameKind::Records, Codec::None)]);
+    for (name, version) in [("recycled.seg", FORMAT_VERSION), ("v2/recycled.seg", 2)] {
+        let (records, frames, summary) = read(name, version);
+        assert_eq!(records, numbered(&plain_records()), "{name}");
+        assert_eq!(frames, [(FrameKind::Records, Codec::None)], "{name}");
+        assert_eq!(summary.end, SegmentEnd::Clean, "{name}");
+    }
+
+    let (records, frames, summary) = read("padded.seg", FORMAT_VERSION);
+    let mut expected = plain_records().to_vec();
+    expected.push(b"after the padding");
+    assert_eq!(records, numbered(&expected));
+    assert_eq!(frames, [(FrameKind::Records, Codec::None); 2]);
     assert_eq!(summary.end, SegmentEnd::Clean);
+    assert!(summary.header.padded());
+    assert_eq!(
+        summary.valid_end % PADDED_BLOCK_BYTES as u64,
+        48 + 24,
+        "the prefix ends inside the second block, before its padding"
+    );
 }
 
 /// The fixtures every version has, read from `dir`.

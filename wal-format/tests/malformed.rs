@@ -353,7 +353,7 @@ fn segment_header_violations_are_named() {
         SegmentHeader::decode(&magic),
         Err(DecodeError::BadMagic { .. })
     ));
-    for unknown in [0u8, 3] {
+    for unknown in [0u8, 4] {
         let version = forged_segment_header(|h| h[8] = unknown);
         assert!(
             matches!(
@@ -396,7 +396,10 @@ fn segment_header_violations_are_named() {
             ..
         })
     ));
-    let flags = forged_segment_header(|h| h[12] = 2);
+    let padded = good.with_padded(true).with_recycled(true);
+    assert_eq!(SegmentHeader::decode(&padded.encode()), Ok(padded));
+    assert_eq!(padded.encode()[12], 3, "the padded flag is bit 1 of flags");
+    let flags = forged_segment_header(|h| h[12] = 4);
     assert!(matches!(
         SegmentHeader::decode(&flags),
         Err(DecodeError::ReservedNonZero { field: "flags", .. })
