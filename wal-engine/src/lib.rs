@@ -64,7 +64,7 @@ mod sync;
 pub use error::WalError;
 pub use future::DurableFuture;
 pub use log::Wal;
-pub use options::{Options, OptionsBuilder, RecoveryMode, SyncPolicy};
+pub use options::{Options, OptionsBuilder, RecoveryMode, SyncPolicy, WRITES_IN_FLIGHT_MAX};
 pub use reader::Reader;
 pub use recovery::{Cut, RecoveryReport, SegmentReport};
 pub use segment::{CLEAN_CLOSE_NAME, SEGMENT_SUFFIX, SPARE_NAME, parse_segment_name, segment_name};

@@ -1,6 +1,6 @@
 //! The log: appenders, the I/O owner thread, watermarks and waiters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::path::Path;
 use std::task::Waker;
@@ -10,7 +10,7 @@ use wal_format::{
     CleanClose, FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN,
     TERMINATOR_LEN, encode_seal,
 };
-use wal_io::{BackendChoice, DirLock, IoError, Storage};
+use wal_io::{BackendChoice, Completion, DirLock, IoBuf, IoError, IoQueue, Storage};
 
 use crate::recovery::{RecoveryReport, recover};
 use crate::segment::{self, Active, Ids, SegMeta, SpareFile};
@@ -78,6 +78,8 @@ struct Io {
     seal: Vec<u8>,
     /// The spare for the rotation after this segment has been asked for.
     spare_requested: bool,
+    /// The pipelined O_DIRECT writer's queue ([`Options::direct_io`]).
+    pipe: Option<Pipe>,
 }
 
 /// The next segment is prepared once the active one is this fraction full:
@@ -194,7 +196,7 @@ impl Shared {
             if let Some(result) = self.register(lsn, || Wake::Thread(thread::current())) {
                 return result;
             }
-            if self.try_lead() {
+            if self.try_lead(lsn) {
                 continue;
             }
             // Leading may have blocked on the state lock; look once more
@@ -371,10 +373,7 @@ impl Wal {
                 if changed {
                     file.sync_data()?;
                 }
-                Active {
-                    meta: last.clone(),
-                    offset: valid_end,
-                }
+                Active::resume(&*storage, &options, last.clone(), valid_end)?
             }
             _ => {
                 let active = segment::create(&*storage, &options, log_id, ids.next(), next_lsn)?;
@@ -383,6 +382,15 @@ impl Wal {
             }
         };
         let durable = next_lsn - 1;
+        let pipe = if options.direct_io {
+            // One more slot than writes, for the sync a policy may add.
+            Some(Pipe::new(
+                storage.queue(options.writes_in_flight_max + 1)?,
+                durable,
+            ))
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             log_id,
             state: Mutex::new(State {
@@ -409,6 +417,7 @@ impl Wal {
                 encoder: FrameEncoder::new(options.compression),
                 seal: Vec::with_capacity(FRAME_HEADER_LEN),
                 spare_requested: false,
+                pipe,
             }),
             segments: RwLock::new(segments),
             durable: AtomicU64::new(durable),
@@ -1063,36 +1072,7 @@ fn run_round(shared: &Shared, mut io: MutexGuard<'_, Io>, round: Round) {
     let io = &mut *io;
     let outcome = do_round(shared, io, round);
     io.batch.clear();
-    let mut st = lock(&shared.state);
-    let (woken, result) = match outcome {
-        Ok((written, durable)) => {
-            if let Some(w) = written {
-                st.written = w;
-                shared.written.store(w, Ordering::Release);
-            }
-            if let Some(d) = durable {
-                st.durable = st.durable.max(d);
-                st.last_sync = Instant::now();
-                shared.durable.store(st.durable, Ordering::Release);
-            }
-            let after = st.durable + 1;
-            let later = st.waiters.split_off(&after);
-            let woken: Vec<Wake> = std::mem::replace(&mut st.waiters, later)
-                .into_values()
-                .flatten()
-                .collect();
-            (woken, Ok(()))
-        }
-        Err(e) => shared.poison(&mut st, e),
-    };
-    // More may have arrived during the round; the owner decides about it.
-    if st.frame.is_some() {
-        shared.work.notify_one();
-    }
-    drop(st);
-    // Wake in LSN order, outside the locks.
-    woken.into_iter().for_each(|w| w.fire(&result));
-    shared.space.notify_all();
+    publish(shared, outcome);
 }
 
 impl Shared {
@@ -1100,10 +1080,13 @@ impl Shared {
     /// I/O: a committer that finds the writer idle writes its own batch
     /// instead of waking the owner thread and waiting to be woken back.
     /// Returns whether it did a round.
-    fn try_lead(&self) -> bool {
+    fn try_lead(&self, lsn: u64) -> bool {
         let Ok(mut io) = self.io.try_lock() else {
             return false;
         };
+        if io.active.direct.is_some() {
+            return drive(self, io, Some(lsn));
+        }
         match take_round(self, &mut io) {
             Some(round) => {
                 run_round(self, io, round);
@@ -1142,7 +1125,9 @@ fn run_owner(shared: &Shared) {
         // Lock order: io, then state (inside take_round). A leader may have
         // taken the round meanwhile; then there is nothing left to do.
         let mut io = lock(&shared.io);
-        if let Some(round) = take_round(shared, &mut io) {
+        if io.active.direct.is_some() {
+            drive(shared, io, None);
+        } else if let Some(round) = take_round(shared, &mut io) {
             run_round(shared, io, round);
         }
     }
@@ -1167,9 +1152,7 @@ fn do_round(
         );
         let _enter = span.enter();
         let first_lsn = frame.first_lsn();
-        // Compression only shrinks a frame; padding adds at most FRAME_ALIGN.
-        let frame_max = (io.batch.len() + FRAME_ALIGN) as u64;
-        if io.active.offset + frame_max + SEAL_SPACE_BYTES > options.segment_bytes {
+        if !has_room(&io.active, io.batch.len(), options.segment_bytes) {
             rotate(shared, io, first_lsn, round.durable)?;
             durable = Some(first_lsn - 1);
         }
@@ -1182,15 +1165,17 @@ fn do_round(
             .map_err(encode_err)?;
         // The terminator (docs/FORMAT.md): in a recycled segment it is what
         // marks the end of the frames when stale bytes follow. It fits in
-        // the room kept for the seal, and the next write overwrites it.
-        io.batch.resize(io.batch.len() + TERMINATOR_LEN, 0);
-        let offset = io.active.offset;
+        // the room kept for the seal, and the next write overwrites it. In a
+        // padded segment it is the start of the padding.
+        let len = io.active.write_len(io.batch.len() + TERMINATOR_LEN);
+        io.batch.resize(len, 0);
+        let offset = io.active.write_at();
         io.active
             .meta
             .file
             .write_at(offset, &[io.batch.as_slice()])?;
         io.active.meta.index_frame(first_lsn, offset);
-        io.active.offset += summary.encoded_len as u64;
+        io.active.offset = offset + summary.encoded_len as u64;
         if !io.spare_requested && io.active.offset >= options.segment_bytes / SPARE_AT_FRACTION {
             io.spare_requested = true;
             request_spare(shared);
@@ -1209,6 +1194,22 @@ fn do_round(
     Ok((written, durable))
 }
 
+/// Whether a frame of `encoded` bytes (before compression, which only
+/// shrinks it) fits the active segment with its terminator and padding,
+/// leaving room for the seal after it.
+fn has_room(active: &Active, encoded: usize, segment_bytes: u64) -> bool {
+    // The 8-byte alignment of a frame adds at most FRAME_ALIGN.
+    let frame_max = encoded + FRAME_ALIGN;
+    let end = if active.meta.padded {
+        // The terminator and padding are the write's; the seal gets a block.
+        active.write_at() + active.write_len(frame_max + TERMINATOR_LEN) as u64
+    } else {
+        // The terminator fits in the room kept for the seal.
+        active.offset + frame_max as u64
+    };
+    end + SEAL_SPACE_BYTES <= segment_bytes
+}
+
 /// Seals the active segment (durably: everything in it becomes durable) and
 /// starts the next one at `next_lsn`.
 fn rotate(shared: &Shared, io: &mut Io, next_lsn: u64, durable: u64) -> Result<(), IoError> {
@@ -1216,8 +1217,9 @@ fn rotate(shared: &Shared, io: &mut Io, next_lsn: u64, durable: u64) -> Result<(
     let seal =
         encode_seal(&mut io.seal, io.active.meta.id, next_lsn, durable).map_err(encode_err)?;
     let old = &io.active.meta;
-    old.file.write_at(io.active.offset, &[io.seal.as_slice()])?;
-    io.active.offset += seal.encoded_len as u64;
+    let at = io.active.write_at();
+    old.file.write_at(at, &[io.seal.as_slice()])?;
+    io.active.offset = at + seal.encoded_len as u64;
     let start = Instant::now();
     old.file.sync_data()?;
     shared.stats.synced(start.elapsed());
@@ -1230,7 +1232,14 @@ fn rotate(shared: &Shared, io: &mut Io, next_lsn: u64, durable: u64) -> Result<(
     shared.stats.rotated(spare.as_ref().map(|s| s.recycled));
     let next = match spare {
         Some(file) => {
-            let next = segment::from_spare(&*shared.storage, file, shared.log_id, id, next_lsn);
+            let next = segment::from_spare(
+                &*shared.storage,
+                &shared.options,
+                file,
+                shared.log_id,
+                id,
+                next_lsn,
+            );
             drop(slot);
             next?
         }
@@ -1299,5 +1308,379 @@ fn encode_err(e: wal_format::EncodeError) -> IoError {
         op: wal_io::Op::Write,
         path: "frame".into(),
         reason: e.to_string(),
+    }
+}
+
+/// The pipelined writer of [`Options::direct_io`]: O_DIRECT writes of whole
+/// blocks through a queue, several in flight, each durable on completion
+/// (`RWF_DSYNC`) when the policy syncs. Whoever holds the `io` lock drives
+/// it, and lets go only with nothing in flight, so everything else that
+/// takes the lock (rotation, truncation, close) finds the queue idle.
+struct Pipe {
+    queue: Box<dyn IoQueue>,
+    /// Writes and syncs in flight, in the order they were queued.
+    flights: VecDeque<Flight>,
+    /// Aligned buffers handed back by completed writes, for reuse.
+    free: Vec<IoBuf>,
+    next_token: u64,
+    /// The last LSN of the last write queued.
+    queued: u64,
+    /// The highest LSN a queued durable write or sync covers.
+    covered: u64,
+    /// A write without `RWF_DSYNC` was queued after the last sync: a later
+    /// durable write would not cover it, so a sync must follow instead.
+    unsynced: bool,
+    /// The same, for the completed prefix of `flights`.
+    prefix_unsynced: bool,
+    /// The first failure: nothing is queued after it, nothing after it
+    /// counts, and it poisons the log once the queue is idle.
+    failed: Option<IoError>,
+    completions: Vec<Completion>,
+}
+
+#[derive(Debug)]
+struct Flight {
+    token: u64,
+    done: bool,
+    started: Instant,
+    kind: FlightKind,
+}
+
+#[derive(Debug)]
+enum FlightKind {
+    Write { last_lsn: u64, durable: bool },
+    Sync { upto: u64 },
+}
+
+/// Smallest buffer allocated for a queued write: most batches fit, so
+/// buffers are reused rather than reallocated.
+const PIPE_BUF_BYTES_MIN: usize = 64 << 10;
+
+impl Pipe {
+    fn new(queue: Box<dyn IoQueue>, durable: u64) -> Self {
+        Pipe {
+            queue,
+            flights: VecDeque::new(),
+            free: Vec::new(),
+            next_token: 0,
+            queued: durable,
+            covered: durable,
+            unsynced: false,
+            prefix_unsynced: false,
+            failed: None,
+            completions: Vec::new(),
+        }
+    }
+
+    fn writes_in_flight(&self) -> usize {
+        self.flights
+            .iter()
+            .filter(|f| matches!(f.kind, FlightKind::Write { .. }))
+            .count()
+    }
+
+    /// A buffer holding `bytes`, zero-padded to `len`.
+    fn buffer(&mut self, bytes: &[u8], len: usize) -> IoBuf {
+        let mut buf = match self.free.pop() {
+            Some(b) if b.capacity() >= len => b,
+            _ => IoBuf::with_capacity(len.max(PIPE_BUF_BYTES_MIN)),
+        };
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        buf.resize(len, 0);
+        buf
+    }
+
+    fn push(&mut self, kind: FlightKind) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.flights.push_back(Flight {
+            token,
+            done: false,
+            started: Instant::now(),
+            kind,
+        });
+        token
+    }
+
+    /// Waits for at least one completion (submitting what is queued) and
+    /// marks what completed. Returns the new written and durable watermarks
+    /// of the completed prefix, if they moved.
+    fn reap(&mut self, stats: &StatsCollector) -> (Option<u64>, Option<u64>) {
+        self.completions.clear();
+        if let Err(e) = self.queue.wait(1, &mut self.completions) {
+            // Waiting itself failed: what is in flight is unknown.
+            self.failed.get_or_insert(e);
+            self.wait_all();
+            return (None, None);
+        }
+        for c in self.completions.drain(..) {
+            if let Some(buf) = c.buf {
+                self.free.push(buf);
+            }
+            if let Some(f) = self.flights.iter_mut().find(|f| f.token == c.token) {
+                f.done = true;
+                if let Err(e) = c.result {
+                    self.failed.get_or_insert(e);
+                }
+            }
+        }
+        if self.failed.is_some() {
+            return (None, None);
+        }
+        let (mut written, mut durable) = (None, None);
+        while self.flights.front().is_some_and(|f| f.done) {
+            let Some(f) = self.flights.pop_front() else {
+                break;
+            };
+            match f.kind {
+                FlightKind::Write {
+                    last_lsn,
+                    durable: dsync,
+                } => {
+                    written = Some(last_lsn);
+                    if dsync && !self.prefix_unsynced {
+                        durable = Some(last_lsn);
+                        stats.synced(f.started.elapsed());
+                    } else if !dsync {
+                        self.prefix_unsynced = true;
+                    }
+                }
+                FlightKind::Sync { upto } => {
+                    durable = Some(upto);
+                    self.prefix_unsynced = false;
+                    stats.synced(f.started.elapsed());
+                }
+            }
+        }
+        (written, durable)
+    }
+
+    /// After a failure: waits for everything in flight, counting nothing.
+    fn wait_all(&mut self) {
+        while !self.flights.is_empty() {
+            self.completions.clear();
+            if self.queue.wait(usize::MAX, &mut self.completions).is_err()
+                || self.queue.in_flight() == 0
+            {
+                break;
+            }
+            for c in self.completions.drain(..) {
+                self.flights.retain(|f| f.token != c.token);
+            }
+        }
+        self.flights.clear();
+    }
+}
+
+/// Publishes the outcome of I/O: watermarks and the waiters they cover, or
+/// the poison. Wakes in LSN order, outside the locks.
+fn publish(shared: &Shared, outcome: Result<(Option<u64>, Option<u64>), IoError>) {
+    let mut st = lock(&shared.state);
+    let (woken, result) = match outcome {
+        Ok((written, durable)) => {
+            if let Some(w) = written {
+                st.written = st.written.max(w);
+                shared.written.store(st.written, Ordering::Release);
+            }
+            if let Some(d) = durable {
+                st.durable = st.durable.max(d);
+                st.last_sync = Instant::now();
+                shared.durable.store(st.durable, Ordering::Release);
+            }
+            let after = st.durable + 1;
+            let later = st.waiters.split_off(&after);
+            let woken: Vec<Wake> = std::mem::replace(&mut st.waiters, later)
+                .into_values()
+                .flatten()
+                .collect();
+            (woken, Ok(()))
+        }
+        Err(e) => shared.poison(&mut st, e),
+    };
+    // More may have arrived during the I/O; the owner decides about it.
+    if st.frame.is_some() {
+        shared.work.notify_one();
+    }
+    drop(st);
+    woken.into_iter().for_each(|w| w.fire(&result));
+    shared.space.notify_all();
+}
+
+/// Drives the pipelined writer: queues rounds while there is room, reaps
+/// completions and publishes the completed prefix. The owner (`lead` is
+/// `None`) keeps going until nothing is in flight and nothing is due; a
+/// committer leading (`lead` is its LSN) queues once, then waits for what
+/// it queued. Returns whether it queued anything. Leaves nothing in flight.
+fn drive(shared: &Shared, mut guard: MutexGuard<'_, Io>, lead: Option<u64>) -> bool {
+    let io = &mut *guard;
+    let depth = shared.options.writes_in_flight_max as usize;
+    let mut queued_any = false;
+    let mut fill = true;
+    loop {
+        while fill
+            && io.pipe.as_ref().is_some_and(|p| {
+                p.failed.is_none() && p.writes_in_flight() < depth && p.flights.len() <= depth
+            })
+        {
+            let Some(round) = take_round(shared, io) else {
+                break;
+            };
+            let queued = queue_round(shared, io, round);
+            // The frame is in the write's buffer now (or the round failed):
+            // the next round swaps an empty buffer in.
+            io.batch.clear();
+            match queued {
+                Ok(true) => queued_any = true,
+                Ok(false) => break,
+                Err(e) => {
+                    if let Some(p) = io.pipe.as_mut() {
+                        p.failed.get_or_insert(e);
+                    }
+                    break;
+                }
+            }
+        }
+        if lead.is_some() {
+            fill = false;
+        }
+        let Some(pipe) = io.pipe.as_mut() else {
+            return queued_any;
+        };
+        if let Err(e) = pipe.queue.submit() {
+            pipe.failed.get_or_insert(e);
+        }
+        if pipe.failed.is_some() {
+            pipe.wait_all();
+            let e = pipe.failed.take();
+            if let Some(e) = e {
+                publish(shared, Err(e));
+            }
+            return queued_any;
+        }
+        if pipe.flights.is_empty() {
+            return queued_any;
+        }
+        let moved = pipe.reap(&shared.stats);
+        if pipe.failed.is_none() && (moved.0.is_some() || moved.1.is_some()) {
+            publish(shared, Ok(moved));
+        }
+    }
+}
+
+/// Queues one round on the pipe: its frame as an O_DIRECT write, and a
+/// sync where the policy asks for one the write does not give. Rotates
+/// first (with nothing in flight) when the frame does not fit. Returns
+/// false when the round needed nothing queued.
+fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoError> {
+    let Some(mut frame) = round.frame else {
+        // A sync alone: only if a queued write is not covered yet.
+        let pipe = io.pipe.as_mut().ok_or_else(no_pipe)?;
+        if !round.sync || pipe.covered >= pipe.queued {
+            return Ok(false);
+        }
+        let file = io.active.direct.as_ref().ok_or_else(no_pipe)?;
+        let upto = pipe.queued;
+        let token = pipe.push(FlightKind::Sync { upto });
+        pipe.queue.push_sync(token, file)?;
+        pipe.covered = upto;
+        pipe.unsynced = false;
+        return Ok(true);
+    };
+    let first_lsn = frame.first_lsn();
+    let span = tracing::debug_span!(
+        "wal.batch",
+        first_lsn,
+        records = frame.record_count(),
+        bytes = io.batch.len()
+    );
+    let _enter = span.enter();
+    if !has_room(&io.active, io.batch.len(), shared.options.segment_bytes) {
+        // Rotation seals and syncs the segment with buffered I/O: everything
+        // queued must be done first.
+        drain(shared, io)?;
+        rotate(shared, io, first_lsn, round.durable)?;
+        let sealed = first_lsn - 1;
+        if let Some(pipe) = io.pipe.as_mut() {
+            pipe.queued = pipe.queued.max(sealed);
+            pipe.covered = pipe.covered.max(sealed);
+            pipe.unsynced = false;
+        }
+        publish(shared, Ok((Some(sealed), Some(sealed))));
+    }
+    frame
+        .set_segment_id(io.active.meta.id)
+        .map_err(encode_err)?;
+    let summary = io
+        .encoder
+        .finish(frame, &mut io.batch, round.durable)
+        .map_err(encode_err)?;
+    let at = io.active.write_at();
+    let len = io.active.write_len(io.batch.len() + TERMINATOR_LEN);
+    let last_lsn = summary.next_lsn() - 1;
+    let pipe = io.pipe.as_mut().ok_or_else(no_pipe)?;
+    let file = io.active.direct.as_ref().ok_or_else(no_pipe)?;
+    let buf = pipe.buffer(&io.batch, len);
+    io.batch.clear();
+    // With a write not yet synced in front, RWF_DSYNC on this one would not
+    // cover that one: write plainly and sync after both.
+    let dsync = round.sync && !pipe.unsynced;
+    let token = pipe.push(FlightKind::Write {
+        last_lsn,
+        durable: dsync,
+    });
+    pipe.queue.push_write(token, file, at, buf, dsync)?;
+    pipe.queued = last_lsn;
+    if dsync {
+        pipe.covered = last_lsn;
+    } else {
+        pipe.unsynced = true;
+        if round.sync {
+            let token = pipe.push(FlightKind::Sync { upto: last_lsn });
+            pipe.queue.push_sync(token, file)?;
+            pipe.covered = last_lsn;
+            pipe.unsynced = false;
+        }
+    }
+    io.active.meta.index_frame(first_lsn, at);
+    io.active.offset = at + summary.encoded_len as u64;
+    if !io.spare_requested && io.active.offset >= shared.options.segment_bytes / SPARE_AT_FRACTION {
+        io.spare_requested = true;
+        request_spare(shared);
+    }
+    shared
+        .stats
+        .batch(u64::from(summary.record_count), summary.encoded_len as u64);
+    shared.stats.in_flight(pipe_writes(io));
+    Ok(true)
+}
+
+/// Waits for everything in flight and publishes it.
+fn drain(shared: &Shared, io: &mut Io) -> Result<(), IoError> {
+    let Some(pipe) = io.pipe.as_mut() else {
+        return Ok(());
+    };
+    pipe.queue.submit()?;
+    while !pipe.flights.is_empty() {
+        let moved = pipe.reap(&shared.stats);
+        if let Some(e) = pipe.failed.take() {
+            return Err(e);
+        }
+        if moved.0.is_some() || moved.1.is_some() {
+            publish(shared, Ok(moved));
+        }
+    }
+    Ok(())
+}
+
+fn pipe_writes(io: &Io) -> usize {
+    io.pipe.as_ref().map_or(0, Pipe::writes_in_flight)
+}
+
+fn no_pipe() -> IoError {
+    IoError::Unsupported {
+        op: wal_io::Op::Queue,
+        path: "direct-io writer".into(),
+        reason: "the pipelined writer runs only on a padded segment with direct_io on".into(),
     }
 }

@@ -3,10 +3,15 @@
 use std::time::Duration;
 
 use wal_format::{
-    Compression, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PAYLOAD_BYTES_MAX, SegmentHeader,
+    Compression, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PAYLOAD_BYTES_MAX, PADDED_BLOCK_BYTES,
+    SegmentHeader, TERMINATOR_LEN,
 };
 
 use crate::WalError;
+
+/// The most writes [`Options::writes_in_flight_max`] allows: beyond a few
+/// dozen the device gains nothing, and each holds a buffer.
+pub const WRITES_IN_FLIGHT_MAX: u32 = 256;
 
 /// When appended records are made durable, and when a commit returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +109,20 @@ pub struct Options {
     /// first bytes never reached the disk (docs/FORMAT.md, "Recycled
     /// segments"); turn this off where that report matters. Default true.
     pub recycle_segments: bool,
+    /// Write segments with O_DIRECT, several durable writes in flight at
+    /// once (`RWF_DSYNC` through `io_uring`): the I/O owner does not wait
+    /// for one batch's write to finish before writing the next, and the
+    /// durable LSN advances over the prefix of writes that completed. New
+    /// segments are then padded (docs/FORMAT.md, "Padded segments"): every
+    /// write covers whole 4 KiB blocks, so a small batch takes a block of the
+    /// segment. A segment written before the option was turned on is
+    /// finished with buffered writes. On the portable and simulated backends
+    /// the queue runs its writes one after another. The file system must
+    /// accept O_DIRECT; open fails otherwise. Default false.
+    pub direct_io: bool,
+    /// With [`Options::direct_io`], writes in flight at most. Default 8; at
+    /// least 1, at most 256.
+    pub writes_in_flight_max: u32,
     /// Seed for segment identities. `None` (the default) draws them from the
     /// operating system's randomness; a seed makes a run reproducible (for
     /// simulation tests).
@@ -122,6 +141,8 @@ impl Default for Options {
             preallocate: true,
             prepare_segments: true,
             recycle_segments: true,
+            direct_io: false,
+            writes_in_flight_max: 8,
             identity_seed: None,
         }
     }
@@ -129,13 +150,16 @@ impl Default for Options {
 
 impl Options {
     /// The smallest segment that holds a header, the largest frame the queue
-    /// can produce and a seal.
+    /// can produce and a seal; with [`Options::direct_io`], each in whole
+    /// blocks.
     pub fn segment_bytes_min(&self) -> u64 {
-        (SegmentHeader::LEN
-            + FRAME_HEADER_LEN
-            + self.queue_bytes_max
-            + FRAME_ALIGN
-            + FRAME_HEADER_LEN) as u64
+        let frame_max = FRAME_HEADER_LEN + self.queue_bytes_max + FRAME_ALIGN;
+        if self.direct_io {
+            let block = PADDED_BLOCK_BYTES;
+            (block + (frame_max + TERMINATOR_LEN).next_multiple_of(block) + block) as u64
+        } else {
+            (SegmentHeader::LEN + frame_max + FRAME_HEADER_LEN) as u64
+        }
     }
 
     /// Checks every limit.
@@ -172,6 +196,24 @@ impl Options {
                     "{} is below the minimum {} for this queue_bytes_max",
                     self.segment_bytes,
                     self.segment_bytes_min()
+                ),
+            );
+        }
+        if self.direct_io && !self.segment_bytes.is_multiple_of(PADDED_BLOCK_BYTES as u64) {
+            return bad(
+                "segment_bytes",
+                format!(
+                    "{} is not a multiple of {PADDED_BLOCK_BYTES}, which direct_io needs",
+                    self.segment_bytes
+                ),
+            );
+        }
+        if !(1..=WRITES_IN_FLIGHT_MAX).contains(&self.writes_in_flight_max) {
+            return bad(
+                "writes_in_flight_max",
+                format!(
+                    "{} is outside 1..={WRITES_IN_FLIGHT_MAX}",
+                    self.writes_in_flight_max
                 ),
             );
         }
@@ -274,6 +316,18 @@ impl OptionsBuilder {
     /// [`Options::recycle_segments`].
     pub fn recycle_segments(mut self, on: bool) -> Self {
         self.options.recycle_segments = on;
+        self
+    }
+
+    /// [`Options::direct_io`].
+    pub fn direct_io(mut self, on: bool) -> Self {
+        self.options.direct_io = on;
+        self
+    }
+
+    /// [`Options::writes_in_flight_max`].
+    pub fn writes_in_flight_max(mut self, writes: u32) -> Self {
+        self.options.writes_in_flight_max = writes;
         self
     }
 

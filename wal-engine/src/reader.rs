@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use wal_format::{
-    DecodeError, FRAME_HEADER_LEN, FrameExpect, FrameKind, IntoRecords, Record, decode_frame,
+    DecodeError, FRAME_HEADER_LEN, FrameExpect, FrameKind, IntoRecords, PADDED_BLOCK_BYTES, Record,
+    decode_frame,
 };
 
 use crate::WalError;
@@ -185,6 +186,15 @@ impl Reader {
             };
             match attempt {
                 Ok(frame) => break frame,
+                // Padding in a padded segment (docs/FORMAT.md): it was written
+                // with the frame before it, so it cannot be a stale read.
+                Err(DecodeError::Zeroed { .. })
+                    if seg.padded && !self.pos.is_multiple_of(PADDED_BLOCK_BYTES as u64) =>
+                {
+                    self.pos = (self.pos + FRAME_HEADER_LEN as u64)
+                        .next_multiple_of(PADDED_BLOCK_BYTES as u64);
+                    fresh = None;
+                }
                 // Read again, unless a fresh read of at least this much
                 // already failed: then the bytes really are bad.
                 Err(_) if fresh.is_none_or(|prev| needed > prev) => {

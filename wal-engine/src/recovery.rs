@@ -556,6 +556,7 @@ pub(crate) fn recover(
             s.name.clone(),
             s.file.clone(),
             header.segment_id(),
+            header.padded(),
             index.clone(),
         )));
         next_lsn = Some(summary.next_lsn);

@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use wal_format::{CleanClose, SegmentHeader, TERMINATOR_LEN};
+use wal_format::{CleanClose, PADDED_BLOCK_BYTES, SegmentHeader, TERMINATOR_LEN};
 use wal_io::{FileOptions, FileRef, IoError, Storage};
 
 use crate::Options;
@@ -133,6 +133,8 @@ pub(crate) struct SegMeta {
     pub(crate) name: String,
     pub(crate) file: FileRef,
     pub(crate) id: u64,
+    /// Written in whole blocks (docs/FORMAT.md, "Padded segments").
+    pub(crate) padded: bool,
     /// The LSN this segment's records stop at: the next segment's first LSN
     /// (records at or past it in this file are stale), `u64::MAX` while open.
     end_lsn: AtomicU64,
@@ -146,6 +148,7 @@ impl SegMeta {
         name: String,
         file: FileRef,
         id: u64,
+        padded: bool,
         index: Vec<(u64, u64)>,
     ) -> Self {
         SegMeta {
@@ -153,6 +156,7 @@ impl SegMeta {
             name,
             file,
             id,
+            padded,
             end_lsn: AtomicU64::new(u64::MAX),
             index: Mutex::new(index),
         }
@@ -201,8 +205,53 @@ impl SegMeta {
 #[derive(Debug)]
 pub(crate) struct Active {
     pub(crate) meta: Arc<SegMeta>,
-    /// Where the next frame goes.
+    /// Where the last frame ends (where the next one goes, unless padded).
     pub(crate) offset: u64,
+    /// An O_DIRECT handle to the file, for the pipelined writer; only for
+    /// padded segments of a log with [`Options::direct_io`].
+    pub(crate) direct: Option<FileRef>,
+}
+
+impl Active {
+    /// Where the next write starts: right after the last frame, or in a
+    /// padded segment at the first block boundary after its terminator.
+    pub(crate) fn write_at(&self) -> u64 {
+        if self.meta.padded {
+            (self.offset + TERMINATOR_LEN as u64).next_multiple_of(PADDED_BLOCK_BYTES as u64)
+        } else {
+            self.offset
+        }
+    }
+
+    /// The bytes a write of `len` bytes (a frame and its terminator) takes
+    /// in this segment: padded segments take whole blocks.
+    pub(crate) fn write_len(&self, len: usize) -> usize {
+        if self.meta.padded {
+            len.next_multiple_of(PADDED_BLOCK_BYTES)
+        } else {
+            len
+        }
+    }
+
+    /// The active segment `meta`, whose frames end at `offset`, with an
+    /// O_DIRECT handle if it is padded and the log writes with O_DIRECT.
+    pub(crate) fn resume(
+        storage: &dyn Storage,
+        options: &Options,
+        meta: Arc<SegMeta>,
+        offset: u64,
+    ) -> Result<Active, IoError> {
+        let direct = if meta.padded && options.direct_io {
+            Some(storage.open(&meta.name, FileOptions::DIRECT)?)
+        } else {
+            None
+        };
+        Ok(Active {
+            meta,
+            offset,
+            direct,
+        })
+    }
 }
 
 /// Creates, preallocates and stamps a new segment, durably: the header and
@@ -219,7 +268,16 @@ pub(crate) fn create(
     if options.preallocate {
         file.allocate(0, options.segment_bytes)?;
     }
-    stamp(storage, file, name, log_id, id, first_lsn)
+    let stamp = Stamp {
+        log_id,
+        id,
+        first_lsn,
+        recycled: false,
+        padded: options.direct_io,
+    };
+    write_header(&file, &name, &stamp)?;
+    storage.sync_dir()?;
+    active(storage, options, file, name, &stamp)
 }
 
 /// Creates the spare segment file (replacing a leftover) and writes zeros
@@ -312,66 +370,70 @@ fn remove_if_present(storage: &dyn Storage, name: &str) -> Result<(), IoError> {
 /// never stands under a segment's name.
 pub(crate) fn from_spare(
     storage: &dyn Storage,
+    options: &Options,
     spare: SpareFile,
     log_id: u64,
     id: u64,
     first_lsn: u64,
 ) -> Result<Active, IoError> {
     let name = segment_name(first_lsn);
-    write_header(&spare.file, &name, log_id, id, first_lsn, spare.recycled)?;
+    let stamp = Stamp {
+        log_id,
+        id,
+        first_lsn,
+        recycled: spare.recycled,
+        padded: options.direct_io,
+    };
+    write_header(&spare.file, &name, &stamp)?;
     storage.rename(SPARE_NAME, &name)?;
     storage.sync_dir()?;
-    Ok(active(spare.file, name, id, first_lsn))
+    active(storage, options, spare.file, name, &stamp)
 }
 
-/// Writes and syncs the header of a new incarnation of `file`, followed by a
-/// terminator (docs/FORMAT.md): in a recycled file it is what makes a
-/// segment with no frames yet read as cleanly empty.
-fn write_header(
-    file: &FileRef,
-    name: &str,
+/// What a new incarnation of a segment file is stamped with.
+struct Stamp {
     log_id: u64,
     id: u64,
     first_lsn: u64,
     recycled: bool,
-) -> Result<(), IoError> {
-    let header = SegmentHeader::new(log_id, id, first_lsn)
+    padded: bool,
+}
+
+/// Writes and syncs the header of a new incarnation of `file`, followed by a
+/// terminator (docs/FORMAT.md): in a recycled file it is what makes a
+/// segment with no frames yet read as cleanly empty, and in a padded one it
+/// is the padding that puts the first frame at the second block.
+fn write_header(file: &FileRef, name: &str, stamp: &Stamp) -> Result<(), IoError> {
+    let header = SegmentHeader::new(stamp.log_id, stamp.id, stamp.first_lsn)
         .map_err(|e| IoError::Unsupported {
             op: wal_io::Op::Write,
             path: name.into(),
             reason: e.to_string(),
         })?
-        .with_recycled(recycled);
+        .with_recycled(stamp.recycled)
+        .with_padded(stamp.padded);
     let mut bytes = [0u8; SegmentHeader::LEN + TERMINATOR_LEN];
     bytes[..SegmentHeader::LEN].copy_from_slice(&header.encode());
     file.write_at(0, &[&bytes])?;
     file.sync_data()
 }
 
-fn stamp(
+fn active(
     storage: &dyn Storage,
+    options: &Options,
     file: FileRef,
     name: String,
-    log_id: u64,
-    id: u64,
-    first_lsn: u64,
+    stamp: &Stamp,
 ) -> Result<Active, IoError> {
-    write_header(&file, &name, log_id, id, first_lsn, false)?;
-    storage.sync_dir()?;
-    Ok(active(file, name, id, first_lsn))
-}
-
-fn active(file: FileRef, name: String, id: u64, first_lsn: u64) -> Active {
-    Active {
-        meta: Arc::new(SegMeta::new(
-            first_lsn,
-            name,
-            file,
-            id,
-            vec![(first_lsn, SegmentHeader::LEN as u64)],
-        )),
-        offset: SegmentHeader::LEN as u64,
-    }
+    let meta = Arc::new(SegMeta::new(
+        stamp.first_lsn,
+        name,
+        file,
+        stamp.id,
+        stamp.padded,
+        vec![(stamp.first_lsn, SegmentHeader::LEN as u64)],
+    ));
+    Active::resume(storage, options, meta, SegmentHeader::LEN as u64)
 }
 
 #[cfg(test)]

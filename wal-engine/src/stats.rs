@@ -89,6 +89,9 @@ pub struct Stats {
     /// Rotations that took the file of a purged segment
     /// ([`Options::recycle_segments`](crate::Options::recycle_segments)).
     pub rotations_recycled: u64,
+    /// With [`Options::direct_io`](crate::Options::direct_io): the most
+    /// writes that were in flight at once.
+    pub writes_in_flight_peak: u64,
     /// Records per batch.
     pub batch_records: Histogram,
     /// Data sync latency in microseconds.
@@ -111,6 +114,10 @@ impl StatsCollector {
             s.written_bytes += bytes;
             s.batch_records.record(records);
         });
+    }
+
+    pub(crate) fn in_flight(&self, writes: usize) {
+        self.with(|s| s.writes_in_flight_peak = s.writes_in_flight_peak.max(writes as u64));
     }
 
     pub(crate) fn synced(&self, took: Duration) {
