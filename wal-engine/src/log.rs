@@ -886,6 +886,9 @@ impl Wal {
         }
         segs.push(active.meta.clone());
         io.active = active;
+        if let Some(pipe) = io.pipe.as_mut() {
+            pipe.synced_all(lsn);
+        }
         Ok(())
     }
 
@@ -1325,8 +1328,6 @@ struct Pipe {
     next_token: u64,
     /// The last LSN of the last write queued.
     queued: u64,
-    /// The highest LSN a queued durable write or sync covers.
-    covered: u64,
     /// A write without `RWF_DSYNC` was queued after the last sync: a later
     /// durable write would not cover it, so a sync must follow instead.
     unsynced: bool,
@@ -1364,12 +1365,20 @@ impl Pipe {
             free: Vec::new(),
             next_token: 0,
             queued: durable,
-            covered: durable,
             unsynced: false,
             prefix_unsynced: false,
             failed: None,
             completions: Vec::new(),
         }
+    }
+
+    /// Everything up to `lsn` is durable by other means (a rotation's seal
+    /// and sync, a truncation), and nothing is in flight.
+    fn synced_all(&mut self, lsn: u64) {
+        debug_assert!(self.flights.is_empty());
+        self.queued = lsn;
+        self.unsynced = false;
+        self.prefix_unsynced = false;
     }
 
     fn writes_in_flight(&self) -> usize {
@@ -1574,16 +1583,17 @@ fn drive(shared: &Shared, mut guard: MutexGuard<'_, Io>, lead: Option<u64>) -> b
 /// false when the round needed nothing queued.
 fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoError> {
     let Some(mut frame) = round.frame else {
-        // A sync alone: only if a queued write is not covered yet.
+        // A sync alone, when a write queued since the last sync was not
+        // durable by itself. Otherwise every write queued is durable when
+        // it completes, and waiting for the completions is all there is to do.
         let pipe = io.pipe.as_mut().ok_or_else(no_pipe)?;
-        if !round.sync || pipe.covered >= pipe.queued {
+        if !round.sync || !pipe.unsynced {
             return Ok(false);
         }
         let file = io.active.direct.as_ref().ok_or_else(no_pipe)?;
         let upto = pipe.queued;
         let token = pipe.push(FlightKind::Sync { upto });
         pipe.queue.push_sync(token, file)?;
-        pipe.covered = upto;
         pipe.unsynced = false;
         return Ok(true);
     };
@@ -1602,9 +1612,7 @@ fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoErr
         rotate(shared, io, first_lsn, round.durable)?;
         let sealed = first_lsn - 1;
         if let Some(pipe) = io.pipe.as_mut() {
-            pipe.queued = pipe.queued.max(sealed);
-            pipe.covered = pipe.covered.max(sealed);
-            pipe.unsynced = false;
+            pipe.synced_all(sealed);
         }
         publish(shared, Ok((Some(sealed), Some(sealed))));
     }
@@ -1615,11 +1623,15 @@ fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoErr
         .encoder
         .finish(frame, &mut io.batch, round.durable)
         .map_err(encode_err)?;
-    let at = io.active.write_at();
-    let len = io.active.write_len(io.batch.len() + TERMINATOR_LEN);
     let last_lsn = summary.next_lsn() - 1;
     let pipe = io.pipe.as_mut().ok_or_else(no_pipe)?;
     let file = io.active.direct.as_ref().ok_or_else(no_pipe)?;
+    // Every write starts a block of its own: two writes in flight must never
+    // share one (whichever lands last would undo the other), and a write
+    // must never rewrite a block holding acknowledged frames, which a torn
+    // or damaged write of that block would take with it.
+    let at = io.active.write_at();
+    let len = io.active.write_len(io.batch.len() + TERMINATOR_LEN);
     let buf = pipe.buffer(&io.batch, len);
     io.batch.clear();
     // With a write not yet synced in front, RWF_DSYNC on this one would not
@@ -1631,14 +1643,11 @@ fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoErr
     });
     pipe.queue.push_write(token, file, at, buf, dsync)?;
     pipe.queued = last_lsn;
-    if dsync {
-        pipe.covered = last_lsn;
-    } else {
+    if !dsync {
         pipe.unsynced = true;
         if round.sync {
             let token = pipe.push(FlightKind::Sync { upto: last_lsn });
             pipe.queue.push_sync(token, file)?;
-            pipe.covered = last_lsn;
             pipe.unsynced = false;
         }
     }

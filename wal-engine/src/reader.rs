@@ -186,10 +186,15 @@ impl Reader {
             };
             match attempt {
                 Ok(frame) => break frame,
-                // Padding in a padded segment (docs/FORMAT.md): it was written
-                // with the frame before it, so it cannot be a stale read.
+                // Padding in a padded segment (docs/FORMAT.md). Inside a
+                // block it was written with the frame before it, so it cannot
+                // be a stale read; on a block boundary a later write may have
+                // landed since the chunk was read, so only a fresh read
+                // counts.
                 Err(DecodeError::Zeroed { .. })
-                    if seg.padded && !self.pos.is_multiple_of(PADDED_BLOCK_BYTES as u64) =>
+                    if seg.padded
+                        && (fresh.is_some()
+                            || !self.pos.is_multiple_of(PADDED_BLOCK_BYTES as u64)) =>
                 {
                     self.pos = (self.pos + FRAME_HEADER_LEN as u64)
                         .next_multiple_of(PADDED_BLOCK_BYTES as u64);

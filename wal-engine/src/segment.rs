@@ -267,6 +267,13 @@ pub(crate) fn create(
     let file = storage.create(&name, FileOptions::BUFFERED)?;
     if options.preallocate {
         file.allocate(0, options.segment_bytes)?;
+        if options.direct_io {
+            // Padded writes take a new block each while others are in
+            // flight; into preallocated, never-written blocks every one of
+            // them would also pay the extent conversion. Zeros written now
+            // (and synced with the header below) spare them that.
+            zero_fill(&file, options.segment_bytes)?;
+        }
     }
     let stamp = Stamp {
         log_id,
@@ -287,18 +294,24 @@ pub(crate) fn create(
 pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<FileRef, IoError> {
     remove_if_present(storage, SPARE_NAME)?;
     let file = storage.create(SPARE_NAME, FileOptions::BUFFERED)?;
+    zero_fill(&file, options.segment_bytes)?;
+    file.sync_data()?;
+    storage.sync_dir()?;
+    Ok(file)
+}
+
+/// Writes zeros over `len` bytes of `file` (not synced).
+fn zero_fill(file: &FileRef, len: u64) -> Result<(), IoError> {
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
     let mut at = 0;
-    while at < options.segment_bytes {
-        let n = usize::try_from(options.segment_bytes - at)
+    while at < len {
+        let n = usize::try_from(len - at)
             .unwrap_or(usize::MAX)
             .min(zeros.len());
         file.write_at(at, &[zeros.get(..n).unwrap_or_default()])?;
         at += n as u64;
     }
-    file.sync_data()?;
-    storage.sync_dir()?;
-    Ok(file)
+    Ok(())
 }
 
 /// Makes a purged segment's file the spare, if it can be reused: it has

@@ -81,6 +81,9 @@ fn torture(seed: u64, crashes: u64) -> u64 {
         };
     }
     options.preallocate = rng.range(0, 1) == 0;
+    // Half the seeds write through the pipelined O_DIRECT writer, into
+    // padded segments.
+    options.direct_io = rng.range(0, 1) == 0;
     options.identity_seed = Some(seed);
     let mut model = Model {
         records: Vec::new(),
@@ -210,8 +213,8 @@ fn torture(seed: u64, crashes: u64) -> u64 {
         }
     }
     eprintln!(
-        "seed {seed}, {:?}, {:?}: {crashes} crashes, {cuts} tails cut, {lost} unacknowledged records lost, {recycled} rotations into recycled files",
-        options.sync, options.compression.codec
+        "seed {seed}, {:?}, {:?}, direct_io {}: {crashes} crashes, {cuts} tails cut, {lost} unacknowledged records lost, {recycled} rotations into recycled files",
+        options.sync, options.compression.codec, options.direct_io
     );
     recycled
 }

@@ -72,7 +72,7 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WAL\r\n\x1a\n";
 /// that every write into a recycled segment ends with a zeroed frame header
 /// ([`TERMINATOR_LEN`] bytes). Version 3 added the [`FLAG_PADDED`] flag:
 /// a segment written in whole blocks, for O_DIRECT, where a zeroed frame
-/// header inside a block is padding up to the next block.
+/// header is padding up to the next block boundary.
 pub const FORMAT_VERSION: u16 = 3;
 
 /// Bytes of zeros a writer puts right after the last frame of every write

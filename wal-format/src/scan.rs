@@ -153,12 +153,13 @@ impl SegmentScanner {
     }
 
     /// In a padded segment, the frame after the padding that starts at the
-    /// current offset, if there is padding there (a zeroed frame header
-    /// starting inside a block) and a frame continuing the prefix at the
-    /// first block boundary after that header. Without such a frame, the end is classified from the
+    /// current offset, if there is padding there (a zeroed frame header)
+    /// and a frame continuing the prefix at the first block boundary at or
+    /// after the end of that header. (A frame that ends on a boundary is
+    /// followed by a whole block of padding: its write's terminator.) Without such a frame, the end is classified from the
     /// zeroed header: it is the terminator of the last write.
     fn after_padding(&self, expect: FrameExpect) -> Option<(usize, Frame)> {
-        if !self.header.padded() || self.offset.is_multiple_of(PADDED_BLOCK_BYTES) {
+        if !self.header.padded() {
             return None;
         }
         let head = self

@@ -26,9 +26,9 @@ pub struct SegmentHeader {
 pub const FLAG_RECYCLED: u32 = 1;
 
 /// Header flag (version 3 on): every write into the file covers whole
-/// [`PADDED_BLOCK_BYTES`] blocks, as O_DIRECT needs, so frames start at
-/// block boundaries and a zeroed frame header at an offset inside a block is
-/// padding up to the next boundary (see [`crate::SegmentScanner`]).
+/// [`PADDED_BLOCK_BYTES`] blocks, as O_DIRECT needs, and a zeroed frame
+/// header is padding up to the first block boundary at or after its end
+/// (see [`crate::SegmentScanner`] and docs/FORMAT.md, "Padded segments").
 pub const FLAG_PADDED: u32 = 2;
 
 /// The block size of a padded segment ([`FLAG_PADDED`]): 4096 bytes, a

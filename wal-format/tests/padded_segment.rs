@@ -226,3 +226,30 @@ fn version_2_refuses_the_padded_flag() {
         Err(wal_format::DecodeError::ReservedNonZero { field: "flags", .. })
     ));
 }
+
+#[test]
+fn a_frame_ending_on_a_block_boundary_is_followed_by_a_whole_block_of_padding() {
+    // One record whose frame is exactly a block: it ends on a boundary, so
+    // its write's terminator takes the whole next block, and the next write
+    // (in flight with it) starts after that.
+    let header = header(false);
+    let mut disk = header.encode().to_vec();
+    disk.resize(BLOCK, 0);
+    let mut enc = FrameEncoder::new(Compression::NONE);
+    let first = vec![7u8; BLOCK - 48 - 4];
+    let s = enc
+        .encode(&mut disk, SEGMENT_ID, 100, 99, [&first[..]])
+        .unwrap();
+    assert_eq!(s.encoded_len, BLOCK);
+    disk.resize(3 * BLOCK, 0);
+    enc.encode(&mut disk, SEGMENT_ID, 101, 99, [&b"next"[..]])
+        .unwrap();
+    disk.resize(4 * BLOCK, 0);
+    let mut scan = SegmentScanner::new(Bytes::from(disk)).unwrap();
+    let lsns: Vec<u64> = scan
+        .by_ref()
+        .flat_map(|f| f.records().map(|r| r.lsn).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(lsns, [100, 101]);
+    assert_eq!(scan.finish().end, SegmentEnd::Clean);
+}

@@ -116,6 +116,7 @@ pub fn all() -> Vec<&'static dyn Contender> {
     vec![
         &wal::PORTABLE,
         &wal::URING,
+        &wal::DIRECT,
         &naive::NAIVE,
         &okaywal_peer::OKAYWAL,
         &raft_engine_peer::RAFT_ENGINE,

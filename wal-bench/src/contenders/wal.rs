@@ -21,15 +21,28 @@ pub static PORTABLE: WalContender = WalContender {
              ingest: SyncPolicy::Never + Wal::sync",
     choice: BackendChoice::Portable,
     expect: Backend::Portable,
+    direct: false,
 };
 
-/// `wal/uring`: io_uring submissions.
+/// `wal/uring`: the io_uring backend, buffered writes.
 pub static URING: WalContender = WalContender {
     name: "wal/uring",
-    config: "io_uring backend (write + drained fdatasync in one submission); commits: \
-             SyncPolicy::Always; ingest: SyncPolicy::Never + Wal::sync",
+    config: "io_uring backend, buffered (one write and one fdatasync per round, as \
+             system calls); commits: SyncPolicy::Always; ingest: SyncPolicy::Never + Wal::sync",
     choice: BackendChoice::Uring,
     expect: Backend::Uring,
+    direct: false,
+};
+
+/// `wal/direct`: the pipelined O_DIRECT writer through io_uring.
+pub static DIRECT: WalContender = WalContender {
+    name: "wal/direct",
+    config: "io_uring backend, Options::direct_io (O_DIRECT writes of whole 4 KiB blocks, \
+             RWF_DSYNC, up to 8 in flight); commits: SyncPolicy::Always; ingest: \
+             SyncPolicy::Never + Wal::sync",
+    choice: BackendChoice::Uring,
+    expect: Backend::Uring,
+    direct: true,
 };
 
 /// One configuration of this project's log.
@@ -39,6 +52,7 @@ pub struct WalContender {
     config: &'static str,
     choice: BackendChoice,
     expect: Backend,
+    direct: bool,
 }
 
 impl WalContender {
@@ -53,6 +67,7 @@ impl WalContender {
         }
         let options = Options::builder()
             .sync(sync)
+            .direct_io(self.direct)
             .build()
             .map_err(err("options"))?;
         let (wal, _report) = Wal::open_with(storage, options).map_err(err("open"))?;
