@@ -1,4 +1,5 @@
-//! T4: a child process commits records through a real backend and reports
+//! T4: a child process commits records through a real backend (portable,
+//! uring, and uring with the pipelined O_DIRECT writer) and reports
 //! each acknowledged LSN to its parent, which kills it with SIGKILL at a
 //! random moment, reopens the log and checks C1 and C2: every acknowledged
 //! record is there, the log is a dense prefix of what was appended, and
@@ -21,12 +22,14 @@ const CYCLES_ENV: &str = "WAL_KILL_CYCLES";
 /// Kill cycles per backend in a default run (the CI size).
 const CYCLES_DEFAULT: u64 = 200;
 
-fn options() -> Options {
+fn options(backend: &str) -> Options {
     let mut o = Options::default();
     // Small segments so kills land in rotations too.
     o.segment_bytes = 256 << 10;
     o.queue_bytes_max = 64 << 10;
     o.record_bytes_max = 4 << 10;
+    // The pipelined O_DIRECT writer, several RWF_DSYNC writes in flight.
+    o.direct_io = backend == "uring_direct";
     o
 }
 
@@ -42,14 +45,14 @@ fn record(lsn: u64) -> Vec<u8> {
 
 fn choice(name: &str) -> BackendChoice {
     match name {
-        "uring" => BackendChoice::Uring,
+        "uring" | "uring_direct" => BackendChoice::Uring,
         _ => BackendChoice::Portable,
     }
 }
 
 fn open(dir: &Path, backend: &str) -> (Wal, wal_engine::RecoveryReport) {
     let storage = wal_io::open_dir(dir, choice(backend)).unwrap();
-    Wal::open_with(storage, options()).unwrap()
+    Wal::open_with(storage, options(backend)).unwrap()
 }
 
 /// The child: commit from several threads until killed, printing each
@@ -176,4 +179,9 @@ fn portable_survives_kill_9() {
 #[test]
 fn uring_survives_kill_9() {
     run("uring");
+}
+
+#[test]
+fn uring_direct_survives_kill_9() {
+    run("uring_direct");
 }
