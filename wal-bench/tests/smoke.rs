@@ -110,6 +110,7 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
     for name in [
         "wal/portable",
         "wal/uring",
+        "wal/direct",
         "naive",
         "okaywal",
         "raft-engine",
@@ -136,7 +137,7 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         .iter()
         .filter(|r| r["workload"] == "w5" && r["status"] == "ok")
         .count();
-    assert_eq!(w5_ok, 2);
+    assert_eq!(w5_ok, 3);
 
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert!(csv.starts_with("workload,contender,"));
