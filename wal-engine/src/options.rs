@@ -115,8 +115,10 @@ pub struct Options {
     /// durable LSN advances over the prefix of writes that completed. New
     /// segments are then padded (docs/FORMAT.md, "Padded segments"): every
     /// write covers whole 4 KiB blocks, so a small batch takes a block of the
-    /// segment. A segment written before the option was turned on is
-    /// finished with buffered writes. On the portable and simulated backends
+    /// segment, and a segment created on demand is zero-filled first (each
+    /// write lands in new blocks, which cost more to write durably when
+    /// never written before). A segment written before the option was
+    /// turned on is finished with buffered writes. On the portable and simulated backends
     /// the queue runs its writes one after another. The file system must
     /// accept O_DIRECT; open fails otherwise. Default false.
     pub direct_io: bool,
