@@ -1146,7 +1146,7 @@ fn do_round(
     let options = &shared.options;
     let mut written = None;
     let mut durable = None;
-    if let Some(mut frame) = round.frame {
+    if let Some(frame) = round.frame {
         let span = tracing::debug_span!(
             "wal.batch",
             first_lsn = frame.first_lsn(),
@@ -1159,19 +1159,7 @@ fn do_round(
             rotate(shared, io, first_lsn, round.durable)?;
             durable = Some(first_lsn - 1);
         }
-        frame
-            .set_segment_id(io.active.meta.id)
-            .map_err(encode_err)?;
-        let summary = io
-            .encoder
-            .finish(frame, &mut io.batch, round.durable)
-            .map_err(encode_err)?;
-        // The terminator (docs/FORMAT.md): in a recycled segment it is what
-        // marks the end of the frames when stale bytes follow. It fits in
-        // the room kept for the seal, and the next write overwrites it. In a
-        // padded segment it is the start of the padding.
-        let len = io.active.write_len(io.batch.len() + TERMINATOR_LEN);
-        io.batch.resize(len, 0);
+        let summary = finish_write(io, frame, round.durable)?;
         let offset = io.active.write_at();
         io.active
             .meta
@@ -1183,9 +1171,11 @@ fn do_round(
             io.spare_requested = true;
             request_spare(shared);
         }
-        shared
-            .stats
-            .batch(u64::from(summary.record_count), summary.encoded_len as u64);
+        shared.stats.batch(
+            u64::from(summary.record_count),
+            summary.encoded_len as u64,
+            0,
+        );
         written = Some(summary.next_lsn() - 1);
     }
     if round.sync {
@@ -1195,6 +1185,28 @@ fn do_round(
         durable = Some(written.unwrap_or_else(|| shared.written.load(Ordering::Acquire)));
     }
     Ok((written, durable))
+}
+
+/// Encodes the round's frame for the active segment into `io.batch`, as
+/// the bytes of one write: the frame, then its terminator (docs/FORMAT.md:
+/// in a recycled segment it marks the end of the frames when stale bytes
+/// follow; it fits in the room kept for the seal, and the next write
+/// overwrites it), then in a padded segment zeros to the block boundary.
+fn finish_write(
+    io: &mut Io,
+    mut frame: FrameBuilder,
+    durable: u64,
+) -> Result<wal_format::FrameSummary, IoError> {
+    frame
+        .set_segment_id(io.active.meta.id)
+        .map_err(encode_err)?;
+    let summary = io
+        .encoder
+        .finish(frame, &mut io.batch, durable)
+        .map_err(encode_err)?;
+    let len = io.active.write_len(io.batch.len() + TERMINATOR_LEN);
+    io.batch.resize(len, 0);
+    Ok(summary)
 }
 
 /// Whether a frame of `encoded` bytes (before compression, which only
@@ -1388,15 +1400,14 @@ impl Pipe {
             .count()
     }
 
-    /// A buffer holding `bytes`, zero-padded to `len`.
-    fn buffer(&mut self, bytes: &[u8], len: usize) -> IoBuf {
+    /// An aligned buffer holding `bytes`, reused where one is free.
+    fn buffer(&mut self, bytes: &[u8]) -> IoBuf {
         let mut buf = match self.free.pop() {
-            Some(b) if b.capacity() >= len => b,
-            _ => IoBuf::with_capacity(len.max(PIPE_BUF_BYTES_MIN)),
+            Some(b) if b.capacity() >= bytes.len() => b,
+            _ => IoBuf::with_capacity(bytes.len().max(PIPE_BUF_BYTES_MIN)),
         };
         buf.clear();
         buf.extend_from_slice(bytes);
-        buf.resize(len, 0);
         buf
     }
 
@@ -1582,7 +1593,7 @@ fn drive(shared: &Shared, mut guard: MutexGuard<'_, Io>, lead: Option<u64>) -> b
 /// first (with nothing in flight) when the frame does not fit. Returns
 /// false when the round needed nothing queued.
 fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoError> {
-    let Some(mut frame) = round.frame else {
+    let Some(frame) = round.frame else {
         // A sync alone, when a write queued since the last sync was not
         // durable by itself. Otherwise every write queued is durable when
         // it completes, and waiting for the completions is all there is to do.
@@ -1616,13 +1627,7 @@ fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoErr
         }
         publish(shared, Ok((Some(sealed), Some(sealed))));
     }
-    frame
-        .set_segment_id(io.active.meta.id)
-        .map_err(encode_err)?;
-    let summary = io
-        .encoder
-        .finish(frame, &mut io.batch, round.durable)
-        .map_err(encode_err)?;
+    let summary = finish_write(io, frame, round.durable)?;
     let last_lsn = summary.next_lsn() - 1;
     let pipe = io.pipe.as_mut().ok_or_else(no_pipe)?;
     let file = io.active.direct.as_ref().ok_or_else(no_pipe)?;
@@ -1631,8 +1636,7 @@ fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoErr
     // must never rewrite a block holding acknowledged frames, which a torn
     // or damaged write of that block would take with it.
     let at = io.active.write_at();
-    let len = io.active.write_len(io.batch.len() + TERMINATOR_LEN);
-    let buf = pipe.buffer(&io.batch, len);
+    let buf = pipe.buffer(&io.batch);
     io.batch.clear();
     // With a write not yet synced in front, RWF_DSYNC on this one would not
     // cover that one: write plainly and sync after both.
@@ -1657,10 +1661,11 @@ fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoErr
         io.spare_requested = true;
         request_spare(shared);
     }
-    shared
-        .stats
-        .batch(u64::from(summary.record_count), summary.encoded_len as u64);
-    shared.stats.in_flight(pipe_writes(io));
+    shared.stats.batch(
+        u64::from(summary.record_count),
+        summary.encoded_len as u64,
+        pipe_writes(io),
+    );
     Ok(true)
 }
 

@@ -108,16 +108,14 @@ impl StatsCollector {
         f(&mut lock(&self.inner));
     }
 
-    pub(crate) fn batch(&self, records: u64, bytes: u64) {
+    /// A batch written (or queued, with `in_flight` writes then in flight).
+    pub(crate) fn batch(&self, records: u64, bytes: u64, in_flight: usize) {
         self.with(|s| {
             s.batches += 1;
             s.written_bytes += bytes;
             s.batch_records.record(records);
+            s.writes_in_flight_peak = s.writes_in_flight_peak.max(in_flight as u64);
         });
-    }
-
-    pub(crate) fn in_flight(&self, writes: usize) {
-        self.with(|s| s.writes_in_flight_peak = s.writes_in_flight_peak.max(writes as u64));
     }
 
     pub(crate) fn synced(&self, took: Duration) {
