@@ -72,7 +72,8 @@ pub trait IoQueue: Send + std::fmt::Debug {
     fn in_flight(&self) -> usize;
 }
 
-enum Pending {
+/// An operation pushed on a queue and not yet run.
+pub(crate) enum Pending {
     Write {
         token: u64,
         file: FileRef,
@@ -87,9 +88,8 @@ enum Pending {
 }
 
 /// A queue that performs operations one after another on the calling thread,
-/// through [`StorageFile`](crate::StorageFile) methods: the portable and
-/// simulated backends' queue. A durable write is a write followed by a data
-/// sync of that file.
+/// in the order they were pushed: the portable backend's queue, and the
+/// `io_uring` backend's where the kernel lacks what its own queue needs.
 #[derive(Default)]
 pub(crate) struct InOrderQueue {
     pending: VecDeque<Pending>,
@@ -105,34 +105,46 @@ impl std::fmt::Debug for InOrderQueue {
     }
 }
 
+impl Pending {
+    /// Runs the operation through [`StorageFile`](crate::StorageFile)
+    /// methods. A durable write is a write followed by a data sync of that
+    /// file.
+    pub(crate) fn run(self) -> Completion {
+        match self {
+            Pending::Write {
+                token,
+                file,
+                offset,
+                buf,
+                durable,
+            } => {
+                let mut result = file.write_at(offset, &[buf.as_slice()]);
+                if durable && result.is_ok() {
+                    result = file.sync_data();
+                }
+                Completion {
+                    token,
+                    result,
+                    buf: Some(buf),
+                }
+            }
+            Pending::Sync { token, file } => Completion {
+                token,
+                result: file.sync_data(),
+                buf: None,
+            },
+        }
+    }
+
+    pub(crate) fn is_sync(&self) -> bool {
+        matches!(self, Pending::Sync { .. })
+    }
+}
+
 impl InOrderQueue {
     fn run(&mut self) {
         while let Some(op) = self.pending.pop_front() {
-            let completion = match op {
-                Pending::Write {
-                    token,
-                    file,
-                    offset,
-                    buf,
-                    durable,
-                } => {
-                    let mut result = file.write_at(offset, &[buf.as_slice()]);
-                    if durable && result.is_ok() {
-                        result = file.sync_data();
-                    }
-                    Completion {
-                        token,
-                        result,
-                        buf: Some(buf),
-                    }
-                }
-                Pending::Sync { token, file } => Completion {
-                    token,
-                    result: file.sync_data(),
-                    buf: None,
-                },
-            };
-            self.done.push_back(completion);
+            self.done.push_back(op.run());
         }
     }
 }

@@ -35,14 +35,14 @@
 //! # Ok::<(), wal_io::IoError>(())
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::queue::InOrderQueue;
+use crate::queue::{Completion, Pending, check_write};
 use crate::{
-    Backend, DirLock, FileOptions, FileRef, IoError, IoQueue, Op, Storage, StorageFile,
+    Backend, DirLock, FileOptions, FileRef, IoBuf, IoError, IoQueue, Op, Storage, StorageFile,
     check_direct, check_name,
 };
 
@@ -231,6 +231,8 @@ struct State {
     locked: bool,
     counts: BTreeMap<Op, u64>,
     faults: Vec<Fault>,
+    /// Queue completions handed back ahead of an operation pushed before them.
+    reorders: u64,
 }
 
 fn apply(content: &mut Vec<u8>, change: &Change) {
@@ -478,6 +480,7 @@ impl SimDisk {
                 locked: false,
                 counts: BTreeMap::new(),
                 faults: Vec::new(),
+                reorders: 0,
             })),
         }
     }
@@ -519,6 +522,13 @@ impl SimDisk {
     /// Operations of kind `op` attempted so far (failed ones included).
     pub fn op_count(&self, op: Op) -> u64 {
         self.lock_state().counts.get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many times a queue of this disk completed an operation ahead of
+    /// one pushed before it (see the module docs): a test that means to
+    /// exercise out-of-order completion checks that it happened.
+    pub fn queue_reorders(&self) -> u64 {
+        self.lock_state().reorders
     }
 
     /// The durable content of the file `name` (as a crash with
@@ -689,7 +699,118 @@ impl Storage for SimStorage {
     }
 
     fn queue(&self, _depth: u32) -> Result<Box<dyn IoQueue>, IoError> {
-        Ok(Box::<InOrderQueue>::default())
+        // Queued operations fail with `Crashed` once the process that made
+        // the queue has crashed, like every other operation of its handles.
+        drop(self.state(Op::Queue, "")?);
+        Ok(Box::new(SimQueue {
+            disk: self.disk.clone(),
+            pushed: Vec::new(),
+            flight: VecDeque::new(),
+        }))
+    }
+}
+
+/// The simulated queue: operations wait in `flight` until [`IoQueue::wait`]
+/// runs them, in an order drawn from the disk's seed.
+struct SimQueue {
+    disk: SimDisk,
+    /// Pushed and not yet submitted.
+    pushed: Vec<Pending>,
+    /// Submitted and not yet run, in the order they were pushed.
+    flight: VecDeque<Pending>,
+}
+
+impl std::fmt::Debug for SimQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimQueue")
+            .field("pushed", &self.pushed.len())
+            .field("flight", &self.flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimQueue {
+    /// Picks the next operation to run and whether to keep going after it
+    /// once `min` is met. Only writes ahead of the first sync in flight may
+    /// overtake one another; a sync runs alone, after all of them.
+    fn draw(&self) -> (usize, bool) {
+        let runnable = match self.flight.iter().position(Pending::is_sync) {
+            Some(0) => 1,
+            Some(sync) => sync,
+            None => self.flight.len().max(1),
+        };
+        let mut state = self.disk.lock_state();
+        let pick = state.rng.upto(runnable - 1);
+        if pick > 0 {
+            state.reorders += 1;
+        }
+        (pick, state.rng.coin())
+    }
+}
+
+impl IoQueue for SimQueue {
+    fn push_write(
+        &mut self,
+        token: u64,
+        file: &FileRef,
+        offset: u64,
+        buf: IoBuf,
+        durable: bool,
+    ) -> Result<(), IoError> {
+        check_write(file, offset, &buf)?;
+        self.pushed.push(Pending::Write {
+            token,
+            file: file.clone(),
+            offset,
+            buf,
+            durable,
+        });
+        Ok(())
+    }
+
+    fn push_sync(&mut self, token: u64, file: &FileRef) -> Result<(), IoError> {
+        self.pushed.push(Pending::Sync {
+            token,
+            file: file.clone(),
+        });
+        Ok(())
+    }
+
+    fn submit(&mut self) -> Result<(), IoError> {
+        self.flight.extend(self.pushed.drain(..));
+        Ok(())
+    }
+
+    fn wait(&mut self, min: usize, out: &mut Vec<Completion>) -> Result<(), IoError> {
+        self.submit()?;
+        let mut completed = 0;
+        while !self.flight.is_empty() {
+            let (pick, more) = self.draw();
+            if completed >= min && !more {
+                break;
+            }
+            let Some(op) = self.flight.remove(pick) else {
+                break;
+            };
+            // Runs outside the disk's lock: the operation takes it itself.
+            out.push(op.run());
+            completed += 1;
+        }
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pushed.len() + self.flight.len()
+    }
+}
+
+impl Drop for SimQueue {
+    fn drop(&mut self) {
+        // Dropping a queue waits for what is in flight: it all runs, in order.
+        self.submit().ok();
+        while let Some(op) = self.flight.pop_front() {
+            drop(op.run());
+        }
     }
 }
 
