@@ -12,8 +12,15 @@ use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
 const SEED: u64 = 77;
 
 fn options() -> Options {
+    options_with(false)
+}
+
+/// With `direct`, through the pipelined O_DIRECT writer into padded
+/// segments: its queued writes and syncs are sites of their own.
+fn options_with(direct: bool) -> Options {
     let mut o = Options::default();
-    o.segment_bytes = 8 << 10;
+    o.segment_bytes = if direct { 16 << 10 } else { 8 << 10 };
+    o.direct_io = direct;
     o.queue_bytes_max = 2 << 10;
     o.record_bytes_max = 512;
     o.identity_seed = Some(SEED);
@@ -59,11 +66,16 @@ fn workload(wal: &Wal, acked: &mut u64) -> Result<(), WalError> {
     Ok(())
 }
 
-fn reference_counts() -> Vec<(Op, u64)> {
+fn reference_counts(options: &Options) -> Vec<(Op, u64)> {
     let disk = SimDisk::new(SEED);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), options.clone()).unwrap();
     let mut acked = 0;
     workload(&wal, &mut acked).unwrap();
+    assert_eq!(
+        wal.stats().writes_in_flight_peak > 0,
+        options.direct_io,
+        "the workload runs through the writer the options name"
+    );
     drop(wal);
     [
         Op::Create,
@@ -81,11 +93,11 @@ fn reference_counts() -> Vec<(Op, u64)> {
 }
 
 /// Everything acknowledged is there after a power loss and a reopen.
-fn check_reopen(disk: &SimDisk, acked: u64, what: &str) {
+fn check_reopen(disk: &SimDisk, options: &Options, acked: u64, what: &str) {
     disk.clear_faults();
     disk.crash(CrashMode::LoseAll);
-    let (wal, report) =
-        Wal::open_with(disk.storage(), options()).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+    let (wal, report) = Wal::open_with(disk.storage(), options.clone())
+        .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
     assert!(
         report.next_lsn > acked,
         "{what}: acknowledged up to {acked}, recovered up to {}",
@@ -99,19 +111,28 @@ fn check_reopen(disk: &SimDisk, acked: u64, what: &str) {
 
 #[test]
 fn every_write_and_sync_site_fails_stop() {
-    let counts = reference_counts();
+    every_site_fails_stop(&options());
+}
+
+#[test]
+fn every_write_and_sync_site_of_the_direct_io_writer_fails_stop() {
+    every_site_fails_stop(&options_with(true));
+}
+
+fn every_site_fails_stop(options: &Options) {
+    let counts = reference_counts(options);
     let mut faults = 0;
     for (op, count) in counts {
         for nth in 1..=count {
-            let what = format!("{op} #{nth}");
+            let what = format!("direct_io {}, {op} #{nth}", options.direct_io);
             let disk = SimDisk::new(SEED);
             disk.inject(Fault::once(op, nth, FaultError::Eio));
-            let wal = match Wal::open_with(disk.storage(), options()) {
+            let wal = match Wal::open_with(disk.storage(), options.clone()) {
                 Ok((wal, _)) => wal,
                 // The fault hit recovery or the first segment's creation: an
                 // error, and nothing was acknowledged yet.
                 Err(WalError::Io(_)) => {
-                    check_reopen(&disk, 0, &what);
+                    check_reopen(&disk, options, 0, &what);
                     continue;
                 }
                 Err(e) => panic!("{what}: open failed oddly: {e}"),
@@ -145,7 +166,7 @@ fn every_write_and_sync_site_fails_stop() {
                 syncs,
                 "{what}: a sync followed the failure"
             );
-            check_reopen(&disk, acked, &what);
+            check_reopen(&disk, options, acked, &what);
         }
     }
     assert!(faults > 100, "the workload met {faults} faults");
@@ -153,8 +174,21 @@ fn every_write_and_sync_site_fails_stop() {
 
 #[test]
 fn a_full_disk_at_rotation_is_a_clean_error() {
+    full_disk_at_rotation(&options());
+}
+
+#[test]
+fn a_full_disk_at_rotation_of_the_direct_io_writer_is_a_clean_error() {
+    // Each commit takes a block of its own: a larger segment holds more
+    // than ten before the rotation that meets the full disk.
+    let mut options = options_with(true);
+    options.segment_bytes = 64 << 10;
+    full_disk_at_rotation(&options);
+}
+
+fn full_disk_at_rotation(options: &Options) {
     let disk = SimDisk::new(SEED);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), options.clone()).unwrap();
     // From the next preallocation on, the disk is full.
     disk.inject(Fault::from_then_on(
         Op::Allocate,
@@ -185,7 +219,7 @@ fn a_full_disk_at_rotation_is_a_clean_error() {
     );
     assert!(error.to_string().contains("No space left"), "{error}");
     drop(wal);
-    check_reopen(&disk, acked, "ENOSPC at rotation");
+    check_reopen(&disk, options, acked, "ENOSPC at rotation");
 }
 
 /// Preparing the next segment ahead is an optimisation: its failure costs
