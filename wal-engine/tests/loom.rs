@@ -9,7 +9,14 @@ use wal_engine::{Options, Wal};
 use wal_io::sim::SimDisk;
 
 fn open() -> Wal {
+    open_with(false)
+}
+
+/// With `direct`, commits go through the pipelined O_DIRECT writer, whose
+/// simulated queue completes writes in an order drawn from the disk's seed.
+fn open_with(direct: bool) -> Wal {
     let mut o = Options::default();
+    o.direct_io = direct;
     o.segment_bytes = 16 << 10;
     o.queue_bytes_max = 4 << 10;
     o.record_bytes_max = 256;
@@ -23,7 +30,11 @@ fn open() -> Wal {
 /// durable, LSNs are dense and unique, and no waiter is left asleep (loom
 /// reports a deadlock if one is).
 fn commits(appenders: u8) {
-    let wal = Arc::new(open());
+    commits_with(appenders, false);
+}
+
+fn commits_with(appenders: u8, direct: bool) {
+    let wal = Arc::new(open_with(direct));
     let threads: Vec<_> = (0..appenders)
         .map(|i| {
             let wal = wal.clone();
@@ -41,6 +52,11 @@ fn commits(appenders: u8) {
     lsns.sort_unstable();
     assert_eq!(lsns, (1..=u64::from(appenders)).collect::<Vec<_>>());
     assert_eq!(wal.durable_lsn(), u64::from(appenders));
+    assert_eq!(
+        wal.stats().writes_in_flight_peak > 0,
+        direct,
+        "the commits ran through the writer the model names"
+    );
 }
 
 /// Runs a model with at most `bound` preemptions per execution (`None`:
@@ -61,28 +77,50 @@ fn three_appenders_with_a_preemption_bound() {
     model(Some(1), || commits(3));
 }
 
+/// The pipelined writer: a committer that finds the `io` lock free leads
+/// (queues once, waits for what it queued), the owner keeps the queue full,
+/// and the lock is let go only with nothing in flight.
+#[test]
+fn two_appenders_and_the_owner_through_the_direct_writer() {
+    model(Some(3), || commits_with(2, true));
+}
+
+#[test]
+fn three_appenders_through_the_direct_writer_with_a_preemption_bound() {
+    model(Some(1), || commits_with(3, true));
+}
+
 /// A reader that sees the durable watermark at an LSN finds the record
 /// there: the watermark is published only after the write and the sync.
+fn watermark_behind_data(direct: bool) {
+    let wal = Arc::new(open_with(direct));
+    let writer = {
+        let wal = wal.clone();
+        loom::thread::spawn(move || {
+            wal.append_batch(&[b"one", b"two"]).unwrap();
+            wal.sync().unwrap();
+        })
+    };
+    let seen = wal.durable_lsn();
+    let records: Vec<_> = wal.reader(1).unwrap().map(|r| r.unwrap()).collect();
+    assert!(
+        records.len() as u64 >= seen,
+        "durable {seen}, readable {}",
+        records.len()
+    );
+    writer.join().unwrap();
+}
+
 #[test]
 fn the_durable_watermark_never_runs_ahead_of_the_data() {
-    model(Some(2), || {
-        let wal = Arc::new(open());
-        let writer = {
-            let wal = wal.clone();
-            loom::thread::spawn(move || {
-                wal.append_batch(&[b"one", b"two"]).unwrap();
-                wal.sync().unwrap();
-            })
-        };
-        let seen = wal.durable_lsn();
-        let records: Vec<_> = wal.reader(1).unwrap().map(|r| r.unwrap()).collect();
-        assert!(
-            records.len() as u64 >= seen,
-            "durable {seen}, readable {}",
-            records.len()
-        );
-        writer.join().unwrap();
-    });
+    model(Some(2), || watermark_behind_data(false));
+}
+
+/// The same through the pipelined writer, which publishes the completed
+/// prefix of its queue.
+#[test]
+fn the_durable_watermark_of_the_direct_writer_never_runs_ahead_of_the_data() {
+    model(Some(2), || watermark_behind_data(true));
 }
 
 /// A waiter for a later LSN is woken by the batch that covers it, whether
