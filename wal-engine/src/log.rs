@@ -1284,7 +1284,7 @@ fn request_spare(shared: &Shared) {
     }
 }
 
-/// The preparer thread: keeps one zero-filled spare segment ready. Its
+/// The preparer thread: keeps one spare segment ready. Its
 /// failures cost only speed (rotation then creates the segment itself), so
 /// they are logged, not fatal; the next rotation asks again.
 fn run_preparer(shared: &Shared) {

@@ -90,13 +90,14 @@ pub struct Options {
     /// Preallocate segments when they are created, so a full disk shows at
     /// rotation and never inside a record. Default true.
     pub preallocate: bool,
-    /// Prepare the next segment ahead of need on a background thread, zero-
-    /// filled and synced, so that rotation only renames and stamps it, and
-    /// durable writes land in blocks that were written before (which costs
-    /// less than writing preallocated, never-written blocks: see
-    /// docs/ARCHITECTURE.md). Costs one segment of extra disk space and one
-    /// segment of extra writes per rotation, which slows a bandwidth-bound
-    /// bulk loader (by about a tenth where it was measured). Default true.
+    /// Prepare the next segment ahead of need on a background thread, so
+    /// that rotation only renames and stamps it. Under `Always` and `Group`
+    /// the spare is zero-filled and synced, so durable writes land in blocks
+    /// that were written before (which costs less than writing preallocated,
+    /// never-written blocks: see docs/ARCHITECTURE.md), at the price of one
+    /// segment of extra writes per rotation; under `Interval` and `Never`,
+    /// whose appends are bandwidth-bound and whose syncs are rare, it is only
+    /// preallocated. Costs one segment of extra disk space. Default true.
     pub prepare_segments: bool,
     /// Reuse the file of a segment that [`Wal::truncate_front`](crate::Wal::truncate_front)
     /// purges as the next segment (renamed and stamped with a new identity),
@@ -115,9 +116,9 @@ pub struct Options {
     /// durable LSN advances over the prefix of writes that completed. New
     /// segments are then padded (docs/FORMAT.md, "Padded segments"): every
     /// write covers whole 4 KiB blocks, so a small batch takes a block of the
-    /// segment, and a segment created on demand is zero-filled first (each
-    /// write lands in new blocks, which cost more to write durably when
-    /// never written before). A segment written before the option was
+    /// segment, and under `Always` and `Group` a segment created on demand
+    /// is zero-filled first (each write lands in new blocks, which cost more
+    /// to write durably when never written before). A segment written before the option was
     /// turned on is finished with buffered writes. On the portable and simulated backends
     /// the queue runs its writes one after another. The file system must
     /// accept O_DIRECT; open fails otherwise. Default false.

@@ -11,7 +11,7 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 /// Suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".wal";
 
-/// The file that becomes the next segment at rotation: zero-filled ahead of
+/// The file that becomes the next segment at rotation: prepared ahead of
 /// need by a background thread (see
 /// [`Options::prepare_segments`](crate::Options::prepare_segments)), or a
 /// purged segment's file (see
@@ -267,7 +267,7 @@ pub(crate) fn create(
     let file = storage.create(&name, FileOptions::BUFFERED)?;
     if options.preallocate {
         file.allocate(0, options.segment_bytes)?;
-        if options.direct_io {
+        if options.direct_io && fills_with_zeros(options) {
             // Padded writes take a new block each while others are in
             // flight; into preallocated, never-written blocks every one of
             // them would also pay the extent conversion. Zeros written now
@@ -287,17 +287,31 @@ pub(crate) fn create(
     active(storage, options, file, name, &stamp)
 }
 
-/// Creates the spare segment file (replacing a leftover) and writes zeros
-/// over its whole length, durably: a durable write into blocks written
-/// before costs less than one into preallocated, never-written blocks,
-/// which each write must first convert (docs/ARCHITECTURE.md has the figures).
+/// Creates the spare segment file (replacing a leftover), durably, with
+/// zeros over its whole length where [`fills_with_zeros`] says so, and
+/// otherwise only preallocated (as [`create`] would).
 pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<FileRef, IoError> {
     remove_if_present(storage, SPARE_NAME)?;
     let file = storage.create(SPARE_NAME, FileOptions::BUFFERED)?;
-    zero_fill(&file, options.segment_bytes)?;
+    if fills_with_zeros(options) {
+        zero_fill(&file, options.segment_bytes)?;
+    } else if options.preallocate {
+        file.allocate(0, options.segment_bytes)?;
+    }
     file.sync_data()?;
     storage.sync_dir()?;
     Ok(file)
+}
+
+/// Whether segments prepared ahead (and direct-I/O segments created on
+/// demand) are written with zeros before use. A durable write into blocks
+/// written before costs less than one into preallocated, never-written
+/// blocks, which each sync must first convert (docs/ARCHITECTURE.md has the
+/// figures); that pays only where commits wait for a sync each. Under
+/// `Interval` and `Never` syncs are rare and appends are bandwidth-bound, and
+/// writing every segment twice cost them more than the conversions.
+pub(crate) fn fills_with_zeros(options: &Options) -> bool {
+    options.sync.commit_waits()
 }
 
 /// Writes zeros over `len` bytes of `file` (not synced).
@@ -452,6 +466,45 @@ fn active(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Zeros are written over a spare only where commits wait for a sync
+    /// each; otherwise it is preallocated, and reads as zeros all the same.
+    #[test]
+    fn spares_are_zero_filled_only_where_commits_wait_for_syncs() {
+        use crate::SyncPolicy;
+        use std::time::Duration;
+        let policies = [
+            (SyncPolicy::Always, true),
+            (
+                SyncPolicy::Group {
+                    max_delay: Duration::from_micros(100),
+                    max_batch_bytes: 1 << 10,
+                },
+                true,
+            ),
+            (SyncPolicy::Interval(Duration::from_millis(1)), false),
+            (SyncPolicy::Never, false),
+        ];
+        for (policy, fills) in policies {
+            let disk = wal_io::sim::SimDisk::new(7);
+            let storage = disk.storage();
+            let options = Options {
+                sync: policy,
+                segment_bytes: 3 << 20,
+                ..Options::default()
+            };
+            let file = prepare_spare(&*storage, &options).unwrap();
+            let writes = disk.op_count(wal_io::Op::Write);
+            assert_eq!(writes > 0, fills, "{policy:?}: {writes} writes");
+            if fills {
+                assert_eq!(writes, 3, "{policy:?}: one write per MiB of zeros");
+            }
+            assert_eq!(file.size().unwrap(), options.segment_bytes, "{policy:?}");
+            let content = disk.durable_content(SPARE_NAME).unwrap();
+            assert_eq!(content.len() as u64, options.segment_bytes, "{policy:?}");
+            assert!(content.iter().all(|&b| b == 0), "{policy:?}");
+        }
+    }
 
     #[test]
     fn names_sort_as_lsns_and_parse_back() {

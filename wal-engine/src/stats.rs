@@ -83,8 +83,7 @@ pub struct Stats {
     pub syncs: u64,
     /// Segment rotations.
     pub rotations: u64,
-    /// Rotations that took a segment prepared ahead (zero-filled) instead of
-    /// creating one.
+    /// Rotations that took a segment prepared ahead instead of creating one.
     pub rotations_prepared: u64,
     /// Rotations that took the file of a purged segment
     /// ([`Options::recycle_segments`](crate::Options::recycle_segments)).
