@@ -22,6 +22,8 @@
 //! - `append/never`: one thread appending 128-byte records under
 //!   `SyncPolicy::Never`, the log writing them as its queue fills: the
 //!   cost of the append path, bounded by how fast the page cache takes writes.
+//!   `append/never_unprepared` is the same without a spare segment prepared
+//!   ahead, `append/never_direct` through the pipelined O_DIRECT writer.
 //! - `append/plain_bufwriter`: the baseline for it, a `std::io::BufWriter`
 //!   writing the same length-prefixed records to a file.
 //! - `replay/reader`: reading a 256 MiB log of 128-byte records back with
@@ -272,30 +274,22 @@ fn bench_inflight(c: &mut Criterion) {
 fn bench_append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     group.throughput(Throughput::Elements(1));
-    let dir = tempdir();
-    let mut options = Options::default();
-    options.sync = wal_engine::SyncPolicy::Never;
-    let (wal, _) = Wal::open(dir.path(), options.clone()).unwrap();
-    group.bench_function("never", |b| b.iter(|| wal.append(&RECORD).unwrap()));
-    drop(wal);
-
-    // The same without a spare prepared ahead: what the preparer's zero
-    // fill costs a bandwidth-bound appender.
-    let dir = tempdir();
-    options.prepare_segments = false;
-    let (wal, _) = Wal::open(dir.path(), options.clone()).unwrap();
-    group.bench_function("never_unprepared", |b| {
-        b.iter(|| wal.append(&RECORD).unwrap())
-    });
-    drop(wal);
-
-    // Through the pipelined O_DIRECT writer: no copy into the page cache.
-    let dir = tempdir();
-    options.prepare_segments = true;
-    options.direct_io = true;
-    let (wal, _) = Wal::open(dir.path(), options).unwrap();
-    group.bench_function("never_direct", |b| b.iter(|| wal.append(&RECORD).unwrap()));
-    drop(wal);
+    // Without a spare prepared ahead: what preparing one costs a
+    // bandwidth-bound appender. Through the pipelined O_DIRECT writer: no
+    // copy into the page cache.
+    for (name, prepare, direct) in [
+        ("never", true, false),
+        ("never_unprepared", false, false),
+        ("never_direct", true, true),
+    ] {
+        let dir = tempdir();
+        let mut options = Options::default();
+        options.sync = wal_engine::SyncPolicy::Never;
+        options.prepare_segments = prepare;
+        options.direct_io = direct;
+        let (wal, _) = Wal::open(dir.path(), options).unwrap();
+        group.bench_function(name, |b| b.iter(|| wal.append(&RECORD).unwrap()));
+    }
 
     let dir = tempdir();
     let file = std::fs::File::create(dir.path().join("plain")).unwrap();

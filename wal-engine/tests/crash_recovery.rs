@@ -66,6 +66,30 @@ fn record(rng: &mut Rng, lsn_hint: u64) -> Vec<u8> {
     (0..len).map(|i| fill[i % 8] ^ (i as u8)).collect()
 }
 
+/// Reads the log from `first` and checks it is the dense run of LSNs up to
+/// `next` (exclusive), each record exactly what `appended` says was
+/// appended at its LSN (C2 and C3).
+fn read_back<'a>(
+    wal: &Wal,
+    first: u64,
+    next: u64,
+    at: &dyn Fn(&str) -> String,
+    appended: impl Fn(u64) -> Option<&'a [u8]>,
+) {
+    let mut expect = first;
+    for r in wal.reader(first).unwrap() {
+        let r = r.unwrap_or_else(|e| panic!("{}", at(&format!("read failed: {e}"))));
+        assert_eq!(r.lsn, expect, "{}", at("LSNs not dense"));
+        assert!(
+            appended(r.lsn).is_some_and(|d| d == &r.data[..]),
+            "{}",
+            at(&format!("LSN {} differs from what was appended", r.lsn))
+        );
+        expect += 1;
+    }
+    assert_eq!(expect, next, "{}", at("the reader stopped early"));
+}
+
 /// Runs `crashes` crash cycles; returns how many rotations took a recycled
 /// file, so the caller can check that recycling was exercised.
 fn torture(seed: u64, crashes: u64) -> u64 {
@@ -120,23 +144,9 @@ fn torture(seed: u64, crashes: u64) -> u64 {
             at("records vanished from the front")
         );
         // C2 and C3: a dense prefix of exactly what was appended.
-        let mut expect = report.first_lsn;
-        for r in wal.reader(report.first_lsn).unwrap() {
-            let r = r.unwrap_or_else(|e| panic!("{}", at(&format!("read failed: {e}"))));
-            assert_eq!(r.lsn, expect, "{}", at("LSNs not dense"));
-            assert!(
-                r.data[..] == model.records[(r.lsn - 1) as usize][..],
-                "{}",
-                at(&format!("LSN {} differs from what was appended", r.lsn))
-            );
-            expect += 1;
-        }
-        assert_eq!(
-            expect,
-            report.next_lsn,
-            "{}",
-            at("the reader stopped early")
-        );
+        read_back(&wal, report.first_lsn, report.next_lsn, &at, |lsn| {
+            model.records.get((lsn - 1) as usize).map(Vec::as_slice)
+        });
         cuts += report.cuts.len() as u64;
         lost += model.records.len() as u64 - last;
         // The unacknowledged tail past the recovered end is gone for good.
@@ -293,23 +303,9 @@ fn concurrent_torture(seed: u64, crashes: u64) -> u64 {
         );
         {
             let mut appended = appended.lock().unwrap();
-            let mut expect = wal.first_lsn();
-            for r in wal.reader(expect).unwrap() {
-                let r = r.unwrap_or_else(|e| panic!("{}", at(&format!("read failed: {e}"))));
-                assert_eq!(r.lsn, expect, "{}", at("LSNs not dense"));
-                assert!(
-                    appended.get(&r.lsn).is_some_and(|d| d[..] == r.data[..]),
-                    "{}",
-                    at(&format!("LSN {} differs from what was appended", r.lsn))
-                );
-                expect += 1;
-            }
-            assert_eq!(
-                expect,
-                report.next_lsn,
-                "{}",
-                at("the reader stopped early")
-            );
+            read_back(&wal, wal.first_lsn(), report.next_lsn, &at, |lsn| {
+                appended.get(&lsn).map(Vec::as_slice)
+            });
             // The cut tail is gone for good.
             appended.retain(|&lsn, _| lsn <= last);
         }

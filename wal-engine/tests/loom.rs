@@ -29,11 +29,7 @@ fn open_with(direct: bool) -> Wal {
 /// Commits from `appenders` threads: every commit returns with its record
 /// durable, LSNs are dense and unique, and no waiter is left asleep (loom
 /// reports a deadlock if one is).
-fn commits(appenders: u8) {
-    commits_with(appenders, false);
-}
-
-fn commits_with(appenders: u8, direct: bool) {
+fn commits(appenders: u8, direct: bool) {
     let wal = Arc::new(open_with(direct));
     let threads: Vec<_> = (0..appenders)
         .map(|i| {
@@ -69,12 +65,12 @@ fn model(bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
 
 #[test]
 fn two_appenders_and_the_owner() {
-    model(Some(3), || commits(2));
+    model(Some(3), || commits(2, false));
 }
 
 #[test]
 fn three_appenders_with_a_preemption_bound() {
-    model(Some(1), || commits(3));
+    model(Some(1), || commits(3, false));
 }
 
 /// The pipelined writer: a committer that finds the `io` lock free leads
@@ -82,12 +78,12 @@ fn three_appenders_with_a_preemption_bound() {
 /// and the lock is let go only with nothing in flight.
 #[test]
 fn two_appenders_and_the_owner_through_the_direct_writer() {
-    model(Some(3), || commits_with(2, true));
+    model(Some(3), || commits(2, true));
 }
 
 #[test]
 fn three_appenders_through_the_direct_writer_with_a_preemption_bound() {
-    model(Some(1), || commits_with(3, true));
+    model(Some(1), || commits(3, true));
 }
 
 /// A reader that sees the durable watermark at an LSN finds the record

@@ -106,6 +106,33 @@ impl std::fmt::Debug for InOrderQueue {
 }
 
 impl Pending {
+    /// A write of `buf` at `offset` of `file`, checked as every queue checks
+    /// a write before accepting it.
+    pub(crate) fn write(
+        token: u64,
+        file: &FileRef,
+        offset: u64,
+        buf: IoBuf,
+        durable: bool,
+    ) -> Result<Self, IoError> {
+        check_write(file, offset, &buf)?;
+        Ok(Pending::Write {
+            token,
+            file: file.clone(),
+            offset,
+            buf,
+            durable,
+        })
+    }
+
+    /// A data sync of `file`.
+    pub(crate) fn sync(token: u64, file: &FileRef) -> Self {
+        Pending::Sync {
+            token,
+            file: file.clone(),
+        }
+    }
+
     /// Runs the operation through [`StorageFile`](crate::StorageFile)
     /// methods. A durable write is a write followed by a data sync of that
     /// file.
@@ -172,22 +199,13 @@ impl IoQueue for InOrderQueue {
         buf: IoBuf,
         durable: bool,
     ) -> Result<(), IoError> {
-        check_write(file, offset, &buf)?;
-        self.pending.push_back(Pending::Write {
-            token,
-            file: file.clone(),
-            offset,
-            buf,
-            durable,
-        });
+        self.pending
+            .push_back(Pending::write(token, file, offset, buf, durable)?);
         Ok(())
     }
 
     fn push_sync(&mut self, token: u64, file: &FileRef) -> Result<(), IoError> {
-        self.pending.push_back(Pending::Sync {
-            token,
-            file: file.clone(),
-        });
+        self.pending.push_back(Pending::sync(token, file));
         Ok(())
     }
 

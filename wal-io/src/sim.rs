@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::queue::{Completion, Pending, check_write};
+use crate::queue::{Completion, Pending};
 use crate::{
     Backend, DirLock, FileOptions, FileRef, IoBuf, IoError, IoQueue, Op, Storage, StorageFile,
     check_direct, check_name,
@@ -757,22 +757,13 @@ impl IoQueue for SimQueue {
         buf: IoBuf,
         durable: bool,
     ) -> Result<(), IoError> {
-        check_write(file, offset, &buf)?;
-        self.pushed.push(Pending::Write {
-            token,
-            file: file.clone(),
-            offset,
-            buf,
-            durable,
-        });
+        self.pushed
+            .push(Pending::write(token, file, offset, buf, durable)?);
         Ok(())
     }
 
     fn push_sync(&mut self, token: u64, file: &FileRef) -> Result<(), IoError> {
-        self.pushed.push(Pending::Sync {
-            token,
-            file: file.clone(),
-        });
+        self.pushed.push(Pending::sync(token, file));
         Ok(())
     }
 

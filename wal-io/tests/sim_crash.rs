@@ -501,28 +501,15 @@ fn filled(fill: u8, len: usize) -> wal_io::IoBuf {
 /// and waits for all of them; returns the tokens in completion order.
 fn queued_order(disk: &SimDisk, file: &FileRef) -> Vec<u64> {
     let mut queue = disk.storage().queue(8).unwrap();
-    for token in [0u64, 1, 2, 3] {
-        queue
-            .push_write(
-                token,
-                file,
-                100 * token,
-                filled(token as u8 + 1, 100),
-                false,
-            )
-            .unwrap();
-    }
-    queue.push_sync(4, file).unwrap();
-    for token in [5u64, 6] {
-        queue
-            .push_write(
-                token,
-                file,
-                100 * token,
-                filled(token as u8 + 1, 100),
-                false,
-            )
-            .unwrap();
+    for token in 0..7u64 {
+        if token == 4 {
+            queue.push_sync(token, file).unwrap();
+        } else {
+            let buf = filled(token as u8 + 1, 100);
+            queue
+                .push_write(token, file, 100 * token, buf, false)
+                .unwrap();
+        }
     }
     queue.submit().unwrap();
     let mut done = Vec::new();
