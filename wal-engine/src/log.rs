@@ -1,18 +1,18 @@
 //! The log: appenders, the I/O owner thread, watermarks and waiters.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::path::Path;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use wal_format::{
     CleanClose, FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN,
-    TERMINATOR_LEN, encode_seal,
+    Record, TERMINATOR_LEN, encode_seal,
 };
 use wal_io::{BackendChoice, Completion, DirLock, IoBuf, IoError, IoQueue, Storage};
 
-use crate::recovery::{RecoveryReport, recover};
+use crate::recovery::{RecoveryReport, Replay, ReplayFrom, recover};
 use crate::segment::{self, Active, Ids, SegMeta, SpareFile};
 use crate::stats::{Stats, StatsCollector};
 use crate::sync::thread::{self, JoinHandle, Thread};
@@ -340,12 +340,81 @@ impl Wal {
         storage: StdArc<dyn Storage>,
         options: Options,
     ) -> Result<(Wal, RecoveryReport), WalError> {
+        Wal::open_inner(storage, options, None)
+    }
+
+    /// Opens the log in directory `dir` as [`Wal::open`] does, and hands
+    /// every record from `from` on to `each`, in LSN order, while recovery
+    /// reads it: a replay at startup reads the log once instead of twice
+    /// (once to recover, once more with a [`Reader`]).
+    ///
+    /// `each` gets exactly the records a [`Reader`] from `from` would yield
+    /// right after the open, up to the last recovered one, unless it returns
+    /// [`ControlFlow::Break`], after which it gets no more (the log still
+    /// opens). It may see records before recovery refuses to open the log
+    /// (a [`WalError::Corrupt`] in a later segment, say): on an error, throw
+    /// away what it built. At most a few whole segments are in memory at a
+    /// time.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use wal_engine::{Options, ReplayFrom, Wal};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (wal, _) = Wal::open(dir.path(), Options::default())?;
+    /// for word in ["a", "b", "c"] {
+    ///     wal.commit(word.as_bytes())?;
+    /// }
+    /// drop(wal);
+    ///
+    /// let mut state = Vec::new();
+    /// let (wal, report) = Wal::open_replaying(dir.path(), Options::default(), 2.into(), |record| {
+    ///     state.push((record.lsn, record.data));
+    ///     ControlFlow::Continue(())
+    /// })?;
+    /// assert_eq!(state, [(2, "b".into()), (3, "c".into())]);
+    /// assert_eq!((report.next_lsn, wal.durable_lsn()), (4, 3));
+    /// # let _ = ReplayFrom::Start;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Wal::open`], and [`WalError::Purged`] if `from` is an LSN below
+    /// the log's first (use [`ReplayFrom::Start`] for all there is).
+    pub fn open_replaying(
+        dir: impl AsRef<Path>,
+        options: Options,
+        from: ReplayFrom,
+        mut each: impl FnMut(Record) -> ControlFlow<()>,
+    ) -> Result<(Wal, RecoveryReport), WalError> {
+        let storage = wal_io::open_dir(dir, BackendChoice::Auto)?;
+        Wal::open_inner(storage, options, Some(Replay::new(from, &mut each)))
+    }
+
+    /// [`Wal::open_replaying`] on any [`Storage`].
+    ///
+    /// # Errors
+    /// As [`Wal::open_replaying`].
+    pub fn open_with_replaying(
+        storage: StdArc<dyn Storage>,
+        options: Options,
+        from: ReplayFrom,
+        mut each: impl FnMut(Record) -> ControlFlow<()>,
+    ) -> Result<(Wal, RecoveryReport), WalError> {
+        Wal::open_inner(storage, options, Some(Replay::new(from, &mut each)))
+    }
+
+    fn open_inner(
+        storage: StdArc<dyn Storage>,
+        options: Options,
+        replay: Option<Replay<'_>>,
+    ) -> Result<(Wal, RecoveryReport), WalError> {
         options.validate()?;
         let dir_lock = storage.lock()?;
         // Taken (and removed, durably) before anything is written: a record
         // left in place would describe an end that later writes moved.
         let clean_close = segment::take_clean_close(&*storage)?;
-        let recovered = recover(&*storage, options.recovery, clean_close)?;
+        let recovered = recover(&*storage, options.recovery, clean_close, replay)?;
         let spare = segment::reclaim_spare(&*storage, &options)?;
         let mut ids = Ids::new(options.identity_seed, recovered.next_lsn);
         let log_id = recovered.log_id.unwrap_or_else(|| ids.next());

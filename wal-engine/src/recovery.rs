@@ -1,10 +1,14 @@
 //! Recovery: reading every segment back, deciding by the recovery mode what
 //! the log is, and saying what was found.
 
+#[cfg(not(loom))]
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
 use bytes::{Bytes, BytesMut};
 use wal_format::{
-    CleanClose, DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, FrameExpect, SegmentEnd, SegmentHeader,
-    SegmentScanner, TERMINATOR_LEN, decode_frame,
+    CleanClose, DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, Frame, FrameExpect, FrameKind, Record,
+    SegmentEnd, SegmentHeader, SegmentScanner, TERMINATOR_LEN, decode_frame,
 };
 use wal_io::{FileOptions, FileRef, IoError, Storage};
 
@@ -15,6 +19,55 @@ use crate::{RecoveryMode, WalError};
 /// Bytes read per call while loading a segment.
 const READ_CHUNK_BYTES: usize = 4 << 20;
 
+/// Segments a replaying recovery scans ahead of the one it hands out, at
+/// most: each one ahead is a whole segment in memory.
+const REPLAY_SEGMENTS_AHEAD_MAX: usize = 4;
+
+/// Where a replay during open starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// The first record the log holds, wherever that is.
+    Start,
+    /// This LSN: [`WalError::Purged`] if the log starts after it.
+    Lsn(u64),
+}
+
+impl From<u64> for ReplayFrom {
+    fn from(lsn: u64) -> Self {
+        ReplayFrom::Lsn(lsn)
+    }
+}
+
+/// A replay of records to its consumer while recovery reads them.
+pub(crate) struct Replay<'a> {
+    from: ReplayFrom,
+    each: &'a mut dyn FnMut(Record) -> ControlFlow<()>,
+    /// The consumer asked for no more records.
+    stopped: bool,
+}
+
+impl<'a> Replay<'a> {
+    pub(crate) fn new(
+        from: ReplayFrom,
+        each: &'a mut dyn FnMut(Record) -> ControlFlow<()>,
+    ) -> Self {
+        Replay {
+            from,
+            each,
+            stopped: false,
+        }
+    }
+}
+
+/// Whether segment `k` of `names` (sorted by first LSN) may hold a record a
+/// replay from `from` wants: it holds none at or past the next one's first
+/// LSN.
+fn wants(from: ReplayFrom, names: &[(String, u64)], k: usize) -> bool {
+    match from {
+        ReplayFrom::Start => true,
+        ReplayFrom::Lsn(from) => names.get(k + 1).is_none_or(|&(_, next)| next > from),
+    }
+}
 /// What recovery found in one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -89,13 +142,54 @@ enum Outcome {
         header: SegmentHeader,
         summary: wal_format::ScanSummary,
         index: Vec<(u64, u64)>,
+        /// The valid frames, for a replay that wants this segment's records.
+        kept: Option<Box<Kept>>,
     },
+}
+
+/// A scanned segment's record frames, held until its records are handed out.
+struct Kept {
+    frames: Vec<Frame>,
+    /// The bytes the frames are slices of, to reuse once they are handed out.
+    data: Bytes,
+}
+
+/// Buffers handed back by a replay after its consumer is done with a
+/// segment, for the next scan to read into instead of faulting in new pages.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<Vec<BytesMut>>);
+
+impl Pool {
+    fn take(&self, len: usize) -> Option<BytesMut> {
+        let mut free = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let i = free.iter().position(|b| b.capacity() >= len)?;
+        Some(free.swap_remove(i))
+    }
+
+    fn give(&self, data: Bytes) {
+        // Only if nothing else holds the bytes: a consumer may keep records.
+        if let Ok(mem) = data.try_into_mut() {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(mem);
+        }
+    }
 }
 
 /// Reads the first `len` bytes of `file` (of `size`) into `buf`, reusing its
 /// memory: segments are mostly of one size, so after the first one a scan
 /// thread neither allocates nor faults in fresh pages.
-fn load(file: &FileRef, size: u64, len: u64, buf: &mut BytesMut) -> Result<(), IoError> {
+fn load(
+    file: &FileRef,
+    size: u64,
+    len: u64,
+    buf: &mut BytesMut,
+    pool: &Pool,
+) -> Result<(), IoError> {
     let len = usize::try_from(len.min(size)).map_err(|_| IoError::Unsupported {
         op: wal_io::Op::Read,
         path: file.name().into(),
@@ -104,7 +198,8 @@ fn load(file: &FileRef, size: u64, len: u64, buf: &mut BytesMut) -> Result<(), I
     if buf.capacity() < len {
         // A fresh zeroed allocation maps zero pages lazily; growing with
         // `resize` would write every byte first.
-        *buf = BytesMut::zeroed(len);
+        *buf = pool.take(len).unwrap_or_else(|| BytesMut::zeroed(len));
+        buf.resize(len, 0);
     } else {
         buf.resize(len, 0);
     }
@@ -157,24 +252,31 @@ fn confirms(outcome: &Outcome, mark: &CleanClose) -> bool {
     }
 }
 
+/// What every scan of one recovery shares.
+struct ScanJob<'a> {
+    storage: &'a dyn Storage,
+    clean_close: Option<CleanClose>,
+    pool: Pool,
+}
+
 /// Scans one segment, reading it into `buf` (see [`load`]). With a
 /// clean-close record for it, reads only up to the record's end (and a frame
 /// header's worth after it) first, and the whole file only if that scan does
-/// not confirm the record.
+/// not confirm the record. With `keep`, holds on to its frames for a replay.
 fn scan(
-    storage: &dyn Storage,
+    job: &ScanJob<'_>,
     name: String,
     first_lsn: u64,
-    clean_close: Option<CleanClose>,
+    keep: bool,
     buf: &mut BytesMut,
 ) -> Result<Scanned, IoError> {
-    let file = storage.open(&name, FileOptions::BUFFERED)?;
+    let file = job.storage.open(&name, FileOptions::BUFFERED)?;
     let size = file.size()?;
     let mut confirmed = None;
-    if let Some(mark) = clean_close.filter(|m| m.segment_first_lsn == first_lsn) {
+    if let Some(mark) = job.clean_close.filter(|m| m.segment_first_lsn == first_lsn) {
         let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
-        load(&file, size, covered, buf)?;
-        let outcome = scan_loaded(buf, first_lsn);
+        load(&file, size, covered, buf, &job.pool)?;
+        let outcome = scan_loaded(buf, first_lsn, keep);
         if confirms(&outcome, &mark) {
             confirmed = Some(outcome);
         } else {
@@ -184,8 +286,8 @@ fn scan(
     let outcome = match confirmed {
         Some(outcome) => outcome,
         None => {
-            load(&file, size, size, buf)?;
-            scan_loaded(buf, first_lsn)
+            load(&file, size, size, buf, &job.pool)?;
+            scan_loaded(buf, first_lsn, keep)
         }
     };
     Ok(Scanned {
@@ -197,8 +299,9 @@ fn scan(
     })
 }
 
-/// Scans the bytes in `buf`, then hands its memory back for the next segment.
-fn scan_loaded(buf: &mut BytesMut, first_lsn: u64) -> Outcome {
+/// Scans the bytes in `buf`, then hands its memory back for the next segment
+/// unless `keep` holds on to the frames in it.
+fn scan_loaded(buf: &mut BytesMut, first_lsn: u64, keep: bool) -> Outcome {
     let data = std::mem::take(buf).freeze();
     let outcome = match SegmentScanner::new(data.clone()) {
         Err(error) => Outcome::BadHeader {
@@ -208,13 +311,23 @@ fn scan_loaded(buf: &mut BytesMut, first_lsn: u64) -> Outcome {
         Ok(mut scanner) => {
             let header = *scanner.header();
             let mut index = Vec::new();
+            let mut frames = Vec::new();
             for frame in scanner.by_ref() {
                 SegMeta::sparse(&mut index, frame.first_lsn(), frame.offset());
+                if keep && frame.kind() != FrameKind::Seal {
+                    frames.push(frame);
+                }
             }
             Outcome::Scanned {
                 header,
                 summary: scanner.finish(),
                 index,
+                kept: keep.then(|| {
+                    Box::new(Kept {
+                        frames,
+                        data: data.clone(),
+                    })
+                }),
             }
         }
     };
@@ -226,66 +339,180 @@ fn scan_loaded(buf: &mut BytesMut, first_lsn: u64) -> Outcome {
     outcome
 }
 
-/// Under loom the scan runs on the calling thread: the models are about the
-/// group-commit hand-off, and real threads have no place in a loom model.
+/// Under loom the scan runs on the calling thread, lazily: the models are
+/// about the group-commit hand-off, and real threads have no place in a loom
+/// model.
 #[cfg(loom)]
-fn scan_all(
-    storage: &dyn Storage,
-    names: Vec<(String, u64)>,
-    clean_close: Option<CleanClose>,
-) -> Result<Vec<Scanned>, IoError> {
+fn with_scans<R>(
+    job: &ScanJob<'_>,
+    names: &[(String, u64)],
+    keep: &(dyn Fn(usize) -> bool + Sync),
+    _ahead: usize,
+    consume: impl FnOnce(&mut dyn Iterator<Item = Result<Scanned, IoError>>) -> R,
+) -> R {
     let mut buf = BytesMut::new();
-    names
-        .into_iter()
-        .map(|(name, lsn)| scan(storage, name, lsn, clean_close, &mut buf))
-        .collect()
+    let mut scans = names
+        .iter()
+        .enumerate()
+        .map(|(k, (name, lsn))| scan(job, name.clone(), *lsn, keep(k), &mut buf));
+    consume(&mut scans)
 }
 
-/// Scans segments on as many threads as the machine has, at most one
-/// segment in memory per thread.
+/// Scans segments on as many threads as the machine has and hands them to
+/// `consume` in LSN order as they are ready, so what follows a segment is
+/// decided while later ones are still read. Scans run at most `ahead`
+/// segments past the one `consume` last took.
 #[cfg(not(loom))]
-fn scan_all(
-    storage: &dyn Storage,
-    names: Vec<(String, u64)>,
-    clean_close: Option<CleanClose>,
-) -> Result<Vec<Scanned>, IoError> {
+fn with_scans<R>(
+    job: &ScanJob<'_>,
+    names: &[(String, u64)],
+    keep: &(dyn Fn(usize) -> bool + Sync),
+    ahead: usize,
+    consume: impl FnOnce(&mut dyn Iterator<Item = Result<Scanned, IoError>>) -> R,
+) -> R {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
+        .min(ahead)
         .min(names.len())
         .max(1);
-    let mut slots: Vec<Option<Result<Scanned, IoError>>> = (0..names.len()).map(|_| None).collect();
+    let feed = Feed::default();
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<(usize, (String, u64))> = names
-                    .iter()
-                    .cloned()
-                    .enumerate()
-                    .filter(|(i, _)| i % threads == t)
-                    .collect();
-                s.spawn(move || {
-                    let mut buf = BytesMut::new();
-                    mine.into_iter()
-                        .map(|(i, (name, lsn))| {
-                            (i, scan(storage, name, lsn, clean_close, &mut buf))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for handle in handles {
-            // A panic in a scan thread is a bug; surface it as one.
-            let results = handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            for (i, r) in results {
-                if let Some(slot) = slots.get_mut(i) {
-                    *slot = Some(r);
+        for _ in 0..threads {
+            s.spawn(|| {
+                // Unblocks the consumer if this thread panics: it must not
+                // wait for a segment that will never come.
+                let _guard = feed.guard();
+                let mut buf = BytesMut::new();
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((name, lsn)) = names.get(k) else {
+                        break;
+                    };
+                    if !feed.wait_turn(k, ahead) {
+                        break;
+                    }
+                    let scanned = scan(job, name.clone(), *lsn, keep(k), &mut buf);
+                    feed.put(k, scanned);
                 }
-            }
+            });
         }
-    });
-    slots.into_iter().flatten().collect()
+        let mut scans = InOrder {
+            feed: &feed,
+            next: 0,
+            count: names.len(),
+        };
+        consume(&mut scans)
+    })
+}
+
+/// Scans handed from the scan threads to the consumer, in any order.
+#[cfg(not(loom))]
+#[derive(Default)]
+struct Feed {
+    state: std::sync::Mutex<FeedState>,
+    changed: std::sync::Condvar,
+}
+
+#[cfg(not(loom))]
+#[derive(Default)]
+struct FeedState {
+    done: BTreeMap<usize, Result<Scanned, IoError>>,
+    /// Segments the consumer has taken.
+    taken: usize,
+    /// The consumer is gone: scan no more.
+    stop: bool,
+    /// A scan thread died.
+    panicked: bool,
+}
+
+#[cfg(not(loom))]
+impl Feed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until segment `k` is within `ahead` of the consumer; false if
+    /// the consumer is gone.
+    fn wait_turn(&self, k: usize, ahead: usize) -> bool {
+        let mut st = self.lock();
+        while !st.stop && k >= st.taken.saturating_add(ahead) {
+            st = self
+                .changed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        !st.stop
+    }
+
+    fn put(&self, k: usize, scanned: Result<Scanned, IoError>) {
+        self.lock().done.insert(k, scanned);
+        self.changed.notify_all();
+    }
+
+    fn guard(&self) -> FeedGuard<'_> {
+        FeedGuard(self)
+    }
+}
+
+/// Marks the feed as broken when a scan thread unwinds.
+#[cfg(not(loom))]
+struct FeedGuard<'a>(&'a Feed);
+
+#[cfg(not(loom))]
+impl Drop for FeedGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().panicked = true;
+            self.0.changed.notify_all();
+        }
+    }
+}
+
+/// The consumer's side of a [`Feed`]: scans in segment order.
+#[cfg(not(loom))]
+struct InOrder<'a> {
+    feed: &'a Feed,
+    next: usize,
+    count: usize,
+}
+
+#[cfg(not(loom))]
+impl Iterator for InOrder<'_> {
+    type Item = Result<Scanned, IoError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.count {
+            return None;
+        }
+        let mut st = self.feed.lock();
+        loop {
+            if let Some(scanned) = st.done.remove(&self.next) {
+                self.next += 1;
+                st.taken = self.next;
+                drop(st);
+                self.feed.changed.notify_all();
+                return Some(scanned);
+            }
+            // The scope re-raises the scan thread's panic after this one.
+            assert!(!st.panicked, "a recovery scan thread panicked");
+            st = self
+                .feed
+                .changed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for InOrder<'_> {
+    fn drop(&mut self) {
+        self.feed.lock().stop = true;
+        self.feed.changed.notify_all();
+    }
 }
 
 /// Where the last segment's valid prefix ends.
@@ -315,15 +542,11 @@ fn corrupt(segment: &str, offset: u64, detail: String, cause: Option<DecodeError
     }
 }
 
-/// Sets a segment aside under a `.discarded` name (salvage modes only).
-fn discard(
-    storage: &dyn Storage,
-    s: &Scanned,
-    report: &mut RecoveryReport,
-    reason: String,
-) -> Result<(), IoError> {
+/// Sets a segment aside under a `.discarded` name (salvage modes only):
+/// recorded now, renamed once every scan is done.
+fn discard(changes: &mut Changes, s: &Scanned, report: &mut RecoveryReport, reason: String) {
     let aside = format!("{}.discarded", s.name);
-    storage.rename(&s.name, &aside)?;
+    changes.renames.push((s.name.clone(), aside.clone()));
     report.discarded.push(aside);
     report.cuts.push(Cut {
         segment: s.name.clone(),
@@ -332,15 +555,65 @@ fn discard(
         reason,
         error: None,
     });
-    Ok(())
+}
+
+/// What recovery changes in the directory, done only after every segment
+/// was scanned (a scan thread may still be reading a file the decision is
+/// about) and only if the log opens.
+#[derive(Default)]
+struct Changes {
+    renames: Vec<(String, String)>,
+    removals: Vec<String>,
+}
+
+/// A segment kept in the log whose records a replay has yet to hand out:
+/// they are handed out once the segment after it is known, as that one may
+/// cut it short (`truncate_back`).
+struct Undelivered {
+    meta: Arc<SegMeta>,
+    kept: Box<Kept>,
+    /// The LSN after its valid prefix's last record.
+    next_lsn: u64,
+}
+
+impl Replay<'_> {
+    /// Hands out the records of `seg` from the replay's start up to where
+    /// the segment ends, then gives its memory back to `pool`.
+    fn deliver(&mut self, seg: Undelivered, from: u64, pool: &Pool) {
+        let end = seg.meta.end_lsn().min(seg.next_lsn);
+        let Undelivered { kept, .. } = seg;
+        let Kept { frames, data } = *kept;
+        'frames: for frame in frames {
+            if frame.next_lsn() <= from {
+                continue;
+            }
+            if frame.first_lsn() >= end {
+                break;
+            }
+            for record in frame {
+                if record.lsn >= end {
+                    break 'frames;
+                }
+                if record.lsn >= from && (self.each)(record).is_break() {
+                    self.stopped = true;
+                    break 'frames;
+                }
+            }
+        }
+        pool.give(data);
+    }
 }
 
 /// Recovers the log in `storage`. `clean_close` is the record a cleanly
-/// closed writer left, if any: it applies only to the last segment.
+/// closed writer left, if any: it applies only to the last segment. A
+/// `replay` gets the records it asks for in LSN order while later segments
+/// are still being scanned; if recovery then fails, the log does not open
+/// and what it got is to be thrown away.
 pub(crate) fn recover(
     storage: &dyn Storage,
     mode: RecoveryMode,
     clean_close: Option<CleanClose>,
+    mut replay: Option<Replay<'_>>,
 ) -> Result<Recovered, WalError> {
     let mut names: Vec<(String, u64)> = storage
         .list()?
@@ -349,37 +622,80 @@ pub(crate) fn recover(
         .collect();
     names.sort_by_key(|(_, lsn)| *lsn);
     let last = names.last().map(|&(_, lsn)| lsn);
-    let clean_close = clean_close.filter(|m| Some(m.segment_first_lsn) == last);
-    let scanned = scan_all(storage, names, clean_close)?;
-    let count = scanned.len();
+    let job = ScanJob {
+        storage,
+        clean_close: clean_close.filter(|m| Some(m.segment_first_lsn) == last),
+        pool: Pool::default(),
+    };
+    let replay_from = replay.as_ref().map(|r| r.from);
+    let keep = |k: usize| replay_from.is_some_and(|from| wants(from, &names, k));
+    // Without a replay a scan holds no segment in memory once it is done.
+    let ahead = if replay.is_some() {
+        REPLAY_SEGMENTS_AHEAD_MAX
+    } else {
+        usize::MAX
+    };
+    let mut changes = Changes::default();
+    let decided = with_scans(&job, &names, &keep, ahead, |scans| {
+        decide(
+            scans,
+            names.len(),
+            mode,
+            &mut changes,
+            replay.as_mut(),
+            &job.pool,
+        )
+    })?;
+    for (from, to) in &changes.renames {
+        storage.rename(from, to)?;
+    }
+    for name in &changes.removals {
+        storage.remove(name)?;
+    }
+    if !changes.renames.is_empty() || !changes.removals.is_empty() {
+        storage.sync_dir()?;
+    }
+    Ok(decided)
+}
+
+/// Decides, segment by segment in LSN order, what the log is.
+fn decide(
+    scans: &mut dyn Iterator<Item = Result<Scanned, IoError>>,
+    count: usize,
+    mode: RecoveryMode,
+    changes: &mut Changes,
+    mut replay: Option<&mut Replay<'_>>,
+    pool: &Pool,
+) -> Result<Recovered, WalError> {
     let mut report = RecoveryReport::default();
     let mut segments: Vec<Arc<SegMeta>> = Vec::new();
     let mut log_id = None;
     let mut next_lsn: Option<u64> = None;
     let mut tail = None;
     let mut stop = false;
-    let mut changed_dir = false;
-    for (i, s) in scanned.iter().enumerate() {
+    let mut undelivered: Option<Undelivered> = None;
+    // Where the replay starts, once the log's first segment is known.
+    let mut replay_from: Option<u64> = None;
+    for (i, s) in scans.enumerate() {
+        let mut s = s?;
         let last = i + 1 == count;
         if stop {
             discard(
-                storage,
-                s,
+                changes,
+                &s,
                 &mut report,
                 "after the point-in-time cut".to_owned(),
-            )?;
-            changed_dir = true;
+            );
             continue;
         }
-        let (header, summary, index) = match &s.outcome {
+        let (header, summary, index, kept) = match s.outcome {
             Outcome::BadHeader {
                 never_held_records: true,
                 ..
             } if last => {
                 // A creation interrupted before its header was synced (a
                 // segment gets records only after that): it never held one.
-                storage.remove(&s.name)?;
-                changed_dir = true;
+                changes.removals.push(s.name.clone());
                 report.cuts.push(Cut {
                     segment: s.name.clone(),
                     offset: 0,
@@ -391,18 +707,16 @@ pub(crate) fn recover(
                 });
                 continue;
             }
-            Outcome::BadHeader { error, .. } => {
+            Outcome::BadHeader { ref error, .. } => {
                 let detail = format!("unreadable segment header: {error}");
                 match mode {
                     RecoveryMode::PointInTime => {
                         stop = true;
-                        discard(storage, s, &mut report, detail)?;
-                        changed_dir = true;
+                        discard(changes, &s, &mut report, detail);
                         continue;
                     }
                     RecoveryMode::SkipCorrupted => {
-                        discard(storage, s, &mut report, detail)?;
-                        changed_dir = true;
+                        discard(changes, &s, &mut report, detail);
                         continue;
                     }
                     _ => return Err(corrupt(&s.name, 0, detail, Some(error.clone()))),
@@ -410,9 +724,10 @@ pub(crate) fn recover(
             }
             Outcome::Scanned {
                 header,
-                summary,
-                index,
-            } => (header, summary, index),
+                ref summary,
+                ref index,
+                ref mut kept,
+            } => (header, summary.clone(), index.clone(), kept.take()),
         };
         if header.first_lsn() != s.first_lsn {
             return Err(corrupt(
@@ -457,8 +772,7 @@ pub(crate) fn recover(
                 match mode {
                     RecoveryMode::PointInTime => {
                         stop = true;
-                        discard(storage, s, &mut report, detail)?;
-                        changed_dir = true;
+                        discard(changes, &s, &mut report, detail);
                         continue;
                     }
                     RecoveryMode::SkipCorrupted => report.gaps.push((expected, s.first_lsn)),
@@ -551,14 +865,44 @@ pub(crate) fn recover(
             _ => {}
         }
         report.segments.push(seg_report(summary.records));
-        segments.push(Arc::new(SegMeta::new(
+        let meta = Arc::new(SegMeta::new(
             s.first_lsn,
             s.name.clone(),
             s.file.clone(),
             header.segment_id(),
             header.padded(),
-            index.clone(),
-        )));
+            index,
+        ));
+        if let Some(replay) = replay.as_deref_mut() {
+            // The segment before this one now ends where it must.
+            let from = match replay_from {
+                Some(from) => from,
+                None => {
+                    let from = match replay.from {
+                        ReplayFrom::Start => s.first_lsn,
+                        ReplayFrom::Lsn(lsn) if lsn < s.first_lsn => {
+                            return Err(WalError::Purged {
+                                lsn,
+                                first: s.first_lsn,
+                            });
+                        }
+                        ReplayFrom::Lsn(lsn) => lsn,
+                    };
+                    *replay_from.insert(from)
+                }
+            };
+            if let Some(seg) = undelivered.take()
+                && !replay.stopped
+            {
+                replay.deliver(seg, from, pool);
+            }
+            undelivered = kept.map(|kept| Undelivered {
+                meta: meta.clone(),
+                kept,
+                next_lsn: summary.next_lsn,
+            });
+        }
+        segments.push(meta);
         next_lsn = Some(summary.next_lsn);
         tail = match summary.end {
             SegmentEnd::Sealed { .. } => None,
@@ -574,8 +918,21 @@ pub(crate) fn recover(
             }),
         };
     }
-    if changed_dir {
-        storage.sync_dir()?;
+    if let Some(replay) = replay {
+        match (replay_from, replay.from) {
+            (Some(from), _) => {
+                if let Some(seg) = undelivered.take()
+                    && !replay.stopped
+                {
+                    replay.deliver(seg, from, pool);
+                }
+            }
+            // An empty log starts at LSN 1.
+            (None, ReplayFrom::Lsn(lsn)) if lsn < 1 => {
+                return Err(WalError::Purged { lsn, first: 1 });
+            }
+            (None, _) => {}
+        }
     }
     let first_lsn = segments.first().map_or(1, |s| s.first_lsn);
     let next = next_lsn.unwrap_or(first_lsn);

@@ -2,6 +2,8 @@
 //! commits, syncs, rotations and truncations run on the simulated disk; it
 //! crashes in every mode it has; the log reopens; an oracle of what was
 //! appended and what was acknowledged checks C1 to C4 after every reopen.
+//! Half the reopens replay the log during recovery, and the replay must get
+//! exactly what a reader gets.
 //!
 //! Every failure names its seed and crash number; rerun one seed with
 //! `WAL_TORTURE_SEED=<seed> WAL_TORTURE_CRASHES=<n> cargo test -p wal-engine
@@ -10,11 +12,12 @@
 #![allow(clippy::cast_possible_truncation)]
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use wal_engine::{Options, SyncPolicy, Wal};
+use wal_engine::{Options, ReplayFrom, SyncPolicy, Wal};
 use wal_io::sim::{CrashMode, SimDisk};
 
 /// Crashes in a default run, over all seeds: the CI size.
@@ -120,8 +123,26 @@ fn torture(seed: u64, crashes: u64) -> u64 {
     let (mut cuts, mut lost, mut recycled) = (0u64, 0u64, 0u64);
     for crash in 0..crashes {
         let at = |what: &str| format!("seed {seed}, crash {crash}, {:?}: {what}", options.sync);
-        let (wal, report) = Wal::open_with(disk.storage(), options.clone())
-            .unwrap_or_else(|e| panic!("{}", at(&format!("reopen failed: {e}"))));
+        // Half the reopens replay the log while recovering it, from its
+        // start or from an LSN at or past the truncated front.
+        let replay_from = match rng.range(0, 3) {
+            0 => Some(ReplayFrom::Start),
+            1 => {
+                let front = model.front.max(1);
+                let end = model.records.len() as u64 + 1;
+                Some(ReplayFrom::Lsn(rng.range(front, end.max(front))))
+            }
+            _ => None,
+        };
+        let mut replayed = Vec::new();
+        let (wal, report) = match replay_from {
+            None => Wal::open_with(disk.storage(), options.clone()),
+            Some(from) => Wal::open_with_replaying(disk.storage(), options.clone(), from, |r| {
+                replayed.push(r);
+                ControlFlow::Continue(())
+            }),
+        }
+        .unwrap_or_else(|e| panic!("{}", at(&format!("reopen failed: {e}"))));
         // C1 and C4: everything acknowledged is there; only the tail was lost.
         let last = report.next_lsn - 1;
         assert!(
@@ -147,6 +168,26 @@ fn torture(seed: u64, crashes: u64) -> u64 {
         read_back(&wal, report.first_lsn, report.next_lsn, &at, |lsn| {
             model.records.get((lsn - 1) as usize).map(Vec::as_slice)
         });
+        // A replay got exactly the records a reader from its start yields.
+        if let Some(from) = replay_from {
+            let from = match from {
+                ReplayFrom::Start => report.first_lsn,
+                ReplayFrom::Lsn(lsn) => lsn,
+            };
+            let expected: Vec<(u64, &[u8])> = (from..report.next_lsn)
+                .map(|lsn| (lsn, model.records[(lsn - 1) as usize].as_slice()))
+                .collect();
+            let got: Vec<(u64, &[u8])> = replayed.iter().map(|r| (r.lsn, &r.data[..])).collect();
+            assert!(
+                got == expected,
+                "{}",
+                at(&format!(
+                    "replay from {from} got LSNs {:?}, a reader yields {from}..{}",
+                    got.iter().map(|r| r.0).collect::<Vec<_>>(),
+                    report.next_lsn
+                ))
+            );
+        }
         cuts += report.cuts.len() as u64;
         lost += model.records.len() as u64 - last;
         // The unacknowledged tail past the recovered end is gone for good.
