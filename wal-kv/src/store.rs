@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wal_engine::{DurableFuture, Wal};
+use wal_engine::{DurableFuture, ReplayFrom, Wal, WalError};
 use wal_io::{BackendChoice, Storage};
 
 use crate::KvError;
@@ -502,15 +502,51 @@ impl Store {
         Store::open_with(wal_io::open_dir(dir, BackendChoice::Auto)?, options)
     }
 
-    /// Opens the store on any storage: the log, then the manifest and its
-    /// tables, then a replay of the log after the checkpoint LSN.
+    /// Opens the store on any storage: the log, replaying its records after
+    /// the checkpoint LSN into the memtable while its recovery reads them
+    /// (one pass over the log), then the manifest and its tables.
     ///
     /// # Errors
     /// Invalid options; the log's recovery errors; a corrupt manifest or
     /// table; I/O errors.
     pub fn open_with(storage: Arc<dyn Storage>, options: Options) -> Result<Store, KvError> {
         options.validate()?;
-        let (wal, _report) = Wal::open_with(Arc::clone(&storage), options.log.clone())?;
+        // The log hands its records over while recovery reads them, so the
+        // replay reads the log once. Where it starts comes from the manifest
+        // read before the log's lock is held: a guess, checked below.
+        let guess = Manifest::read(&*storage)?.map_or(0, |m| m.checkpoint_lsn);
+        let mut memtable = Memtable::default();
+        let mut replay_failed = None;
+        let opened = Wal::open_with_replaying(
+            Arc::clone(&storage),
+            options.log.clone(),
+            ReplayFrom::Lsn(guess + 1),
+            |record| match WriteBatch::decode(&record.data, record.lsn) {
+                Ok(batch) => {
+                    memtable.apply(&batch, record.lsn);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    replay_failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            },
+        );
+        let (wal, mut replayed_after) = match opened {
+            Ok((wal, _report)) => (wal, Some(guess)),
+            // The log starts past the guess: replay below, with a reader.
+            Err(WalError::Purged { .. }) => {
+                memtable = Memtable::default();
+                (
+                    Wal::open_with(Arc::clone(&storage), options.log.clone())?.0,
+                    None,
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(e) = replay_failed {
+            return Err(e);
+        }
         let manifest = Manifest::read(&*storage)?.unwrap_or(Manifest {
             checkpoint_lsn: 0,
             next_table_id: 1,
@@ -550,10 +586,15 @@ impl Store {
                 storage.remove(&name)?;
             }
         }
-        let mut memtable = Memtable::default();
-        let from = (manifest.checkpoint_lsn + 1).max(wal.first_lsn());
         let last = wal.appended_lsn();
-        if from <= last {
+        if replayed_after != Some(manifest.checkpoint_lsn) {
+            // Another process checkpointed between the guess and the lock,
+            // or the log starts past the guess: replay again from the truth.
+            memtable = Memtable::default();
+            replayed_after = None;
+        }
+        let from = (manifest.checkpoint_lsn + 1).max(wal.first_lsn());
+        if replayed_after.is_none() && from <= last {
             for record in wal.reader(from)? {
                 let record = record?;
                 let batch = WriteBatch::decode(&record.data, record.lsn)?;
@@ -678,7 +719,7 @@ impl Store {
     /// iterator lives.
     ///
     /// ```
-    /// use std::ops::Bound;
+    /// use std::ops::{Bound, ControlFlow};
     /// use wal_kv::{Options, Store};
     ///
     /// let disk = wal_io::sim::SimDisk::new(2);
@@ -715,7 +756,7 @@ impl Store {
     /// As [`Store::iter`], descending: the largest key first, as lazily.
     ///
     /// ```
-    /// use std::ops::Bound;
+    /// use std::ops::{Bound, ControlFlow};
     /// use wal_kv::{Options, Store};
     ///
     /// let disk = wal_io::sim::SimDisk::new(3);
