@@ -420,6 +420,15 @@ impl Wal {
         let log_id = recovered.log_id.unwrap_or_else(|| ids.next());
         let mut segments = recovered.segments;
         let next_lsn = recovered.next_lsn;
+        // What recovery read may live only in the page cache: the process
+        // before may have died, or failed a sync, with records written and
+        // never synced. They become durable here, before the log calls them
+        // so (PostgreSQL syncs its data directory after a crash for the same
+        // reason). A file with nothing dirty syncs at little cost.
+        for seg in &segments {
+            seg.file.sync_data()?;
+        }
+        storage.sync_dir()?;
         let active = match (segments.last(), recovered.tail) {
             (Some(last), Some(tail)) => {
                 // Remove whatever follows the valid prefix (a torn tail, frames

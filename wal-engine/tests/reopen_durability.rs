@@ -1,0 +1,76 @@
+//! C1 across a reopen: what a reopened log reports durable survives a
+//! power loss after the reopen, even when the process before it died (a
+//! `kill -9`, or a failed write) with records written but never synced.
+//! Those records are dirty pages in the page cache, recovery reads them, and
+//! the log must sync them before it calls them durable, as PostgreSQL syncs
+//! its data directory after a crash.
+// Test sizes and counts are small: casts between integer widths cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
+use wal_engine::{Options, SyncPolicy, Wal};
+use wal_io::Op;
+use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
+
+fn record(i: u64) -> Vec<u8> {
+    format!("record {i}").repeat(8).into_bytes()
+}
+
+/// Writes records without syncing them, then dies the way a killed process
+/// does, its dirty pages left behind: a write fails, which poisons the log,
+/// so neither a sync nor the close follows. Returns the disk and the last
+/// LSN written before the failure.
+fn died_with_unsynced_records(seed: u64, options: &Options, n: u64) -> (SimDisk, u64) {
+    let disk = SimDisk::new(seed);
+    let (wal, _) = Wal::open_with(disk.storage(), options.clone()).unwrap();
+    // Appends past the queue's bound make the owner write what it holds.
+    for i in 1..=n {
+        wal.append(&record(i)).unwrap();
+    }
+    disk.inject(Fault::from_then_on(
+        Op::Write,
+        disk.op_count(Op::Write) + 1,
+        FaultError::Eio,
+    ));
+    assert!(wal.sync().is_err());
+    let written = wal.written_lsn();
+    drop(wal);
+    disk.clear_faults();
+    (disk, written)
+}
+
+#[test]
+fn records_a_reopen_reports_durable_survive_a_power_loss_after_it() {
+    for (seed, segment_bytes) in [(1, 64 << 20), (2, 16 << 10)] {
+        let mut options = Options::default();
+        options.sync = SyncPolicy::Never;
+        options.segment_bytes = segment_bytes;
+        options.queue_bytes_max = 4 << 10;
+        options.record_bytes_max = 512;
+        let (disk, written) = died_with_unsynced_records(seed, &options, 500);
+        assert!(
+            written >= 100,
+            "seed {seed}: only {written} records were written"
+        );
+        let (wal, report) = Wal::open_with(disk.storage(), options.clone()).unwrap();
+        // The unsynced records were in the "page cache" and were recovered.
+        assert!(report.next_lsn > written, "seed {seed}");
+        let durable = wal.durable_lsn();
+        assert_eq!(durable, report.next_lsn - 1, "seed {seed}");
+        drop(wal);
+
+        disk.crash(CrashMode::LoseAll);
+        let (wal, report) = Wal::open_with(disk.storage(), options.clone()).unwrap();
+        assert!(
+            report.next_lsn > durable,
+            "seed {seed}: reported durable up to {durable} after the reopen, {} left after a power loss",
+            report.next_lsn - 1
+        );
+        let got: Vec<Vec<u8>> = wal
+            .reader(1)
+            .unwrap()
+            .map(|r| r.map(|r| r.data.to_vec()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(got.iter().zip(1..).all(|(data, i)| *data == record(i)));
+    }
+}
