@@ -180,6 +180,28 @@ impl DecodeError {
             | DecodeError::Decompress { offset, .. } => *offset,
         }
     }
+
+    /// The same error with its offset moved on by `by`: what a decoder
+    /// handed the part of a segment that starts at `by` reports about the
+    /// whole segment.
+    #[must_use]
+    pub fn shifted(mut self, by: u64) -> Self {
+        match &mut self {
+            DecodeError::Incomplete { offset, .. }
+            | DecodeError::Zeroed { offset }
+            | DecodeError::BadMagic { offset, .. }
+            | DecodeError::UnknownVersion { offset, .. }
+            | DecodeError::ChecksumMismatch { offset, .. }
+            | DecodeError::StaleIdentity { offset, .. }
+            | DecodeError::LsnMismatch { offset, .. }
+            | DecodeError::BadLength { offset, .. }
+            | DecodeError::UnknownKind { offset, .. }
+            | DecodeError::UnknownCodec { offset, .. }
+            | DecodeError::ReservedNonZero { offset, .. }
+            | DecodeError::Decompress { offset, .. } => *offset = offset.saturating_add(by),
+        }
+        self
+    }
 }
 
 /// Why a frame could not be encoded. Encoding never writes a frame that the

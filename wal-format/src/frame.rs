@@ -498,9 +498,16 @@ impl Frame {
         self.header.kind
     }
 
-    /// Where the frame starts in the decoded buffer.
+    /// Where the frame starts in the decoded buffer (in the segment, for a
+    /// frame from a [`SegmentScanner`](crate::SegmentScanner)).
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Moves the frame's offset on by `by` (a scanner of part of a segment
+    /// reports offsets in the segment).
+    pub(crate) fn shift(&mut self, by: u64) {
+        self.offset = self.offset.saturating_add(by);
     }
 
     /// Bytes the frame occupies, padding included: the next frame starts

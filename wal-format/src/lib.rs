@@ -56,7 +56,7 @@ pub use frame::{
     FrameBuilder, FrameEncoder, FrameExpect, FrameHeader, FrameKind, FrameSummary, IntoRecords,
     RECORD_BYTES_MAX, RECORD_PREFIX_LEN, Record, RecordSlices, Records, decode_frame, encode_seal,
 };
-pub use scan::{LaterFrame, ScanSummary, SegmentEnd, SegmentScanner};
+pub use scan::{LaterFrame, ScanPoint, ScanSummary, SegmentEnd, SegmentScanner};
 pub use segment::{
     FLAG_PADDED, FLAG_RECYCLED, FORMAT_VERSION_READ_MIN, PADDED_BLOCK_BYTES, SegmentHeader,
 };

@@ -77,6 +77,35 @@ pub struct ScanSummary {
     pub end: SegmentEnd,
 }
 
+/// Where a scan stands, to go on with it over bytes read later
+/// ([`SegmentScanner::point`], [`SegmentScanner::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanPoint {
+    header: SegmentHeader,
+    offset: u64,
+    next_lsn: u64,
+    frames: u64,
+    records: u64,
+    durable_lsn_recorded: u64,
+}
+
+impl ScanPoint {
+    /// The segment's header.
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// The offset in the segment where the scan goes on.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The LSN the next frame must start at.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+}
+
 /// Iterates the valid prefix of a segment's frames, then classifies its end.
 ///
 /// ```
@@ -99,6 +128,9 @@ pub struct ScanSummary {
 #[derive(Debug)]
 pub struct SegmentScanner {
     data: Bytes,
+    /// Where `data` starts in the segment: every offset reported is `base`
+    /// plus an offset in `data`.
+    base: u64,
     header: SegmentHeader,
     offset: usize,
     next_lsn: u64,
@@ -118,6 +150,7 @@ impl SegmentScanner {
         let header = SegmentHeader::decode(&data)?;
         Ok(SegmentScanner {
             data,
+            base: 0,
             header,
             offset: SegmentHeader::LEN,
             next_lsn: header.first_lsn(),
@@ -138,6 +171,88 @@ impl SegmentScanner {
         self.next_lsn
     }
 
+    /// How the prefix ended, once the scan has stopped (`None` while more
+    /// frames may follow). A scan of part of a segment that stopped short
+    /// of a seal goes on with [`SegmentScanner::resume`]; this verdict is
+    /// the segment's only if the part ran to the segment's end.
+    pub fn end(&self) -> Option<&SegmentEnd> {
+        self.end.as_ref()
+    }
+
+    /// Where the scan is: after the frames it has yielded, or at the break
+    /// once it stopped there. [`SegmentScanner::resume`] goes on from it.
+    pub fn point(&self) -> ScanPoint {
+        ScanPoint {
+            header: self.header,
+            offset: self.base.saturating_add(wide(self.offset)),
+            next_lsn: self.next_lsn,
+            frames: self.frames,
+            records: self.records,
+            durable_lsn_recorded: self.durable_lsn_recorded,
+        }
+    }
+
+    /// Goes on with a scan from `point` over `data`, the bytes of the same
+    /// segment from offset `base` on, so a segment can be read and scanned
+    /// in parts: frames, the summary and errors report offsets in the
+    /// segment. A part that ends inside a frame ends the scan there as a
+    /// torn tail would; resuming from [`SegmentScanner::point`] over a part
+    /// that holds the whole frame goes on past it. The verdict on the end
+    /// looks only at the bytes after the break, so a scan resumed over every
+    /// byte from at or before the break to the end of the segment gives the
+    /// same verdict as one scan of the whole segment.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use wal_format::{Compression, FrameEncoder, SegmentEnd, SegmentHeader, SegmentScanner};
+    ///
+    /// let mut seg = SegmentHeader::new(7, 42, 1)?.encode().to_vec();
+    /// let mut enc = FrameEncoder::new(Compression::NONE);
+    /// enc.encode(&mut seg, 42, 1, 0, [&[1u8; 100][..]])?;
+    /// enc.encode(&mut seg, 42, 2, 0, [&[2u8; 1000][..]])?;
+    /// seg.resize(8192, 0); // preallocated space
+    /// let seg = Bytes::from(seg);
+    ///
+    /// // The first part ends inside the second frame: the scan stops before it.
+    /// let mut first = SegmentScanner::new(seg.slice(..600))?;
+    /// assert_eq!(first.by_ref().count(), 1);
+    /// let point = first.point();
+    /// // The rest of the segment, from the start of the 4 KiB block the break is in.
+    /// let mut rest = SegmentScanner::resume(seg.slice(0..), 0, &point)?;
+    /// let lsns: Vec<u64> = rest.by_ref().map(|f| f.first_lsn()).collect();
+    /// assert_eq!(lsns, [2]);
+    /// assert_eq!(rest.finish().end, SegmentEnd::Clean);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DecodeError::BadLength`] if `point` is not within `data`.
+    pub fn resume(data: Bytes, base: u64, point: &ScanPoint) -> Result<Self, DecodeError> {
+        let offset = point
+            .offset
+            .checked_sub(base)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|&o| o <= data.len())
+            .ok_or(DecodeError::BadLength {
+                offset: point.offset,
+                what: crate::Structure::FrameHeader,
+                field: "resume offset",
+                value: base,
+                reason: "the scan point is not within the bytes handed over",
+            })?;
+        Ok(SegmentScanner {
+            data,
+            base,
+            header: point.header,
+            offset,
+            next_lsn: point.next_lsn,
+            frames: point.frames,
+            records: point.records,
+            durable_lsn_recorded: point.durable_lsn_recorded,
+            end: None,
+        })
+    }
+
     /// Reads the rest of the prefix, classifies the end and returns the summary.
     pub fn finish(mut self) -> ScanSummary {
         self.by_ref().for_each(drop);
@@ -146,7 +261,7 @@ impl SegmentScanner {
             frames: self.frames,
             records: self.records,
             next_lsn: self.next_lsn,
-            valid_end: wide(self.offset),
+            valid_end: self.base.saturating_add(wide(self.offset)),
             durable_lsn_recorded: self.durable_lsn_recorded,
             end: self.end.take().unwrap_or(SegmentEnd::Clean),
         }
@@ -170,10 +285,12 @@ impl SegmentScanner {
         }
         // The zeroed header is the write's terminator, and the write ends at
         // the first boundary after it.
-        let boundary = self
-            .offset
-            .checked_add(FRAME_HEADER_LEN)?
-            .next_multiple_of(PADDED_BLOCK_BYTES);
+        // Blocks are counted from the start of the segment, not of `data`.
+        let end_abs = self
+            .base
+            .checked_add(wide(self.offset.checked_add(FRAME_HEADER_LEN)?))?;
+        let boundary_abs = end_abs.next_multiple_of(PADDED_BLOCK_BYTES as u64);
+        let boundary = usize::try_from(boundary_abs.checked_sub(self.base)?).ok()?;
         let frame = decode_frame(&self.data, boundary, expect).ok()?;
         Some((boundary, frame))
     }
@@ -204,7 +321,7 @@ impl SegmentScanner {
             match decode_frame(&self.data, pos, expect) {
                 Ok(frame) if frame.first_lsn() >= self.next_lsn => {
                     let evidence = LaterFrame {
-                        offset: frame.offset(),
+                        offset: self.base.saturating_add(frame.offset()),
                         first_lsn: frame.first_lsn(),
                         durable_lsn: frame.header().durable_lsn,
                     };
@@ -253,8 +370,9 @@ impl Iterator for SegmentScanner {
             Ok(frame) => Ok((self.offset, frame)),
         };
         match decoded {
-            Ok((start, frame)) => {
+            Ok((start, mut frame)) => {
                 self.offset = start.saturating_add(frame.encoded_len());
+                frame.shift(self.base);
                 self.next_lsn = frame.next_lsn();
                 self.frames += 1;
                 self.records += u64::from(frame.record_count());
@@ -268,7 +386,7 @@ impl Iterator for SegmentScanner {
                 Some(frame)
             }
             Err(error) => {
-                self.end = Some(self.classify(error));
+                self.end = Some(self.classify(error.shifted(self.base)));
                 None
             }
         }

@@ -1,0 +1,141 @@
+//! A segment scanned in parts, each resumed where the last one stopped,
+//! yields the same frames at the same offsets and the same verdict on its
+//! end as one scan of the whole segment: damage, tears, padding and seals
+//! included.
+
+mod common;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use wal_format::{Codec, Compression, ScanSummary, SegmentEnd, SegmentScanner};
+
+use common::{SEGMENT_ID, all_durable, build, none_durable, text};
+
+/// (offset, first LSN, records) of each frame, and the summary.
+type Scan = (Vec<(u64, u64, u32)>, ScanSummary);
+
+fn whole(bytes: &Bytes) -> Option<Scan> {
+    let mut scanner = SegmentScanner::new(bytes.clone()).ok()?;
+    let frames = scanner
+        .by_ref()
+        .map(|f| (f.offset(), f.first_lsn(), f.record_count()))
+        .collect();
+    Some((frames, scanner.finish()))
+}
+
+/// The way a reader of a segment in parts of `part` bytes uses the scanner:
+/// each part after the first starts at the 4 KiB block the last one stopped
+/// in; one that makes no progress is followed by the whole rest.
+fn in_parts(bytes: &Bytes, part: usize) -> Option<Scan> {
+    let len = bytes.len();
+    let mut end = part.min(len);
+    let mut scanner = SegmentScanner::new(bytes.slice(..end)).ok()?;
+    let mut frames = Vec::new();
+    let mut last_stop = None;
+    loop {
+        frames.extend(
+            scanner
+                .by_ref()
+                .map(|f| (f.offset(), f.first_lsn(), f.record_count())),
+        );
+        if end == len || matches!(scanner.end(), Some(SegmentEnd::Sealed { .. })) {
+            return Some((frames, scanner.finish()));
+        }
+        let point = scanner.point();
+        let stop = point.offset();
+        let base = usize::try_from(stop).unwrap() / 4096 * 4096;
+        end = if last_stop == Some(stop) {
+            len
+        } else {
+            (base + part).min(len)
+        };
+        last_stop = Some(stop);
+        scanner = SegmentScanner::resume(bytes.slice(base..end), base as u64, &point).unwrap();
+    }
+}
+
+fn check(bytes: &[u8], part: usize) {
+    let bytes = Bytes::copy_from_slice(bytes);
+    let whole = whole(&bytes);
+    let parts = in_parts(&bytes, part);
+    assert_eq!(whole, parts, "part of {part} bytes");
+}
+
+#[test]
+fn the_fixtures_scan_the_same_in_parts() {
+    for name in [
+        "records_none.seg",
+        "records_lz4.seg",
+        "records_snappy.seg",
+        "padded.seg",
+        "recycled.seg",
+        "corrupt_middle.seg",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        for part in [4096, 4096 + 1000, 8192, 3 * 4096 + 7] {
+            check(&bytes, part);
+        }
+    }
+}
+
+#[test]
+fn a_resume_point_outside_the_part_is_refused() {
+    let built = build(
+        SEGMENT_ID,
+        1,
+        &[vec![text(1, 100)]],
+        Compression::NONE,
+        all_durable,
+        false,
+    );
+    let bytes = Bytes::from(built.bytes);
+    let mut scanner = SegmentScanner::new(bytes.clone()).unwrap();
+    scanner.by_ref().for_each(drop);
+    let point = scanner.point();
+    assert!(SegmentScanner::resume(bytes.slice(..8), 4096, &point).is_err());
+    assert!(SegmentScanner::resume(bytes.slice(..8), 0, &point).is_err());
+    assert!(SegmentScanner::resume(bytes.clone(), 0, &point).is_ok());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn damaged_segments_scan_the_same_in_parts(
+        sizes in proptest::collection::vec((1usize..6, 0usize..3000), 1..40),
+        lz4 in any::<bool>(),
+        seal in any::<bool>(),
+        acked in any::<bool>(),
+        zeros in 0usize..20_000,
+        damage in 0u8..4,
+        at in any::<prop::sample::Index>(),
+        span in 1usize..5000,
+        part in 4096usize..20_000,
+    ) {
+        let batches: Vec<Vec<Vec<u8>>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, len))| (0..n).map(|j| text((i * 7 + j) as u64, len)).collect())
+            .collect();
+        let compression = if lz4 {
+            Compression { codec: Codec::Lz4, min_bytes: 0 }
+        } else {
+            Compression::NONE
+        };
+        let durable = if acked { all_durable } else { none_durable };
+        let mut bytes = build(SEGMENT_ID, 1, &batches, compression, durable, seal).bytes;
+        bytes.resize(bytes.len() + zeros, 0);
+        let i = 64 + at.index(bytes.len() - 64);
+        let j = (i + span).min(bytes.len());
+        match damage {
+            0 => bytes.truncate(i),
+            1 => bytes[i] ^= 0x5a,
+            2 => bytes[i..j].fill(0),
+            _ => {}
+        }
+        check(&bytes, part);
+    }
+}
