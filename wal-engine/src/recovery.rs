@@ -2,7 +2,7 @@
 //! the log is, and saying what was found.
 
 #[cfg(not(loom))]
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 
 use bytes::{Bytes, BytesMut};
@@ -142,20 +142,23 @@ enum Outcome {
         header: SegmentHeader,
         summary: wal_format::ScanSummary,
         index: Vec<(u64, u64)>,
-        /// The valid frames, for a replay that wants this segment's records.
-        kept: Option<Box<Kept>>,
     },
 }
 
-/// A scanned segment's record frames, held until its records are handed out.
-struct Kept {
-    frames: Vec<Frame>,
-    /// The bytes the frames are slices of, to reuse once they are handed out.
-    data: Bytes,
+/// What a scan hands the deciding thread about one segment, in order.
+enum Part {
+    /// The segment's header is valid: its frames follow.
+    Head(SegmentHeader),
+    /// Record frames, in order, for a replay that wants this segment's
+    /// records, and the bytes they are slices of (to reuse once they are
+    /// handed out).
+    Frames(Vec<Frame>, Bytes),
+    /// The scan is done.
+    Done(Result<Box<Scanned>, IoError>),
 }
 
-/// Buffers handed back by a replay after its consumer is done with a
-/// segment, for the next scan to read into instead of faulting in new pages.
+/// Buffers of scanned parts no frame uses any more, for the next part to be
+/// read into instead of faulting in new pages.
 #[derive(Default)]
 struct Pool(std::sync::Mutex<Vec<BytesMut>>);
 
@@ -178,35 +181,19 @@ impl Pool {
                 .push(mem);
         }
     }
-}
 
-/// Reads the first `len` bytes of `file` (of `size`) into `buf`, reusing its
-/// memory: segments are mostly of one size, so after the first one a scan
-/// thread neither allocates nor faults in fresh pages.
-fn load(
-    file: &FileRef,
-    size: u64,
-    len: u64,
-    buf: &mut BytesMut,
-    pool: &Pool,
-) -> Result<(), IoError> {
-    let len = usize::try_from(len.min(size)).map_err(|_| IoError::Unsupported {
-        op: wal_io::Op::Read,
-        path: file.name().into(),
-        reason: format!("segment of {size} bytes does not fit in memory"),
-    })?;
-    if buf.capacity() < len {
-        // A fresh zeroed allocation maps zero pages lazily; growing with
-        // `resize` would write every byte first.
-        *buf = pool.take(len).unwrap_or_else(|| BytesMut::zeroed(len));
+    /// Reads `len` bytes of `file` from `offset` into a buffer of the pool,
+    /// or a new one.
+    fn read(&self, file: &FileRef, offset: u64, len: usize) -> Result<Bytes, IoError> {
+        // A fresh zeroed allocation maps zero pages lazily; `resize` of a
+        // reused one writes only the bytes it adds.
+        let mut buf = self.take(len).unwrap_or_else(|| BytesMut::zeroed(len));
         buf.resize(len, 0);
-    } else {
-        buf.resize(len, 0);
+        for (i, chunk) in buf.chunks_mut(READ_CHUNK_BYTES).enumerate() {
+            file.read_at(offset + (i * READ_CHUNK_BYTES) as u64, chunk)?;
+        }
+        Ok(buf.freeze())
     }
-    for (i, chunk) in buf.chunks_mut(READ_CHUNK_BYTES).enumerate() {
-        file.read_at((i * READ_CHUNK_BYTES) as u64, chunk)?;
-    }
-    Ok(())
 }
 
 /// Whether any valid frame (of whatever identity: the header that would
@@ -259,24 +246,32 @@ struct ScanJob<'a> {
     pool: Pool,
 }
 
-/// Scans one segment, reading it into `buf` (see [`load`]). With a
-/// clean-close record for it, reads only up to the record's end (and a frame
-/// header's worth after it) first, and the whole file only if that scan does
-/// not confirm the record. With `keep`, holds on to its frames for a replay.
+/// Scans one segment. With a clean-close record for it, reads only up to
+/// the record's end (and a frame header's worth after it) first, and the
+/// whole file only if that scan does not confirm the record. With `keep`,
+/// hands its record frames to `emit` as each part is scanned.
 fn scan(
     job: &ScanJob<'_>,
     name: String,
     first_lsn: u64,
     keep: bool,
-    buf: &mut BytesMut,
+    emit: &mut dyn FnMut(Part),
 ) -> Result<Scanned, IoError> {
     let file = job.storage.open(&name, FileOptions::BUFFERED)?;
     let size = file.size()?;
     let mut confirmed = None;
+    let mut emitted = 0;
     if let Some(mark) = job.clean_close.filter(|m| m.segment_first_lsn == first_lsn) {
         let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
-        load(&file, size, covered, buf, &job.pool)?;
-        let outcome = scan_loaded(buf, first_lsn, keep);
+        let outcome = scan_parts(
+            job,
+            &file,
+            size.min(covered),
+            first_lsn,
+            keep,
+            &mut emitted,
+            emit,
+        )?;
         if confirms(&outcome, &mark) {
             confirmed = Some(outcome);
         } else {
@@ -285,10 +280,7 @@ fn scan(
     }
     let outcome = match confirmed {
         Some(outcome) => outcome,
-        None => {
-            load(&file, size, size, buf, &job.pool)?;
-            scan_loaded(buf, first_lsn, keep)
-        }
+        None => scan_parts(job, &file, size, first_lsn, keep, &mut emitted, emit)?,
     };
     Ok(Scanned {
         name,
@@ -299,44 +291,121 @@ fn scan(
     })
 }
 
-/// Scans the bytes in `buf`, then hands its memory back for the next segment
-/// unless `keep` holds on to the frames in it.
-fn scan_loaded(buf: &mut BytesMut, first_lsn: u64, keep: bool) -> Outcome {
-    let data = std::mem::take(buf).freeze();
-    let outcome = match SegmentScanner::new(data.clone()) {
-        Err(error) => Outcome::BadHeader {
-            error,
-            never_held_records: !holds_frames(&data, first_lsn),
-        },
-        Ok(mut scanner) => {
-            let header = *scanner.header();
-            let mut index = Vec::new();
-            let mut frames = Vec::new();
-            for frame in scanner.by_ref() {
-                SegMeta::sparse(&mut index, frame.first_lsn(), frame.offset());
-                if keep && frame.kind() != FrameKind::Seal {
+/// Bytes of a segment read and scanned at a time, at most: the frames of
+/// one part are handed out while the next is read.
+const PART_BYTES_MAX: usize = 8 << 20;
+
+/// A segment of `size` bytes is read in about eight parts of whole 4 KiB
+/// blocks (small segments, as in the crash tests, in several parts too).
+fn part_bytes(size: u64) -> usize {
+    let block = wal_format::PADDED_BLOCK_BYTES;
+    usize::try_from(size / 8)
+        .unwrap_or(PART_BYTES_MAX)
+        .clamp(block, PART_BYTES_MAX)
+        .next_multiple_of(block)
+}
+
+/// Reads the first `limit` bytes of `file` part by part, each resuming the
+/// scan where the last one stopped (`SegmentScanner::resume`: the same
+/// frames and verdict as one scan of all of them). Record frames go to
+/// `emit` if `keep`, except the first `emitted` ones, which an earlier scan
+/// of the same file handed out already; `emitted` counts them.
+fn scan_parts(
+    job: &ScanJob<'_>,
+    file: &FileRef,
+    limit: u64,
+    first_lsn: u64,
+    keep: bool,
+    emitted: &mut u64,
+    emit: &mut dyn FnMut(Part),
+) -> Result<Outcome, IoError> {
+    let limit = usize::try_from(limit).map_err(|_| IoError::Unsupported {
+        op: wal_io::Op::Read,
+        path: file.name().into(),
+        reason: format!("a segment of {limit} bytes does not fit in memory"),
+    })?;
+    let part_len = part_bytes(file.size()?);
+    let mut end = part_len.min(limit);
+    let mut part = job.pool.read(file, 0, end)?;
+    let mut scanner = match SegmentScanner::new(part.clone()) {
+        Ok(scanner) => scanner,
+        Err(error) => {
+            job.pool.give(part);
+            // Whether it ever held a record takes the whole file to tell.
+            let data = job.pool.read(file, 0, limit)?;
+            let never_held_records = !holds_frames(&data, first_lsn);
+            job.pool.give(data);
+            return Ok(Outcome::BadHeader {
+                error,
+                never_held_records,
+            });
+        }
+    };
+    let header = *scanner.header();
+    if keep && *emitted == 0 {
+        emit(Part::Head(header));
+    }
+    let mut index = Vec::new();
+    let mut seen = 0u64;
+    let mut last_stop = None;
+    loop {
+        let mut frames = Vec::new();
+        for frame in scanner.by_ref() {
+            SegMeta::sparse(&mut index, frame.first_lsn(), frame.offset());
+            if keep && frame.kind() != FrameKind::Seal {
+                seen += 1;
+                if seen > *emitted {
                     frames.push(frame);
                 }
             }
-            Outcome::Scanned {
-                header,
-                summary: scanner.finish(),
-                index,
-                kept: keep.then(|| {
-                    Box::new(Kept {
-                        frames,
-                        data: data.clone(),
-                    })
-                }),
-            }
         }
-    };
-    // Nothing holds the bytes any more: take the memory back for the next
-    // segment (if something did, the next scan simply allocates).
-    if let Ok(mem) = data.try_into_mut() {
-        *buf = mem;
+        let done = end == limit || matches!(scanner.end(), Some(SegmentEnd::Sealed { .. }));
+        let point = scanner.point();
+        // The scanner holds the part too: let go of it first.
+        let summary = if done {
+            Some(scanner.finish())
+        } else {
+            drop(scanner);
+            None
+        };
+        // Nothing but the frames holds the part now: the deciding thread
+        // gives it back once it is done with them.
+        if frames.is_empty() {
+            job.pool.give(part);
+        } else {
+            *emitted += frames.len() as u64;
+            emit(Part::Frames(frames, part));
+        }
+        if let Some(summary) = summary {
+            return Ok(Outcome::Scanned {
+                header,
+                summary,
+                index,
+            });
+        }
+        // On from the start of the block the scan stopped in (reads on block
+        // boundaries; the scanner counts blocks from the segment's start
+        // whatever the base); the whole rest if the last part did not get
+        // the scan past that point, so the verdict on the end sees every
+        // byte after the break.
+        let stop = point.offset();
+        let base = stop - stop % wal_format::PADDED_BLOCK_BYTES as u64;
+        let start = usize::try_from(base).unwrap_or(limit).min(limit);
+        end = if last_stop == Some(stop) {
+            limit
+        } else {
+            start.saturating_add(part_len).min(limit)
+        };
+        last_stop = Some(stop);
+        part = job.pool.read(file, base, end - start)?;
+        scanner = SegmentScanner::resume(part.clone(), base, &point).map_err(|e| {
+            IoError::Unsupported {
+                op: wal_io::Op::Read,
+                path: file.name().into(),
+                reason: format!("resuming the scan: {e}"),
+            }
+        })?;
     }
-    outcome
 }
 
 /// Under loom the scan runs on the calling thread, lazily: the models are
@@ -348,27 +417,29 @@ fn with_scans<R>(
     names: &[(String, u64)],
     keep: &(dyn Fn(usize) -> bool + Sync),
     _ahead: usize,
-    consume: impl FnOnce(&mut dyn Iterator<Item = Result<Scanned, IoError>>) -> R,
+    consume: impl FnOnce(&mut dyn Iterator<Item = Part>) -> R,
 ) -> R {
-    let mut buf = BytesMut::new();
-    let mut scans = names
-        .iter()
-        .enumerate()
-        .map(|(k, (name, lsn))| scan(job, name.clone(), *lsn, keep(k), &mut buf));
-    consume(&mut scans)
+    let mut parts = names.iter().enumerate().flat_map(|(k, (name, lsn))| {
+        let mut parts = Vec::new();
+        let scanned = scan(job, name.clone(), *lsn, keep(k), &mut |p| parts.push(p));
+        parts.push(Part::Done(scanned.map(Box::new)));
+        parts
+    });
+    consume(&mut parts)
 }
 
-/// Scans segments on as many threads as the machine has and hands them to
-/// `consume` in LSN order as they are ready, so what follows a segment is
-/// decided while later ones are still read. Scans run at most `ahead`
-/// segments past the one `consume` last took.
+/// Scans segments on as many threads as the machine has and hands their
+/// parts to `consume` in LSN order as they are ready, so a segment is
+/// decided on (and its records handed out) while later ones, and the rest
+/// of it, are still read. Scans run at most `ahead` segments past the one
+/// `consume` is at.
 #[cfg(not(loom))]
 fn with_scans<R>(
     job: &ScanJob<'_>,
     names: &[(String, u64)],
     keep: &(dyn Fn(usize) -> bool + Sync),
     ahead: usize,
-    consume: impl FnOnce(&mut dyn Iterator<Item = Result<Scanned, IoError>>) -> R,
+    consume: impl FnOnce(&mut dyn Iterator<Item = Part>) -> R,
 ) -> R {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -383,7 +454,6 @@ fn with_scans<R>(
                 // Unblocks the consumer if this thread panics: it must not
                 // wait for a segment that will never come.
                 let _guard = feed.guard();
-                let mut buf = BytesMut::new();
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some((name, lsn)) = names.get(k) else {
@@ -392,21 +462,21 @@ fn with_scans<R>(
                     if !feed.wait_turn(k, ahead) {
                         break;
                     }
-                    let scanned = scan(job, name.clone(), *lsn, keep(k), &mut buf);
-                    feed.put(k, scanned);
+                    let scanned = scan(job, name.clone(), *lsn, keep(k), &mut |p| feed.put(k, p));
+                    feed.put(k, Part::Done(scanned.map(Box::new)));
                 }
             });
         }
-        let mut scans = InOrder {
+        let mut parts = InOrder {
             feed: &feed,
             next: 0,
             count: names.len(),
         };
-        consume(&mut scans)
+        consume(&mut parts)
     })
 }
 
-/// Scans handed from the scan threads to the consumer, in any order.
+/// Parts handed from the scan threads to the consumer.
 #[cfg(not(loom))]
 #[derive(Default)]
 struct Feed {
@@ -417,8 +487,8 @@ struct Feed {
 #[cfg(not(loom))]
 #[derive(Default)]
 struct FeedState {
-    done: BTreeMap<usize, Result<Scanned, IoError>>,
-    /// Segments the consumer has taken.
+    parts: BTreeMap<usize, VecDeque<Part>>,
+    /// Segments the consumer has taken whole.
     taken: usize,
     /// The consumer is gone: scan no more.
     stop: bool,
@@ -447,8 +517,8 @@ impl Feed {
         !st.stop
     }
 
-    fn put(&self, k: usize, scanned: Result<Scanned, IoError>) {
-        self.lock().done.insert(k, scanned);
+    fn put(&self, k: usize, part: Part) {
+        self.lock().parts.entry(k).or_default().push_back(part);
         self.changed.notify_all();
     }
 
@@ -471,7 +541,7 @@ impl Drop for FeedGuard<'_> {
     }
 }
 
-/// The consumer's side of a [`Feed`]: scans in segment order.
+/// The consumer's side of a [`Feed`]: parts in segment order.
 #[cfg(not(loom))]
 struct InOrder<'a> {
     feed: &'a Feed,
@@ -481,20 +551,23 @@ struct InOrder<'a> {
 
 #[cfg(not(loom))]
 impl Iterator for InOrder<'_> {
-    type Item = Result<Scanned, IoError>;
+    type Item = Part;
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next(&mut self) -> Option<Part> {
         if self.next >= self.count {
             return None;
         }
         let mut st = self.feed.lock();
         loop {
-            if let Some(scanned) = st.done.remove(&self.next) {
-                self.next += 1;
-                st.taken = self.next;
-                drop(st);
-                self.feed.changed.notify_all();
-                return Some(scanned);
+            if let Some(part) = st.parts.get_mut(&self.next).and_then(VecDeque::pop_front) {
+                if matches!(part, Part::Done(_)) {
+                    st.parts.remove(&self.next);
+                    self.next += 1;
+                    st.taken = self.next;
+                    drop(st);
+                    self.feed.changed.notify_all();
+                }
+                return Some(part);
             }
             // The scope re-raises the scan thread's panic after this one.
             assert!(!st.panicked, "a recovery scan thread panicked");
@@ -567,28 +640,29 @@ struct Changes {
 }
 
 /// A segment kept in the log whose records a replay has yet to hand out:
-/// they are handed out once the segment after it is known, as that one may
-/// cut it short (`truncate_back`).
+/// those at or past the first LSN of the segment after it are handed out
+/// once that one is known, as it may cut this one short (`truncate_back`).
 struct Undelivered {
     meta: Arc<SegMeta>,
-    kept: Box<Kept>,
+    frames: Vec<Frame>,
+    /// The parts `frames` are slices of, to reuse once they are handed out.
+    parts: Vec<Bytes>,
     /// The LSN after its valid prefix's last record.
     next_lsn: u64,
+    /// Records below this LSN were handed out already.
+    floor: u64,
 }
 
 impl Replay<'_> {
-    /// Hands out the records of `seg` from the replay's start up to where
-    /// the segment ends, then gives its memory back to `pool`.
-    fn deliver(&mut self, seg: Undelivered, from: u64, pool: &Pool) {
-        let end = seg.meta.end_lsn().min(seg.next_lsn);
-        let Undelivered { kept, .. } = seg;
-        let Kept { frames, data } = *kept;
+    /// Hands out the records of `frames` in `from..end`, in order, unless
+    /// the consumer broke off.
+    fn hand_out(&mut self, frames: Vec<Frame>, from: u64, end: u64) {
         'frames: for frame in frames {
+            if self.stopped || frame.first_lsn() >= end {
+                break;
+            }
             if frame.next_lsn() <= from {
                 continue;
-            }
-            if frame.first_lsn() >= end {
-                break;
             }
             for record in frame {
                 if record.lsn >= end {
@@ -600,8 +674,28 @@ impl Replay<'_> {
                 }
             }
         }
-        pool.give(data);
     }
+
+    /// Hands out what is left of `seg` from the replay's start up to where
+    /// the segment ends, then gives its memory back to `pool`.
+    fn deliver(&mut self, seg: Undelivered, from: u64, pool: &Pool) {
+        let end = seg.meta.end_lsn().min(seg.next_lsn);
+        self.hand_out(seg.frames, from.max(seg.floor), end);
+        for part in seg.parts {
+            pool.give(part);
+        }
+    }
+}
+
+/// A segment's parts as the deciding thread gathers them.
+struct Gathered {
+    /// The valid header, if it came.
+    head: Option<SegmentHeader>,
+    /// Frames not handed out yet, and their parts.
+    frames: Vec<Frame>,
+    parts: Vec<Bytes>,
+    /// Records below this LSN were handed out while the segment was read.
+    floor: u64,
 }
 
 /// Recovers the log in `storage`. `clean_close` is the record a cleanly
@@ -639,7 +733,7 @@ pub(crate) fn recover(
     let decided = with_scans(&job, &names, &keep, ahead, |scans| {
         decide(
             scans,
-            names.len(),
+            &names,
             mode,
             &mut changes,
             replay.as_mut(),
@@ -660,13 +754,14 @@ pub(crate) fn recover(
 
 /// Decides, segment by segment in LSN order, what the log is.
 fn decide(
-    scans: &mut dyn Iterator<Item = Result<Scanned, IoError>>,
-    count: usize,
+    parts: &mut dyn Iterator<Item = Part>,
+    names: &[(String, u64)],
     mode: RecoveryMode,
     changes: &mut Changes,
     mut replay: Option<&mut Replay<'_>>,
     pool: &Pool,
 ) -> Result<Recovered, WalError> {
+    let count = names.len();
     let mut report = RecoveryReport::default();
     let mut segments: Vec<Arc<SegMeta>> = Vec::new();
     let mut log_id = None;
@@ -676,9 +771,88 @@ fn decide(
     let mut undelivered: Option<Undelivered> = None;
     // Where the replay starts, once the log's first segment is known.
     let mut replay_from: Option<u64> = None;
-    for (i, s) in scans.enumerate() {
-        let mut s = s?;
+    for (i, (_, name_lsn)) in names.iter().enumerate() {
         let last = i + 1 == count;
+        // Records below the next segment's first LSN are this segment's
+        // whatever that one turns out to be.
+        let limit = names.get(i + 1).map_or(u64::MAX, |&(_, lsn)| lsn);
+        let mut got = Gathered {
+            head: None,
+            frames: Vec::new(),
+            parts: Vec::new(),
+            floor: 0,
+        };
+        // Whether (and from where) this segment's records go out as its
+        // parts arrive: once its header shows it will be kept unless the
+        // log refuses to open, the segment before it is settled too.
+        let mut early: Option<u64> = None;
+        let s = loop {
+            match parts.next() {
+                None => {
+                    return Err(WalError::io(IoError::Unsupported {
+                        op: wal_io::Op::Read,
+                        path: names
+                            .get(i)
+                            .map_or_else(Default::default, |n| n.0.clone().into()),
+                        reason: "a recovery scan ended without its result".to_owned(),
+                    }));
+                }
+                Some(Part::Head(header)) => {
+                    got.head = Some(header);
+                    let Some(replay) = replay.as_deref_mut() else {
+                        continue;
+                    };
+                    let chained = match (segments.last(), next_lsn) {
+                        (Some(_), Some(expected)) => *name_lsn <= expected,
+                        _ => true,
+                    };
+                    let from = match (replay_from, replay.from) {
+                        (Some(from), _) => Some(from),
+                        (None, ReplayFrom::Start) => Some(*name_lsn),
+                        (None, ReplayFrom::Lsn(lsn)) => (lsn >= *name_lsn).then_some(lsn),
+                    };
+                    if stop
+                        || replay.stopped
+                        || !chained
+                        || header.first_lsn() != *name_lsn
+                        || log_id.is_some_and(|id| id != header.log_id())
+                    {
+                        continue;
+                    }
+                    let Some(from) = from else { continue };
+                    replay_from = Some(from);
+                    if let Some(prev) = segments.last() {
+                        prev.set_end_lsn(*name_lsn);
+                    }
+                    if let Some(seg) = undelivered.take() {
+                        replay.deliver(seg, from, pool);
+                    }
+                    early = Some(from);
+                }
+                Some(Part::Frames(frames, part)) => match (early, replay.as_deref_mut()) {
+                    (Some(from), Some(replay)) if !replay.stopped => {
+                        let held: Vec<Frame> = frames
+                            .iter()
+                            .filter(|f| f.next_lsn() > limit)
+                            .cloned()
+                            .collect();
+                        replay.hand_out(frames, from, limit);
+                        got.floor = limit;
+                        got.frames.extend(held);
+                        if got.frames.is_empty() {
+                            pool.give(part);
+                        } else {
+                            got.parts.push(part);
+                        }
+                    }
+                    _ => {
+                        got.frames.extend(frames);
+                        got.parts.push(part);
+                    }
+                },
+                Some(Part::Done(scanned)) => break *scanned?,
+            }
+        };
         if stop {
             discard(
                 changes,
@@ -688,7 +862,7 @@ fn decide(
             );
             continue;
         }
-        let (header, summary, index, kept) = match s.outcome {
+        let (header, summary, index) = match s.outcome {
             Outcome::BadHeader {
                 never_held_records: true,
                 ..
@@ -726,8 +900,7 @@ fn decide(
                 header,
                 ref summary,
                 ref index,
-                ref mut kept,
-            } => (header, summary.clone(), index.clone(), kept.take()),
+            } => (header, summary.clone(), index.clone()),
         };
         if header.first_lsn() != s.first_lsn {
             return Err(corrupt(
@@ -891,15 +1064,15 @@ fn decide(
                     *replay_from.insert(from)
                 }
             };
-            if let Some(seg) = undelivered.take()
-                && !replay.stopped
-            {
+            if let Some(seg) = undelivered.take() {
                 replay.deliver(seg, from, pool);
             }
-            undelivered = kept.map(|kept| Undelivered {
+            undelivered = Some(Undelivered {
                 meta: meta.clone(),
-                kept,
+                frames: got.frames,
+                parts: got.parts,
                 next_lsn: summary.next_lsn,
+                floor: got.floor,
             });
         }
         segments.push(meta);
@@ -921,9 +1094,7 @@ fn decide(
     if let Some(replay) = replay {
         match (replay_from, replay.from) {
             (Some(from), _) => {
-                if let Some(seg) = undelivered.take()
-                    && !replay.stopped
-                {
+                if let Some(seg) = undelivered.take() {
                     replay.deliver(seg, from, pool);
                 }
             }
