@@ -7,7 +7,10 @@
 //! durable LSN and wakes exactly the waiters it covers; while it syncs, the
 //! next batch fills. Callers wait for durability by blocking
 //! ([`Wal::wait_durable`], [`Wal::commit`]), by awaiting a runtime-agnostic
-//! future ([`Wal::durable`]) or by callback ([`Wal::on_durable`]).
+//! future ([`Wal::durable`]) or by callback ([`Wal::on_durable`]). Records
+//! come back through a [`Reader`] (which can also tail the log), or, at
+//! startup, through [`Wal::open_replaying`], which hands each record to a
+//! callback while recovery verifies it, reading the log once.
 //!
 //! # Durability contract
 //!

@@ -16,7 +16,7 @@ pub const SEGMENT_SUFFIX: &str = ".wal";
 /// [`Options::prepare_segments`](crate::Options::prepare_segments)), or a
 /// purged segment's file (see
 /// [`Options::recycle_segments`](crate::Options::recycle_segments)).
-/// Not a segment: open takes a leftover one over (see [`reclaim_spare`]).
+/// Not a segment: open takes a leftover one over as a recycled file.
 pub const SPARE_NAME: &str = "next-segment.spare";
 
 /// The file a cleanly closed log leaves (a [`CleanClose`] record), so that
