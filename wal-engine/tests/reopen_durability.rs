@@ -31,6 +31,10 @@ fn died_with_unsynced_records(seed: u64, options: &Options, n: u64) -> (SimDisk,
         disk.op_count(Op::Write) + 1,
         FaultError::Eio,
     ));
+    // One more record, so the sync below has something to write even if
+    // the owner wrote all the others already: that write fails, poisoning
+    // the log, and the records before it sit in the page cache only.
+    let _ = wal.append(&record(n + 1));
     assert!(wal.sync().is_err());
     let written = wal.written_lsn();
     drop(wal);
