@@ -368,13 +368,13 @@ impl Wal {
     /// drop(wal);
     ///
     /// let mut state = Vec::new();
-    /// let (wal, report) = Wal::open_replaying(dir.path(), Options::default(), 2.into(), |record| {
+    /// let from = ReplayFrom::Lsn(2); // or ReplayFrom::Start for all there is
+    /// let (wal, report) = Wal::open_replaying(dir.path(), Options::default(), from, |record| {
     ///     state.push((record.lsn, record.data));
     ///     ControlFlow::Continue(())
     /// })?;
     /// assert_eq!(state, [(2, "b".into()), (3, "c".into())]);
     /// assert_eq!((report.next_lsn, wal.durable_lsn()), (4, 3));
-    /// # let _ = ReplayFrom::Start;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -421,10 +421,11 @@ impl Wal {
         let mut segments = recovered.segments;
         let next_lsn = recovered.next_lsn;
         // What recovery read may live only in the page cache: the process
-        // before may have died, or failed a sync, with records written and
-        // never synced. They become durable here, before the log calls them
-        // so (PostgreSQL syncs its data directory after a crash for the same
-        // reason). A file with nothing dirty syncs at little cost.
+        // before may have been killed with records written and never
+        // synced. They become durable here, before the log calls them so
+        // (PostgreSQL syncs its data directory after a crash for the same
+        // reason). A file with nothing dirty syncs at little cost. (Pages a
+        // failed sync left clean are another matter: docs/ARCHITECTURE.md.)
         for seg in &segments {
             seg.file.sync_data()?;
         }

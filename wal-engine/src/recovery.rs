@@ -68,6 +68,7 @@ fn wants(from: ReplayFrom, names: &[(String, u64)], k: usize) -> bool {
         ReplayFrom::Lsn(from) => names.get(k + 1).is_none_or(|&(_, next)| next > from),
     }
 }
+
 /// What recovery found in one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
