@@ -391,7 +391,27 @@ impl Wal {
         Wal::open_inner(storage, options, Some(Replay::new(from, &mut each)))
     }
 
-    /// [`Wal::open_replaying`] on any [`Storage`].
+    /// [`Wal::open_replaying`] on any [`Storage`], such as a simulated disk.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use wal_engine::{Options, ReplayFrom, Wal};
+    /// use wal_io::sim::SimDisk;
+    ///
+    /// let disk = SimDisk::new(7);
+    /// let (wal, _) = Wal::open_with(disk.storage(), Options::default())?;
+    /// wal.append_batch(&[b"debit", b"credit"])?;
+    /// wal.sync()?;
+    /// drop(wal);
+    ///
+    /// let mut seen = 0;
+    /// let (_wal, _) = Wal::open_with_replaying(disk.storage(), Options::default(), ReplayFrom::Start, |_| {
+    ///     seen += 1;
+    ///     ControlFlow::Break(()) // enough: the log still opens
+    /// })?;
+    /// assert_eq!(seen, 1);
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Wal::open_replaying`].
