@@ -385,10 +385,10 @@ impl Wal {
         dir: impl AsRef<Path>,
         options: Options,
         from: ReplayFrom,
-        mut each: impl FnMut(Record) -> ControlFlow<()>,
+        each: impl FnMut(Record) -> ControlFlow<()>,
     ) -> Result<(Wal, RecoveryReport), WalError> {
         let storage = wal_io::open_dir(dir, BackendChoice::Auto)?;
-        Wal::open_inner(storage, options, Some(Replay::new(from, &mut each)))
+        Wal::open_with_replaying(storage, options, from, each)
     }
 
     /// [`Wal::open_replaying`] on any [`Storage`], such as a simulated disk.

@@ -688,17 +688,6 @@ impl Replay<'_> {
     }
 }
 
-/// A segment's parts as the deciding thread gathers them.
-struct Gathered {
-    /// The valid header, if it came.
-    head: Option<SegmentHeader>,
-    /// Frames not handed out yet, and their parts.
-    frames: Vec<Frame>,
-    parts: Vec<Bytes>,
-    /// Records below this LSN were handed out while the segment was read.
-    floor: u64,
-}
-
 /// Recovers the log in `storage`. `clean_close` is the record a cleanly
 /// closed writer left, if any: it applies only to the last segment. A
 /// `replay` gets the records it asks for in LSN order while later segments
@@ -777,15 +766,13 @@ fn decide(
         // Records below the next segment's first LSN are this segment's
         // whatever that one turns out to be.
         let limit = names.get(i + 1).map_or(u64::MAX, |&(_, lsn)| lsn);
-        let mut got = Gathered {
-            head: None,
-            frames: Vec::new(),
-            parts: Vec::new(),
-            floor: 0,
-        };
+        // Frames whose records are not handed out yet, and their parts.
+        let mut held: Vec<Frame> = Vec::new();
+        let mut held_parts: Vec<Bytes> = Vec::new();
         // Whether (and from where) this segment's records go out as its
         // parts arrive: once its header shows it will be kept unless the
-        // log refuses to open, the segment before it is settled too.
+        // log refuses to open, the segment before it is settled too. Then
+        // only those at or past `limit` are held.
         let mut early: Option<u64> = None;
         let s = loop {
             match parts.next() {
@@ -799,7 +786,6 @@ fn decide(
                     }));
                 }
                 Some(Part::Head(header)) => {
-                    got.head = Some(header);
                     let Some(replay) = replay.as_deref_mut() else {
                         continue;
                     };
@@ -832,23 +818,22 @@ fn decide(
                 }
                 Some(Part::Frames(frames, part)) => match (early, replay.as_deref_mut()) {
                     (Some(from), Some(replay)) if !replay.stopped => {
-                        let held: Vec<Frame> = frames
+                        let rest: Vec<Frame> = frames
                             .iter()
                             .filter(|f| f.next_lsn() > limit)
                             .cloned()
                             .collect();
                         replay.hand_out(frames, from, limit);
-                        got.floor = limit;
-                        got.frames.extend(held);
-                        if got.frames.is_empty() {
+                        if rest.is_empty() {
                             pool.give(part);
                         } else {
-                            got.parts.push(part);
+                            held.extend(rest);
+                            held_parts.push(part);
                         }
                     }
                     _ => {
-                        got.frames.extend(frames);
-                        got.parts.push(part);
+                        held.extend(frames);
+                        held_parts.push(part);
                     }
                 },
                 Some(Part::Done(scanned)) => break *scanned?,
@@ -1070,10 +1055,10 @@ fn decide(
             }
             undelivered = Some(Undelivered {
                 meta: meta.clone(),
-                frames: got.frames,
-                parts: got.parts,
+                frames: held,
+                parts: held_parts,
                 next_lsn: summary.next_lsn,
-                floor: got.floor,
+                floor: early.map_or(0, |_| limit),
             });
         }
         segments.push(meta);
