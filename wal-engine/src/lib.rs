@@ -63,6 +63,7 @@ mod recovery;
 mod segment;
 mod stats;
 mod sync;
+mod write_buf;
 
 pub use error::WalError;
 pub use future::DurableFuture;

@@ -7,8 +7,8 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use wal_format::{
-    CleanClose, FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuilder, FrameEncoder, RECORD_PREFIX_LEN,
-    Record, TERMINATOR_LEN, encode_seal,
+    CleanClose, FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuf, FrameBuilder, FrameEncoder,
+    RECORD_PREFIX_LEN, Record, TERMINATOR_LEN, encode_seal,
 };
 use wal_io::{BackendChoice, Completion, DirLock, IoBuf, IoError, IoQueue, Storage};
 
@@ -20,6 +20,7 @@ use crate::sync::{
     Arc, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, RwLockReadGuard,
     RwLockWriteGuard, StdArc, lock,
 };
+use crate::write_buf::WriteBuf;
 use crate::{Options, Reader, SyncPolicy, WalError};
 
 /// Placeholder identity of a frame under construction: the writer binds the
@@ -49,7 +50,7 @@ impl Wake {
 /// What appenders and the owner share under one short lock.
 struct State {
     /// The frame being filled, laid out in `buf` (the next write).
-    buf: Vec<u8>,
+    buf: WriteBuf,
     frame: Option<FrameBuilder>,
     next_lsn: u64,
     written: u64,
@@ -71,7 +72,7 @@ struct State {
 /// What only the thread doing I/O touches.
 struct Io {
     /// The frame being written: swapped with the state's buffer at each round.
-    batch: Vec<u8>,
+    batch: WriteBuf,
     active: Active,
     ids: Ids,
     encoder: FrameEncoder,
@@ -493,7 +494,7 @@ impl Wal {
         let shared = Arc::new(Shared {
             log_id,
             state: Mutex::new(State {
-                buf: Vec::with_capacity(options.queue_bytes_max.min(1 << 20)),
+                buf: WriteBuf::with_capacity(options.queue_bytes_max.min(1 << 20)),
                 frame: None,
                 next_lsn,
                 written: durable,
@@ -510,7 +511,7 @@ impl Wal {
             work: Condvar::new(),
             space: Condvar::new(),
             io: Mutex::new(Io {
-                batch: Vec::with_capacity(options.queue_bytes_max.min(1 << 20)),
+                batch: WriteBuf::with_capacity(options.queue_bytes_max.min(1 << 20)),
                 active,
                 ids,
                 encoder: FrameEncoder::new(options.compression),
@@ -1499,15 +1500,12 @@ impl Pipe {
             .count()
     }
 
-    /// An aligned buffer holding `bytes`, reused where one is free.
-    fn buffer(&mut self, bytes: &[u8]) -> IoBuf {
-        let mut buf = match self.free.pop() {
-            Some(b) if b.capacity() >= bytes.len() => b,
-            _ => IoBuf::with_capacity(bytes.len().max(PIPE_BUF_BYTES_MIN)),
-        };
-        buf.clear();
-        buf.extend_from_slice(bytes);
-        buf
+    /// An empty buffer for the next batch, reused where one is free.
+    fn buffer(&mut self) -> WriteBuf {
+        match self.free.pop() {
+            Some(b) => WriteBuf::from_io_buf(b),
+            None => WriteBuf::with_capacity(PIPE_BUF_BYTES_MIN),
+        }
     }
 
     fn push(&mut self, kind: FlightKind) -> u64 {
@@ -1735,8 +1733,8 @@ fn queue_round(shared: &Shared, io: &mut Io, round: Round) -> Result<bool, IoErr
     // must never rewrite a block holding acknowledged frames, which a torn
     // or damaged write of that block would take with it.
     let at = io.active.write_at();
-    let buf = pipe.buffer(&io.batch);
-    io.batch.clear();
+    // The batch's own buffer is the write: appenders fill a free one next.
+    let buf = std::mem::replace(&mut io.batch, pipe.buffer()).into_io_buf();
     // With a write not yet synced in front, RWF_DSYNC on this one would not
     // cover that one: write plainly and sync after both.
     let dsync = round.sync && !pipe.unsynced;

@@ -134,6 +134,79 @@ impl FrameSummary {
     }
 }
 
+/// A buffer that frames are encoded into: what [`FrameBuilder`],
+/// [`FrameEncoder`] and [`encode_seal`] need of it. `Vec<u8>` is one; a
+/// writer implements it for its own buffer type so records are encoded once,
+/// straight where they will be written from (for example memory aligned for
+/// O_DIRECT), instead of being copied there afterwards.
+///
+/// An implementation behaves like `Vec<u8>`: every method either does what
+/// it says or panics (on allocation failure, as `Vec` does); growing it
+/// never loses bytes already in it.
+///
+/// ```
+/// use wal_format::{Compression, FrameBuf, FrameEncoder};
+///
+/// /// A writer's own buffer type (here a plain wrapper).
+/// struct Staging(Vec<u8>);
+///
+/// impl FrameBuf for Staging {
+///     fn len(&self) -> usize { self.0.len() }
+///     fn as_bytes(&self) -> &[u8] { &self.0 }
+///     fn as_bytes_mut(&mut self) -> &mut [u8] { &mut self.0 }
+///     fn extend_from_slice(&mut self, bytes: &[u8]) { self.0.extend_from_slice(bytes) }
+///     fn resize(&mut self, len: usize, fill: u8) { self.0.resize(len, fill) }
+///     fn truncate(&mut self, len: usize) { self.0.truncate(len) }
+/// }
+///
+/// let mut encoder = FrameEncoder::new(Compression::NONE);
+/// let (mut staging, mut plain) = (Staging(Vec::new()), Vec::new());
+/// encoder.encode(&mut staging, 0x5eed, 1, 0, [&b"record"[..]])?;
+/// encoder.encode(&mut plain, 0x5eed, 1, 0, [&b"record"[..]])?;
+/// assert_eq!(staging.0, plain); // the same bytes, wherever they are encoded
+/// # Ok::<(), wal_format::EncodeError>(())
+/// ```
+pub trait FrameBuf {
+    /// Bytes in the buffer.
+    fn len(&self) -> usize;
+    /// The bytes in the buffer.
+    fn as_bytes(&self) -> &[u8];
+    /// The bytes in the buffer, mutably.
+    fn as_bytes_mut(&mut self) -> &mut [u8];
+    /// Appends `bytes`, growing the buffer as needed.
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+    /// Sets the length to `len`, filling new bytes with `fill`.
+    fn resize(&mut self, len: usize, fill: u8);
+    /// Shortens the buffer to `len` bytes (no effect if it is shorter).
+    fn truncate(&mut self, len: usize);
+
+    /// Whether the buffer holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl FrameBuf for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes);
+    }
+    fn resize(&mut self, len: usize, fill: u8) {
+        Vec::resize(self, len, fill);
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+}
+
 /// Builds one records frame in place at the end of a caller's buffer, one
 /// record at a time, so a writer can append records as they arrive without
 /// an allocation per record. Finish it with [`FrameEncoder::finish`].
@@ -159,7 +232,11 @@ impl FrameBuilder {
     ///
     /// # Errors
     /// [`EncodeError::ZeroIdentity`] or [`EncodeError::InvalidLsn`].
-    pub fn begin(out: &mut Vec<u8>, segment_id: u64, first_lsn: u64) -> Result<Self, EncodeError> {
+    pub fn begin<B: FrameBuf + ?Sized>(
+        out: &mut B,
+        segment_id: u64,
+        first_lsn: u64,
+    ) -> Result<Self, EncodeError> {
         if segment_id == 0 {
             return Err(EncodeError::ZeroIdentity);
         }
@@ -194,8 +271,12 @@ impl FrameBuilder {
     /// [`EncodeError::RecordTooLarge`], [`EncodeError::FrameTooLarge`] (the
     /// frame is unchanged: finish it and start another), [`EncodeError::InvalidLsn`]
     /// when LSNs would overflow, [`EncodeError::BufferMismatch`].
-    pub fn push(&mut self, out: &mut Vec<u8>, record: &[u8]) -> Result<u64, EncodeError> {
-        self.check(out)?;
+    pub fn push<B: FrameBuf + ?Sized>(
+        &mut self,
+        out: &mut B,
+        record: &[u8],
+    ) -> Result<u64, EncodeError> {
+        self.check(out.as_bytes())?;
         if record.len() > RECORD_BYTES_MAX {
             return Err(EncodeError::RecordTooLarge {
                 len: record.len(),
@@ -269,7 +350,7 @@ impl FrameBuilder {
     }
 
     /// Removes the unfinished frame from `out`, leaving it as before [`FrameBuilder::begin`].
-    pub fn abandon(self, out: &mut Vec<u8>) {
+    pub fn abandon<B: FrameBuf + ?Sized>(self, out: &mut B) {
         out.truncate(self.start);
     }
 }
@@ -304,15 +385,16 @@ impl FrameEncoder {
     ///
     /// # Errors
     /// Any [`EncodeError`]; [`EncodeError::EmptyFrame`] for no records.
-    pub fn encode<'r, I>(
+    pub fn encode<'r, B, I>(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut B,
         segment_id: u64,
         first_lsn: u64,
         durable_lsn: u64,
         records: I,
     ) -> Result<FrameSummary, EncodeError>
     where
+        B: FrameBuf + ?Sized,
         I: IntoIterator<Item = &'r [u8]>,
     {
         let mut builder = FrameBuilder::begin(out, segment_id, first_lsn)?;
@@ -332,15 +414,15 @@ impl FrameEncoder {
     /// [`EncodeError::EmptyFrame`], [`EncodeError::InvalidLsn`] when
     /// `durable_lsn` is not below the frame's first LSN,
     /// [`EncodeError::BufferMismatch`].
-    pub fn finish(
+    pub fn finish<B: FrameBuf + ?Sized>(
         &mut self,
         builder: FrameBuilder,
-        out: &mut Vec<u8>,
+        out: &mut B,
         durable_lsn: u64,
     ) -> Result<FrameSummary, EncodeError> {
         // If the buffer is not what the builder left, touching it could
         // destroy someone else's bytes: return without truncating.
-        builder.check(out)?;
+        builder.check(out.as_bytes())?;
         let checked = if builder.record_count == 0 {
             Err(EncodeError::EmptyFrame)
         } else if durable_lsn >= builder.first_lsn {
@@ -356,7 +438,7 @@ impl FrameEncoder {
         let raw_len = builder.raw_len();
         let mut codec = self.compression.codec_for(raw_len);
         if codec != Codec::None {
-            if codec::compress(codec, &out[payload_at..], &mut self.scratch) {
+            if codec::compress(codec, &out.as_bytes()[payload_at..], &mut self.scratch) {
                 out.truncate(payload_at);
                 out.extend_from_slice(&self.scratch);
             } else {
@@ -385,8 +467,8 @@ impl FrameEncoder {
 /// # Errors
 /// [`EncodeError::ZeroIdentity`], or [`EncodeError::InvalidLsn`] when
 /// `next_lsn` is zero or `durable_lsn` is not below it.
-pub fn encode_seal(
-    out: &mut Vec<u8>,
+pub fn encode_seal<B: FrameBuf + ?Sized>(
+    out: &mut B,
     segment_id: u64,
     next_lsn: u64,
     durable_lsn: u64,
@@ -428,7 +510,7 @@ struct HeaderFields {
 
 /// Pads the frame that starts at `start` and runs to the end of `out`, then
 /// writes its header and CRC.
-fn seal_header(out: &mut Vec<u8>, start: usize, f: HeaderFields) -> FrameSummary {
+fn seal_header<B: FrameBuf + ?Sized>(out: &mut B, start: usize, f: HeaderFields) -> FrameSummary {
     let payload_at = start + FRAME_HEADER_LEN;
     let stored_len = out.len() - payload_at;
     debug_assert!(stored_len <= FRAME_PAYLOAD_BYTES_MAX && f.raw_len <= FRAME_PAYLOAD_BYTES_MAX);
@@ -437,7 +519,7 @@ fn seal_header(out: &mut Vec<u8>, start: usize, f: HeaderFields) -> FrameSummary
     let stored_u32 = u32::try_from(stored_len).unwrap_or(u32::MAX);
     let raw_u32 = u32::try_from(f.raw_len).unwrap_or(u32::MAX);
     {
-        let h = &mut out[start..payload_at];
+        let h = &mut out.as_bytes_mut()[start..payload_at];
         h[OFF_STORED_LEN..OFF_STORED_LEN + 4].copy_from_slice(&stored_u32.to_le_bytes());
         h[OFF_KIND] = f.kind.to_byte();
         h[OFF_CODEC] = f.codec.to_byte();
@@ -449,11 +531,12 @@ fn seal_header(out: &mut Vec<u8>, start: usize, f: HeaderFields) -> FrameSummary
         h[OFF_RAW_LEN..OFF_RAW_LEN + 4].copy_from_slice(&raw_u32.to_le_bytes());
         h[OFF_RESERVED..OFF_RESERVED + 4].copy_from_slice(&0u32.to_le_bytes());
     }
+    let bytes = out.as_bytes();
     let crc = crc32c::crc32c_append(
-        crc32c::crc32c(&out[start + OFF_STORED_LEN..payload_at]),
-        &out[payload_at..],
+        crc32c::crc32c(&bytes[start + OFF_STORED_LEN..payload_at]),
+        &bytes[payload_at..],
     );
-    out[start + OFF_CRC..start + OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    out.as_bytes_mut()[start + OFF_CRC..start + OFF_CRC + 4].copy_from_slice(&crc.to_le_bytes());
     let end = align_up(out.len() - start) + start;
     out.resize(end, 0);
     FrameSummary {
