@@ -40,10 +40,15 @@ impl WriteBuf {
     /// kernel may hold its address), so growing means a new one, twice as
     /// large, and one copy: amortised as for `Vec`, and rare once the
     /// buffers of the steady state are as large as its batches.
+    #[inline]
     fn reserve(&mut self, additional: usize) {
-        if additional <= self.0.remaining() {
-            return;
+        if additional > self.0.remaining() {
+            self.grow(additional);
         }
+    }
+
+    #[cold]
+    fn grow(&mut self, additional: usize) {
         // Saturating: a length past `isize::MAX` fails in the allocation.
         let needed = self.0.len().saturating_add(additional);
         let mut grown = IoBuf::with_capacity(needed.max(self.0.capacity().saturating_mul(2)));
@@ -53,18 +58,22 @@ impl WriteBuf {
 }
 
 impl FrameBuf for WriteBuf {
+    #[inline]
     fn len(&self) -> usize {
         self.0.len()
     }
 
+    #[inline]
     fn as_bytes(&self) -> &[u8] {
         self.0.as_slice()
     }
 
+    #[inline]
     fn as_bytes_mut(&mut self) -> &mut [u8] {
         self.0.as_mut_slice()
     }
 
+    #[inline]
     fn extend_from_slice(&mut self, bytes: &[u8]) {
         self.reserve(bytes.len());
         self.0.extend_from_slice(bytes);

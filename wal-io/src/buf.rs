@@ -67,26 +67,31 @@ impl IoBuf {
     }
 
     /// Bytes in the buffer.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the buffer holds no bytes.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Bytes the buffer can hold.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Bytes that can still be appended.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.capacity - self.len
     }
 
     /// The bytes in the buffer.
+    #[inline]
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` is valid for `capacity` bytes, all initialised (the
         // allocation is zeroed), and `len <= capacity`; the borrow of `self`
@@ -95,6 +100,7 @@ impl IoBuf {
     }
 
     /// The bytes in the buffer, mutably.
+    #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -105,6 +111,7 @@ impl IoBuf {
     /// # Panics
     /// If they do not fit in the remaining capacity: an `IoBuf` never
     /// reallocates, so the address handed to the kernel stays put.
+    #[inline]
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         assert!(
             bytes.len() <= self.remaining(),
@@ -150,11 +157,13 @@ impl IoBuf {
     }
 
     /// Shortens the buffer to `len` bytes (no effect if it is shorter).
+    #[inline]
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
 
     /// Empties the buffer, keeping its capacity.
+    #[inline]
     pub fn clear(&mut self) {
         self.len = 0;
     }
