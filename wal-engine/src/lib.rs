@@ -32,7 +32,8 @@
 //!   ([`RecoveryMode::PointInTime`], [`RecoveryMode::SkipCorrupted`]).
 //! - **C6 Fail-stop**: a failed write or sync poisons the log: every waiter
 //!   of that batch gets the error, every later call fails at once, and no
-//!   sync is retried. Reopening recovers from what is on disk.
+//!   sync is retried. Reopening recovers from what is on disk, not from
+//!   pages the failed sync left in the page cache.
 //!
 //! ```
 //! use wal_engine::{Options, Wal};

@@ -244,6 +244,10 @@ fn confirms(outcome: &Outcome, mark: &CleanClose) -> bool {
 struct ScanJob<'a> {
     storage: &'a dyn Storage,
     clean_close: Option<CleanClose>,
+    /// The first LSN of the last segment, the only one that can hold writes
+    /// no sync covered (every other was sealed and synced before the next
+    /// one was created).
+    last: Option<u64>,
     pool: Pool,
 }
 
@@ -262,7 +266,17 @@ fn scan(
     let size = file.size()?;
     let mut confirmed = None;
     let mut emitted = 0;
-    if let Some(mark) = job.clean_close.filter(|m| m.segment_first_lsn == first_lsn) {
+    let mark = job.clean_close.filter(|m| m.segment_first_lsn == first_lsn);
+    // A writer that did not close cleanly may have had a sync fail: Linux
+    // then keeps the pages it could not write as clean, and reading them
+    // would recover records the disk never got (and that no later sync
+    // writes). Reading the last segment from the device instead sees what
+    // a power loss would leave. A clean close was written only with every
+    // record durable and no failure, so it needs none of this.
+    if job.last == Some(first_lsn) && mark.is_none() {
+        file.drop_cache()?;
+    }
+    if let Some(mark) = mark {
         let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
         let outcome = scan_parts(
             job,
@@ -277,6 +291,7 @@ fn scan(
             confirmed = Some(outcome);
         } else {
             tracing::warn!(segment = %name, "the clean-close record does not match the segment; reading it whole");
+            file.drop_cache()?;
         }
     }
     let outcome = match confirmed {
@@ -709,6 +724,7 @@ pub(crate) fn recover(
     let job = ScanJob {
         storage,
         clean_close: clean_close.filter(|m| Some(m.segment_first_lsn) == last),
+        last,
         pool: Pool::default(),
     };
     let replay_from = replay.as_ref().map(|r| r.from);

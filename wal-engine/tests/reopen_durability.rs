@@ -4,6 +4,11 @@
 //! Those records are dirty pages in the page cache, recovery reads them, and
 //! the log must sync them before it calls them durable, as PostgreSQL syncs
 //! its data directory after a crash.
+//!
+//! And after a failed sync: Linux keeps the pages it could not write as
+//! clean, so a reopen in the same boot would read records the disk never
+//! got, and no sync would ever write them. Recovery drops the last
+//! segment's clean cached pages before reading it.
 // Test sizes and counts are small: casts between integer widths cannot truncate.
 #![allow(clippy::cast_possible_truncation)]
 
@@ -75,6 +80,57 @@ fn records_a_reopen_reports_durable_survive_a_power_loss_after_it() {
             .map(|r| r.map(|r| r.data.to_vec()))
             .collect::<Result<_, _>>()
             .unwrap();
+        assert!(got.iter().zip(1..).all(|(data, i)| *data == record(i)));
+    }
+}
+
+/// Commits `n` records from `from` one at a time, each durable before the next.
+fn commit_all(wal: &Wal, from: u64, n: u64) {
+    for i in from..from + n {
+        wal.commit(&record(i)).unwrap();
+    }
+}
+
+#[test]
+fn a_reopen_after_a_failed_sync_reads_what_the_disk_holds() {
+    for (seed, segment_bytes) in [(3, 64 << 20), (4, 16 << 10)] {
+        let mut options = Options::default();
+        options.sync = SyncPolicy::Always;
+        options.segment_bytes = segment_bytes;
+        options.queue_bytes_max = 4 << 10;
+        options.record_bytes_max = 512;
+        let disk = SimDisk::new(seed);
+        let (wal, _) = Wal::open_with(disk.storage(), options.clone()).unwrap();
+        commit_all(&wal, 1, 300);
+        disk.inject(Fault::once(
+            Op::SyncData,
+            disk.op_count(Op::SyncData) + 1,
+            FaultError::Eio,
+        ));
+        // Its write lands in the "page cache", its sync fails: never durable.
+        assert!(wal.commit(&record(301)).is_err(), "seed {seed}");
+        drop(wal);
+
+        // The same boot: no power loss, the failed pages still cached.
+        let (wal, report) = Wal::open_with(disk.storage(), options.clone()).unwrap();
+        assert_eq!(
+            report.next_lsn, 301,
+            "seed {seed}: the record whose sync failed was recovered from the page cache"
+        );
+        commit_all(&wal, 301, 50);
+        drop(wal);
+
+        disk.crash(CrashMode::LoseAll);
+        let (wal, report) = Wal::open_with(disk.storage(), options.clone())
+            .unwrap_or_else(|e| panic!("seed {seed}: the log no longer opens: {e}"));
+        assert_eq!(report.next_lsn, 351, "seed {seed}");
+        let got: Vec<Vec<u8>> = wal
+            .reader(1)
+            .unwrap()
+            .map(|r| r.map(|r| r.data.to_vec()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got.len(), 350, "seed {seed}");
         assert!(got.iter().zip(1..).all(|(data, i)| *data == record(i)));
     }
 }

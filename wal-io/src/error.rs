@@ -36,11 +36,13 @@ pub enum Op {
     Len,
     /// Setting up or driving a submission queue.
     Queue,
+    /// Dropping a file's clean pages from the page cache.
+    DropCache,
 }
 
 impl Op {
     /// Every operation, in a fixed order.
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::OpenDir,
         Op::Create,
         Op::Open,
@@ -56,6 +58,7 @@ impl Op {
         Op::SetLen,
         Op::Len,
         Op::Queue,
+        Op::DropCache,
     ];
 }
 
@@ -77,6 +80,7 @@ impl std::fmt::Display for Op {
             Op::SetLen => "set length",
             Op::Len => "length",
             Op::Queue => "queue",
+            Op::DropCache => "drop cached pages",
         })
     }
 }

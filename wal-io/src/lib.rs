@@ -232,6 +232,22 @@ pub trait StorageFile: Send + Sync + std::fmt::Debug {
     /// [`IoError`] from the system.
     fn size(&self) -> Result<u64, IoError>;
 
+    /// Drops the file's clean pages from the page cache, so that later reads
+    /// of them come from the device (`POSIX_FADV_DONTNEED` over the whole
+    /// file). Dirty pages stay: they are the file's own unsynced writes.
+    ///
+    /// What this is for: when a writeback fails, Linux marks the pages it
+    /// could not write clean and keeps them, so reads go on returning bytes
+    /// that the device never got, and no later sync will ever write them
+    /// (ATC '20, "Can Applications Recover from fsync Failures?"). A reader
+    /// that must know what is durable, such as recovery after a crash,
+    /// calls this first. A backend without a page cache does nothing; where
+    /// the system has no such advice (macOS) neither does this.
+    ///
+    /// # Errors
+    /// [`IoError::Closed`], or [`IoError`] from the system.
+    fn drop_cache(&self) -> Result<(), IoError>;
+
     /// Closes the handle: every later operation on it fails with
     /// [`IoError::Closed`]. The descriptor itself is released when the last
     /// reference drops, so a thread in the middle of an operation is never

@@ -322,6 +322,11 @@ impl StorageFile for PortableFile {
         Ok(())
     }
 
+    fn drop_cache(&self) -> Result<(), IoError> {
+        self.check_open(Op::DropCache)?;
+        drop_cache(&self.fd).map_err(|e| self.err(Op::DropCache, e))
+    }
+
     fn sync_data(&self) -> Result<(), IoError> {
         self.check_open(Op::SyncData)?;
         sync_data(&self.fd).map_err(|e| self.err(Op::SyncData, e))
@@ -405,6 +410,17 @@ fn fallocate(fd: &OwnedFd, offset: u64, len: u64) -> Result<(), Errno> {
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 fn fallocate(_fd: &OwnedFd, _offset: u64, _len: u64) -> Result<(), Errno> {
     Err(Errno::OPNOTSUPP)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn drop_cache(fd: &OwnedFd) -> Result<(), Errno> {
+    // Offset 0 and no length: the whole file, whatever its size.
+    retry(|| rustix::fs::fadvise(fd, 0, None, rustix::fs::Advice::DontNeed))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn drop_cache(_fd: &OwnedFd) -> Result<(), Errno> {
+    Ok(())
 }
 
 #[cfg(target_vendor = "apple")]

@@ -933,6 +933,21 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
+    fn drop_cache(&self) -> Result<(), IoError> {
+        let mut state = self.begin(Op::DropCache)?;
+        // What reads return becomes what the device holds, with the pending
+        // (dirty) changes on top: changes a failed sync dropped from
+        // `pending` vanish, as pages of a failed writeback do when evicted.
+        if let Some(inode) = state.inodes.get_mut(&self.inode) {
+            let mut seen = inode.durable.clone();
+            for change in &inode.pending {
+                apply(&mut seen, change);
+            }
+            inode.current = seen;
+        }
+        Ok(())
+    }
+
     fn allocate(&self, offset: u64, len: u64) -> Result<(), IoError> {
         let end = offset.saturating_add(len);
         self.check_size(Op::Allocate, end)?;

@@ -109,6 +109,20 @@ fn writes_read_back(h: &Harness) {
     file.sync_data().unwrap();
 }
 
+/// Dropping the cache loses nothing written, synced or not: only clean
+/// pages go, and they read back from the device.
+fn dropping_the_cache_keeps_what_was_written(h: &Harness) {
+    let file = h.storage.create("d", h.options).unwrap();
+    file.write_at(0, &[block(b's', 1).as_slice()]).unwrap();
+    file.sync_data().unwrap();
+    file.write_at(BLOCK as u64, &[block(b'u', 1).as_slice()])
+        .unwrap();
+    file.drop_cache().unwrap();
+    let all = read(h, "d", 0, 2 * BLOCK);
+    assert_eq!(&all[..BLOCK], &[b's'; BLOCK][..], "synced");
+    assert_eq!(&all[BLOCK..], &[b'u'; BLOCK][..], "written, not synced");
+}
+
 fn vectored_writes_land_in_order(h: &Harness) {
     let file = h.storage.create("v", h.options).unwrap();
     let (a, b, c) = (block(1, 1), block(2, 2), block(3, 1));
@@ -249,6 +263,7 @@ fn a_closed_file_refuses_everything(h: &Harness) {
     assert!(closed(file.sync_data()));
     assert!(closed(file.allocate(0, 1)));
     assert!(closed(file.set_len(0)));
+    assert!(closed(file.drop_cache()));
     assert!(matches!(file.size(), Err(IoError::Closed { .. })));
     let mut queue = h.storage.queue(2).unwrap();
     let queued = queue
@@ -384,6 +399,10 @@ macro_rules! conformance {
                 #[test]
                 fn writes_read_back() {
                     super::writes_read_back(&harness())
+                }
+                #[test]
+                fn dropping_the_cache_keeps_what_was_written() {
+                    super::dropping_the_cache_keeps_what_was_written(&harness())
                 }
                 #[test]
                 fn vectored_writes_land_in_order() {

@@ -355,6 +355,37 @@ fn a_failed_sync_loses_its_data_for_good() {
     );
 }
 
+/// Dropping the cache after a failed sync: reads then return what the
+/// device holds (the lost bytes are gone), while writes not synced yet
+/// (dirty pages) stay readable.
+#[test]
+fn dropping_the_cache_shows_what_a_failed_sync_lost() {
+    let (disk, _s, file) = disk_with(12, b"old");
+    file.write_at(0, &[b"new"]).unwrap();
+    disk.inject(Fault::once(
+        Op::SyncData,
+        disk.op_count(Op::SyncData) + 1,
+        FaultError::Eio,
+    ));
+    assert!(file.sync_data().is_err());
+    file.write_at(3, &[b"+dirty"]).unwrap();
+    let mut buf = [0; 9];
+    file.read_at(0, &mut buf).unwrap();
+    assert_eq!(
+        &buf, b"new+dirty",
+        "before: the lost bytes are still cached"
+    );
+    file.drop_cache().unwrap();
+    file.read_at(0, &mut buf).unwrap();
+    assert_eq!(
+        &buf, b"old+dirty",
+        "after: the device's bytes, and the dirty ones"
+    );
+    file.sync_data().unwrap();
+    disk.crash(CrashMode::KeepPrefix);
+    assert_eq!(content(&disk), b"old+dirty", "which is what survives");
+}
+
 #[test]
 fn every_kind_of_operation_can_fail() {
     let disk = SimDisk::new(13);
@@ -444,6 +475,13 @@ fn every_kind_of_operation_can_fail() {
             Box::new({
                 let f = file.clone();
                 move || f.size().map(drop)
+            }),
+        ),
+        (
+            Op::DropCache,
+            Box::new({
+                let f = file.clone();
+                move || f.drop_cache()
             }),
         ),
     ];
