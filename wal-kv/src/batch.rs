@@ -189,6 +189,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// docs/KV_FORMAT.md shows these bytes: the document and the encoder agree.
+    #[test]
+    fn the_documented_example_is_what_the_encoder_writes() {
+        let mut b = WriteBatch::new();
+        b.put("ab", "xyz").delete("q");
+        let bytes = b.encode(1 << 10, 1 << 10).unwrap();
+        assert_eq!(
+            crate::documented_bytes("batch"),
+            bytes,
+            "docs/KV_FORMAT.md should show:\n{}",
+            crate::dump(&bytes)
+        );
+        assert_eq!(WriteBatch::decode(&Bytes::from(bytes), 1).unwrap(), b);
+    }
+
     #[test]
     fn limits_are_checked() {
         let mut b = WriteBatch::new();

@@ -51,3 +51,42 @@ pub use batch::{Op, WriteBatch};
 pub use error::KvError;
 pub use store::{Commit, Durability, Iter, LevelStats, Options, Snapshot, Stats, Store};
 pub use table::TableCompression;
+
+/// The bytes of an example in `docs/KV_FORMAT.md`, between the markers
+/// `<!-- {name}-bytes:begin -->` and `...:end -->`, as lines of
+/// `offset: byte byte ...` (each offset checked against the bytes before it).
+#[cfg(test)]
+pub(crate) fn documented_bytes(name: &str) -> Vec<u8> {
+    let doc = include_str!("../../docs/KV_FORMAT.md");
+    let begin = format!("<!-- {name}-bytes:begin -->");
+    let end = format!("<!-- {name}-bytes:end -->");
+    let start = doc.find(&begin).expect("begin marker") + begin.len();
+    let stop = doc.find(&end).expect("end marker");
+    let mut bytes = Vec::new();
+    for line in doc[start..stop].lines() {
+        let Some((offset, hex)) = line.trim().split_once(':') else {
+            continue;
+        };
+        let Ok(offset) = usize::from_str_radix(offset.trim(), 16) else {
+            continue;
+        };
+        assert_eq!(offset, bytes.len(), "offset of line `{line}`");
+        for byte in hex.split_whitespace() {
+            bytes.push(u8::from_str_radix(byte, 16).expect("a hex byte"));
+        }
+    }
+    bytes
+}
+
+/// A hex dump in the format [`documented_bytes`] reads.
+#[cfg(test)]
+pub(crate) fn dump(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .enumerate()
+        .map(|(i, line)| {
+            let hex: Vec<String> = line.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{:04x}: {}\n", i * 16, hex.join(" "))
+        })
+        .collect()
+}

@@ -144,6 +144,24 @@ impl Manifest {
 mod tests {
     use super::*;
 
+    /// docs/KV_FORMAT.md shows these bytes: the document and the encoder agree.
+    #[test]
+    fn the_documented_example_is_what_the_encoder_writes() {
+        let m = Manifest {
+            checkpoint_lsn: 7,
+            next_table_id: 4,
+            levels: vec![vec![3], vec![1, 2]],
+        };
+        let bytes = m.encode();
+        assert_eq!(
+            crate::documented_bytes("manifest"),
+            bytes,
+            "docs/KV_FORMAT.md should show:\n{}",
+            crate::dump(&bytes)
+        );
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+    }
+
     #[test]
     fn round_trip_and_every_bit_flip_is_caught() {
         let m = Manifest {

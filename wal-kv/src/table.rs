@@ -834,6 +834,115 @@ mod tests {
         b.finish(1, Arc::clone(cache)).unwrap()
     }
 
+    /// Reads a table the way docs/KV_FORMAT.md describes it, with none of
+    /// the reader above: the document and the writer must agree.
+    #[test]
+    // A test table of a few KiB: offsets fit in usize.
+    #[allow(clippy::cast_possible_truncation)]
+    fn the_documented_layout_is_what_the_builder_writes() {
+        let disk = wal_io::sim::SimDisk::new(5);
+        let storage = disk.storage();
+        let mut b = TableBuilder::create(&*storage, 1, TableCompression::None, 256).unwrap();
+        let mut want = Vec::new();
+        for i in 0..40u64 {
+            let value = (i % 3 != 0).then(|| Bytes::from(format!("value {i}")));
+            let e = Entry {
+                key: Bytes::from(format!("k{i:04}")),
+                lsn: 100 + i,
+                value,
+            };
+            b.add(&e).unwrap();
+            want.push(e);
+        }
+        drop(b.finish(1, block_cache(0)).unwrap());
+        let file = storage.open(&file_name(1), FileOptions::BUFFERED).unwrap();
+        let mut bytes = vec![0; file.size().unwrap() as usize];
+        file.read_at(0, &mut bytes).unwrap();
+
+        let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        // Footer: 56 bytes, its CRC over the 52 before it.
+        let footer = &bytes[bytes.len() - 56..];
+        assert_eq!(crc32c::crc32c(&footer[..52]), u32_at(footer, 52));
+        assert_eq!(&footer[..8], b"WALKVSST");
+        assert_eq!(u32_at(footer, 8), 3);
+        let (index_at, index_len) = (u64_at(footer, 12) as usize, u32_at(footer, 20) as usize);
+        let (filter_at, filter_len) = (u64_at(footer, 24) as usize, u32_at(footer, 32) as usize);
+        assert_eq!(u64_at(footer, 36), 40, "entries");
+        assert_eq!(u64_at(footer, 44), 139, "max_lsn");
+        assert_eq!(filter_at + filter_len, bytes.len() - 56);
+        // Filter: hashes, whole 64-byte lines, CRC.
+        let filter = &bytes[filter_at..filter_at + filter_len];
+        assert_eq!(
+            crc32c::crc32c(&filter[..filter_len - 4]),
+            u32_at(filter, filter_len - 4)
+        );
+        assert_eq!(u32_at(filter, 0), 7);
+        assert_eq!((filter_len - 8) % 64, 0);
+        // Index: first key, then (last key, offset, len) per block, CRC.
+        let index = &bytes[index_at..index_at + index_len];
+        assert_eq!(
+            crc32c::crc32c(&index[..index_len - 4]),
+            u32_at(index, index_len - 4)
+        );
+        let first_len = u32_at(index, 0) as usize;
+        assert_eq!(&index[4..4 + first_len], b"k0000");
+        let mut at = 4 + first_len;
+        let mut got = Vec::new();
+        let mut data_end = 0;
+        while at < index_len - 4 {
+            let key_len = u32_at(index, at) as usize;
+            let last_key = &index[at + 4..at + 4 + key_len];
+            let (offset, len) = (
+                u64_at(index, at + 4 + key_len) as usize,
+                u32_at(index, at + 12 + key_len) as usize,
+            );
+            at += 16 + key_len;
+            assert_eq!(offset, data_end, "blocks follow each other from offset 0");
+            data_end = offset + len;
+            // Block: payload, codec, raw_len, CRC over the three.
+            let block = &bytes[offset..offset + len];
+            assert_eq!(crc32c::crc32c(&block[..len - 4]), u32_at(block, len - 4));
+            assert_eq!(block[len - 9], 0, "codec none");
+            let payload = &block[..len - 9];
+            assert_eq!(u32_at(block, len - 8) as usize, payload.len());
+            let mut p = 0;
+            let mut last = &b""[..];
+            while p < payload.len() {
+                let key_len = u32_at(payload, p) as usize;
+                let key = &payload[p + 4..p + 4 + key_len];
+                let lsn = u64_at(payload, p + 4 + key_len);
+                p += 12 + key_len;
+                let value = match payload[p] {
+                    0 => None,
+                    1 => {
+                        let value_len = u32_at(payload, p + 1) as usize;
+                        let v = &payload[p + 5..p + 5 + value_len];
+                        p += 4 + value_len;
+                        Some(Bytes::copy_from_slice(v))
+                    }
+                    other => panic!("has_value {other}"),
+                };
+                p += 1;
+                last = key;
+                got.push(Entry {
+                    key: Bytes::copy_from_slice(key),
+                    lsn,
+                    value,
+                });
+            }
+            assert_eq!(last, last_key, "the index names each block's last key");
+        }
+        assert_eq!(data_end, index_at, "the index follows the blocks");
+        assert!(
+            got.len() == want.len()
+                && got
+                    .iter()
+                    .zip(&want)
+                    .all(|(g, w)| g.key == w.key && g.lsn == w.lsn && g.value == w.value)
+        );
+    }
+
     #[test]
     fn gets_find_every_version_with_or_without_a_cache() {
         let disk = wal_io::sim::SimDisk::new(7);
