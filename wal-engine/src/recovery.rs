@@ -263,7 +263,6 @@ fn scan(
     emit: &mut dyn FnMut(Part),
 ) -> Result<Scanned, IoError> {
     let file = job.storage.open(&name, FileOptions::BUFFERED)?;
-    let size = file.size()?;
     let mut confirmed = None;
     let mut emitted = 0;
     let mark = job.clean_close.filter(|m| m.segment_first_lsn == first_lsn);
@@ -276,6 +275,8 @@ fn scan(
     if job.last == Some(first_lsn) && mark.is_none() {
         file.drop_cache()?;
     }
+    // After the drop: the length a lost change set goes with it.
+    let size = file.size()?;
     if let Some(mark) = mark {
         let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
         let outcome = scan_parts(
@@ -294,6 +295,7 @@ fn scan(
             file.drop_cache()?;
         }
     }
+    let size = file.size()?;
     let outcome = match confirmed {
         Some(outcome) => outcome,
         None => scan_parts(job, &file, size, first_lsn, keep, &mut emitted, emit)?,
