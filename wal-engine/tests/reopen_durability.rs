@@ -16,6 +16,16 @@ use wal_engine::{Options, SyncPolicy, Wal};
 use wal_io::Op;
 use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
 
+/// Small queues, so the owner writes often; segments of `segment_bytes`.
+fn options(sync: SyncPolicy, segment_bytes: u64) -> Options {
+    let mut options = Options::default();
+    options.sync = sync;
+    options.segment_bytes = segment_bytes;
+    options.queue_bytes_max = 4 << 10;
+    options.record_bytes_max = 512;
+    options
+}
+
 fn record(i: u64) -> Vec<u8> {
     format!("record {i}").repeat(8).into_bytes()
 }
@@ -50,11 +60,7 @@ fn died_with_unsynced_records(seed: u64, options: &Options, n: u64) -> (SimDisk,
 #[test]
 fn records_a_reopen_reports_durable_survive_a_power_loss_after_it() {
     for (seed, segment_bytes) in [(1, 64 << 20), (2, 16 << 10)] {
-        let mut options = Options::default();
-        options.sync = SyncPolicy::Never;
-        options.segment_bytes = segment_bytes;
-        options.queue_bytes_max = 4 << 10;
-        options.record_bytes_max = 512;
+        let options = options(SyncPolicy::Never, segment_bytes);
         let (disk, written) = died_with_unsynced_records(seed, &options, 500);
         assert!(
             written >= 100,
@@ -94,11 +100,7 @@ fn commit_all(wal: &Wal, from: u64, n: u64) {
 #[test]
 fn a_reopen_after_a_failed_sync_reads_what_the_disk_holds() {
     for (seed, segment_bytes) in [(3, 64 << 20), (4, 16 << 10)] {
-        let mut options = Options::default();
-        options.sync = SyncPolicy::Always;
-        options.segment_bytes = segment_bytes;
-        options.queue_bytes_max = 4 << 10;
-        options.record_bytes_max = 512;
+        let options = options(SyncPolicy::Always, segment_bytes);
         let disk = SimDisk::new(seed);
         let (wal, _) = Wal::open_with(disk.storage(), options.clone()).unwrap();
         commit_all(&wal, 1, 300);

@@ -331,17 +331,22 @@ fn faults_hit_the_nth_operation_once_or_from_then_on() {
     file.sync_data().unwrap();
 }
 
+/// Makes the disk's next data sync fail with EIO, once.
+fn fail_next_sync(disk: &SimDisk) {
+    disk.inject(Fault::once(
+        Op::SyncData,
+        disk.op_count(Op::SyncData) + 1,
+        FaultError::Eio,
+    ));
+}
+
 /// Linux after a failed fsync: the data stays readable, a later fsync
 /// succeeds, and yet the data is not durable.
 #[test]
 fn a_failed_sync_loses_its_data_for_good() {
     let (disk, _s, file) = disk_with(11, b"old");
     file.write_at(0, &[b"new"]).unwrap();
-    disk.inject(Fault::once(
-        Op::SyncData,
-        disk.op_count(Op::SyncData) + 1,
-        FaultError::Eio,
-    ));
+    fail_next_sync(&disk);
     assert!(file.sync_data().is_err());
     let mut buf = [0; 3];
     file.read_at(0, &mut buf).unwrap();
@@ -362,11 +367,7 @@ fn a_failed_sync_loses_its_data_for_good() {
 fn dropping_the_cache_shows_what_a_failed_sync_lost() {
     let (disk, _s, file) = disk_with(12, b"old");
     file.write_at(0, &[b"new"]).unwrap();
-    disk.inject(Fault::once(
-        Op::SyncData,
-        disk.op_count(Op::SyncData) + 1,
-        FaultError::Eio,
-    ));
+    fail_next_sync(&disk);
     assert!(file.sync_data().is_err());
     file.write_at(3, &[b"+dirty"]).unwrap();
     let mut buf = [0; 9];
