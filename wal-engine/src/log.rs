@@ -1465,8 +1465,9 @@ enum FlightKind {
     Sync { upto: u64 },
 }
 
-/// Smallest buffer allocated for a queued write: most batches fit, so
-/// buffers are reused rather than reallocated.
+/// Capacity of a new batch buffer when no completed write has handed one
+/// back: most batches fit, and a buffer a larger batch grew is reused at its
+/// grown size.
 const PIPE_BUF_BYTES_MIN: usize = 64 << 10;
 
 impl Pipe {

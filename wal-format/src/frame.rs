@@ -187,21 +187,27 @@ pub trait FrameBuf {
 }
 
 impl FrameBuf for Vec<u8> {
+    #[inline]
     fn len(&self) -> usize {
         Vec::len(self)
     }
+    #[inline]
     fn as_bytes(&self) -> &[u8] {
         self
     }
+    #[inline]
     fn as_bytes_mut(&mut self) -> &mut [u8] {
         self
     }
+    #[inline]
     fn extend_from_slice(&mut self, bytes: &[u8]) {
         Vec::extend_from_slice(self, bytes);
     }
+    #[inline]
     fn resize(&mut self, len: usize, fill: u8) {
         Vec::resize(self, len, fill);
     }
+    #[inline]
     fn truncate(&mut self, len: usize) {
         Vec::truncate(self, len);
     }
