@@ -9,6 +9,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::records;
 use wal_engine::{Options, RecoveryMode, Wal, WalError, segment_name};
 use wal_io::sim::SimDisk;
 
@@ -24,14 +27,6 @@ fn options() -> Options {
 
 fn record(i: u64) -> Vec<u8> {
     format!("<{i}>").repeat(20 + (i % 13) as usize).into_bytes()
-}
-
-fn records(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
-    wal.reader(wal.first_lsn())
-        .unwrap()
-        .map(|r| r.map(|r| (r.lsn, r.data.to_vec())))
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 /// Every record from the first LSN on is the one written, densely.

@@ -7,17 +7,12 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
+mod common;
+
+use common::{segment_names, small_segments};
 use wal_engine::{
     Codec, Compression, Options, RecoveryMode, ReplayFrom, Wal, WalError, segment_name,
 };
-
-fn options() -> Options {
-    let mut o = Options::default();
-    o.segment_bytes = 64 << 10;
-    o.queue_bytes_max = 8 << 10;
-    o.record_bytes_max = 4 << 10;
-    o
-}
 
 /// Distinct bytes per LSN that barely compress, so compressed logs span
 /// segments too.
@@ -31,16 +26,6 @@ fn record(i: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-fn segment_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".wal"))
-        .collect();
-    names.sort();
-    names
 }
 
 fn replay(dir: &Path, options: Options, from: ReplayFrom) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
@@ -72,7 +57,7 @@ fn replay(dir: &Path, options: Options, from: ReplayFrom) -> Result<Vec<(u64, Ve
 fn a_replay_gets_what_a_reader_gets_from_any_start() {
     for codec in [Codec::None, Codec::Lz4] {
         let dir = tempfile::tempdir().unwrap();
-        let mut o = options();
+        let mut o = small_segments();
         o.compression = Compression {
             codec,
             min_bytes: 0,
@@ -126,7 +111,7 @@ fn a_replay_gets_what_a_reader_gets_from_any_start() {
 #[test]
 fn a_replay_from_below_the_first_lsn_is_purged_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_segments()).unwrap();
     for i in 1..=2000u64 {
         wal.append(&record(i)).unwrap();
     }
@@ -137,7 +122,7 @@ fn a_replay_from_below_the_first_lsn_is_purged_and_changes_nothing() {
     drop(wal);
     let before = segment_names(dir.path());
     let mut seen = 0;
-    let result = Wal::open_replaying(dir.path(), options(), 1.into(), |_| {
+    let result = Wal::open_replaying(dir.path(), small_segments(), 1.into(), |_| {
         seen += 1;
         ControlFlow::Continue(())
     });
@@ -150,16 +135,13 @@ fn a_replay_from_below_the_first_lsn_is_purged_and_changes_nothing() {
     // LSN 0 was never assigned: an empty log starts at 1.
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(
-        Wal::open_replaying(
-            empty.path(),
-            options(),
-            0.into(),
-            |_| ControlFlow::Continue(())
-        ),
+        Wal::open_replaying(empty.path(), small_segments(), 0.into(), |_| {
+            ControlFlow::Continue(())
+        }),
         Err(WalError::Purged { lsn: 0, first: 1 })
     ));
     assert!(
-        replay(empty.path(), options(), ReplayFrom::Start)
+        replay(empty.path(), small_segments(), ReplayFrom::Start)
             .unwrap()
             .is_empty()
     );
@@ -168,13 +150,13 @@ fn a_replay_from_below_the_first_lsn_is_purged_and_changes_nothing() {
 #[test]
 fn a_replay_that_breaks_gets_no_more_and_the_log_still_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_segments()).unwrap();
     for i in 1..=2000u64 {
         wal.append(&record(i)).unwrap();
     }
     drop(wal);
     let mut got = Vec::new();
-    let (wal, report) = Wal::open_replaying(dir.path(), options(), ReplayFrom::Start, |r| {
+    let (wal, report) = Wal::open_replaying(dir.path(), small_segments(), ReplayFrom::Start, |r| {
         got.push(r.lsn);
         if got.len() == 10 {
             ControlFlow::Break(())
@@ -195,7 +177,7 @@ fn a_replay_that_breaks_gets_no_more_and_the_log_still_opens() {
 #[test]
 fn damage_in_the_middle_refuses_a_replaying_open() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_segments()).unwrap();
     for i in 1..=600u64 {
         wal.commit(&record(i)).unwrap();
     }
@@ -218,7 +200,7 @@ fn damage_in_the_middle_refuses_a_replaying_open() {
         RecoveryMode::TolerateTornTail,
         RecoveryMode::AbsoluteConsistency,
     ] {
-        let mut o = options();
+        let mut o = small_segments();
         o.recovery = mode;
         let mut seen = Vec::new();
         match Wal::open_replaying(dir.path(), o, ReplayFrom::Start, |r| {
@@ -240,7 +222,7 @@ fn damage_in_the_middle_refuses_a_replaying_open() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     assert_eq!(segment_names(dir.path()), names);
 
-    let mut o = options();
+    let mut o = small_segments();
     o.recovery = RecoveryMode::SkipCorrupted;
     let got = replay(dir.path(), o, ReplayFrom::Start).unwrap();
     assert!(got.iter().all(|(lsn, data)| *data == record(*lsn)));
@@ -248,7 +230,7 @@ fn damage_in_the_middle_refuses_a_replaying_open() {
     assert_eq!(got.last().map(|r| r.0), Some(600));
     assert!(!got.iter().any(|r| r.0 == 101));
 
-    let mut o = options();
+    let mut o = small_segments();
     o.recovery = RecoveryMode::PointInTime;
     let got = replay(dir.path(), o, ReplayFrom::Start).unwrap();
     assert_eq!(got.len(), 100);
@@ -260,7 +242,7 @@ fn damage_in_the_middle_refuses_a_replaying_open() {
 #[test]
 fn an_interrupted_segment_creation_does_not_shorten_the_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_segments()).unwrap();
     let mut i = 0;
     while segment_names(dir.path()).len() < 2 {
         i += 1;
@@ -275,7 +257,7 @@ fn an_interrupted_segment_creation_does_not_shorten_the_replay() {
     bytes[64..].fill(0);
     bytes[..64].fill(0x3c);
     std::fs::write(&newest, &bytes).unwrap();
-    let got = replay(dir.path(), options(), ReplayFrom::Start).unwrap();
+    let got = replay(dir.path(), small_segments(), ReplayFrom::Start).unwrap();
     let lsns: Vec<u64> = got.iter().map(|r| r.0).collect();
     let first_of_newest: u64 = names[1].trim_end_matches(".wal").parse().unwrap();
     assert_eq!(lsns, (1..first_of_newest).collect::<Vec<_>>());

@@ -6,15 +6,10 @@
 
 use std::path::Path;
 
-use wal_engine::{Options, RecoveryMode, Wal, WalError, segment_name};
+mod common;
 
-fn options() -> Options {
-    let mut o = Options::default();
-    o.segment_bytes = 64 << 10;
-    o.queue_bytes_max = 8 << 10;
-    o.record_bytes_max = 4 << 10;
-    o
-}
+use common::{records, segment_names, small_segments};
+use wal_engine::{RecoveryMode, Wal, WalError, segment_name};
 
 fn record(i: u64) -> Vec<u8> {
     format!("<{i}>").repeat(20 + (i % 13) as usize).into_bytes()
@@ -23,7 +18,7 @@ fn record(i: u64) -> Vec<u8> {
 /// A log of `n` records, one frame each, all durable; returns the
 /// (unpadded, padded) end offsets of every frame in the first segment.
 fn build(dir: &Path, n: u64) -> Vec<(u64, u64)> {
-    let (wal, _) = Wal::open(dir, options()).unwrap();
+    let (wal, _) = Wal::open(dir, small_segments()).unwrap();
     for i in 1..=n {
         wal.commit(&record(i)).unwrap();
     }
@@ -43,14 +38,6 @@ fn frame_ends(bytes: &[u8]) -> Vec<(u64, u64)> {
         ends.push((body as u64, at as u64));
     }
     ends
-}
-
-fn records(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
-    wal.reader(wal.first_lsn())
-        .unwrap()
-        .map(|r| r.map(|r| (r.lsn, r.data.to_vec())))
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 fn check_prefix(wal: &Wal, n: u64) {
@@ -76,7 +63,7 @@ fn truncation_at_every_byte_of_the_tail_keeps_exactly_the_whole_frames() {
         std::fs::write(dir.path().join(&seg), &original[..cut as usize]).unwrap();
         let whole = ends.iter().filter(|&&(body, _)| body <= cut).count() as u64;
         let (wal, report) =
-            Wal::open(dir.path(), options()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+            Wal::open(dir.path(), small_segments()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         assert_eq!(report.next_lsn, whole + 1, "cut {cut}");
         check_prefix(&wal, whole);
         // Cut on a frame boundary or inside a frame's zero padding: clean.
@@ -100,7 +87,7 @@ fn truncation_at_every_byte_of_the_tail_keeps_exactly_the_whole_frames() {
         // The log continues right after the kept prefix, and stays consistent.
         assert_eq!(wal.commit(&record(whole + 1)).unwrap(), whole + 1);
         drop(wal);
-        let (wal, report) = Wal::open(dir.path(), options()).unwrap();
+        let (wal, report) = Wal::open(dir.path(), small_segments()).unwrap();
         assert!(report.cuts.is_empty(), "cut {cut}: {:?}", report.cuts);
         check_prefix(&wal, whole + 1);
     }
@@ -129,7 +116,7 @@ fn frames_after_a_torn_write_are_cut_and_never_resurrected() {
     bytes[ten..ten + frame.len()].copy_from_slice(&frame);
     bytes[nine..nine + 48].fill(0);
     std::fs::write(&path, &bytes).unwrap();
-    let (wal, report) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, report) = Wal::open(dir.path(), small_segments()).unwrap();
     assert_eq!(report.next_lsn, 9);
     assert_eq!(report.cuts.len(), 1);
     assert_eq!(report.cuts[0].offset, nine as u64);
@@ -137,7 +124,7 @@ fn frames_after_a_torn_write_are_cut_and_never_resurrected() {
     // old frame 10 left in place would pass for the next one.
     assert_eq!(wal.commit(&record(9)).unwrap(), 9);
     drop(wal);
-    let (wal, report) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, report) = Wal::open(dir.path(), small_segments()).unwrap();
     assert_eq!(report.next_lsn, 10, "{report:?}");
     check_prefix(&wal, 9);
 }
@@ -159,7 +146,7 @@ fn corruption_in_the_middle_is_refused_then_salvaged_on_request() {
         RecoveryMode::TolerateTornTail,
         RecoveryMode::AbsoluteConsistency,
     ] {
-        let mut o = options();
+        let mut o = small_segments();
         o.recovery = mode;
         match Wal::open(dir.path(), o) {
             Err(WalError::Corrupt {
@@ -176,7 +163,7 @@ fn corruption_in_the_middle_is_refused_then_salvaged_on_request() {
 
     let copy = tempfile::tempdir().unwrap();
     std::fs::write(copy.path().join(&seg), &bytes).unwrap();
-    let mut o = options();
+    let mut o = small_segments();
     o.recovery = RecoveryMode::SkipCorrupted;
     let (wal, report) = Wal::open(copy.path(), o).unwrap();
     // In the last segment the skipped rest is the tail: cut, and the log
@@ -185,7 +172,7 @@ fn corruption_in_the_middle_is_refused_then_salvaged_on_request() {
     assert!(report.cuts[0].reason.contains("skipped"), "{report:?}");
     drop(wal);
 
-    let mut o = options();
+    let mut o = small_segments();
     o.recovery = RecoveryMode::PointInTime;
     let (wal, report) = Wal::open(dir.path(), o).unwrap();
     assert_eq!(report.next_lsn, 11);
@@ -193,7 +180,7 @@ fn corruption_in_the_middle_is_refused_then_salvaged_on_request() {
     assert_eq!(wal.commit(b"after salvage").unwrap(), 11);
     drop(wal);
     // After point-in-time salvage the default mode opens cleanly.
-    let (wal, report) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, report) = Wal::open(dir.path(), small_segments()).unwrap();
     assert!(report.cuts.is_empty(), "{report:?}");
     assert_eq!(report.next_lsn, 12);
     drop(wal);
@@ -203,21 +190,16 @@ fn corruption_in_the_middle_is_refused_then_salvaged_on_request() {
 #[test]
 fn a_missing_segment_in_the_middle_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_segments()).unwrap();
     for i in 1..=2000u64 {
         wal.append(&record(i)).unwrap();
     }
     wal.sync().unwrap();
     drop(wal);
-    let mut segs: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".wal"))
-        .collect();
-    segs.sort();
+    let segs = segment_names(dir.path());
     assert!(segs.len() >= 3, "{segs:?}");
     std::fs::remove_file(dir.path().join(&segs[1])).unwrap();
-    match Wal::open(dir.path(), options()) {
+    match Wal::open(dir.path(), small_segments()) {
         Err(WalError::Corrupt {
             segment, detail, ..
         }) => {
@@ -233,7 +215,7 @@ fn a_missing_segment_in_the_middle_is_refused() {
 #[test]
 fn skip_corrupted_leaves_a_named_gap_that_readers_step_over() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_segments()).unwrap();
     for i in 1..=600u64 {
         wal.commit(&record(i)).unwrap();
     }
@@ -245,11 +227,11 @@ fn skip_corrupted_leaves_a_named_gap_that_readers_step_over() {
     bytes[victim + 60] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(
-        Wal::open(dir.path(), options()),
+        Wal::open(dir.path(), small_segments()),
         Err(WalError::Corrupt { .. })
     ));
 
-    let mut o = options();
+    let mut o = small_segments();
     o.recovery = RecoveryMode::SkipCorrupted;
     let (wal, report) = Wal::open(dir.path(), o).unwrap();
     let second = report.segments[1].first_lsn;
@@ -274,32 +256,15 @@ fn skip_corrupted_leaves_a_named_gap_that_readers_step_over() {
 fn a_lost_header_of_the_newest_segment_is_told_apart_from_corruption() {
     for with_records in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let (wal, _) = Wal::open(dir.path(), options()).unwrap();
+        let (wal, _) = Wal::open(dir.path(), small_segments()).unwrap();
         let mut i = 0;
         // Fill the first segment until the log rotates.
-        let segments = |dir: &Path| {
-            std::fs::read_dir(dir)
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .ends_with(".wal")
-                })
-                .count()
-        };
-        while segments(dir.path()) < 2 {
+        while segment_names(dir.path()).len() < 2 {
             i += 1;
             wal.commit(&record(i)).unwrap();
         }
         let last = wal.appended_lsn();
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".wal"))
-            .collect();
-        names.sort();
+        let names = segment_names(dir.path());
         let newest = dir.path().join(&names[1]);
         if !with_records {
             // Roll the newest segment back to just after its creation.
@@ -313,7 +278,7 @@ fn a_lost_header_of_the_newest_segment_is_told_apart_from_corruption() {
         let mut bytes = std::fs::read(&newest).unwrap();
         bytes[..64].fill(0x3c); // garbage where the header was
         std::fs::write(&newest, &bytes).unwrap();
-        match Wal::open(dir.path(), options()) {
+        match Wal::open(dir.path(), small_segments()) {
             Ok((wal, report)) => {
                 assert!(
                     !with_records,
@@ -341,13 +306,13 @@ fn a_clean_reopen_cuts_nothing() {
     use wal_io::Op;
     use wal_io::sim::SimDisk;
     let disk = SimDisk::new(3);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), small_segments()).unwrap();
     for i in 1..=20u64 {
         wal.commit(&record(i)).unwrap();
     }
     drop(wal);
     let cuts = disk.op_count(Op::SetLen);
-    let (wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    let (wal, report) = Wal::open_with(disk.storage(), small_segments()).unwrap();
     assert!(report.cuts.is_empty(), "{report:?}");
     assert_eq!(disk.op_count(Op::SetLen), cuts, "a clean tail was cut");
     let end = wal.reader(1).unwrap().count();
@@ -365,7 +330,7 @@ fn a_clean_reopen_cuts_nothing() {
     file.write_at(valid_end, &[&[0x77; 100]]).unwrap();
     file.sync_data().unwrap();
     drop((file, storage));
-    let (_wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    let (_wal, report) = Wal::open_with(disk.storage(), small_segments()).unwrap();
     assert_eq!(report.cuts.len(), 1, "{report:?}");
     assert_eq!(
         disk.op_count(Op::SetLen),
