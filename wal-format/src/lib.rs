@@ -2,7 +2,8 @@
 //! records, CRC32C (Castagnoli) and per-frame LZ4/Snappy compression.
 //!
 //! This crate does no I/O and has no `unsafe`. Encoders write into a
-//! caller's reusable buffer; decoders take [`bytes::Bytes`], hand records out
+//! caller's reusable buffer (a `Vec<u8>`, or the caller's own type through
+//! [`FrameBuf`]); decoders take [`bytes::Bytes`], hand records out
 //! without copying when a frame is not compressed, treat every byte as
 //! hostile (no panic, no unchecked indexing, no allocation driven by an
 //! unchecked length) and return a typed [`DecodeError`] with the offset.
