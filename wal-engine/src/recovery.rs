@@ -276,7 +276,7 @@ fn scan(
         file.drop_cache()?;
     }
     // After the drop: the length a lost change set goes with it.
-    let size = file.size()?;
+    let mut size = file.size()?;
     if let Some(mark) = mark {
         let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
         let outcome = scan_parts(
@@ -293,9 +293,9 @@ fn scan(
         } else {
             tracing::warn!(segment = %name, "the clean-close record does not match the segment; reading it whole");
             file.drop_cache()?;
+            size = file.size()?;
         }
     }
-    let size = file.size()?;
     let outcome = match confirmed {
         Some(outcome) => outcome,
         None => scan_parts(job, &file, size, first_lsn, keep, &mut emitted, emit)?,
