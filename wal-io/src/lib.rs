@@ -242,7 +242,8 @@ pub trait StorageFile: Send + Sync + std::fmt::Debug {
     /// (ATC '20, "Can Applications Recover from fsync Failures?"). A reader
     /// that must know what is durable, such as recovery after a crash,
     /// calls this first. A backend without a page cache does nothing; where
-    /// the system has no such advice (macOS) neither does this.
+    /// the system has no such advice (macOS), or the file system refuses
+    /// it, neither does this.
     ///
     /// # Errors
     /// [`IoError::Closed`], or [`IoError`] from the system.

@@ -415,7 +415,22 @@ fn fallocate(_fd: &OwnedFd, _offset: u64, _len: u64) -> Result<(), Errno> {
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 fn drop_cache(fd: &OwnedFd) -> Result<(), Errno> {
     // Offset 0 and no length: the whole file, whatever its size.
-    retry(|| rustix::fs::fadvise(fd, 0, None, rustix::fs::Advice::DontNeed))
+    match retry(|| rustix::fs::fadvise(fd, 0, None, rustix::fs::Advice::DontNeed)) {
+        Err(e) if advice_refused(e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether `fadvise` failed because the file takes no advice: a file
+/// system without such a cache has nothing to drop, and a refusal must not
+/// stop a recovery that only wanted the cache gone as a precaution. Other
+/// errors (`EIO`, `EBADF`) stay errors.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn advice_refused(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::INVAL | Errno::SPIPE | Errno::NOSYS | Errno::OPNOTSUPP
+    )
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
@@ -432,4 +447,22 @@ fn sync_data(fd: &OwnedFd) -> Result<(), Errno> {
 #[cfg(not(target_vendor = "apple"))]
 fn sync_data(fd: &OwnedFd) -> Result<(), Errno> {
     retry(|| rustix::fs::fdatasync(fd))
+}
+
+#[cfg(all(
+    test,
+    any(target_os = "linux", target_os = "android", target_os = "freebsd")
+))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_advice_is_no_cache_but_a_failure_is_an_error() {
+        for refused in [Errno::INVAL, Errno::SPIPE, Errno::NOSYS, Errno::OPNOTSUPP] {
+            assert!(advice_refused(refused), "{refused:?}");
+        }
+        for failure in [Errno::IO, Errno::BADF, Errno::NOSPC] {
+            assert!(!advice_refused(failure), "{failure:?}");
+        }
+    }
 }
