@@ -12,6 +12,9 @@
 // Test sizes and counts are small: casts between integer widths cannot truncate.
 #![allow(clippy::cast_possible_truncation)]
 
+mod common;
+
+use common::records;
 use wal_engine::{Options, SyncPolicy, Wal};
 use wal_io::Op;
 use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
@@ -80,13 +83,12 @@ fn records_a_reopen_reports_durable_survive_a_power_loss_after_it() {
             "seed {seed}: reported durable up to {durable} after the reopen, {} left after a power loss",
             report.next_lsn - 1
         );
-        let got: Vec<Vec<u8>> = wal
-            .reader(1)
-            .unwrap()
-            .map(|r| r.map(|r| r.data.to_vec()))
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(got.iter().zip(1..).all(|(data, i)| *data == record(i)));
+        let got = records(&wal);
+        assert!(
+            got.iter()
+                .zip(1..)
+                .all(|((lsn, data), i)| *lsn == i && *data == record(i))
+        );
     }
 }
 
@@ -126,13 +128,12 @@ fn a_reopen_after_a_failed_sync_reads_what_the_disk_holds() {
         let (wal, report) = Wal::open_with(disk.storage(), options.clone())
             .unwrap_or_else(|e| panic!("seed {seed}: the log no longer opens: {e}"));
         assert_eq!(report.next_lsn, 351, "seed {seed}");
-        let got: Vec<Vec<u8>> = wal
-            .reader(1)
-            .unwrap()
-            .map(|r| r.map(|r| r.data.to_vec()))
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let got = records(&wal);
         assert_eq!(got.len(), 350, "seed {seed}");
-        assert!(got.iter().zip(1..).all(|(data, i)| *data == record(i)));
+        assert!(
+            got.iter()
+                .zip(1..)
+                .all(|((lsn, data), i)| *lsn == i && *data == record(i))
+        );
     }
 }
