@@ -9,7 +9,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{segment_names, small_segments};
+use common::{frame_ends, segment_names, small_segments};
 use wal_engine::{
     Codec, Compression, Options, RecoveryMode, ReplayFrom, Wal, WalError, segment_name,
 };
@@ -184,13 +184,8 @@ fn damage_in_the_middle_refuses_a_replaying_open() {
     drop(wal);
     let path = dir.path().join(segment_name(1));
     let mut bytes = std::fs::read(&path).unwrap();
-    // The frame of LSN 101 (one per commit, 64-byte segment header,
-    // 48-byte frame headers with the stored length at offset 4, 8-aligned).
-    let mut at = 64usize;
-    for _ in 0..100 {
-        let stored = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        at = (at + 48 + stored).div_ceil(8) * 8;
-    }
+    // The frame of LSN 101 (one per commit) starts where the 100th ends.
+    let at = frame_ends(&bytes)[99].1 as usize;
     bytes[at + 60] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     let names = segment_names(dir.path());

@@ -8,7 +8,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{records, segment_names, small_segments};
+use common::{frame_ends, records, segment_names, small_segments};
 use wal_engine::{RecoveryMode, Wal, WalError, segment_name};
 
 fn record(i: u64) -> Vec<u8> {
@@ -24,20 +24,6 @@ fn build(dir: &Path, n: u64) -> Vec<(u64, u64)> {
     }
     drop(wal);
     frame_ends(&std::fs::read(dir.join(segment_name(1))).unwrap())
-}
-
-/// Frame boundaries, from the format's own layout (header, then 48-byte
-/// frame headers with the stored length at offset 4, 8-byte alignment).
-fn frame_ends(bytes: &[u8]) -> Vec<(u64, u64)> {
-    let mut ends = Vec::new();
-    let mut at = 64usize;
-    while at + 48 <= bytes.len() && bytes[at..at + 48].iter().any(|&b| b != 0) {
-        let stored = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-        let body = at + 48 + stored;
-        at = body.div_ceil(8) * 8;
-        ends.push((body as u64, at as u64));
-    }
-    ends
 }
 
 fn check_prefix(wal: &Wal, n: u64) {

@@ -35,3 +35,18 @@ pub fn records(wal: &Wal) -> Vec<(u64, Vec<u8>)> {
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+/// Frame boundaries, from the format's own layout (header, then 48-byte
+/// frame headers with the stored length at offset 4, 8-byte alignment):
+/// the (unpadded, padded) end of every frame, up to a zeroed header.
+pub fn frame_ends(bytes: &[u8]) -> Vec<(u64, u64)> {
+    let mut ends = Vec::new();
+    let mut at = 64usize;
+    while at + 48 <= bytes.len() && bytes[at..at + 48].iter().any(|&b| b != 0) {
+        let stored = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = at + 48 + stored;
+        at = body.div_ceil(8) * 8;
+        ends.push((body as u64, at as u64));
+    }
+    ends
+}
