@@ -68,6 +68,14 @@ pub enum WalError {
         /// The first LSN still in the log.
         first: u64,
     },
+    /// A broken invariant of the engine itself: a bug, never the caller's
+    /// input or the disk's state. The log is poisoned where one is found
+    /// on the write path.
+    #[error("internal error (a bug in wal-engine): {detail}")]
+    Internal {
+        /// Which invariant broke, and where.
+        detail: String,
+    },
     /// An LSN that was never assigned.
     #[error("LSN {lsn} is beyond the end of the log (next LSN {next})")]
     BeyondEnd {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::WalError;
-use crate::log::Shared;
+use crate::log::{Registered, Shared, Wake};
 use crate::sync::Arc;
 
 /// Resolves when its LSN is durable, or with the error that stopped the log.
@@ -19,6 +19,9 @@ pub struct DurableFuture {
     lsn: u64,
     /// A tail's wait: asks for no sync, and the LSN may not be appended yet.
     passive: bool,
+    /// The waiter registered by the last poll, if it still waits: later
+    /// polls update it in place, and dropping the future takes it out.
+    registered: Option<u64>,
 }
 
 impl DurableFuture {
@@ -27,6 +30,7 @@ impl DurableFuture {
             shared,
             lsn,
             passive: false,
+            registered: None,
         }
     }
 
@@ -35,6 +39,7 @@ impl DurableFuture {
             shared,
             lsn,
             passive: true,
+            registered: None,
         }
     }
 
@@ -55,15 +60,38 @@ impl std::fmt::Debug for DurableFuture {
 impl Future for DurableFuture {
     type Output = Result<(), WalError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let decided = if self.passive {
-            self.shared.poll_passive(self.lsn, cx.waker())
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (lsn, passive) = (self.lsn, self.passive);
+        if let Some(id) = self.registered {
+            return match self.shared.poll_registered(lsn, id, passive, cx.waker()) {
+                Some(result) => {
+                    self.registered = None;
+                    Poll::Ready(result)
+                }
+                None => Poll::Pending,
+            };
+        }
+        let wake = || Wake::Task(cx.waker().clone());
+        let registered = if passive {
+            self.shared.register_passive(lsn, wake)
         } else {
-            self.shared.poll_durable(self.lsn, cx.waker())
+            self.shared.register(lsn, wake)
         };
-        match decided {
-            Some(result) => Poll::Ready(result),
-            None => Poll::Pending,
+        match registered {
+            Registered::Now(result) => Poll::Ready(result),
+            Registered::Later(id) => {
+                self.registered = Some(id);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for DurableFuture {
+    fn drop(&mut self) {
+        // A future dropped before it resolved waits no more.
+        if let Some(id) = self.registered.take() {
+            self.shared.deregister(self.lsn, id);
         }
     }
 }

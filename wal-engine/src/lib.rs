@@ -69,9 +69,13 @@ mod write_buf;
 pub use error::WalError;
 pub use future::DurableFuture;
 pub use log::Wal;
-pub use options::{Options, OptionsBuilder, RecoveryMode, SyncPolicy, WRITES_IN_FLIGHT_MAX};
+pub use options::{
+    Options, OptionsBuilder, RecoveryMode, SYNC_DELAY_MAX, SyncPolicy, WRITES_IN_FLIGHT_MAX,
+};
 pub use reader::Reader;
 pub use recovery::{Cut, RecoveryReport, ReplayFrom, SegmentReport};
-pub use segment::{CLEAN_CLOSE_NAME, SEGMENT_SUFFIX, SPARE_NAME, parse_segment_name, segment_name};
+pub use segment::{
+    CLEAN_CLOSE_NAME, SEGMENT_SUFFIX, SPARE_NAME, STAGED_NAME, parse_segment_name, segment_name,
+};
 pub use stats::{HISTOGRAM_BUCKETS, Histogram, Stats};
 pub use wal_format::{Codec, Compression, Record};

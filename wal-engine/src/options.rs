@@ -13,6 +13,12 @@ use crate::WalError;
 /// dozen the device gains nothing, and each holds a buffer.
 pub const WRITES_IN_FLIGHT_MAX: u32 = 256;
 
+/// The longest delay a [`SyncPolicy`] may name (`Group`'s `max_delay`,
+/// `Interval`'s interval): an hour. Longer ones are refused rather than
+/// overflowing the clock; a log that should not sync on a timer uses
+/// [`SyncPolicy::Never`].
+pub const SYNC_DELAY_MAX: Duration = Duration::from_secs(3600);
+
 /// When appended records are made durable, and when a commit returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -224,6 +230,16 @@ impl Options {
             SyncPolicy::Interval(d) if d.is_zero() => {
                 bad("sync", "an interval of zero; use Always".to_owned())
             }
+            SyncPolicy::Interval(d) | SyncPolicy::Group { max_delay: d, .. }
+                if d > SYNC_DELAY_MAX =>
+            {
+                bad(
+                    "sync",
+                    format!(
+                        "a delay of {d:?} is longer than SYNC_DELAY_MAX ({SYNC_DELAY_MAX:?}); use Never"
+                    ),
+                )
+            }
             SyncPolicy::Group {
                 max_batch_bytes: 0, ..
             } => bad("sync", "max_batch_bytes of zero".to_owned()),
@@ -413,6 +429,23 @@ mod tests {
             err,
             WalError::InvalidOptions { field: "sync", .. }
         ));
+        for policy in [
+            SyncPolicy::Interval(SYNC_DELAY_MAX + Duration::from_nanos(1)),
+            SyncPolicy::Group {
+                max_delay: Duration::MAX,
+                max_batch_bytes: 1,
+            },
+        ] {
+            let err = Options::builder().sync(policy).build().unwrap_err();
+            assert!(
+                matches!(err, WalError::InvalidOptions { field: "sync", .. }),
+                "{policy:?}: {err}"
+            );
+        }
+        Options::builder()
+            .sync(SyncPolicy::Interval(SYNC_DELAY_MAX))
+            .build()
+            .unwrap();
         let err = Options::builder().queue_bytes_max(10).build().unwrap_err();
         assert!(matches!(
             err,

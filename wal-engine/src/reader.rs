@@ -246,8 +246,15 @@ impl Iterator for Reader {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(records) = &mut self.pending {
+                // The segment's end is looked at again for every record: a
+                // `truncate_back` may have cut the frame since it was read,
+                // and its records past the cut are no longer the log's.
+                let end = self
+                    .seg
+                    .as_ref()
+                    .map_or(self.pending_end, |s| s.end_lsn().min(self.pending_end));
                 match records.find(|r| r.lsn >= self.next) {
-                    Some(record) if record.lsn < self.pending_end => {
+                    Some(record) if record.lsn < end => {
                         self.next = record.lsn + 1;
                         return Some(Ok(record));
                     }

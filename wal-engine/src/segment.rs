@@ -21,7 +21,10 @@ pub const SPARE_NAME: &str = "next-segment.spare";
 
 /// The file a cleanly closed log leaves (a [`CleanClose`] record), so that
 /// the next open verifies the last segment only up to where its frames end.
-/// Open removes it, durably, before anything is written.
+/// It is also evidence: it says every LSN below its next LSN was durable, so
+/// recovery refuses (in the default and strict modes) a log that holds fewer.
+/// Open reads it, recovers, and only then removes it, durably, before
+/// anything is written: an open that refuses leaves it for the next one.
 pub const CLEAN_CLOSE_NAME: &str = "clean-close";
 
 /// Writes the clean-close record, durably.
@@ -33,26 +36,34 @@ pub(crate) fn write_clean_close(storage: &dyn Storage, mark: &CleanClose) -> Res
     storage.sync_dir()
 }
 
-/// Reads and removes the clean-close record, if there is one; the removal
-/// is synced. An unreadable record is only a lost hint: `None`.
-pub(crate) fn take_clean_close(storage: &dyn Storage) -> Result<Option<CleanClose>, IoError> {
+/// Reads the clean-close record, if there is one, and leaves it in place
+/// (see [`remove_clean_close`]). An unreadable record is only a lost hint
+/// (and lost evidence): `None`.
+pub(crate) fn read_clean_close(storage: &dyn Storage) -> Result<Option<CleanClose>, IoError> {
     if !exists(storage, CLEAN_CLOSE_NAME)? {
         return Ok(None);
     }
     let file = storage.open(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)?;
-    let mark = if file.size()? == CleanClose::LEN as u64 {
-        let mut buf = [0u8; CleanClose::LEN];
-        file.read_at(0, &mut buf)?;
-        CleanClose::decode(&buf)
-            .inspect_err(|error| tracing::warn!(%error, "ignoring a damaged clean-close record"))
-            .ok()
-    } else {
-        None
-    };
-    drop(file);
-    storage.remove(CLEAN_CLOSE_NAME)?;
-    storage.sync_dir()?;
-    Ok(mark)
+    if file.size()? != CleanClose::LEN as u64 {
+        return Ok(None);
+    }
+    let mut buf = [0u8; CleanClose::LEN];
+    file.read_at(0, &mut buf)?;
+    Ok(CleanClose::decode(&buf)
+        .inspect_err(|error| tracing::warn!(%error, "ignoring a damaged clean-close record"))
+        .ok())
+}
+
+/// Removes the clean-close record if it is there, durably: once recovery
+/// has accepted the log and before anything is written, since a record
+/// left in place would describe an end that later writes move. The
+/// directory is synced even when there was nothing to remove: an earlier
+/// open may have removed the record without its removal reaching the disk,
+/// and it must not come back after a power loss to vouch for records a
+/// later `truncate_back` took away.
+pub(crate) fn remove_clean_close(storage: &dyn Storage) -> Result<(), IoError> {
+    remove_if_present(storage, CLEAN_CLOSE_NAME)?;
+    storage.sync_dir()
 }
 
 /// The file under [`SPARE_NAME`], ready for the next rotation.
@@ -201,15 +212,13 @@ impl SegMeta {
     }
 }
 
-/// The segment being appended to.
+/// The segment being appended to. (Which writer writes it, and through
+/// which descriptor, is the writer's to know.)
 #[derive(Debug)]
 pub(crate) struct Active {
     pub(crate) meta: Arc<SegMeta>,
     /// Where the last frame ends (where the next one goes, unless padded).
     pub(crate) offset: u64,
-    /// An O_DIRECT handle to the file, for the pipelined writer; only for
-    /// padded segments of a log with [`Options::direct_io`].
-    pub(crate) direct: Option<FileRef>,
 }
 
 impl Active {
@@ -233,24 +242,9 @@ impl Active {
         }
     }
 
-    /// The active segment `meta`, whose frames end at `offset`, with an
-    /// O_DIRECT handle if it is padded and the log writes with O_DIRECT.
-    pub(crate) fn resume(
-        storage: &dyn Storage,
-        options: &Options,
-        meta: Arc<SegMeta>,
-        offset: u64,
-    ) -> Result<Active, IoError> {
-        let direct = if meta.padded && options.direct_io {
-            Some(storage.open(&meta.name, FileOptions::DIRECT)?)
-        } else {
-            None
-        };
-        Ok(Active {
-            meta,
-            offset,
-            direct,
-        })
+    /// The active segment `meta`, whose frames end at `offset`.
+    pub(crate) fn new(meta: Arc<SegMeta>, offset: u64) -> Active {
+        Active { meta, offset }
     }
 }
 
@@ -284,7 +278,66 @@ pub(crate) fn create(
     };
     write_header(&file, &name, &stamp)?;
     storage.sync_dir()?;
-    active(storage, options, file, name, &stamp)
+    Ok(active(file, name, &stamp))
+}
+
+/// The name `truncate_back` stamps its new segment under before the
+/// segment takes its place: not a segment's name, so recovery never reads
+/// it, and open removes a leftover one.
+pub const STAGED_NAME: &str = "truncate-back.staged";
+
+/// A new segment, stamped and synced under [`STAGED_NAME`].
+#[derive(Debug)]
+pub(crate) struct Staged {
+    file: FileRef,
+    stamp: Stamp,
+}
+
+/// Creates the segment starting at `first_lsn` under [`STAGED_NAME`]:
+/// preallocated, its header synced, as [`create`] would, but not yet in
+/// the log. [`commit_staged`] puts it there.
+pub(crate) fn stage(
+    storage: &dyn Storage,
+    options: &Options,
+    log_id: u64,
+    id: u64,
+    first_lsn: u64,
+) -> Result<Staged, IoError> {
+    remove_staged(storage)?;
+    let file = storage.create(STAGED_NAME, FileOptions::BUFFERED)?;
+    if options.preallocate {
+        file.allocate(0, options.segment_bytes)?;
+        if options.direct_io && fills_with_zeros(options) {
+            zero_fill(&file, options.segment_bytes)?;
+        }
+    }
+    let stamp = Stamp {
+        log_id,
+        id,
+        first_lsn,
+        recycled: false,
+        padded: options.direct_io,
+    };
+    write_header(&file, STAGED_NAME, &stamp)?;
+    Ok(Staged { file, stamp })
+}
+
+/// Renames a staged segment to its segment's name (replacing a file of that
+/// name, atomically) and syncs the directory: from then on it is in the log.
+pub(crate) fn commit_staged(storage: &dyn Storage, staged: Staged) -> Result<Active, IoError> {
+    let name = segment_name(staged.stamp.first_lsn);
+    storage.rename(STAGED_NAME, &name)?;
+    storage.sync_dir()?;
+    Ok(active(staged.file, name, &staged.stamp))
+}
+
+/// Removes a staged segment a crash left behind, if there is one.
+pub(crate) fn remove_staged(storage: &dyn Storage) -> Result<(), IoError> {
+    if exists(storage, STAGED_NAME)? {
+        storage.remove(STAGED_NAME)?;
+        storage.sync_dir()?;
+    }
+    Ok(())
 }
 
 /// Creates the spare segment file (replacing a leftover), durably, with
@@ -414,10 +467,11 @@ pub(crate) fn from_spare(
     write_header(&spare.file, &name, &stamp)?;
     storage.rename(SPARE_NAME, &name)?;
     storage.sync_dir()?;
-    active(storage, options, spare.file, name, &stamp)
+    Ok(active(spare.file, name, &stamp))
 }
 
 /// What a new incarnation of a segment file is stamped with.
+#[derive(Debug)]
 struct Stamp {
     log_id: u64,
     id: u64,
@@ -445,13 +499,7 @@ fn write_header(file: &FileRef, name: &str, stamp: &Stamp) -> Result<(), IoError
     file.sync_data()
 }
 
-fn active(
-    storage: &dyn Storage,
-    options: &Options,
-    file: FileRef,
-    name: String,
-    stamp: &Stamp,
-) -> Result<Active, IoError> {
+fn active(file: FileRef, name: String, stamp: &Stamp) -> Active {
     let meta = Arc::new(SegMeta::new(
         stamp.first_lsn,
         name,
@@ -460,7 +508,7 @@ fn active(
         stamp.padded,
         vec![(stamp.first_lsn, SegmentHeader::LEN as u64)],
     ));
-    Active::resume(storage, options, meta, SegmentHeader::LEN as u64)
+    Active::new(meta, SegmentHeader::LEN as u64)
 }
 
 #[cfg(test)]

@@ -75,6 +75,10 @@ pub struct Stats {
     pub appends: u64,
     /// Encoded bytes appended (record prefixes included).
     pub append_bytes: u64,
+    /// Waiters registered right now (blocked commits, pending futures,
+    /// callbacks, tails waiting for new records): a count that only grows
+    /// points at a leak.
+    pub waiters: u64,
     /// Frames written (one per group-commit batch).
     pub batches: u64,
     /// Bytes written in frames.

@@ -125,8 +125,17 @@ fn torture(seed: u64, crashes: u64) -> u64 {
         front: 1,
     };
     let (mut cuts, mut lost, mut recycled, mut failed_syncs) = (0u64, 0u64, 0u64, 0u64);
+    let (mut switches, mut ever_direct) = (0u64, options.direct_io);
     let mut crash = 0;
     while crash < crashes {
+        if rng.range(0, 4) == 0 {
+            // A reopen with the writer switched: a log written buffered goes
+            // on with O_DIRECT (its next segment padded and pipelined, the
+            // current one finished buffered), or the other way round.
+            options.direct_io = !options.direct_io;
+            ever_direct |= options.direct_io;
+            switches += 1;
+        }
         let at = |what: &str| format!("seed {seed}, crash {crash}, {:?}: {what}", options.sync);
         // Half the reopens replay the log while recovering it, from its
         // start or from an LSN at or past the truncated front.
@@ -307,10 +316,10 @@ fn torture(seed: u64, crashes: u64) -> u64 {
     }
     let reorders = disk.queue_reorders();
     eprintln!(
-        "seed {seed}, {:?}, {:?}, direct_io {}: {crashes} crashes, {failed_syncs} reopens after a failed sync, {cuts} tails cut, {lost} unacknowledged records lost, {recycled} rotations into recycled files, {reorders} writes completed out of order",
-        options.sync, options.compression.codec, options.direct_io
+        "seed {seed}, {:?}, {:?}: {crashes} crashes, {switches} reopens switching direct_io, {failed_syncs} reopens after a failed sync, {cuts} tails cut, {lost} unacknowledged records lost, {recycled} rotations into recycled files, {reorders} writes completed out of order",
+        options.sync, options.compression.codec
     );
-    if options.direct_io && crashes >= 100 {
+    if ever_direct && crashes >= 100 {
         // The simulated queue completes writes in flight in any order: the
         // pipelined writer must have met that, or its prefix rule went untested.
         assert!(reorders > 0, "seed {seed}: no write completed out of order");

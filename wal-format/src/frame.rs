@@ -23,6 +23,12 @@ pub const RECORD_BYTES_MAX: usize = FRAME_PAYLOAD_BYTES_MAX - RECORD_PREFIX_LEN;
 /// length (LZ4 cannot expand more than 255:1, Snappy less), so a header that
 /// claims more is rejected before anything is allocated.
 pub const COMPRESSION_RATIO_MAX: usize = 255;
+/// Offset of the segment-identity field (`segment_id`, a `u64`
+/// little-endian) within a frame header (docs/FORMAT.md, "Frames"). A
+/// scanner looking for frames in bytes it cannot otherwise trust can compare
+/// this one field before it pays for a full decode: an identity is never
+/// zero, so zeros and most foreign bytes fail at once.
+pub const FRAME_SEGMENT_ID_OFFSET: usize = 24;
 
 const OFF_CRC: usize = 0;
 const OFF_STORED_LEN: usize = 4;
@@ -31,7 +37,7 @@ const OFF_CODEC: usize = 9;
 const OFF_FLAGS: usize = 10;
 const OFF_RECORD_COUNT: usize = 12;
 const OFF_FIRST_LSN: usize = 16;
-pub(crate) const OFF_SEGMENT_ID: usize = 24;
+pub(crate) const OFF_SEGMENT_ID: usize = FRAME_SEGMENT_ID_OFFSET;
 const OFF_DURABLE_LSN: usize = 32;
 const OFF_RAW_LEN: usize = 40;
 const OFF_RESERVED: usize = 44;
@@ -783,6 +789,15 @@ pub struct FrameExpect {
     pub first_lsn: Option<u64>,
 }
 
+/// The segment identity named by the would-be frame header at `pos` in
+/// `data`, read from [`FRAME_SEGMENT_ID_OFFSET`] without checking anything
+/// else: a cheap filter before [`decode_frame`], never a verdict (a header's
+/// bytes are trusted only once its checksum matches). `None` if `data` ends
+/// before the field does.
+pub fn peek_frame_segment_id(data: &[u8], pos: usize) -> Option<u64> {
+    u64_at(data, pos.checked_add(OFF_SEGMENT_ID)?)
+}
+
 /// Decodes and fully validates the frame at `offset` in `data` (a segment's
 /// bytes, or any buffer laid out the same way).
 ///
@@ -1042,4 +1057,37 @@ fn validate_records(payload: &[u8], count: u64, at: u64) -> Result<(), DecodeErr
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The identity field a scanner peeks at is the one an encoded frame
+    /// carries and a decoded frame reports, wherever the frame starts, and
+    /// a buffer too short for the field yields nothing.
+    #[test]
+    fn the_peeked_segment_id_is_the_encoded_frames_identity() {
+        let segment_id = 0x0123_4567_89ab_cdef;
+        // After a segment header's worth of bytes, as in a segment.
+        let mut out = vec![0u8; 64];
+        let mut encoder = FrameEncoder::new(Compression::NONE);
+        let first = encoder
+            .encode(&mut out, segment_id, 7, 6, [&b"peek"[..], b"me"])
+            .unwrap();
+        let second = encode_seal(&mut out, segment_id, 9, 8).unwrap();
+        let data = Bytes::from(out);
+        for at in [first.offset, second.offset] {
+            let expect = FrameExpect {
+                segment_id,
+                first_lsn: None,
+            };
+            let frame = decode_frame(&data, at, expect).unwrap();
+            assert_eq!(frame.header().segment_id, segment_id);
+            assert_eq!(peek_frame_segment_id(&data, at), Some(segment_id));
+        }
+        let short = &data[..second.offset + FRAME_SEGMENT_ID_OFFSET + 7];
+        assert_eq!(peek_frame_segment_id(short, second.offset), None);
+        assert_eq!(peek_frame_segment_id(&data, usize::MAX), None);
+    }
 }

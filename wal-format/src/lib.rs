@@ -53,9 +53,10 @@ pub use clean::{CLEAN_CLOSE_MAGIC, CleanClose};
 pub use codec::{Codec, Compression};
 pub use error::{DecodeError, EncodeError, Structure};
 pub use frame::{
-    COMPRESSION_RATIO_MAX, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PAYLOAD_BYTES_MAX, Frame, FrameBuf,
-    FrameBuilder, FrameEncoder, FrameExpect, FrameHeader, FrameKind, FrameSummary, IntoRecords,
-    RECORD_BYTES_MAX, RECORD_PREFIX_LEN, Record, RecordSlices, Records, decode_frame, encode_seal,
+    COMPRESSION_RATIO_MAX, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PAYLOAD_BYTES_MAX,
+    FRAME_SEGMENT_ID_OFFSET, Frame, FrameBuf, FrameBuilder, FrameEncoder, FrameExpect, FrameHeader,
+    FrameKind, FrameSummary, IntoRecords, RECORD_BYTES_MAX, RECORD_PREFIX_LEN, Record,
+    RecordSlices, Records, decode_frame, encode_seal, peek_frame_segment_id,
 };
 pub use scan::{LaterFrame, ScanPoint, ScanSummary, SegmentEnd, SegmentScanner};
 pub use segment::{

@@ -205,6 +205,28 @@ impl IoError {
         }
     }
 
+    /// The operation that failed, where the error names one.
+    pub fn op(&self) -> Option<Op> {
+        match self {
+            IoError::Os { op, .. }
+            | IoError::Misaligned { op, .. }
+            | IoError::Closed { op, .. }
+            | IoError::Crashed { op, .. }
+            | IoError::Unsupported { op, .. } => Some(*op),
+            IoError::ReadPastEnd { .. } => Some(Op::Read),
+            IoError::ShortWrite { .. } => Some(Op::Write),
+            IoError::Locked { .. } => Some(Op::Lock),
+            IoError::InvalidName { .. } => None,
+        }
+    }
+
+    /// Whether a data or directory sync failed. After that, what the sync
+    /// covered is in doubt for good: Linux marks the pages of a failed
+    /// writeback clean, so a later sync can pass without them.
+    pub fn is_sync(&self) -> bool {
+        matches!(self.op(), Some(Op::SyncData | Op::SyncDir))
+    }
+
     pub(crate) fn os(op: Op, path: impl Into<PathBuf>, source: impl Into<std::io::Error>) -> Self {
         IoError::Os {
             op,

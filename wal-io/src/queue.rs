@@ -94,6 +94,8 @@ pub(crate) enum Pending {
 pub(crate) struct InOrderQueue {
     pending: VecDeque<Pending>,
     done: VecDeque<Completion>,
+    /// An operation failed: nothing queued after it runs.
+    failed: bool,
 }
 
 impl std::fmt::Debug for InOrderQueue {
@@ -147,7 +149,8 @@ impl Pending {
             } => {
                 let mut result = file.write_at(offset, &[buf.as_slice()]);
                 if durable && result.is_ok() {
-                    result = file.sync_data();
+                    // RWF_DSYNC: this write's range is durable, no more.
+                    result = file.sync_range(offset, buf.len() as u64);
                 }
                 Completion {
                     token,
@@ -166,12 +169,38 @@ impl Pending {
     pub(crate) fn is_sync(&self) -> bool {
         matches!(self, Pending::Sync { .. })
     }
+
+    /// Completes the operation without running it, because one before it
+    /// failed (`ECANCELED`, as `io_uring` completes the rest of a failed
+    /// link): after a failed write, a sync must not run and report success
+    /// for data that was never written, nor a later write land after a gap.
+    pub(crate) fn cancel(self) -> Completion {
+        let (token, file, op, buf) = match self {
+            Pending::Write {
+                token, file, buf, ..
+            } => (token, file, Op::Write, Some(buf)),
+            Pending::Sync { token, file } => (token, file, Op::SyncData, None),
+        };
+        Completion {
+            token,
+            result: Err(IoError::os(
+                op,
+                file.name(),
+                std::io::Error::from_raw_os_error(rustix::io::Errno::CANCELED.raw_os_error()),
+            )),
+            buf,
+        }
+    }
 }
 
 impl InOrderQueue {
+    /// Runs what is pending, in order; once one operation has failed,
+    /// completes every later one as cancelled instead of running it.
     fn run(&mut self) {
         while let Some(op) = self.pending.pop_front() {
-            self.done.push_back(op.run());
+            let done = if self.failed { op.cancel() } else { op.run() };
+            self.failed |= done.result.is_err();
+            self.done.push_back(done);
         }
     }
 }

@@ -251,6 +251,36 @@ fn apply(content: &mut Vec<u8>, change: &Change) {
     }
 }
 
+/// Bytes of a page: a range sync writes back whole pages.
+const PAGE_BYTES: u64 = 4096;
+
+/// Splits `change` into its part inside `lo..hi` (a write's bytes there)
+/// and what stays pending outside it (the rest of the write, in up to two
+/// pieces; a length change stays whole).
+fn split_change(change: Change, lo: u64, hi: u64) -> (Option<Change>, Vec<Change>) {
+    let Change::Write { offset, data } = change else {
+        return (None, vec![change]);
+    };
+    let end = offset + data.len() as u64;
+    let (a, b) = (offset.max(lo), end.min(hi));
+    if a >= b {
+        return (None, vec![Change::Write { offset, data }]);
+    }
+    let at = |x: u64| usize::try_from(x - offset).unwrap_or(usize::MAX);
+    let piece = |from: u64, to: u64| Change::Write {
+        offset: from,
+        data: data.get(at(from)..at(to)).unwrap_or_default().to_vec(),
+    };
+    let mut rest = Vec::new();
+    if offset < a {
+        rest.push(piece(offset, a));
+    }
+    if b < end {
+        rest.push(piece(b, end));
+    }
+    (Some(piece(a, b)), rest)
+}
+
 fn apply_dir(names: &mut BTreeMap<String, u64>, op: &DirOp) {
     match op {
         DirOp::Link { name, inode } => {
@@ -706,6 +736,7 @@ impl Storage for SimStorage {
             disk: self.disk.clone(),
             pushed: Vec::new(),
             flight: VecDeque::new(),
+            failed: false,
         }))
     }
 }
@@ -718,6 +749,8 @@ struct SimQueue {
     pushed: Vec<Pending>,
     /// Submitted and not yet run, in the order they were pushed.
     flight: VecDeque<Pending>,
+    /// An operation failed: nothing after it runs.
+    failed: bool,
 }
 
 impl std::fmt::Debug for SimQueue {
@@ -784,7 +817,10 @@ impl IoQueue for SimQueue {
                 break;
             };
             // Runs outside the disk's lock: the operation takes it itself.
-            out.push(op.run());
+            // Once one has failed, the rest are cancelled, not run.
+            let done = if self.failed { op.cancel() } else { op.run() };
+            self.failed |= done.result.is_err();
+            out.push(done);
             completed += 1;
         }
         Ok(())
@@ -931,6 +967,36 @@ impl StorageFile for SimFile {
             }
         }
         Ok(())
+    }
+
+    fn sync_range(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        // The pages of the range, as the kernel writes them back for a
+        // `RWF_DSYNC` write: every pending change's part inside them.
+        let lo = offset - offset % PAGE_BYTES;
+        let hi = offset.saturating_add(len).next_multiple_of(PAGE_BYTES);
+        let (mut state, failed) = match self.begin(Op::SyncData) {
+            Ok(state) => (state, None),
+            Err(e @ IoError::Os { .. }) => (self.disk.lock_state(), Some(e)),
+            // A closed or crashed handle changes nothing.
+            Err(e) => return Err(e),
+        };
+        if let Some(inode) = state.inodes.get_mut(&self.inode) {
+            let mut outside = Vec::new();
+            for change in std::mem::take(&mut inode.pending) {
+                let (inside, rest) = split_change(change, lo, hi);
+                if let (Some(inside), None) = (inside, &failed) {
+                    apply(&mut inode.durable, &inside);
+                }
+                // Linux marks the pages of a failed writeback clean: the
+                // range's changes never become durable, and are dropped.
+                outside.extend(rest);
+            }
+            inode.pending = outside;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn drop_cache(&self) -> Result<(), IoError> {

@@ -1,0 +1,380 @@
+//! Durability: the watermarks, and the waiters on them. Register, wait,
+//! publish, poison; every wake fires with no lock held.
+
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use wal_io::IoError;
+
+use super::state::{Shared, State, StateGuard, held};
+use crate::WalError;
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Ordering, StdArc};
+
+/// Something waiting for an LSN to become durable.
+pub(crate) enum Wake {
+    Thread(Thread),
+    Task(Waker),
+    Callback(Box<dyn FnOnce(Result<(), WalError>) + Send>),
+}
+
+impl Wake {
+    fn fire(self, result: &Result<(), WalError>) {
+        match self {
+            Wake::Thread(t) => t.unpark(),
+            Wake::Task(w) => w.wake(),
+            Wake::Callback(f) => f(result.clone()),
+        }
+    }
+}
+
+/// Waiters taken out of the state, to wake once every lock is released: a
+/// callback may call back into the log, and a waker may run anything.
+#[must_use = "waiters taken out must be woken, with no lock held"]
+pub(crate) struct Woken {
+    wakes: Vec<Wake>,
+    result: Result<(), WalError>,
+}
+
+impl Woken {
+    pub(super) fn none() -> Self {
+        Woken {
+            wakes: Vec::new(),
+            result: Ok(()),
+        }
+    }
+
+    /// The error a failure gave these waiters, if one did: for the caller
+    /// whose call failed with them.
+    pub(super) fn error(&self) -> Option<WalError> {
+        self.result.clone().err()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.wakes.is_empty()
+    }
+
+    /// Adds `other`'s waiters (both come from publications in LSN order).
+    pub(super) fn extend(&mut self, mut other: Woken) {
+        if other.result.is_err() {
+            self.result = std::mem::replace(&mut other.result, Ok(()));
+        }
+        self.wakes.append(&mut other.wakes);
+    }
+
+    /// Wakes them all, in LSN order. No log lock may be held.
+    pub(super) fn fire(mut self) {
+        if self.wakes.is_empty() {
+            return;
+        }
+        held::none();
+        for w in std::mem::take(&mut self.wakes) {
+            w.fire(&self.result);
+        }
+    }
+}
+
+impl Drop for Woken {
+    fn drop(&mut self) {
+        // Waiters taken out and never woken would wait for ever.
+        debug_assert!(
+            self.wakes.is_empty() || std::thread::panicking(),
+            "{} waiters were taken out and never woken",
+            self.wakes.len()
+        );
+    }
+}
+
+/// Why the write path stopped the log.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// A write, sync or directory change failed.
+    Io(IoError),
+    /// An invariant of the engine broke (a bug): encoding a frame that was
+    /// checked when it was appended failed, say.
+    Internal(String),
+}
+
+impl From<IoError> for Failure {
+    fn from(e: IoError) -> Self {
+        Failure::Io(e)
+    }
+}
+
+/// The failure a poisoned log keeps, shared with every error it returns.
+#[derive(Debug, Clone)]
+pub(crate) enum Poison {
+    Io(StdArc<IoError>),
+    Internal(String),
+}
+
+impl Poison {
+    /// The error for a call made after the failure.
+    pub(crate) fn later(&self) -> WalError {
+        match self {
+            Poison::Io(e) => WalError::Poisoned(e.clone()),
+            Poison::Internal(detail) => WalError::Internal {
+                detail: detail.clone(),
+            },
+        }
+    }
+
+    /// The error for a waiter whose own write or sync failed.
+    fn own(&self) -> WalError {
+        match self {
+            Poison::Io(e) => WalError::Io(e.clone()),
+            Poison::Internal(_) => self.later(),
+        }
+    }
+}
+
+/// What a registration found.
+pub(crate) enum Registered {
+    /// Decided already: the waiter was not registered.
+    Now(Result<(), WalError>),
+    /// Registered under this number; it fires once the LSN is decided.
+    Later(u64),
+}
+
+/// The outcome of waiting for `lsn`, if the state already decides it.
+///
+/// Fail-stop: once poisoned, every wait fails, even for an LSN made durable
+/// before. A waiter whose LSN was in flight gets the I/O error itself, as the
+/// failed write or sync was its own.
+fn decided(st: &State, lsn: u64) -> Option<Result<(), WalError>> {
+    if let Some(p) = &st.poisoned {
+        return Some(Err(if lsn > st.durable { p.own() } else { p.later() }));
+    }
+    (st.durable >= lsn).then_some(Ok(()))
+}
+
+/// The same for a tail's wait, which asks for no sync and may wait for an
+/// LSN not yet appended: the log closing decides it too.
+fn decided_passive(st: &State, lsn: u64) -> Option<Result<(), WalError>> {
+    if st.durable >= lsn {
+        return Some(Ok(()));
+    }
+    if let Some(p) = &st.poisoned {
+        return Some(Err(p.later()));
+    }
+    st.closing.then_some(Err(WalError::Closed))
+}
+
+/// The instant `timeout` after `now`, or `None` if it is too far to count
+/// (a wait that long is a wait without a deadline).
+pub(super) fn deadline_after(now: Instant, timeout: Duration) -> Option<Instant> {
+    now.checked_add(timeout)
+}
+
+impl Shared {
+    /// The last LSN known durable, without a lock.
+    pub(crate) fn durable_lsn(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    fn insert_waiter(st: &mut State, lsn: u64, wake: Wake) -> u64 {
+        let id = st.next_waiter;
+        st.next_waiter += 1;
+        st.waiters.insert((lsn, id), wake);
+        id
+    }
+
+    /// Registers `wake` for `lsn` and asks the owner for a sync covering it,
+    /// unless the state decides it already.
+    pub(crate) fn register(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> Registered {
+        let mut st = self.state();
+        if let Some(result) = decided(&st, lsn) {
+            return Registered::Now(result);
+        }
+        if lsn >= st.next_lsn {
+            let next = st.next_lsn;
+            return Registered::Now(Err(WalError::BeyondEnd { lsn, next }));
+        }
+        let id = Self::insert_waiter(&mut st, lsn, wake());
+        if st.sync_upto < lsn {
+            st.sync_upto = lsn;
+            self.work.notify_one();
+        }
+        Registered::Later(id)
+    }
+
+    /// Registers a tail's `wake` for `lsn`: no sync asked for, and `lsn`
+    /// may be past the last appended.
+    pub(crate) fn register_passive(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> Registered {
+        let mut st = self.state();
+        if let Some(result) = decided_passive(&st, lsn) {
+            return Registered::Now(result);
+        }
+        Registered::Later(Self::insert_waiter(&mut st, lsn, wake()))
+    }
+
+    /// Takes a registration out again (a wait that timed out, a future
+    /// dropped); nothing if it fired already.
+    pub(crate) fn deregister(&self, lsn: u64, id: u64) {
+        drop(self.state().waiters.remove(&(lsn, id)));
+    }
+
+    /// The outcome for a registered waiter, if decided: `passive` for a
+    /// tail's wait. A registration still waiting gets `waker` in place of
+    /// the one it had, so repeated polls keep one entry.
+    pub(crate) fn poll_registered(
+        &self,
+        lsn: u64,
+        id: u64,
+        passive: bool,
+        waker: &Waker,
+    ) -> Option<Result<(), WalError>> {
+        let mut st = self.state();
+        let result = if passive {
+            decided_passive(&st, lsn)
+        } else {
+            decided(&st, lsn)
+        };
+        match result {
+            Some(result) => {
+                drop(st.waiters.remove(&(lsn, id)));
+                Some(result)
+            }
+            None => {
+                if let Some(Wake::Task(w)) = st.waiters.get_mut(&(lsn, id))
+                    && !w.will_wake(waker)
+                {
+                    *w = waker.clone();
+                }
+                None
+            }
+        }
+    }
+
+    /// The outcome of waiting for `lsn`, if it is already decided.
+    fn settled(&self, lsn: u64) -> Option<Result<(), WalError>> {
+        decided(&self.state(), lsn)
+    }
+
+    /// Waits until `lsn` is durable, asking the owner to sync if its policy
+    /// would not, or leading the round itself if no one is doing I/O.
+    pub(crate) fn wait_durable(&self, lsn: u64) -> Result<(), WalError> {
+        let id = match self.register(lsn, || Wake::Thread(thread::current())) {
+            Registered::Now(result) => return result,
+            Registered::Later(id) => id,
+        };
+        loop {
+            if !self.try_lead() {
+                // On std an unpark before park is never lost; loom's model of
+                // a blocked lock can swallow it, and looking first keeps the
+                // models honest about what the code relies on.
+                if self.settled(lsn).is_none() {
+                    thread::park();
+                }
+            }
+            if let Some(result) = self.settled(lsn) {
+                self.deregister(lsn, id);
+                return result;
+            }
+        }
+    }
+
+    /// Waits, without asking for a sync, until `lsn` is durable or `timeout`
+    /// passes (`Ok(false)`). The registration goes when the wait ends.
+    pub(crate) fn wait_passive(
+        &self,
+        lsn: u64,
+        timeout: Option<Duration>,
+    ) -> Result<bool, WalError> {
+        let deadline = timeout.and_then(|t| deadline_after(Instant::now(), t));
+        let id = match self.register_passive(lsn, || Wake::Thread(thread::current())) {
+            Registered::Now(result) => return result.map(|()| true),
+            Registered::Later(id) => id,
+        };
+        loop {
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        self.deregister(lsn, id);
+                        return Ok(false);
+                    }
+                    thread::park_timeout(d - now);
+                }
+            }
+            let st = self.state();
+            if let Some(result) = decided_passive(&st, lsn) {
+                drop(st);
+                self.deregister(lsn, id);
+                return result.map(|()| true);
+            }
+        }
+    }
+
+    /// Stops the log: every later call fails, every waiter and every
+    /// appender waiting for queue space is woken, and the owner thread is
+    /// told to stop. Returns the waiters to wake once the locks are released.
+    pub(super) fn poison(&self, st: &mut StateGuard<'_>, failure: Failure) -> Woken {
+        let poison = match failure {
+            Failure::Io(error) => {
+                tracing::error!(%error, "write-ahead log poisoned");
+                Poison::Io(StdArc::new(error))
+            }
+            Failure::Internal(detail) => {
+                tracing::error!(%detail, "write-ahead log stopped by an internal error");
+                Poison::Internal(detail)
+            }
+        };
+        let result = Err(poison.own());
+        if st.poisoned.is_none() {
+            st.poisoned = Some(poison);
+        }
+        self.work.notify_all();
+        self.space.notify_all();
+        Woken {
+            wakes: std::mem::take(&mut st.waiters).into_values().collect(),
+            result,
+        }
+    }
+
+    /// Takes every waiter out for closing: they get [`WalError::Closed`].
+    pub(super) fn take_all_waiters(&self, st: &mut StateGuard<'_>) -> Woken {
+        Woken {
+            wakes: std::mem::take(&mut st.waiters).into_values().collect(),
+            result: Err(WalError::Closed),
+        }
+    }
+
+    /// Publishes the outcome of I/O: the new written and durable
+    /// watermarks, or the poison. Returns the waiters it decided, to wake
+    /// once every lock is released.
+    pub(super) fn publish(&self, outcome: Result<(Option<u64>, Option<u64>), Failure>) -> Woken {
+        let mut st = self.state();
+        let woken = match outcome {
+            Ok((written, durable)) => {
+                if let Some(w) = written {
+                    st.written = st.written.max(w);
+                    self.written.store(st.written, Ordering::Release);
+                }
+                if let Some(d) = durable {
+                    st.durable = st.durable.max(d);
+                    st.last_sync = Instant::now();
+                    self.durable.store(st.durable, Ordering::Release);
+                }
+                st.check_watermarks();
+                let after = (st.durable + 1, 0);
+                let later = st.waiters.split_off(&after);
+                Woken {
+                    wakes: std::mem::replace(&mut st.waiters, later)
+                        .into_values()
+                        .collect(),
+                    result: Ok(()),
+                }
+            }
+            Err(e) => self.poison(&mut st, e),
+        };
+        // More may have arrived during the I/O; the owner decides about it.
+        if st.frame.is_some() {
+            self.work.notify_one();
+        }
+        drop(st);
+        self.space.notify_all();
+        woken
+    }
+}

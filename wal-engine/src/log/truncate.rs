@@ -1,0 +1,237 @@
+//! Truncation: whole segments off the front after a checkpoint, records
+//! off the back after a Raft conflict. Both are crash-safe and both drain
+//! the pipelined writer first.
+
+use super::Wal;
+use super::durability::{Failure, Woken};
+use super::placement::start_segment;
+use super::state::{Io, Shared, StateGuard};
+use crate::WalError;
+use crate::segment;
+use crate::sync::{Ordering, lock};
+
+impl Wal {
+    /// Removes whole segments whose records all come before `lsn` (after a
+    /// checkpoint covering them). Records of a segment that also holds `lsn`
+    /// or later stay readable; a reader inside a removed segment gets
+    /// [`WalError::Purged`]. Returns how many segments went. Crash-safe:
+    /// segments go oldest first, so a crash leaves a contiguous log.
+    ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// # wal.commit(b"x")?;
+    /// // After a checkpoint that covers everything before LSN 1000:
+    /// let removed = wal.truncate_front(1000)?;
+    /// assert_eq!(removed, 0); // one segment, still in use: nothing to remove
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
+    ///
+    /// With [`Options::recycle_segments`] one purged file becomes the next
+    /// segment instead of being deleted.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] or [`WalError::Closed`] if the log is no
+    /// longer usable. An I/O error removing or renaming a file, or syncing
+    /// the directory, leaves the directory in an uncertain state: it poisons
+    /// the log, and a reopen sorts it out.
+    pub fn truncate_front(&self, lsn: u64) -> Result<usize, WalError> {
+        let shared = &*self.shared;
+        let (io, mut woken, drained) = shared.io_drained();
+        let result = front_locked(shared, drained, lsn, &mut woken);
+        drop(io);
+        woken.fire();
+        result
+    }
+
+    /// Removes every record after `lsn`, so that the next append gets
+    /// `lsn + 1` (for Raft log conflicts). Everything appended is made durable
+    /// first. Crash-safe: after a crash the log is a prefix of the log before
+    /// the call that holds every record up to `lsn`; if it still holds later
+    /// ones, the truncation did not happen and may be repeated. The log
+    /// never loses its position: even truncating every record, a crash
+    /// leaves a segment that says where the log goes on.
+    ///
+    /// ```
+    /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;
+    /// for term in [1u8, 1, 1, 2] {
+    ///     wal.append(&[term])?;
+    /// }
+    /// // A new leader's log diverges after LSN 2:
+    /// wal.truncate_back(2)?;
+    /// assert_eq!(wal.append(&[3])?, 3);
+    /// # Ok::<(), wal_engine::WalError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`WalError::Purged`] if `lsn + 1` is before the first LSN; I/O errors
+    /// (which poison the log).
+    pub fn truncate_back(&self, lsn: u64) -> Result<(), WalError> {
+        let shared = &*self.shared;
+        loop {
+            self.sync()?;
+            let (mut io, mut woken, drained) = shared.io_drained();
+            let done = back_locked(shared, &mut io, drained, lsn, &mut woken);
+            drop(io);
+            woken.fire();
+            // New appends arrived after the sync: make them durable too.
+            if done? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Poisons the log with `failure`, returning the error for the caller.
+fn poison(
+    shared: &Shared,
+    st: &mut StateGuard<'_>,
+    failure: Failure,
+    woken: &mut Woken,
+) -> WalError {
+    let failed = shared.poison(st, failure);
+    let error = failed.error().unwrap_or(WalError::Closed);
+    woken.extend(failed);
+    error
+}
+
+fn front_locked(
+    shared: &Shared,
+    drained: Result<(), Failure>,
+    lsn: u64,
+    woken: &mut Woken,
+) -> Result<usize, WalError> {
+    let failure = match drained {
+        Ok(()) => {
+            shared.state().check_usable()?;
+            match remove_front(shared, lsn) {
+                Ok(removed) => return Ok(removed),
+                Err(e) => Failure::Io(e),
+            }
+        }
+        Err(failure) => failure,
+    };
+    let mut st = shared.state();
+    Err(poison(shared, &mut st, failure, woken))
+}
+
+/// Removes (or recycles) the segments wholly before `lsn`, oldest first.
+fn remove_front(shared: &Shared, lsn: u64) -> Result<usize, wal_io::IoError> {
+    let mut segs = shared.segments_write();
+    let mut removed = 0;
+    while segs.len() >= 2 && segs.get(1).is_some_and(|s| s.first_lsn <= lsn) {
+        if let Some(oldest) = segs.first() {
+            // The file goes first: if that fails, the list still names it.
+            let mut spare = lock(&shared.spare);
+            let free = spare.ready.is_none() && !spare.filling;
+            let recycled = if shared.options.recycle_segments && free {
+                segment::recycle(&*shared.storage, &shared.options, oldest)?
+            } else {
+                None
+            };
+            match recycled {
+                Some(file) => spare.ready = Some(file),
+                None => shared.storage.remove(&oldest.name)?,
+            }
+            // A reader inside it stops handing out its records: they are
+            // purged, and a recycled file will hold others once a
+            // rotation (which needs the I/O lock held here) stamps it.
+            oldest.set_end_lsn(oldest.first_lsn);
+        }
+        segs.remove(0);
+        removed += 1;
+    }
+    drop(segs);
+    if removed > 0 {
+        shared.storage.sync_dir()?;
+    }
+    Ok(removed)
+}
+
+/// One attempt at `truncate_back(lsn)` with the `io` lock held and nothing
+/// in flight. Returns whether it is done (`false`: appends arrived since
+/// the caller's sync; sync and try again).
+fn back_locked(
+    shared: &Shared,
+    io: &mut Io,
+    drained: Result<(), Failure>,
+    lsn: u64,
+    woken: &mut Woken,
+) -> Result<bool, WalError> {
+    // The state lock is held throughout, so no append lands meanwhile.
+    let mut st = shared.state();
+    if let Err(failure) = drained {
+        return Err(poison(shared, &mut st, failure, woken));
+    }
+    st.check_usable()?;
+    if st.frame.is_some() || st.durable + 1 != st.next_lsn {
+        return Ok(false);
+    }
+    if lsn + 1 >= st.next_lsn {
+        return Ok(true);
+    }
+    let first = shared.first_lsn();
+    if lsn + 1 < first {
+        return Err(WalError::Purged {
+            lsn: lsn + 1,
+            first,
+        });
+    }
+    if let Err(failure) = cut_back(shared, io, lsn) {
+        return Err(poison(shared, &mut st, failure, woken));
+    }
+    st.next_lsn = lsn + 1;
+    st.written = lsn;
+    st.durable = lsn;
+    st.sync_upto = st.sync_upto.min(lsn);
+    st.check_watermarks();
+    shared.durable.store(lsn, Ordering::Release);
+    shared.written.store(lsn, Ordering::Release);
+    shared.appended.store(lsn, Ordering::Release);
+    Ok(true)
+}
+
+/// Cuts the log after `lsn`, crash-safely and without ever leaving the
+/// directory without the log's position:
+///
+/// 1. the new segment starting at `lsn + 1` is stamped, synced, under a
+///    name no recovery reads;
+/// 2. the segments starting after `lsn + 1` go, newest first, so a crash
+///    leaves a prefix of the log (the truncation did not happen);
+/// 3. the new segment takes its name, replacing the one that started at
+///    `lsn + 1` if there was one, and the directory is synced: the commit
+///    point. From then on the segment before it ends at `lsn + 1`, as
+///    recovery reads a segment only up to the next one's first LSN.
+fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
+    let storage = &*shared.storage;
+    let mut segs = shared.segments_write();
+    // Readers stop handing out what goes, before it goes: its LSNs will be
+    // given to new records.
+    for seg in segs.iter().filter(|s| s.end_lsn() > lsn + 1) {
+        let end = if seg.first_lsn > lsn {
+            seg.first_lsn
+        } else {
+            lsn + 1
+        };
+        seg.set_end_lsn(end);
+    }
+    let staged = segment::stage(
+        storage,
+        &shared.options,
+        shared.log_id,
+        io.ids.next(),
+        lsn + 1,
+    )?;
+    while let Some(newest) = segs.last().filter(|s| s.first_lsn > lsn + 1) {
+        storage.remove(&newest.name)?;
+        segs.pop();
+    }
+    // The segment starting at lsn + 1, if any, is replaced by the rename.
+    if segs.last().is_some_and(|s| s.first_lsn == lsn + 1) {
+        segs.pop();
+    }
+    storage.sync_dir()?;
+    let active = segment::commit_staged(storage, staged)?;
+    segs.push(active.meta.clone());
+    drop(segs);
+    start_segment(shared, io, active, lsn)
+}

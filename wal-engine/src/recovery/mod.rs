@@ -1,0 +1,128 @@
+//! Recovery: reading every segment back, deciding by the recovery mode what
+//! the log is, and saying what was found.
+//!
+//! The data flows through the submodules in this order:
+//!
+//! - [`read`] reads one segment part by part and scans its frames;
+//! - [`order`] runs those scans on threads and hands their parts over in
+//!   LSN order;
+//! - [`judge`] decides, segment by segment, what is kept, set aside or
+//!   refused, and weighs the clean-close record as evidence of what was
+//!   durable;
+//! - [`replay`] hands records to a replaying open's consumer as soon as the
+//!   judgement allows;
+//! - [`report`] holds what the caller is told.
+//!
+//! Here, [`recover`] ties them together and applies what recovery changes
+//! in the directory, only once the log is known to open.
+
+mod judge;
+mod order;
+mod read;
+mod replay;
+mod report;
+
+use wal_format::CleanClose;
+use wal_io::{IoError, Storage};
+
+pub(crate) use replay::Replay;
+pub use replay::ReplayFrom;
+pub use report::{Cut, RecoveryReport, SegmentReport};
+
+use self::judge::decide;
+use self::order::with_scans;
+use self::read::{Pool, ScanJob};
+use self::replay::wants;
+use crate::segment::{SegMeta, parse_segment_name};
+use crate::sync::Arc;
+use crate::{RecoveryMode, WalError};
+
+/// Segments a replaying recovery scans ahead of the one it hands out, at
+/// most: each one ahead is a whole segment in memory.
+const REPLAY_SEGMENTS_AHEAD_MAX: usize = 4;
+
+/// Where the last segment's valid prefix ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tail {
+    pub(crate) valid_end: u64,
+    /// Nothing but zeros follows (or the file ends there): nothing to cut.
+    pub(crate) clean: bool,
+}
+
+/// The log as recovery leaves it.
+pub(crate) struct Recovered {
+    pub(crate) log_id: Option<u64>,
+    pub(crate) segments: Vec<Arc<SegMeta>>,
+    pub(crate) next_lsn: u64,
+    /// Where appending resumes in the last segment, unless it is sealed.
+    pub(crate) tail: Option<Tail>,
+    pub(crate) report: RecoveryReport,
+}
+
+/// What recovery changes in the directory, done only after every segment
+/// was scanned (a scan thread may still be reading a file the decision is
+/// about) and only if the log opens.
+#[derive(Default)]
+struct Changes {
+    renames: Vec<(String, String)>,
+    removals: Vec<String>,
+}
+
+impl Changes {
+    /// Renames and removes, then syncs the directory if anything changed.
+    fn apply(&self, storage: &dyn Storage) -> Result<(), IoError> {
+        for (from, to) in &self.renames {
+            storage.rename(from, to)?;
+        }
+        for name in &self.removals {
+            storage.remove(name)?;
+        }
+        if !self.renames.is_empty() || !self.removals.is_empty() {
+            storage.sync_dir()?;
+        }
+        Ok(())
+    }
+}
+
+/// Recovers the log in `storage`. `clean_close` is the record a cleanly
+/// closed writer left, if any: it lets the last segment be read only up to
+/// where its frames end (if it names that segment), and it is evidence of
+/// what was durable, whichever segment it names: a log that ends before its
+/// next LSN lost acknowledged records, and the default and strict modes
+/// refuse it. The caller removes the record only once this returns `Ok`.
+/// A `replay` gets the records it asks for in LSN order while later
+/// segments are still being scanned; if recovery then fails, the log does
+/// not open and what it got is to be thrown away.
+pub(crate) fn recover(
+    storage: &dyn Storage,
+    mode: RecoveryMode,
+    clean_close: Option<CleanClose>,
+    mut replay: Option<Replay<'_>>,
+) -> Result<Recovered, WalError> {
+    let mut names: Vec<(String, u64)> = storage
+        .list()?
+        .into_iter()
+        .filter_map(|n| parse_segment_name(&n).map(|lsn| (n, lsn)))
+        .collect();
+    names.sort_by_key(|(_, lsn)| *lsn);
+    let last = names.last().map(|&(_, lsn)| lsn);
+    let job = ScanJob {
+        storage,
+        clean_close: clean_close.filter(|m| Some(m.segment_first_lsn) == last),
+        last,
+        pool: Pool::default(),
+    };
+    let replay_from = replay.as_ref().map(|r| r.asked_from());
+    let keep = |k: usize| replay_from.is_some_and(|from| wants(from, &names, k));
+    // Without a replay a scan holds no segment in memory once it is done.
+    let ahead = if replay.is_some() {
+        REPLAY_SEGMENTS_AHEAD_MAX
+    } else {
+        usize::MAX
+    };
+    let (recovered, changes) = with_scans(&job, &names, &keep, ahead, |scans| {
+        decide(scans, &names, mode, clean_close, replay.as_mut(), &job.pool)
+    })?;
+    changes.apply(storage)?;
+    Ok(recovered)
+}

@@ -1,0 +1,358 @@
+//! Reading one segment: its bytes, part by part, into reusable buffers, and
+//! the scan of its frames, whose record frames go out as each part is done.
+
+use bytes::{Bytes, BytesMut};
+use wal_format::{
+    CleanClose, DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, Frame, FrameExpect, FrameKind,
+    PADDED_BLOCK_BYTES, ScanSummary, SegmentEnd, SegmentHeader, SegmentScanner, TERMINATOR_LEN,
+    decode_frame, peek_frame_segment_id,
+};
+use wal_io::{FileOptions, FileRef, IoError, Storage};
+
+use crate::WalError;
+use crate::segment::SegMeta;
+
+/// Bytes read per call while loading a segment.
+const READ_CHUNK_BYTES: usize = 4 << 20;
+
+/// Bytes of a segment read and scanned at a time, at most: the frames of
+/// one part are handed out while the next is read.
+const PART_BYTES_MAX: usize = 8 << 20;
+
+/// A scanned segment file and what its scan found.
+pub(super) struct Scanned {
+    pub(super) name: String,
+    pub(super) first_lsn: u64,
+    pub(super) file: FileRef,
+    pub(super) size: u64,
+    pub(super) outcome: Outcome,
+}
+
+pub(super) enum Outcome {
+    BadHeader {
+        error: DecodeError,
+        /// No valid frame of any identity starting at or after the name's
+        /// LSN is anywhere in the file: it never held a record.
+        never_held_records: bool,
+    },
+    Scanned {
+        header: SegmentHeader,
+        summary: ScanSummary,
+        index: Vec<(u64, u64)>,
+    },
+}
+
+/// What a scan hands the deciding thread about one segment, in order.
+pub(super) enum Part {
+    /// The segment's header is valid: its frames follow.
+    Head(SegmentHeader),
+    /// Record frames, in order, for a replay that wants this segment's
+    /// records, and the bytes they are slices of (to reuse once they are
+    /// handed out).
+    Frames(Vec<Frame>, Bytes),
+    /// The scan is done.
+    Done(Result<Box<Scanned>, WalError>),
+}
+
+/// Buffers of scanned parts no frame uses any more, for the next part to be
+/// read into instead of faulting in new pages.
+#[derive(Default)]
+pub(super) struct Pool(std::sync::Mutex<Vec<BytesMut>>);
+
+impl Pool {
+    fn take(&self, len: usize) -> Option<BytesMut> {
+        let mut free = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let i = free.iter().position(|b| b.capacity() >= len)?;
+        Some(free.swap_remove(i))
+    }
+
+    pub(super) fn give(&self, data: Bytes) {
+        // Only if nothing else holds the bytes: a consumer may keep records.
+        if let Ok(mem) = data.try_into_mut() {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(mem);
+        }
+    }
+
+    /// Reads `len` bytes of `file` from `offset` into a buffer of the pool,
+    /// or a new one.
+    fn read(&self, file: &FileRef, offset: u64, len: usize) -> Result<Bytes, IoError> {
+        // A fresh zeroed allocation maps zero pages lazily; `resize` of a
+        // reused one writes only the bytes it adds.
+        let mut buf = self.take(len).unwrap_or_else(|| BytesMut::zeroed(len));
+        buf.resize(len, 0);
+        for (i, chunk) in buf.chunks_mut(READ_CHUNK_BYTES).enumerate() {
+            file.read_at(offset + (i * READ_CHUNK_BYTES) as u64, chunk)?;
+        }
+        Ok(buf.freeze())
+    }
+}
+
+/// Whether any valid frame (of whatever identity: the header that would
+/// name it is unreadable) with an LSN at or past `first_lsn` is in `data`.
+/// Frames are 8-aligned from the end of the header, and an identity is never
+/// zero, so only candidates with a non-zero identity field are decoded.
+fn holds_frames(data: &Bytes, first_lsn: u64) -> bool {
+    (SegmentHeader::LEN..data.len().saturating_sub(FRAME_HEADER_LEN))
+        .step_by(FRAME_ALIGN)
+        .any(|pos| {
+            let id = peek_frame_segment_id(data, pos).unwrap_or(0);
+            id != 0
+                && decode_frame(
+                    data,
+                    pos,
+                    FrameExpect {
+                        segment_id: id,
+                        first_lsn: None,
+                    },
+                )
+                .is_ok_and(|f| f.first_lsn() >= first_lsn)
+        })
+}
+
+/// Whether a scan of only the bytes a clean-close record covers confirms it:
+/// the same segment, frames to exactly its end, nothing but a zero header
+/// (or the end of the file) after them, and the same next LSN.
+fn confirms(outcome: &Outcome, mark: &CleanClose) -> bool {
+    match outcome {
+        Outcome::Scanned {
+            header, summary, ..
+        } => {
+            header.log_id() == mark.log_id
+                && header.segment_id() == mark.segment_id
+                && summary.end == SegmentEnd::Clean
+                && summary.valid_end == mark.valid_end
+                && summary.next_lsn == mark.next_lsn
+        }
+        Outcome::BadHeader { .. } => false,
+    }
+}
+
+/// What every scan of one recovery shares.
+pub(super) struct ScanJob<'a> {
+    pub(super) storage: &'a dyn Storage,
+    /// The clean-close record, only if it names the last segment: it is
+    /// what lets that segment be read only up to where its frames end.
+    pub(super) clean_close: Option<CleanClose>,
+    /// The first LSN of the last segment, the only one that can hold writes
+    /// no sync covered (every other was sealed and synced before the next
+    /// one was created).
+    pub(super) last: Option<u64>,
+    pub(super) pool: Pool,
+}
+
+/// Scans one segment. With a clean-close record for it, reads only up to
+/// the record's end (and a frame header's worth after it) first, and the
+/// whole file only if that scan does not confirm the record. With `keep`,
+/// hands its record frames to `emit` as each part is scanned.
+pub(super) fn scan(
+    job: &ScanJob<'_>,
+    name: String,
+    first_lsn: u64,
+    keep: bool,
+    emit: &mut dyn FnMut(Part),
+) -> Result<Scanned, WalError> {
+    let file = job.storage.open(&name, FileOptions::BUFFERED)?;
+    let mut confirmed = None;
+    let mut emitted = 0;
+    let mark = job.clean_close.filter(|m| m.segment_first_lsn == first_lsn);
+    // A writer that did not close cleanly may have had a sync fail: Linux
+    // then keeps the pages it could not write as clean, and reading them
+    // would recover records the disk never got (and that no later sync
+    // writes). Reading the last segment from the device instead sees what
+    // a power loss would leave. A clean close was written only with every
+    // record durable and no failure, so it needs none of this.
+    if job.last == Some(first_lsn) && mark.is_none() {
+        file.drop_cache()?;
+    }
+    // After the drop: the length a lost change set goes with it.
+    let mut size = file.size()?;
+    if let Some(mark) = mark {
+        let covered = mark.valid_end.saturating_add(TERMINATOR_LEN as u64);
+        let outcome = scan_parts(
+            job,
+            &file,
+            size.min(covered),
+            first_lsn,
+            keep,
+            &mut emitted,
+            emit,
+        )?;
+        if confirms(&outcome, &mark) {
+            confirmed = Some(outcome);
+        } else {
+            tracing::warn!(segment = %name, "the clean-close record does not match the segment; reading it whole");
+            file.drop_cache()?;
+            size = file.size()?;
+        }
+    }
+    let outcome = match confirmed {
+        Some(outcome) => outcome,
+        None => scan_parts(job, &file, size, first_lsn, keep, &mut emitted, emit)?,
+    };
+    Ok(Scanned {
+        name,
+        first_lsn,
+        file,
+        size,
+        outcome,
+    })
+}
+
+/// A segment of `size` bytes is read in about eight parts of whole 4 KiB
+/// blocks (small segments, as in the crash tests, in several parts too).
+fn part_bytes(size: u64) -> usize {
+    let block = PADDED_BLOCK_BYTES;
+    usize::try_from(size / 8)
+        .unwrap_or(PART_BYTES_MAX)
+        .clamp(block, PART_BYTES_MAX)
+        .next_multiple_of(block)
+}
+
+/// Reads the first `limit` bytes of `file` part by part, each resuming the
+/// scan where the last one stopped (`SegmentScanner::resume`: the same
+/// frames and verdict as one scan of all of them). Record frames go to
+/// `emit` if `keep`, except the first `emitted` ones, which an earlier scan
+/// of the same file handed out already; `emitted` counts them.
+fn scan_parts(
+    job: &ScanJob<'_>,
+    file: &FileRef,
+    limit: u64,
+    first_lsn: u64,
+    keep: bool,
+    emitted: &mut u64,
+    emit: &mut dyn FnMut(Part),
+) -> Result<Outcome, WalError> {
+    let limit = usize::try_from(limit).map_err(|_| IoError::Unsupported {
+        op: wal_io::Op::Read,
+        path: file.name().into(),
+        reason: format!("a segment of {limit} bytes does not fit in memory"),
+    })?;
+    let part_len = part_bytes(file.size()?);
+    let mut end = part_len.min(limit);
+    let mut part = job.pool.read(file, 0, end)?;
+    let mut scanner = match SegmentScanner::new(part.clone()) {
+        Ok(scanner) => scanner,
+        Err(error) => {
+            job.pool.give(part);
+            return bad_header(job, file, limit, first_lsn, error);
+        }
+    };
+    let header = *scanner.header();
+    if keep && *emitted == 0 {
+        emit(Part::Head(header));
+    }
+    let mut index = Vec::new();
+    let mut seen = 0u64;
+    let mut last_stop = None;
+    loop {
+        let frames = part_frames(&mut scanner, &mut index, keep, &mut seen, *emitted);
+        let done = end == limit || matches!(scanner.end(), Some(SegmentEnd::Sealed { .. }));
+        let point = scanner.point();
+        // The scanner holds the part too: let go of it first.
+        let summary = if done {
+            Some(scanner.finish())
+        } else {
+            drop(scanner);
+            None
+        };
+        // Nothing but the frames holds the part now: the deciding thread
+        // gives it back once it is done with them.
+        if frames.is_empty() {
+            job.pool.give(part);
+        } else {
+            *emitted += frames.len() as u64;
+            emit(Part::Frames(frames, part));
+        }
+        if let Some(summary) = summary {
+            return Ok(Outcome::Scanned {
+                header,
+                summary,
+                index,
+            });
+        }
+        let stop = point.offset();
+        let (base, start, next_end) = next_part(stop, last_stop, part_len, limit);
+        end = next_end;
+        last_stop = Some(stop);
+        part = job.pool.read(file, base, end - start)?;
+        // The point came from a scan of the bytes `base` is in: a resume
+        // that does not take it is a bug of this loop, not damage.
+        scanner =
+            SegmentScanner::resume(part.clone(), base, &point).map_err(|e| WalError::Internal {
+                detail: format!(
+                    "recovery could not resume the scan of {} at offset {base}: {e}",
+                    file.name()
+                ),
+            })?;
+    }
+}
+
+/// The part to read after a scan that stopped at offset `stop`, as its
+/// offset in the segment and its range of the first `limit` bytes: on from
+/// the start of the block the scan stopped in (reads on block boundaries;
+/// the scanner counts blocks from the segment's start whatever the base);
+/// the whole rest if the last part did not get the scan past that point
+/// (`last_stop`), so the verdict on the end sees every byte after the break.
+fn next_part(
+    stop: u64,
+    last_stop: Option<u64>,
+    part_len: usize,
+    limit: usize,
+) -> (u64, usize, usize) {
+    let base = stop - stop % PADDED_BLOCK_BYTES as u64;
+    let start = usize::try_from(base).unwrap_or(limit).min(limit);
+    let end = if last_stop == Some(stop) {
+        limit
+    } else {
+        start.saturating_add(part_len).min(limit)
+    };
+    (base, start, end)
+}
+
+/// The frames the scanner finds in its part: every one goes into the sparse
+/// `index`; record frames, if `keep`, into the result, except the first
+/// `emitted` of the segment (handed out already); `seen` counts record
+/// frames over all parts.
+fn part_frames(
+    scanner: &mut SegmentScanner,
+    index: &mut Vec<(u64, u64)>,
+    keep: bool,
+    seen: &mut u64,
+    emitted: u64,
+) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    for frame in scanner.by_ref() {
+        SegMeta::sparse(index, frame.first_lsn(), frame.offset());
+        if keep && frame.kind() != FrameKind::Seal {
+            *seen += 1;
+            if *seen > emitted {
+                frames.push(frame);
+            }
+        }
+    }
+    frames
+}
+
+/// The outcome for a segment whose header does not decode.
+fn bad_header(
+    job: &ScanJob<'_>,
+    file: &FileRef,
+    limit: usize,
+    first_lsn: u64,
+    error: DecodeError,
+) -> Result<Outcome, WalError> {
+    // Whether it ever held a record takes the whole file to tell.
+    let data = job.pool.read(file, 0, limit)?;
+    let never_held_records = !holds_frames(&data, first_lsn);
+    job.pool.give(data);
+    Ok(Outcome::BadHeader {
+        error,
+        never_held_records,
+    })
+}
