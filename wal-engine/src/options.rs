@@ -100,7 +100,7 @@ pub struct Options {
     /// that rotation only renames and stamps it. Under `Always` and `Group`
     /// the spare is zero-filled and synced, so durable writes land in blocks
     /// that were written before (which costs less than writing preallocated,
-    /// never-written blocks: see docs/ARCHITECTURE.md), at the price of one
+    /// never-written blocks: see docs/DECISIONS.md), at the price of one
     /// segment of extra writes per rotation; under `Interval` and `Never`,
     /// whose appends are bandwidth-bound and whose syncs are rare, it is only
     /// preallocated. Costs one segment of extra disk space. Default true.

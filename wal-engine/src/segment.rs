@@ -359,7 +359,7 @@ pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<
 /// Whether segments prepared ahead (and direct-I/O segments created on
 /// demand) are written with zeros before use. A durable write into blocks
 /// written before costs less than one into preallocated, never-written
-/// blocks, which each sync must first convert (docs/ARCHITECTURE.md has the
+/// blocks, which each sync must first convert (docs/DECISIONS.md has the
 /// figures); that pays only where commits wait for a sync each. Under
 /// `Interval` and `Never` syncs are rare and appends are bandwidth-bound, and
 /// writing every segment twice cost them more than the conversions.

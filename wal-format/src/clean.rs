@@ -32,9 +32,12 @@ const _: () = assert!(CleanClose::LEN == LEN_STORED as usize);
 /// and nothing was written past that.
 ///
 /// It is a hint that saves reading the rest of the segment at the next open,
-/// never a source of truth: a reader trusts it only if the segment it names
-/// (identity and first LSN) scans cleanly to exactly `valid_end` and
-/// `next_lsn`, and the writer must remove it durably before it writes again.
+/// never a source of truth for what the segment holds: a reader skips bytes
+/// on its word only if the segment it names (identity and first LSN) scans
+/// cleanly to exactly `valid_end` and `next_lsn`. It is also evidence: every
+/// LSN below `next_lsn` was durable, so a log that recovers fewer has lost
+/// acknowledged records. The writer must remove it durably before it writes
+/// again.
 ///
 /// ```
 /// use wal_format::CleanClose;

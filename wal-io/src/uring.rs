@@ -157,6 +157,9 @@ mod ring {
         free: Vec<usize>,
         unsubmitted: Vec<squeue::Entry>,
         ready: VecDeque<Completion>,
+        /// The directory the queue's files are in: errors name a file by
+        /// its whole path, as every other operation's do.
+        dir: std::path::PathBuf,
     }
 
     impl std::fmt::Debug for UringQueue {
@@ -186,6 +189,7 @@ mod ring {
                 free: (0..depth).rev().collect(),
                 unsubmitted: Vec::new(),
                 ready: VecDeque::new(),
+                dir: dir.to_path_buf(),
             }))
         }
 
@@ -254,7 +258,7 @@ mod ring {
                     continue;
                 };
                 self.free.push(slot);
-                let name = std::path::PathBuf::from(op.file.name());
+                let name = self.dir.join(op.file.name());
                 let result = if res < 0 {
                     let is_write = op.buf.is_some();
                     Err(IoError::os(
@@ -304,10 +308,10 @@ mod ring {
             self.depth - self.free.len()
         }
 
-        fn fd(file: &FileRef) -> Result<types::Fd, IoError> {
+        fn fd(&self, file: &FileRef) -> Result<types::Fd, IoError> {
             file.raw_fd().map(types::Fd).ok_or_else(|| IoError::Closed {
                 op: Op::Queue,
-                path: std::path::PathBuf::from(file.name()),
+                path: self.dir.join(file.name()),
             })
         }
     }
@@ -322,10 +326,10 @@ mod ring {
             durable: bool,
         ) -> Result<(), IoError> {
             check_write(file, offset, &buf)?;
-            let fd = Self::fd(file)?;
+            let fd = self.fd(file)?;
             let len = u32::try_from(buf.len()).map_err(|_| IoError::Unsupported {
                 op: Op::Write,
-                path: std::path::PathBuf::from(file.name()),
+                path: self.dir.join(file.name()),
                 reason: format!("a queued write of {} bytes exceeds 4 GiB", buf.len()),
             })?;
             let slot = self.slot()?;
@@ -350,7 +354,7 @@ mod ring {
         }
 
         fn push_sync(&mut self, token: u64, file: &FileRef) -> Result<(), IoError> {
-            let fd = Self::fd(file)?;
+            let fd = self.fd(file)?;
             let slot = self.slot()?;
             // IO_DRAIN: the sync starts only after every earlier entry completed,
             // so it covers the writes queued before it.

@@ -642,3 +642,63 @@ fn operations_queued_before_a_crash_fail_as_crashed() {
         "a crashed process cannot make a queue"
     );
 }
+
+/// A queued durable write (`RWF_DSYNC`) makes its own pages durable and
+/// nothing else: another unsynced write of the same file is still lost by a
+/// power cut. (A caller that took it for a whole-file sync is caught here,
+/// as on Linux it would lose data.)
+#[test]
+fn a_durable_queued_write_makes_only_its_own_pages_durable() {
+    let (disk, storage, file) = disk_with(5, &[7u8; 100]);
+    file.write_at(3 * 4096, &[&[9u8; 100]]).unwrap();
+    let mut queue = storage.queue(4).unwrap();
+    let mut buf = wal_io::IoBuf::with_capacity(4096);
+    buf.resize(4096, 0);
+    buf.as_mut_slice()[..5].copy_from_slice(b"dsync");
+    queue.push_write(1, &file, 4096, buf, true).unwrap();
+    let mut done = Vec::new();
+    queue.wait(1, &mut done).unwrap();
+    assert!(done.iter().all(|c| c.result.is_ok()));
+    drop(queue);
+    disk.crash(CrashMode::LoseAll);
+    let after = content(&disk);
+    assert_eq!(&after[..100], &[7u8; 100], "the synced base is kept");
+    assert_eq!(&after[4096..4101], b"dsync", "the durable write is kept");
+    assert_eq!(
+        after.len(),
+        2 * 4096,
+        "the other unsynced write (and the length it set) is lost"
+    );
+}
+
+/// Once a queued operation fails, nothing queued after it runs: a sync after
+/// a failed write would report success for data that never got written.
+#[test]
+fn a_queue_runs_nothing_after_a_failed_operation() {
+    let (disk, storage, file) = disk_with(6, b"base");
+    let mut queue = storage.queue(4).unwrap();
+    disk.inject(Fault::once(
+        Op::Write,
+        disk.op_count(Op::Write) + 1,
+        FaultError::Eio,
+    ));
+    let syncs = disk.op_count(Op::SyncData);
+    let mut buf = wal_io::IoBuf::with_capacity(16);
+    buf.extend_from_slice(b"lost");
+    queue.push_write(1, &file, 4, buf, false).unwrap();
+    queue.push_sync(2, &file).unwrap();
+    let mut more = wal_io::IoBuf::with_capacity(16);
+    more.extend_from_slice(b"after");
+    queue.push_write(3, &file, 8, more, false).unwrap();
+    let mut done = Vec::new();
+    queue.wait(3, &mut done).unwrap();
+    done.sort_by_key(|c| c.token);
+    assert_eq!(done.len(), 3);
+    assert!(done.iter().all(|c| c.result.is_err()), "{done:?}");
+    assert_eq!(
+        disk.op_count(Op::SyncData),
+        syncs,
+        "a sync ran after the failure"
+    );
+    assert_eq!(content(&disk), b"base", "a write ran after the failure");
+}
