@@ -76,6 +76,17 @@ pub enum WalError {
         /// Which invariant broke, and where.
         detail: String,
     },
+    /// A reader handed out records that a later
+    /// [`Wal::truncate_back`](crate::Wal::truncate_back) removed: what it
+    /// handed out after `kept` is no longer the log's, and going on would
+    /// mix two histories. Read again from `kept + 1` with a new reader.
+    #[error("this reader handed out LSN {lsn}, but truncate_back kept the log only up to LSN {kept}; read again from LSN {} with a new reader", kept + 1)]
+    Truncated {
+        /// The last LSN the reader handed out.
+        lsn: u64,
+        /// The last LSN the truncation kept.
+        kept: u64,
+    },
     /// An LSN that was never assigned.
     #[error("LSN {lsn} is beyond the end of the log (next LSN {next})")]
     BeyondEnd {

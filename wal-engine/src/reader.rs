@@ -35,6 +35,8 @@ pub struct Reader {
     pending: Option<IntoRecords>,
     /// Where `pending` stops: records from here on are not handed out.
     pending_end: u64,
+    /// The `truncate_back` generation this reader last checked.
+    cuts_seen: u64,
 }
 
 impl std::fmt::Debug for Reader {
@@ -46,7 +48,6 @@ impl std::fmt::Debug for Reader {
 impl Reader {
     pub(crate) fn new(shared: Arc<Shared>, next: u64) -> Self {
         Reader {
-            shared,
             next,
             seg: None,
             chunk: Bytes::new(),
@@ -54,6 +55,24 @@ impl Reader {
             pos: 0,
             pending: None,
             pending_end: 0,
+            cuts_seen: shared.cut_generation(),
+            shared,
+        }
+    }
+
+    /// Fails if a `truncate_back` since the last call cut records this
+    /// reader handed out: going on would mix two histories.
+    fn check_cuts(&mut self) -> Result<(), WalError> {
+        let (now, kept) = self.shared.kept_since(self.cuts_seen);
+        match kept {
+            Some(kept) if self.next > kept + 1 => Err(WalError::Truncated {
+                lsn: self.next - 1,
+                kept,
+            }),
+            _ => {
+                self.cuts_seen = now;
+                Ok(())
+            }
         }
     }
 
@@ -244,6 +263,9 @@ impl Iterator for Reader {
     type Item = Result<Record, WalError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Err(e) = self.check_cuts() {
+            return Some(Err(e));
+        }
         loop {
             if let Some(records) = &mut self.pending {
                 // The segment's end is looked at again for every record: a

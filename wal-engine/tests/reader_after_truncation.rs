@@ -6,7 +6,7 @@
 //! in dense order; an error is an acceptable way to stop, a mixed history
 //! is not.
 
-use wal_engine::{Options, Reader, Wal};
+use wal_engine::{Options, Reader, Wal, WalError};
 use wal_io::sim::SimDisk;
 
 /// The last LSN the truncation keeps.
@@ -134,4 +134,36 @@ fn a_reader_inside_a_cut_frame_stops_at_the_cut() {
         "the reader neither yielded LSN {CUT} nor failed: {got:?}"
     );
     assert_eq!(wal.append(b"next").unwrap(), CUT + 1);
+}
+
+/// A reader that handed out records a `truncate_back` then removed does
+/// not go on in the new history: it fails, naming what was kept, and a new
+/// reader from there reads the new records.
+#[test]
+fn a_reader_past_the_cut_fails_instead_of_mixing_histories() {
+    let disk = SimDisk::new(11);
+    let (wal, _) = Wal::open_with(disk.storage(), Options::default()).unwrap();
+    let old: Vec<Vec<u8>> = (1..=10u8).map(|i| vec![b'o', i]).collect();
+    let refs: Vec<&[u8]> = old.iter().map(Vec::as_slice).collect();
+    wal.append_batch(&refs).unwrap();
+    wal.sync().unwrap();
+    let mut reader = wal.reader(1).unwrap();
+    for lsn in 1..=6 {
+        assert_eq!(reader.next().unwrap().unwrap().lsn, lsn);
+    }
+    wal.truncate_back(3).unwrap();
+    for i in 4..=12u8 {
+        wal.commit(&[b'n', i]).unwrap();
+    }
+    match reader.next() {
+        Some(Err(WalError::Truncated { lsn: 6, kept: 3 })) => {}
+        other => panic!("the reader went on after the cut: {other:?}"),
+    }
+    let again: Vec<Vec<u8>> = wal
+        .reader(4)
+        .unwrap()
+        .map(|r| r.unwrap().data.to_vec())
+        .collect();
+    assert_eq!(again.first().map(Vec::as_slice), Some(&[b'n', 4][..]));
+    assert_eq!(again.len(), 9);
 }

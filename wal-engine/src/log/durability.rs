@@ -254,10 +254,9 @@ impl Shared {
     /// Waits until `lsn` is durable, asking the owner to sync if its policy
     /// would not, or leading the round itself if no one is doing I/O.
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<(), WalError> {
-        let id = match self.register(lsn, || Wake::Thread(thread::current())) {
-            Registered::Now(result) => return result,
-            Registered::Later(id) => id,
-        };
+        if let Registered::Now(result) = self.register(lsn, || Wake::Thread(thread::current())) {
+            return result;
+        }
         loop {
             if !self.try_lead() {
                 // On std an unpark before park is never lost; loom's model of
@@ -267,8 +266,11 @@ impl Shared {
                     thread::park();
                 }
             }
+            // Whatever decided the wait also took this waiter out: a
+            // publication splits off every waiter it covers and a poison
+            // takes them all, under the lock that decides. No second lock
+            // round to deregister it on the commit path.
             if let Some(result) = self.settled(lsn) {
-                self.deregister(lsn, id);
                 return result;
             }
         }

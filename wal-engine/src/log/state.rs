@@ -154,7 +154,18 @@ pub(crate) struct Shared {
     /// The next segment, prepared ahead by the preparer thread.
     pub(super) spare: Mutex<Spare>,
     pub(super) spare_cv: Condvar,
+    /// The latest `truncate_back` cuts, for readers to tell whether what
+    /// they handed out is still the log's.
+    pub(super) cuts: Mutex<Cuts>,
+    /// How many cuts there were: a reader looks at `cuts` only when this moved.
+    pub(super) cut_generation: AtomicU64,
     pub(super) _lock: DirLock,
+}
+
+/// Cuts the readers may not have seen yet: (generation, the LSN kept).
+#[derive(Debug, Default)]
+pub(super) struct Cuts {
+    pub(super) recent: std::collections::VecDeque<(u64, u64)>,
 }
 
 /// The pieces [`Shared::new`] puts together.
@@ -188,6 +199,8 @@ impl Shared {
                 ..Spare::default()
             }),
             spare_cv: Condvar::new(),
+            cuts: Mutex::new(Cuts::default()),
+            cut_generation: AtomicU64::new(0),
             storage: parts.storage,
             options: parts.options,
             _lock: parts.lock,

@@ -203,6 +203,10 @@ fn back_locked(
 ///    recovery reads a segment only up to the next one's first LSN.
 fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
     let storage = &*shared.storage;
+    // Readers learn of the cut before anything is cut: one that has handed
+    // out records past it since will fail instead of going on in the new
+    // history.
+    shared.note_cut(lsn);
     let mut segs = shared.segments_write();
     // Readers stop handing out what goes, before it goes: its LSNs will be
     // given to new records.
@@ -234,4 +238,49 @@ fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
     segs.push(active.meta.clone());
     drop(segs);
     start_segment(shared, io, active, lsn)
+}
+
+/// Cuts remembered for readers; a reader that last looked before the oldest
+/// of them is told its records may have been cut.
+const CUTS_REMEMBERED: usize = 64;
+
+impl Shared {
+    /// Records that `truncate_back` keeps the log up to `kept`.
+    fn note_cut(&self, kept: u64) {
+        let mut cuts = lock(&self.cuts);
+        let generation = self.cut_generation.load(Ordering::Acquire) + 1;
+        cuts.recent.push_back((generation, kept));
+        if cuts.recent.len() > CUTS_REMEMBERED {
+            cuts.recent.pop_front();
+        }
+        self.cut_generation.store(generation, Ordering::Release);
+    }
+
+    /// How many cuts there were so far.
+    pub(crate) fn cut_generation(&self) -> u64 {
+        self.cut_generation.load(Ordering::Acquire)
+    }
+
+    /// The cut generation now, and the lowest LSN kept by the cuts made
+    /// after generation `seen` (`Some(0)` if they go back further than
+    /// remembered; `None` if there were none).
+    pub(crate) fn kept_since(&self, seen: u64) -> (u64, Option<u64>) {
+        let now = self.cut_generation.load(Ordering::Acquire);
+        if now == seen {
+            return (now, None);
+        }
+        let cuts = lock(&self.cuts);
+        let remembered = cuts
+            .recent
+            .front()
+            .is_some_and(|&(g, _)| g <= seen.saturating_add(1));
+        let kept = cuts
+            .recent
+            .iter()
+            .filter(|&&(g, _)| g > seen)
+            .map(|&(_, kept)| kept)
+            .min();
+        let now = cuts.recent.back().map_or(now, |&(g, _)| g);
+        (now, if remembered { kept } else { Some(0) })
+    }
 }
