@@ -64,11 +64,14 @@ impl Future for DurableFuture {
         let (lsn, passive) = (self.lsn, self.passive);
         if let Some(id) = self.registered {
             return match self.shared.poll_registered(lsn, id, passive, cx.waker()) {
-                Some(result) => {
+                Registered::Now(result) => {
                     self.registered = None;
                     Poll::Ready(result)
                 }
-                None => Poll::Pending,
+                Registered::Later(id) => {
+                    self.registered = Some(id);
+                    Poll::Pending
+                }
             };
         }
         let wake = || Wake::Task(cx.waker().clone());

@@ -171,8 +171,8 @@ impl Pending {
     }
 
     /// Completes the operation without running it, because one before it
-    /// failed (`ECANCELED`, as `io_uring` completes the rest of a failed
-    /// link): after a failed write, a sync must not run and report success
+    /// failed (`ECANCELED`): in a queue that runs operations one after
+    /// another, a sync after a failed write must not run and report success
     /// for data that was never written, nor a later write land after a gap.
     pub(crate) fn cancel(self) -> Completion {
         let (token, file, op, buf) = match self {
@@ -252,5 +252,51 @@ impl IoQueue for InOrderQueue {
 
     fn in_flight(&self) -> usize {
         self.pending.len() + self.done.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Fault, FaultError, SimDisk};
+    use crate::{FileOptions, Storage};
+
+    /// Once an operation fails, nothing queued after it runs: a sync after
+    /// a failed write would report success for data never written.
+    #[test]
+    fn the_in_order_queue_runs_nothing_after_a_failed_operation() {
+        let disk = SimDisk::new(6);
+        let storage = disk.storage();
+        let file = storage.create("f", FileOptions::BUFFERED).unwrap();
+        let mut queue = InOrderQueue::default();
+        disk.inject(Fault::once(
+            Op::Write,
+            disk.op_count(Op::Write) + 1,
+            FaultError::Eio,
+        ));
+        let syncs = disk.op_count(Op::SyncData);
+        let writes = disk.op_count(Op::Write);
+        let mut buf = IoBuf::with_capacity(16);
+        buf.extend_from_slice(b"lost");
+        queue.push_write(1, &file, 0, buf, false).unwrap();
+        queue.push_sync(2, &file).unwrap();
+        let mut more = IoBuf::with_capacity(16);
+        more.extend_from_slice(b"after");
+        queue.push_write(3, &file, 8, more, true).unwrap();
+        let mut done = Vec::new();
+        queue.wait(3, &mut done).unwrap();
+        assert_eq!(done.len(), 3);
+        assert!(done.iter().all(|c| c.result.is_err()), "{done:?}");
+        assert_eq!(
+            disk.op_count(Op::SyncData),
+            syncs,
+            "a sync ran after the failure"
+        );
+        assert_eq!(
+            disk.op_count(Op::Write),
+            writes + 1,
+            "a write ran after the failure"
+        );
+        assert_eq!(file.size().unwrap(), 0);
     }
 }

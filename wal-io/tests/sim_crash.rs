@@ -670,35 +670,3 @@ fn a_durable_queued_write_makes_only_its_own_pages_durable() {
         "the other unsynced write (and the length it set) is lost"
     );
 }
-
-/// Once a queued operation fails, nothing queued after it runs: a sync after
-/// a failed write would report success for data that never got written.
-#[test]
-fn a_queue_runs_nothing_after_a_failed_operation() {
-    let (disk, storage, file) = disk_with(6, b"base");
-    let mut queue = storage.queue(4).unwrap();
-    disk.inject(Fault::once(
-        Op::Write,
-        disk.op_count(Op::Write) + 1,
-        FaultError::Eio,
-    ));
-    let syncs = disk.op_count(Op::SyncData);
-    let mut buf = wal_io::IoBuf::with_capacity(16);
-    buf.extend_from_slice(b"lost");
-    queue.push_write(1, &file, 4, buf, false).unwrap();
-    queue.push_sync(2, &file).unwrap();
-    let mut more = wal_io::IoBuf::with_capacity(16);
-    more.extend_from_slice(b"after");
-    queue.push_write(3, &file, 8, more, false).unwrap();
-    let mut done = Vec::new();
-    queue.wait(3, &mut done).unwrap();
-    done.sort_by_key(|c| c.token);
-    assert_eq!(done.len(), 3);
-    assert!(done.iter().all(|c| c.result.is_err()), "{done:?}");
-    assert_eq!(
-        disk.op_count(Op::SyncData),
-        syncs,
-        "a sync ran after the failure"
-    );
-    assert_eq!(content(&disk), b"base", "a write ran after the failure");
-}

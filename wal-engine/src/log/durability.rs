@@ -32,44 +32,47 @@ impl Wake {
 /// callback may call back into the log, and a waker may run anything.
 #[must_use = "waiters taken out must be woken, with no lock held"]
 pub(crate) struct Woken {
-    wakes: Vec<Wake>,
-    result: Result<(), WalError>,
+    /// Each publication's waiters with the result it gave them, in order.
+    groups: Vec<(Vec<Wake>, Result<(), WalError>)>,
 }
 
 impl Woken {
     pub(super) fn none() -> Self {
+        Woken { groups: Vec::new() }
+    }
+
+    fn of(wakes: Vec<Wake>, result: Result<(), WalError>) -> Self {
         Woken {
-            wakes: Vec::new(),
-            result: Ok(()),
+            groups: vec![(wakes, result)],
         }
     }
 
     /// The error a failure gave these waiters, if one did: for the caller
     /// whose call failed with them.
     pub(super) fn error(&self) -> Option<WalError> {
-        self.result.clone().err()
+        self.groups.iter().rev().find_map(|(_, r)| r.clone().err())
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.wakes.is_empty()
+        self.groups.iter().all(|(w, _)| w.is_empty())
     }
 
-    /// Adds `other`'s waiters (both come from publications in LSN order).
+    /// Adds `other`'s waiters, each keeping the result its publication gave.
     pub(super) fn extend(&mut self, mut other: Woken) {
-        if other.result.is_err() {
-            self.result = std::mem::replace(&mut other.result, Ok(()));
-        }
-        self.wakes.append(&mut other.wakes);
+        self.groups.append(&mut other.groups);
     }
 
-    /// Wakes them all, in LSN order. No log lock may be held.
+    /// Wakes them all, in order. No log lock may be held.
     pub(super) fn fire(mut self) {
-        if self.wakes.is_empty() {
+        if self.is_empty() {
+            self.groups.clear();
             return;
         }
         held::none();
-        for w in std::mem::take(&mut self.wakes) {
-            w.fire(&self.result);
+        for (wakes, result) in std::mem::take(&mut self.groups) {
+            for w in wakes {
+                w.fire(&result);
+            }
         }
     }
 }
@@ -78,9 +81,8 @@ impl Drop for Woken {
     fn drop(&mut self) {
         // Waiters taken out and never woken would wait for ever.
         debug_assert!(
-            self.wakes.is_empty() || std::thread::panicking(),
-            "{} waiters were taken out and never woken",
-            self.wakes.len()
+            self.is_empty() || std::thread::panicking(),
+            "waiters were taken out and never woken"
         );
     }
 }
@@ -145,7 +147,15 @@ fn decided(st: &State, lsn: u64) -> Option<Result<(), WalError>> {
     if let Some(p) = &st.poisoned {
         return Some(Err(if lsn > st.durable { p.own() } else { p.later() }));
     }
-    (st.durable >= lsn).then_some(Ok(()))
+    if st.durable >= lsn {
+        return Some(Ok(()));
+    }
+    // A `truncate_back` since the wait began took the LSN away (a waiter it
+    // woke on the way may find this only now).
+    (lsn >= st.next_lsn).then_some(Err(WalError::BeyondEnd {
+        lsn,
+        next: st.next_lsn,
+    }))
 }
 
 /// The same for a tail's wait, which asks for no sync and may wait for an
@@ -217,32 +227,35 @@ impl Shared {
     /// The outcome for a registered waiter, if decided: `passive` for a
     /// tail's wait. A registration still waiting gets `waker` in place of
     /// the one it had, so repeated polls keep one entry.
+    ///
+    /// A registration that is gone although the wait is not decided was
+    /// woken by a publication that a `truncate_back` then took back: it is
+    /// registered again, under the number returned.
     pub(crate) fn poll_registered(
         &self,
         lsn: u64,
         id: u64,
         passive: bool,
         waker: &Waker,
-    ) -> Option<Result<(), WalError>> {
+    ) -> Registered {
         let mut st = self.state();
         let result = if passive {
             decided_passive(&st, lsn)
         } else {
             decided(&st, lsn)
         };
-        match result {
-            Some(result) => {
-                drop(st.waiters.remove(&(lsn, id)));
-                Some(result)
-            }
-            None => {
-                if let Some(Wake::Task(w)) = st.waiters.get_mut(&(lsn, id))
-                    && !w.will_wake(waker)
-                {
+        if let Some(result) = result {
+            drop(st.waiters.remove(&(lsn, id)));
+            return Registered::Now(result);
+        }
+        match st.waiters.get_mut(&(lsn, id)) {
+            Some(Wake::Task(w)) => {
+                if !w.will_wake(waker) {
                     *w = waker.clone();
                 }
-                None
+                Registered::Later(id)
             }
+            _ => Registered::Later(Self::insert_waiter(&mut st, lsn, Wake::Task(waker.clone()))),
         }
     }
 
@@ -284,7 +297,7 @@ impl Shared {
         timeout: Option<Duration>,
     ) -> Result<bool, WalError> {
         let deadline = timeout.and_then(|t| deadline_after(Instant::now(), t));
-        let id = match self.register_passive(lsn, || Wake::Thread(thread::current())) {
+        let mut id = match self.register_passive(lsn, || Wake::Thread(thread::current())) {
             Registered::Now(result) => return result.map(|()| true),
             Registered::Later(id) => id,
         };
@@ -300,11 +313,14 @@ impl Shared {
                     thread::park_timeout(d - now);
                 }
             }
-            let st = self.state();
+            let mut st = self.state();
             if let Some(result) = decided_passive(&st, lsn) {
-                drop(st);
-                self.deregister(lsn, id);
+                drop(st.waiters.remove(&(lsn, id)));
                 return result.map(|()| true);
+            }
+            if !st.waiters.contains_key(&(lsn, id)) {
+                // Woken by a publication a `truncate_back` then took back.
+                id = Self::insert_waiter(&mut st, lsn, Wake::Thread(thread::current()));
             }
         }
     }
@@ -329,18 +345,18 @@ impl Shared {
         }
         self.work.notify_all();
         self.space.notify_all();
-        Woken {
-            wakes: std::mem::take(&mut st.waiters).into_values().collect(),
+        Woken::of(
+            std::mem::take(&mut st.waiters).into_values().collect(),
             result,
-        }
+        )
     }
 
     /// Takes every waiter out for closing: they get [`WalError::Closed`].
     pub(super) fn take_all_waiters(&self, st: &mut StateGuard<'_>) -> Woken {
-        Woken {
-            wakes: std::mem::take(&mut st.waiters).into_values().collect(),
-            result: Err(WalError::Closed),
-        }
+        Woken::of(
+            std::mem::take(&mut st.waiters).into_values().collect(),
+            Err(WalError::Closed),
+        )
     }
 
     /// Publishes the outcome of I/O: the new written and durable
@@ -362,12 +378,12 @@ impl Shared {
                 st.check_watermarks();
                 let after = (st.durable + 1, 0);
                 let later = st.waiters.split_off(&after);
-                Woken {
-                    wakes: std::mem::replace(&mut st.waiters, later)
+                Woken::of(
+                    std::mem::replace(&mut st.waiters, later)
                         .into_values()
                         .collect(),
-                    result: Ok(()),
-                }
+                    Ok(()),
+                )
             }
             Err(e) => self.poison(&mut st, e),
         };

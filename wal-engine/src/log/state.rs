@@ -224,7 +224,13 @@ impl Shared {
     /// Takes the `io` lock if no one holds it.
     pub(super) fn try_io(&self) -> Option<IoGuard<'_>> {
         held::before(held::IO, held::STATE);
-        let guard = self.io.try_lock().ok()?;
+        let guard = match self.io.try_lock() {
+            Ok(guard) => guard,
+            // A panic while it was held (a bug) leaves its data consistent
+            // (see `lock`): the lock is free, not busy.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
         held::take(held::IO);
         Some(IoGuard(guard))
     }

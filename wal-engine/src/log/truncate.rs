@@ -193,10 +193,11 @@ fn back_locked(
 /// Cuts the log after `lsn`, crash-safely and without ever leaving the
 /// directory without the log's position:
 ///
-/// 1. the new segment starting at `lsn + 1` is stamped, synced, under a
+/// 1. the segments starting after `lsn + 1` go, newest first, so a crash
+///    leaves a prefix of the log (the truncation did not happen), and the
+///    directory is synced;
+/// 2. the new segment starting at `lsn + 1` is stamped, synced, under a
 ///    name no recovery reads;
-/// 2. the segments starting after `lsn + 1` go, newest first, so a crash
-///    leaves a prefix of the log (the truncation did not happen);
 /// 3. the new segment takes its name, replacing the one that started at
 ///    `lsn + 1` if there was one, and the directory is synced: the commit
 ///    point. From then on the segment before it ends at `lsn + 1`, as
@@ -218,6 +219,13 @@ fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
         };
         seg.set_end_lsn(end);
     }
+    while let Some(newest) = segs.last().filter(|s| s.first_lsn > lsn + 1) {
+        storage.remove(&newest.name)?;
+        segs.pop();
+    }
+    storage.sync_dir()?;
+    // Staged after the removals, which free their space: on a full disk the
+    // truncation then fails where the old code did, not earlier.
     let staged = segment::stage(
         storage,
         &shared.options,
@@ -225,15 +233,10 @@ fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
         io.ids.next(),
         lsn + 1,
     )?;
-    while let Some(newest) = segs.last().filter(|s| s.first_lsn > lsn + 1) {
-        storage.remove(&newest.name)?;
-        segs.pop();
-    }
     // The segment starting at lsn + 1, if any, is replaced by the rename.
     if segs.last().is_some_and(|s| s.first_lsn == lsn + 1) {
         segs.pop();
     }
-    storage.sync_dir()?;
     let active = segment::commit_staged(storage, staged)?;
     segs.push(active.meta.clone());
     drop(segs);
