@@ -259,7 +259,7 @@ impl IoQueue for InOrderQueue {
 mod tests {
     use super::*;
     use crate::sim::{Fault, FaultError, SimDisk};
-    use crate::{FileOptions, Storage};
+    use crate::FileOptions;
 
     /// Once an operation fails, nothing queued after it runs: a sync after
     /// a failed write would report success for data never written.
