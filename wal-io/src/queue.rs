@@ -258,8 +258,8 @@ impl IoQueue for InOrderQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::{Fault, FaultError, SimDisk};
     use crate::FileOptions;
+    use crate::sim::{Fault, FaultError, SimDisk};
 
     /// Once an operation fails, nothing queued after it runs: a sync after
     /// a failed write would report success for data never written.

@@ -62,6 +62,22 @@ impl Woken {
         self.groups.append(&mut other.groups);
     }
 
+    /// Unparks the blocked threads among them now, leaving the rest (task
+    /// wakers, callbacks) for [`Woken::fire`]. An unpark runs no code of the
+    /// caller's, so it is safe under a lock; the buffered writer does it
+    /// before it lets go of `io`, which batches better (docs/DECISIONS.md).
+    pub(super) fn unpark_threads(&mut self) {
+        for (wakes, _) in &mut self.groups {
+            wakes.retain(|w| match w {
+                Wake::Thread(t) => {
+                    t.unpark();
+                    false
+                }
+                _ => true,
+            });
+        }
+    }
+
     /// Wakes them all, in order. No log lock may be held.
     pub(super) fn fire(mut self) {
         if self.is_empty() {

@@ -300,6 +300,16 @@ fn drive<'a>(shared: &'a Shared, mut io: IoGuard<'a>, lead: bool) -> bool {
         let idle = io.writer.is_idle();
         let buffered = matches!(io.writer, Writer::Buffered { .. });
         if idle && (lead || buffered || taken == 0) {
+            if buffered {
+                // Committers unparked while this round still holds `io` find
+                // the writer busy when they commit again, append and park:
+                // the next round takes them all. Unparked after it lets go,
+                // the first of them leads a round of its own and batches
+                // shrink (W2 with 64 threads: 0.79 to 0.95 as fast). An
+                // unpark runs no code of the caller's; callbacks and task
+                // wakers still run with no lock held.
+                woken.unpark_threads();
+            }
             drop(io);
             woken.fire();
             return took;
