@@ -293,6 +293,18 @@ pub(crate) struct Staged {
     stamp: Stamp,
 }
 
+impl Staged {
+    /// The staged file.
+    pub(crate) fn file(&self) -> &FileRef {
+        &self.file
+    }
+
+    /// Its identity.
+    pub(crate) fn id(&self) -> u64 {
+        self.stamp.id
+    }
+}
+
 /// Creates the segment starting at `first_lsn` under [`STAGED_NAME`]:
 /// preallocated, its header synced, as [`create`] would, but not yet in
 /// the log. [`commit_staged`] puts it there.

@@ -110,3 +110,84 @@ fn truncating_every_record_then_crashing_goes_on_at_the_first_lsn() {
         assert_eq!(wal.commit(b"again").unwrap(), first);
     }
 }
+
+/// What the log holds before the second truncation of
+/// `a_second_truncation_never_brings_back_what_the_first_cut`: the old
+/// records up to the first cut, then the new ones.
+fn second_history(lsn: u64, first_cut: u64) -> Vec<u8> {
+    if lsn <= first_cut {
+        record(lsn)
+    } else {
+        format!("new {lsn}").into_bytes()
+    }
+}
+
+/// A truncation cuts a segment short only logically when it starts a new
+/// segment inside it; a second truncation to before the first one removes
+/// that new segment. Whatever fails and whatever a crash keeps, the log must
+/// not come back holding the records the first truncation cut (the old
+/// history past it): only a prefix of the log as it was before the call. The
+/// records go in one by one (cuts at frame boundaries) or in batches of ten
+/// (cuts inside frames, the second one inside the frame the first split).
+#[test]
+fn a_second_truncation_never_brings_back_what_the_first_cut() {
+    let ops = [
+        Op::Remove,
+        Op::SyncDir,
+        Op::Create,
+        Op::Write,
+        Op::Rename,
+        Op::SetLen,
+    ];
+    let mut cases = 0;
+    for (batch, second_cut) in [(1usize, 5u64), (10, 5), (10, 12)] {
+        for op in ops {
+            for nth in 1..=3u64 {
+                for (m, mode) in CrashMode::CONCRETE.into_iter().enumerate() {
+                    let disk = SimDisk::new(batch as u64 * 1000 + nth * 31 + m as u64);
+                    let mut o = options();
+                    o.segment_bytes = 64 << 10;
+                    o.prepare_segments = false;
+                    let (wal, _) = Wal::open_with(disk.storage(), o.clone()).unwrap();
+                    for start in (1..=30u64).step_by(batch) {
+                        let recs: Vec<Vec<u8>> =
+                            (start..start + batch as u64).map(record).collect();
+                        let refs: Vec<&[u8]> = recs.iter().map(Vec::as_slice).collect();
+                        wal.append_batch(&refs).unwrap();
+                        wal.sync().unwrap();
+                    }
+                    let first_cut = 15;
+                    wal.truncate_back(first_cut).unwrap();
+                    for lsn in first_cut + 1..=25 {
+                        assert_eq!(wal.commit(&second_history(lsn, first_cut)).unwrap(), lsn);
+                    }
+                    disk.inject(Fault::once(op, disk.op_count(op) + nth, FaultError::Eio));
+                    let result = wal.truncate_back(second_cut);
+                    disk.crash(mode);
+                    drop(wal);
+                    disk.clear_faults();
+                    let what = format!(
+                        "batches of {batch}, {op:?} #{nth} failing ({result:?}), then {mode:?}"
+                    );
+                    let (wal, report) = Wal::open_with(disk.storage(), o)
+                        .unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+                    assert!(
+                        (second_cut + 1..=26).contains(&report.next_lsn),
+                        "{what}: {report:?}"
+                    );
+                    for r in wal.reader(1).unwrap() {
+                        let r = r.unwrap();
+                        assert_eq!(
+                            &r.data[..],
+                            &second_history(r.lsn, first_cut)[..],
+                            "{what}: LSN {} is not what the log held before the call",
+                            r.lsn
+                        );
+                    }
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 3 * 6 * 3 * CrashMode::CONCRETE.len());
+}

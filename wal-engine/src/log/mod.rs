@@ -11,6 +11,7 @@
 
 mod append;
 mod close;
+mod cut;
 mod durability;
 mod open;
 mod pipe;

@@ -3,6 +3,7 @@
 //! the pipelined writer first.
 
 use super::Wal;
+use super::cut;
 use super::durability::{Failure, Woken};
 use super::placement::start_segment;
 use super::state::{Io, Shared, StateGuard};
@@ -191,19 +192,23 @@ fn back_locked(
 }
 
 /// Cuts the log after `lsn`, crash-safely and without ever leaving the
-/// directory without the log's position:
+/// directory without the log's position (cut.rs says where among frames the
+/// new segment starts, and how no cut record ever comes back):
 ///
-/// 1. the segments starting after `lsn + 1` go, newest first, so a crash
+/// 1. the new segment starts at `lsn + 1`, or at the first LSN of the frame
+///    holding `lsn + 1`, carrying that frame's records up to `lsn`;
+/// 2. the segment that step 3 leaves last has its frames past its end (cut
+///    by an earlier truncation) cut off in the file;
+/// 3. the segments starting after the new one go, newest first, so a crash
 ///    leaves a prefix of the log (the truncation did not happen), and the
 ///    directory is synced;
-/// 2. the new segment starting at `lsn + 1` is stamped, synced, under a
-///    name no recovery reads;
-/// 3. the new segment takes its name, replacing the one that started at
-///    `lsn + 1` if there was one, and the directory is synced: the commit
-///    point. From then on the segment before it ends at `lsn + 1`, as
-///    recovery reads a segment only up to the next one's first LSN.
+/// 4. the new segment is stamped, synced, under a name no recovery reads;
+/// 5. it takes its name, replacing the segment that started there if there
+///    was one, and the directory is synced: the commit point. From then on
+///    the segment before it ends there, as recovery reads a segment only up
+///    to the next one's first LSN.
 fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
-    let storage = &*shared.storage;
+    let (storage, options) = (&*shared.storage, &shared.options);
     // Readers learn of the cut before anything is cut: one that has handed
     // out records past it since will fail instead of going on in the new
     // history.
@@ -219,25 +224,48 @@ fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
         };
         seg.set_end_lsn(end);
     }
-    while let Some(newest) = segs.last().filter(|s| s.first_lsn > lsn + 1) {
+    // The segment holding `lsn`, and where the new one starts among its
+    // frames (cut.rs).
+    let holder = segs.iter().rposition(|s| s.first_lsn <= lsn);
+    let (first, carried) = cut::split(holder.and_then(|i| segs.get(i)).map(|s| &**s), lsn)?;
+    // The segment the removals below leave last until the rename: frames it
+    // holds past the next one's start were cut before, and must not come
+    // back if a crash comes first.
+    let last = segs.iter().rposition(|s| s.first_lsn <= first);
+    if let Some(i) = last
+        && let (Some(seg), Some(next)) = (segs.get(i), segs.get(i + 1))
+        && next.first_lsn > first
+    {
+        cut::cut_stale(seg, next.first_lsn, lsn, options)?;
+    }
+    while let Some(newest) = segs.last().filter(|s| s.first_lsn > first) {
         storage.remove(&newest.name)?;
         segs.pop();
     }
     storage.sync_dir()?;
     // Staged after the removals, which free their space: on a full disk the
     // truncation then fails where the old code did, not earlier.
-    let staged = segment::stage(
-        storage,
-        &shared.options,
-        shared.log_id,
-        io.ids.next(),
-        lsn + 1,
-    )?;
-    // The segment starting at lsn + 1, if any, is replaced by the rename.
-    if segs.last().is_some_and(|s| s.first_lsn == lsn + 1) {
+    let staged = segment::stage(storage, options, shared.log_id, io.ids.next(), first)?;
+    let frames = if carried.is_empty() {
+        None
+    } else {
+        Some(cut::write_carried(
+            staged.file(),
+            staged.id(),
+            first,
+            &carried,
+            options,
+        )?)
+    };
+    // The segment starting there, if any, is replaced by the rename.
+    if segs.last().is_some_and(|s| s.first_lsn == first) {
         segs.pop();
     }
-    let active = segment::commit_staged(storage, staged)?;
+    let mut active = segment::commit_staged(storage, staged)?;
+    if let Some((at, end)) = frames {
+        active.meta.index_frame(first, at);
+        active.offset = end;
+    }
     segs.push(active.meta.clone());
     drop(segs);
     start_segment(shared, io, active, lsn)
