@@ -348,3 +348,147 @@ fn a_failed_sync_of_the_preparer_poisons_the_log() {
     let (_, report) = Wal::open_with(disk.storage(), o).unwrap();
     assert!(report.next_lsn > acked, "{report:?}");
 }
+
+/// The preparer's failed directory sync stops the log while a round is in
+/// its data sync: that sync passing afterwards proves nothing (the failed
+/// one may have lost the directory entry of the segment it wrote to), so
+/// the round's records are never published as durable.
+#[test]
+fn a_round_that_ends_after_the_preparer_failed_is_not_counted() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    /// Flags the wrapper and its files share.
+    #[derive(Debug, Default)]
+    struct Flags {
+        /// The preparer has created the spare: segment syncs now wait.
+        armed: AtomicBool,
+        state: Mutex<(bool, bool)>, // (a segment sync waits, the preparer failed)
+        changed: Condvar,
+    }
+    impl Flags {
+        fn wait(&self, ready: impl Fn(&(bool, bool)) -> bool) {
+            let guard = self.state.lock().unwrap();
+            drop(
+                self.changed
+                    .wait_timeout_while(guard, Duration::from_secs(10), |s| !ready(s))
+                    .unwrap(),
+            );
+        }
+        fn set(&self, f: impl FnOnce(&mut (bool, bool))) {
+            f(&mut self.state.lock().unwrap());
+            self.changed.notify_all();
+        }
+    }
+    #[derive(Debug)]
+    struct File(wal_io::FileRef, Arc<Flags>);
+    impl wal_io::StorageFile for File {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn options(&self) -> wal_io::FileOptions {
+            self.0.options()
+        }
+        fn write_at(&self, o: u64, b: &[&[u8]]) -> Result<(), wal_io::IoError> {
+            self.0.write_at(o, b)
+        }
+        fn read_at(&self, o: u64, b: &mut [u8]) -> Result<(), wal_io::IoError> {
+            self.0.read_at(o, b)
+        }
+        fn sync_data(&self) -> Result<(), wal_io::IoError> {
+            if self.0.name().ends_with(".wal") && self.1.armed.load(Ordering::SeqCst) {
+                self.1.set(|s| s.0 = true);
+                self.1.wait(|s| s.1);
+            }
+            self.0.sync_data()
+        }
+        fn allocate(&self, o: u64, l: u64) -> Result<(), wal_io::IoError> {
+            self.0.allocate(o, l)
+        }
+        fn set_len(&self, l: u64) -> Result<(), wal_io::IoError> {
+            self.0.set_len(l)
+        }
+        fn size(&self) -> Result<u64, wal_io::IoError> {
+            self.0.size()
+        }
+        fn drop_cache(&self) -> Result<(), wal_io::IoError> {
+            self.0.drop_cache()
+        }
+        fn close(&self) {
+            self.0.close();
+        }
+    }
+    #[derive(Debug)]
+    struct Dir(Arc<dyn wal_io::Storage>, Arc<Flags>);
+    impl wal_io::Storage for Dir {
+        fn backend(&self) -> wal_io::Backend {
+            self.0.backend()
+        }
+        fn create(
+            &self,
+            n: &str,
+            o: wal_io::FileOptions,
+        ) -> Result<wal_io::FileRef, wal_io::IoError> {
+            if n == wal_engine::SPARE_NAME {
+                self.1.armed.store(true, Ordering::SeqCst);
+            }
+            Ok(Arc::new(File(self.0.create(n, o)?, self.1.clone())))
+        }
+        fn open(
+            &self,
+            n: &str,
+            o: wal_io::FileOptions,
+        ) -> Result<wal_io::FileRef, wal_io::IoError> {
+            Ok(Arc::new(File(self.0.open(n, o)?, self.1.clone())))
+        }
+        fn remove(&self, n: &str) -> Result<(), wal_io::IoError> {
+            self.0.remove(n)
+        }
+        fn rename(&self, f: &str, t: &str) -> Result<(), wal_io::IoError> {
+            self.0.rename(f, t)
+        }
+        fn list(&self) -> Result<Vec<String>, wal_io::IoError> {
+            self.0.list()
+        }
+        fn sync_dir(&self) -> Result<(), wal_io::IoError> {
+            if std::thread::current().name() == Some("wal-preparer") {
+                // Fail only once a segment's sync is under way.
+                self.1.wait(|s| s.0);
+                self.1.set(|s| s.1 = true);
+                return Err(wal_io::IoError::Os {
+                    op: Op::SyncDir,
+                    path: "sim:/".into(),
+                    source: std::io::Error::from_raw_os_error(5),
+                });
+            }
+            self.0.sync_dir()
+        }
+        fn lock(&self) -> Result<wal_io::DirLock, wal_io::IoError> {
+            self.0.lock()
+        }
+        fn queue(&self, d: u32) -> Result<Box<dyn wal_io::IoQueue>, wal_io::IoError> {
+            self.0.queue(d)
+        }
+    }
+
+    let disk = SimDisk::new(SEED);
+    let flags = Arc::new(Flags::default());
+    let mut o = options();
+    o.prepare_segments = true;
+    let (wal, _) = Wal::open_with(Arc::new(Dir(disk.storage(), flags.clone())), o).unwrap();
+    let mut acked = 0;
+    for lsn in 1..=10_000u64 {
+        match wal.commit(&record(lsn)) {
+            Ok(l) => acked = l,
+            Err(_) => break,
+        }
+    }
+    assert!(flags.state.lock().unwrap().1, "the preparer never failed");
+    assert!(matches!(wal.commit(b"late"), Err(WalError::Poisoned(_))));
+    assert!(
+        wal.durable_lsn() <= acked,
+        "LSN {} was published durable after the log was poisoned (last acknowledged {acked})",
+        wal.durable_lsn()
+    );
+}

@@ -381,6 +381,10 @@ impl Shared {
     pub(super) fn publish(&self, outcome: Result<(Option<u64>, Option<u64>), Failure>) -> Woken {
         let mut st = self.state();
         let woken = match outcome {
+            // Poisoned meanwhile by another thread (the preparer's failed
+            // directory sync, say): what this I/O did is no longer counted,
+            // as a sync that passed after a failed one proves nothing.
+            Ok(_) if st.poisoned.is_some() => Woken::none(),
             Ok((written, durable)) => {
                 if let Some(w) = written {
                     st.written = st.written.max(w);
