@@ -258,7 +258,23 @@ pub(crate) fn create(
     first_lsn: u64,
 ) -> Result<Active, IoError> {
     let name = segment_name(first_lsn);
-    let file = storage.create(&name, FileOptions::BUFFERED)?;
+    let (file, stamp) = new_file(storage, options, &name, log_id, id, first_lsn)?;
+    storage.sync_dir()?;
+    Ok(active(file, name, &stamp))
+}
+
+/// Creates `name`, preallocated (and zero-filled where the writer needs
+/// it), and stamps it as a new segment starting at `first_lsn`, its header
+/// synced. The directory is the caller's to sync.
+fn new_file(
+    storage: &dyn Storage,
+    options: &Options,
+    name: &str,
+    log_id: u64,
+    id: u64,
+    first_lsn: u64,
+) -> Result<(FileRef, Stamp), IoError> {
+    let file = storage.create(name, FileOptions::BUFFERED)?;
     if options.preallocate {
         file.allocate(0, options.segment_bytes)?;
         if options.direct_io && fills_with_zeros(options) {
@@ -276,9 +292,8 @@ pub(crate) fn create(
         recycled: false,
         padded: options.direct_io,
     };
-    write_header(&file, &name, &stamp)?;
-    storage.sync_dir()?;
-    Ok(active(file, name, &stamp))
+    write_header(&file, name, &stamp)?;
+    Ok((file, stamp))
 }
 
 /// The name `truncate_back` stamps its new segment under before the
@@ -316,21 +331,7 @@ pub(crate) fn stage(
     first_lsn: u64,
 ) -> Result<Staged, IoError> {
     remove_staged(storage)?;
-    let file = storage.create(STAGED_NAME, FileOptions::BUFFERED)?;
-    if options.preallocate {
-        file.allocate(0, options.segment_bytes)?;
-        if options.direct_io && fills_with_zeros(options) {
-            zero_fill(&file, options.segment_bytes)?;
-        }
-    }
-    let stamp = Stamp {
-        log_id,
-        id,
-        first_lsn,
-        recycled: false,
-        padded: options.direct_io,
-    };
-    write_header(&file, STAGED_NAME, &stamp)?;
+    let (file, stamp) = new_file(storage, options, STAGED_NAME, log_id, id, first_lsn)?;
     Ok(Staged { file, stamp })
 }
 

@@ -5,6 +5,10 @@
 // Test sizes and counts are small: casts between integer widths cannot truncate.
 #![allow(clippy::cast_possible_truncation)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
 use wal_engine::{Options, Wal, WalError};
 use wal_io::Op;
 use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
@@ -239,7 +243,7 @@ fn a_failed_preparation_does_not_poison_the_log() {
     let (wal, _) = Wal::open_with(disk.storage(), o.clone()).unwrap();
     let mut acked = wal.commit(&record(1)).unwrap();
     // A log that is only opened, or stays small, writes no spare.
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(disk.op_count(Op::Create), 1, "a spare was prepared at open");
     let mut written = 0;
     while written < o.segment_bytes / 4 {
@@ -250,7 +254,7 @@ fn a_failed_preparation_does_not_poison_the_log() {
     let start = std::time::Instant::now();
     while disk.op_count(Op::Create) < 2 {
         assert!(start.elapsed().as_secs() < 10, "the preparer never tried");
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(wal.stats().rotations, 0);
     while wal.stats().rotations < 3 {
@@ -264,35 +268,99 @@ fn a_failed_preparation_does_not_poison_the_log() {
     assert_eq!(report.next_lsn, acked + 1);
 }
 
-/// A storage whose directory syncs fail on the preparer thread alone.
+/// A storage that fails the preparer's directory syncs, each once a
+/// segment's data sync is under way (and holds segment syncs, once the
+/// preparer has begun its spare, until then): so the failure lands while a
+/// round is in its sync.
+/// Flags the wrapper and its files share.
+#[derive(Debug, Default)]
+struct Flags {
+    /// The preparer has created the spare: segment syncs now wait.
+    armed: AtomicBool,
+    state: Mutex<(bool, bool)>, // (a segment sync waits, the preparer failed)
+    changed: Condvar,
+}
+impl Flags {
+    fn wait(&self, ready: impl Fn(&(bool, bool)) -> bool) {
+        let guard = self.state.lock().unwrap();
+        drop(
+            self.changed
+                .wait_timeout_while(guard, Duration::from_secs(10), |s| !ready(s))
+                .unwrap(),
+        );
+    }
+    fn set(&self, f: impl FnOnce(&mut (bool, bool))) {
+        f(&mut self.state.lock().unwrap());
+        self.changed.notify_all();
+    }
+}
 #[derive(Debug)]
-struct PreparerSyncFails(std::sync::Arc<dyn wal_io::Storage>);
-
-impl wal_io::Storage for PreparerSyncFails {
+struct File(wal_io::FileRef, Arc<Flags>);
+impl wal_io::StorageFile for File {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn options(&self) -> wal_io::FileOptions {
+        self.0.options()
+    }
+    fn write_at(&self, o: u64, b: &[&[u8]]) -> Result<(), wal_io::IoError> {
+        self.0.write_at(o, b)
+    }
+    fn read_at(&self, o: u64, b: &mut [u8]) -> Result<(), wal_io::IoError> {
+        self.0.read_at(o, b)
+    }
+    fn sync_data(&self) -> Result<(), wal_io::IoError> {
+        if self.0.name().ends_with(".wal") && self.1.armed.load(Ordering::SeqCst) {
+            self.1.set(|s| s.0 = true);
+            self.1.wait(|s| s.1);
+        }
+        self.0.sync_data()
+    }
+    fn allocate(&self, o: u64, l: u64) -> Result<(), wal_io::IoError> {
+        self.0.allocate(o, l)
+    }
+    fn set_len(&self, l: u64) -> Result<(), wal_io::IoError> {
+        self.0.set_len(l)
+    }
+    fn size(&self) -> Result<u64, wal_io::IoError> {
+        self.0.size()
+    }
+    fn drop_cache(&self) -> Result<(), wal_io::IoError> {
+        self.0.drop_cache()
+    }
+    fn close(&self) {
+        self.0.close();
+    }
+}
+#[derive(Debug)]
+struct Dir(Arc<dyn wal_io::Storage>, Arc<Flags>);
+impl wal_io::Storage for Dir {
     fn backend(&self) -> wal_io::Backend {
         self.0.backend()
     }
-    fn create(
-        &self,
-        name: &str,
-        o: wal_io::FileOptions,
-    ) -> Result<wal_io::FileRef, wal_io::IoError> {
-        self.0.create(name, o)
+    fn create(&self, n: &str, o: wal_io::FileOptions) -> Result<wal_io::FileRef, wal_io::IoError> {
+        if n == wal_engine::SPARE_NAME {
+            self.1.armed.store(true, Ordering::SeqCst);
+        }
+        Ok(Arc::new(File(self.0.create(n, o)?, self.1.clone())))
     }
-    fn open(&self, name: &str, o: wal_io::FileOptions) -> Result<wal_io::FileRef, wal_io::IoError> {
-        self.0.open(name, o)
+    fn open(&self, n: &str, o: wal_io::FileOptions) -> Result<wal_io::FileRef, wal_io::IoError> {
+        Ok(Arc::new(File(self.0.open(n, o)?, self.1.clone())))
     }
-    fn remove(&self, name: &str) -> Result<(), wal_io::IoError> {
-        self.0.remove(name)
+    fn remove(&self, n: &str) -> Result<(), wal_io::IoError> {
+        self.0.remove(n)
     }
-    fn rename(&self, from: &str, to: &str) -> Result<(), wal_io::IoError> {
-        self.0.rename(from, to)
+    fn rename(&self, f: &str, t: &str) -> Result<(), wal_io::IoError> {
+        self.0.rename(f, t)
     }
     fn list(&self) -> Result<Vec<String>, wal_io::IoError> {
         self.0.list()
     }
     fn sync_dir(&self) -> Result<(), wal_io::IoError> {
         if std::thread::current().name() == Some("wal-preparer") {
+            // Fail only once a segment's sync is under way.
+            self.1.wait(|s| s.0);
+            self.1.set(|s| s.1 = true);
             return Err(wal_io::IoError::Os {
                 op: Op::SyncDir,
                 path: "sim:/".into(),
@@ -304,8 +372,8 @@ impl wal_io::Storage for PreparerSyncFails {
     fn lock(&self) -> Result<wal_io::DirLock, wal_io::IoError> {
         self.0.lock()
     }
-    fn queue(&self, depth: u32) -> Result<Box<dyn wal_io::IoQueue>, wal_io::IoError> {
-        self.0.queue(depth)
+    fn queue(&self, d: u32) -> Result<Box<dyn wal_io::IoQueue>, wal_io::IoError> {
+        self.0.queue(d)
     }
 }
 
@@ -315,7 +383,7 @@ impl wal_io::Storage for PreparerSyncFails {
 #[test]
 fn a_failed_sync_of_the_preparer_poisons_the_log() {
     let disk = SimDisk::new(SEED);
-    let storage = std::sync::Arc::new(PreparerSyncFails(disk.storage()));
+    let storage = Arc::new(Dir(disk.storage(), Default::default()));
     let mut o = options();
     o.prepare_segments = true;
     let (wal, _) = Wal::open_with(storage, o.clone()).unwrap();
@@ -335,7 +403,7 @@ fn a_failed_sync_of_the_preparer_poisons_the_log() {
         if wal.stats().rotations >= 3 {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_micros(200));
+        std::thread::sleep(Duration::from_micros(200));
     }
     let error = error.expect("the preparer's failed directory sync did not stop the log");
     assert!(
@@ -355,123 +423,6 @@ fn a_failed_sync_of_the_preparer_poisons_the_log() {
 /// the round's records are never published as durable.
 #[test]
 fn a_round_that_ends_after_the_preparer_failed_is_not_counted() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Condvar, Mutex};
-    use std::time::Duration;
-
-    /// Flags the wrapper and its files share.
-    #[derive(Debug, Default)]
-    struct Flags {
-        /// The preparer has created the spare: segment syncs now wait.
-        armed: AtomicBool,
-        state: Mutex<(bool, bool)>, // (a segment sync waits, the preparer failed)
-        changed: Condvar,
-    }
-    impl Flags {
-        fn wait(&self, ready: impl Fn(&(bool, bool)) -> bool) {
-            let guard = self.state.lock().unwrap();
-            drop(
-                self.changed
-                    .wait_timeout_while(guard, Duration::from_secs(10), |s| !ready(s))
-                    .unwrap(),
-            );
-        }
-        fn set(&self, f: impl FnOnce(&mut (bool, bool))) {
-            f(&mut self.state.lock().unwrap());
-            self.changed.notify_all();
-        }
-    }
-    #[derive(Debug)]
-    struct File(wal_io::FileRef, Arc<Flags>);
-    impl wal_io::StorageFile for File {
-        fn name(&self) -> &str {
-            self.0.name()
-        }
-        fn options(&self) -> wal_io::FileOptions {
-            self.0.options()
-        }
-        fn write_at(&self, o: u64, b: &[&[u8]]) -> Result<(), wal_io::IoError> {
-            self.0.write_at(o, b)
-        }
-        fn read_at(&self, o: u64, b: &mut [u8]) -> Result<(), wal_io::IoError> {
-            self.0.read_at(o, b)
-        }
-        fn sync_data(&self) -> Result<(), wal_io::IoError> {
-            if self.0.name().ends_with(".wal") && self.1.armed.load(Ordering::SeqCst) {
-                self.1.set(|s| s.0 = true);
-                self.1.wait(|s| s.1);
-            }
-            self.0.sync_data()
-        }
-        fn allocate(&self, o: u64, l: u64) -> Result<(), wal_io::IoError> {
-            self.0.allocate(o, l)
-        }
-        fn set_len(&self, l: u64) -> Result<(), wal_io::IoError> {
-            self.0.set_len(l)
-        }
-        fn size(&self) -> Result<u64, wal_io::IoError> {
-            self.0.size()
-        }
-        fn drop_cache(&self) -> Result<(), wal_io::IoError> {
-            self.0.drop_cache()
-        }
-        fn close(&self) {
-            self.0.close();
-        }
-    }
-    #[derive(Debug)]
-    struct Dir(Arc<dyn wal_io::Storage>, Arc<Flags>);
-    impl wal_io::Storage for Dir {
-        fn backend(&self) -> wal_io::Backend {
-            self.0.backend()
-        }
-        fn create(
-            &self,
-            n: &str,
-            o: wal_io::FileOptions,
-        ) -> Result<wal_io::FileRef, wal_io::IoError> {
-            if n == wal_engine::SPARE_NAME {
-                self.1.armed.store(true, Ordering::SeqCst);
-            }
-            Ok(Arc::new(File(self.0.create(n, o)?, self.1.clone())))
-        }
-        fn open(
-            &self,
-            n: &str,
-            o: wal_io::FileOptions,
-        ) -> Result<wal_io::FileRef, wal_io::IoError> {
-            Ok(Arc::new(File(self.0.open(n, o)?, self.1.clone())))
-        }
-        fn remove(&self, n: &str) -> Result<(), wal_io::IoError> {
-            self.0.remove(n)
-        }
-        fn rename(&self, f: &str, t: &str) -> Result<(), wal_io::IoError> {
-            self.0.rename(f, t)
-        }
-        fn list(&self) -> Result<Vec<String>, wal_io::IoError> {
-            self.0.list()
-        }
-        fn sync_dir(&self) -> Result<(), wal_io::IoError> {
-            if std::thread::current().name() == Some("wal-preparer") {
-                // Fail only once a segment's sync is under way.
-                self.1.wait(|s| s.0);
-                self.1.set(|s| s.1 = true);
-                return Err(wal_io::IoError::Os {
-                    op: Op::SyncDir,
-                    path: "sim:/".into(),
-                    source: std::io::Error::from_raw_os_error(5),
-                });
-            }
-            self.0.sync_dir()
-        }
-        fn lock(&self) -> Result<wal_io::DirLock, wal_io::IoError> {
-            self.0.lock()
-        }
-        fn queue(&self, d: u32) -> Result<Box<dyn wal_io::IoQueue>, wal_io::IoError> {
-            self.0.queue(d)
-        }
-    }
-
     let disk = SimDisk::new(SEED);
     let flags = Arc::new(Flags::default());
     let mut o = options();
