@@ -22,7 +22,11 @@ const CHUNK_BYTES: usize = 1 << 20;
 ///
 /// Records arrive with their LSN; LSNs are dense, except after a recovery
 /// in [`RecoveryMode::SkipCorrupted`](crate::RecoveryMode::SkipCorrupted),
-/// which may leave gaps the reader steps over.
+/// which may leave gaps the reader steps over. A reader that handed out
+/// records a later [`Wal::truncate_back`](crate::Wal::truncate_back) cut
+/// fails with [`WalError::Truncated`] rather than going on in the new
+/// history; one whose next record a truncation took away waits for the new
+/// one.
 pub struct Reader {
     shared: Arc<Shared>,
     next: u64,
