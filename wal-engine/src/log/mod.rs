@@ -59,7 +59,7 @@ impl Wal {
     ///
     /// # Errors
     /// [`WalError::InvalidOptions`], an I/O error (the directory lock is held
-    /// by another process: [`IoError::Locked`]), or [`WalError::Corrupt`] when
+    /// by another process: [`IoError::Locked`](wal_io::IoError::Locked)), or [`WalError::Corrupt`] when
     /// recovery finds damage the recovery mode may not repair.
     pub fn open(
         dir: impl AsRef<Path>,

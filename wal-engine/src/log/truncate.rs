@@ -27,7 +27,7 @@ impl Wal {
     /// # Ok::<(), wal_engine::WalError>(())
     /// ```
     ///
-    /// With [`Options::recycle_segments`] one purged file becomes the next
+    /// With [`Options::recycle_segments`](crate::Options::recycle_segments) one purged file becomes the next
     /// segment instead of being deleted.
     ///
     /// # Errors
