@@ -50,6 +50,23 @@ pub enum KvError {
         /// What was wrong.
         detail: String,
     },
+    /// The log does not go on from the manifest's checkpoint: it ends at or
+    /// below it (it would hand out LSNs the tables already hold, and the
+    /// next checkpoint would write a manifest the next open refuses), or it
+    /// starts after the LSN after it (the records between are lost). Segments
+    /// were lost or cut, for instance by a salvage recovery mode.
+    #[error(
+        "the log holds LSNs {first_lsn}..{next_lsn} but the tables hold everything up to LSN {checkpoint_lsn}: {}; restore the missing log segments (from a backup or an archive) and open again",
+        if *next_lsn <= *checkpoint_lsn { "the log ends at or below the checkpoint, and new writes would reuse LSNs the tables hold" } else { "the records after the checkpoint up to the log's first are missing" }
+    )]
+    LogBehindCheckpoint {
+        /// The manifest's checkpoint LSN.
+        checkpoint_lsn: u64,
+        /// The log's first LSN.
+        first_lsn: u64,
+        /// The LSN the log would assign next.
+        next_lsn: u64,
+    },
     /// The options are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

@@ -552,6 +552,9 @@ impl Store {
             next_table_id: 1,
             levels: Vec::new(),
         });
+        // Before anything in the directory changes: a refused open leaves
+        // it as it was, for the user to restore what is missing.
+        check_log_continues(&manifest, wal.first_lsn(), wal.appended_lsn() + 1)?;
         let cache = table::block_cache(options.block_cache_bytes);
         let levels: Levels = manifest
             .levels
@@ -1264,4 +1267,20 @@ fn manifest_of(levels: &Levels, checkpoint_lsn: u64, next_table_id: u64) -> Mani
             .map(|l| l.iter().map(|t| t.id).collect())
             .collect(),
     }
+}
+
+/// Refuses a log that does not go on from the checkpoint: the tables hold
+/// every LSN up to `checkpoint_lsn`, the log must hold the one after it (or
+/// be about to assign it), and nothing between may be missing:
+/// `first_lsn <= checkpoint_lsn + 1 <= next_lsn`.
+fn check_log_continues(manifest: &Manifest, first_lsn: u64, next_lsn: u64) -> Result<(), KvError> {
+    let after = manifest.checkpoint_lsn + 1;
+    if first_lsn <= after && after <= next_lsn {
+        return Ok(());
+    }
+    Err(KvError::LogBehindCheckpoint {
+        checkpoint_lsn: manifest.checkpoint_lsn,
+        first_lsn,
+        next_lsn,
+    })
 }
