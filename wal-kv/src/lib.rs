@@ -46,6 +46,7 @@ mod manifest;
 mod memtable;
 mod store;
 mod table;
+mod visibility;
 
 pub use batch::{Op, WriteBatch};
 pub use error::KvError;

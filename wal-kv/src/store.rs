@@ -23,6 +23,7 @@ use crate::compaction::{self, Job, LevelIter, Levels, Merge, Outputs, Source};
 use crate::manifest::{self, LEVELS_MAX, Manifest};
 use crate::memtable::{Entry, Memtable};
 use crate::table::{self, Table, TableCompression};
+use crate::visibility::Visibility;
 
 /// The store's options.
 #[derive(Debug, Clone)]
@@ -108,14 +109,19 @@ impl Options {
     }
 }
 
-/// How durable a batch must be before `write` returns.
+/// How durable a batch must be before `write` returns, and before readers
+/// see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// Durable (survives power loss) when the call returns.
+    /// Durable (survives power loss) when the call returns. Readers see it
+    /// only once it is durable, and never if its sync failed: nothing a
+    /// crash can take back is ever read.
     #[default]
     Sync,
-    /// Applied and visible at once; durable when the log's sync policy makes
-    /// it so (or at the next `Sync` batch).
+    /// Applied and visible at once, unless a `Sync` batch before it is still
+    /// waiting for its sync (readers see a prefix of the log); durable when
+    /// the log's sync policy makes it so (or at the next `Sync` batch), so a
+    /// crash may lose it after it was read (RocksDB's `sync = false`).
     Buffered,
 }
 
@@ -231,7 +237,8 @@ struct Inner {
     cache: Arc<table::BlockCache>,
     write_lock: Mutex<()>,
     tree: RwLock<Tree>,
-    visible: AtomicU64,
+    /// Which applied batches readers see (a `Sync` batch once durable).
+    visibility: Visibility,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     work: Mutex<Work>,
     work_cv: Condvar,
@@ -275,7 +282,7 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("visible_lsn", &self.inner.visible.load(Ordering::Acquire))
+            .field("visible_lsn", &self.inner.visibility.visible())
             .finish_non_exhaustive()
     }
 }
@@ -469,10 +476,16 @@ impl Iterator for Iter<'_> {
 
 /// A batch applied and visible, resolving once durable (see
 /// [`Store::write_async`]).
-#[derive(Debug)]
 pub struct Commit {
     lsn: u64,
     durable: DurableFuture,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commit").field("lsn", &self.lsn).finish()
+    }
 }
 
 impl Commit {
@@ -487,9 +500,13 @@ impl Future for Commit {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let lsn = self.lsn;
-        Pin::new(&mut self.durable)
-            .poll(cx)
-            .map(|r| r.map(|()| lsn).map_err(KvError::from))
+        let polled = Pin::new(&mut self.durable).poll(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            // Its own reader sees it when the future says it is durable,
+            // even if the log's callback has not run yet.
+            self.inner.visibility.durable(lsn);
+        }
+        polled.map(|r| r.map(|()| lsn).map_err(KvError::from))
     }
 }
 
@@ -623,7 +640,7 @@ impl Store {
             cache,
             write_lock: Mutex::new(()),
             tree: RwLock::new(tree),
-            visible: AtomicU64::new(visible),
+            visibility: Visibility::new(visible),
             snapshots: Mutex::new(BTreeMap::new()),
             work: Mutex::new(Work::default()),
             work_cv: Condvar::new(),
@@ -653,9 +670,13 @@ impl Store {
     /// errors (a failed write poisons the log: reopen); [`KvError::Failed`]
     /// after a background failure.
     pub fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<u64, KvError> {
-        let lsn = self.inner.apply(batch)?;
-        if durability == Durability::Sync {
+        let sync = durability == Durability::Sync;
+        let lsn = self.inner.apply(batch, sync)?;
+        if sync {
+            // The wait rides on the log's group commit; the batch becomes
+            // visible here (or earlier, by a later batch's durability).
             self.inner.wal.wait_durable(lsn)?;
+            self.inner.visibility.durable(lsn);
         }
         Ok(lsn)
     }
@@ -666,10 +687,18 @@ impl Store {
     /// # Errors
     /// As [`Store::write`], for the apply; durability errors come from the future.
     pub fn write_async(&self, batch: &WriteBatch) -> Result<Commit, KvError> {
-        let lsn = self.inner.apply(batch)?;
+        let lsn = self.inner.apply(batch, true)?;
+        // Visible once durable, whether or not the future is ever polled.
+        let inner = Arc::clone(&self.inner);
+        self.inner.wal.on_durable(lsn, move |result| {
+            if result.is_ok() {
+                inner.visibility.durable(lsn);
+            }
+        });
         Ok(Commit {
             lsn,
             durable: self.inner.wal.durable(lsn),
+            inner: Arc::clone(&self.inner),
         })
     }
 
@@ -696,7 +725,7 @@ impl Store {
     /// A consistent view as of now.
     pub fn snapshot(&self) -> Snapshot<'_> {
         let mut snaps = lock(&self.inner.snapshots);
-        let lsn = self.inner.visible.load(Ordering::Acquire);
+        let lsn = self.inner.visibility.visible();
         *snaps.entry(lsn).or_insert(0) += 1;
         Snapshot { store: self, lsn }
     }
@@ -911,8 +940,9 @@ impl Inner {
         }
     }
 
-    /// Logs and applies a batch; returns its LSN once it is visible.
-    fn apply(&self, batch: &WriteBatch) -> Result<u64, KvError> {
+    /// Logs and applies a batch; returns its LSN. With `sync` the batch is
+    /// seen only once it is durable ([`Visibility`]); otherwise at once.
+    fn apply(&self, batch: &WriteBatch, sync: bool) -> Result<u64, KvError> {
         self.check_failed()?;
         let record = batch.encode(self.options.key_bytes_max, self.options.value_bytes_max)?;
         let max = self.options.log.record_bytes_max;
@@ -946,7 +976,7 @@ impl Inner {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .apply(batch, lsn);
-        self.visible.store(lsn, Ordering::Release);
+        self.visibility.applied_batch(lsn, sync);
         self.user_bytes
             .fetch_add(record.len() as u64, Ordering::Relaxed);
         Ok(lsn)
@@ -971,7 +1001,9 @@ impl Inner {
         {
             return Ok(false);
         }
-        let upto = self.visible.load(Ordering::Acquire);
+        // Everything applied goes with the memtable, visible yet or not:
+        // the checkpoint LSN must cover every LSN its table holds.
+        let upto = self.visibility.applied();
         let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(Memtable::default())));
         tree.frozen = Some((full, upto));
         tree.refresh_view();
@@ -1003,7 +1035,7 @@ impl Inner {
     /// The oldest LSN a reader may still read at.
     fn oldest_view(&self) -> u64 {
         let snaps = lock(&self.snapshots);
-        let visible = self.visible.load(Ordering::Acquire);
+        let visible = self.visibility.visible();
         snaps.keys().next().map_or(visible, |&s| s.min(visible))
     }
 
