@@ -43,7 +43,14 @@ pub(super) fn open(
         tail,
         report,
     } = recovered;
-    let mut ids = Ids::new(options.identity_seed, next_lsn);
+    // A seeded generator (tests) repeats its identities for a repeated
+    // salt, and a recycled file stamped with an identity it had before would
+    // let its old frames pass as new ones (C3). The identities of the
+    // segments recovered make the salt new whenever the directory is.
+    let salt = segments
+        .iter()
+        .fold(next_lsn, |acc, s| acc.rotate_left(17) ^ s.id);
+    let mut ids = Ids::new(options.identity_seed, salt);
     let log_id = log_id.unwrap_or_else(|| ids.next());
     sync_recovered(&*storage, &segments)?;
     let active = match (segments.last(), tail) {
