@@ -212,6 +212,27 @@ impl SegMeta {
     }
 }
 
+/// Where the next write starts in a segment whose frames end at `offset`:
+/// right there, or in a padded segment at the first block boundary after
+/// the terminator.
+pub(crate) fn write_start(padded: bool, offset: u64) -> u64 {
+    if padded {
+        (offset + TERMINATOR_LEN as u64).next_multiple_of(PADDED_BLOCK_BYTES as u64)
+    } else {
+        offset
+    }
+}
+
+/// The bytes a write of `len` bytes (frames and a terminator) takes: a
+/// padded segment's writes take whole blocks.
+pub(crate) fn write_bytes(padded: bool, len: usize) -> usize {
+    if padded {
+        len.next_multiple_of(PADDED_BLOCK_BYTES)
+    } else {
+        len
+    }
+}
+
 /// The segment being appended to. (Which writer writes it, and through
 /// which descriptor, is the writer's to know.)
 #[derive(Debug)]
@@ -225,21 +246,13 @@ impl Active {
     /// Where the next write starts: right after the last frame, or in a
     /// padded segment at the first block boundary after its terminator.
     pub(crate) fn write_at(&self) -> u64 {
-        if self.meta.padded {
-            (self.offset + TERMINATOR_LEN as u64).next_multiple_of(PADDED_BLOCK_BYTES as u64)
-        } else {
-            self.offset
-        }
+        write_start(self.meta.padded, self.offset)
     }
 
     /// The bytes a write of `len` bytes (a frame and its terminator) takes
     /// in this segment: padded segments take whole blocks.
     pub(crate) fn write_len(&self, len: usize) -> usize {
-        if self.meta.padded {
-            len.next_multiple_of(PADDED_BLOCK_BYTES)
-        } else {
-            len
-        }
+        write_bytes(self.meta.padded, len)
     }
 
     /// The active segment `meta`, whose frames end at `offset`.

@@ -13,6 +13,9 @@ use wal_engine::{Options, Wal, WalError};
 use wal_io::Op;
 use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
 
+mod common;
+use common::hooked::{Hooks, hooked};
+
 const SEED: u64 = 77;
 
 fn options() -> Options {
@@ -268,11 +271,10 @@ fn a_failed_preparation_does_not_poison_the_log() {
     assert_eq!(report.next_lsn, acked + 1);
 }
 
-/// A storage that fails the preparer's directory syncs, each once a
-/// segment's data sync is under way (and holds segment syncs, once the
-/// preparer has begun its spare, until then): so the failure lands while a
-/// round is in its sync.
-/// Flags the wrapper and its files share.
+/// What the preparer-failure tests share: the simulated disk, with the
+/// preparer's directory syncs failing, each once a segment's data sync is
+/// under way (segment syncs are held, once the preparer has begun its spare,
+/// until then): so the failure lands while a round is in its sync.
 #[derive(Debug, Default)]
 struct Flags {
     /// The preparer has created the spare: segment syncs now wait.
@@ -280,6 +282,7 @@ struct Flags {
     state: Mutex<(bool, bool)>, // (a segment sync waits, the preparer failed)
     changed: Condvar,
 }
+
 impl Flags {
     fn wait(&self, ready: impl Fn(&(bool, bool)) -> bool) {
         let guard = self.state.lock().unwrap();
@@ -289,92 +292,45 @@ impl Flags {
                 .unwrap(),
         );
     }
+
     fn set(&self, f: impl FnOnce(&mut (bool, bool))) {
         f(&mut self.state.lock().unwrap());
         self.changed.notify_all();
     }
 }
-#[derive(Debug)]
-struct File(wal_io::FileRef, Arc<Flags>);
-impl wal_io::StorageFile for File {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn options(&self) -> wal_io::FileOptions {
-        self.0.options()
-    }
-    fn write_at(&self, o: u64, b: &[&[u8]]) -> Result<(), wal_io::IoError> {
-        self.0.write_at(o, b)
-    }
-    fn read_at(&self, o: u64, b: &mut [u8]) -> Result<(), wal_io::IoError> {
-        self.0.read_at(o, b)
-    }
-    fn sync_data(&self) -> Result<(), wal_io::IoError> {
-        if self.0.name().ends_with(".wal") && self.1.armed.load(Ordering::SeqCst) {
-            self.1.set(|s| s.0 = true);
-            self.1.wait(|s| s.1);
-        }
-        self.0.sync_data()
-    }
-    fn allocate(&self, o: u64, l: u64) -> Result<(), wal_io::IoError> {
-        self.0.allocate(o, l)
-    }
-    fn set_len(&self, l: u64) -> Result<(), wal_io::IoError> {
-        self.0.set_len(l)
-    }
-    fn size(&self) -> Result<u64, wal_io::IoError> {
-        self.0.size()
-    }
-    fn drop_cache(&self) -> Result<(), wal_io::IoError> {
-        self.0.drop_cache()
-    }
-    fn close(&self) {
-        self.0.close();
-    }
-}
-#[derive(Debug)]
-struct Dir(Arc<dyn wal_io::Storage>, Arc<Flags>);
-impl wal_io::Storage for Dir {
-    fn backend(&self) -> wal_io::Backend {
-        self.0.backend()
-    }
-    fn create(&self, n: &str, o: wal_io::FileOptions) -> Result<wal_io::FileRef, wal_io::IoError> {
-        if n == wal_engine::SPARE_NAME {
-            self.1.armed.store(true, Ordering::SeqCst);
-        }
-        Ok(Arc::new(File(self.0.create(n, o)?, self.1.clone())))
-    }
-    fn open(&self, n: &str, o: wal_io::FileOptions) -> Result<wal_io::FileRef, wal_io::IoError> {
-        Ok(Arc::new(File(self.0.open(n, o)?, self.1.clone())))
-    }
-    fn remove(&self, n: &str) -> Result<(), wal_io::IoError> {
-        self.0.remove(n)
-    }
-    fn rename(&self, f: &str, t: &str) -> Result<(), wal_io::IoError> {
-        self.0.rename(f, t)
-    }
-    fn list(&self) -> Result<Vec<String>, wal_io::IoError> {
-        self.0.list()
-    }
-    fn sync_dir(&self) -> Result<(), wal_io::IoError> {
-        if std::thread::current().name() == Some("wal-preparer") {
+
+/// `disk`'s storage with the preparer's directory syncs failing (`Flags`).
+fn preparer_fails(disk: &SimDisk, flags: &Arc<Flags>) -> Arc<dyn wal_io::Storage> {
+    let (on_create, on_sync, on_dir) = (flags.clone(), flags.clone(), flags.clone());
+    let hooks = Hooks {
+        create: Some(Box::new(move |name| {
+            if name == wal_engine::SPARE_NAME {
+                on_create.armed.store(true, Ordering::SeqCst);
+            }
+            None
+        })),
+        sync_data: Some(Box::new(move |name| {
+            if name.ends_with(".wal") && on_sync.armed.load(Ordering::SeqCst) {
+                on_sync.set(|s| s.0 = true);
+                on_sync.wait(|s| s.1);
+            }
+            None
+        })),
+        sync_dir: Some(Box::new(move || {
+            if std::thread::current().name() != Some("wal-preparer") {
+                return None;
+            }
             // Fail only once a segment's sync is under way.
-            self.1.wait(|s| s.0);
-            self.1.set(|s| s.1 = true);
-            return Err(wal_io::IoError::Os {
+            on_dir.wait(|s| s.0);
+            on_dir.set(|s| s.1 = true);
+            Some(wal_io::IoError::Os {
                 op: Op::SyncDir,
                 path: "sim:/".into(),
                 source: std::io::Error::from_raw_os_error(5),
-            });
-        }
-        self.0.sync_dir()
-    }
-    fn lock(&self) -> Result<wal_io::DirLock, wal_io::IoError> {
-        self.0.lock()
-    }
-    fn queue(&self, d: u32) -> Result<Box<dyn wal_io::IoQueue>, wal_io::IoError> {
-        self.0.queue(d)
-    }
+            })
+        })),
+    };
+    hooked(disk.storage(), hooks)
 }
 
 /// A failed sync is another matter, even the preparer's: the directory's
@@ -383,7 +339,7 @@ impl wal_io::Storage for Dir {
 #[test]
 fn a_failed_sync_of_the_preparer_poisons_the_log() {
     let disk = SimDisk::new(SEED);
-    let storage = Arc::new(Dir(disk.storage(), Default::default()));
+    let storage = preparer_fails(&disk, &Arc::default());
     let mut o = options();
     o.prepare_segments = true;
     let (wal, _) = Wal::open_with(storage, o.clone()).unwrap();
@@ -427,7 +383,7 @@ fn a_round_that_ends_after_the_preparer_failed_is_not_counted() {
     let flags = Arc::new(Flags::default());
     let mut o = options();
     o.prepare_segments = true;
-    let (wal, _) = Wal::open_with(Arc::new(Dir(disk.storage(), flags.clone())), o).unwrap();
+    let (wal, _) = Wal::open_with(preparer_fails(&disk, &flags), o).unwrap();
     let mut acked = 0;
     for lsn in 1..=10_000u64 {
         match wal.commit(&record(lsn)) {

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 use wal_engine::{Options, Wal, WalError};
 use wal_io::sim::SimDisk;
-use wal_io::{Backend, DirLock, FileOptions, FileRef, IoError, IoQueue, Op, Storage};
+use wal_io::{IoError, Op};
+
+mod common;
+use common::hooked::{Hooks, hooked};
 
 const SEED: u64 = 41;
 /// Bound on every wait for another thread.
@@ -31,12 +34,11 @@ const HOLD_MAX: Duration = Duration::from_secs(10);
 /// The appender gives up after this many appends (it blocks long before).
 const APPENDS_MAX: u64 = 1_000_000;
 
-/// A simulated directory whose next `sync_dir` on one chosen thread waits
-/// until the appender stalls, then fails with `EIO`. Everything else is
-/// passed through to the simulated disk.
+/// The hook that holds the next directory sync of one chosen thread until
+/// the appender stalls, then fails it with `EIO`; every other call passes
+/// through to the simulated disk.
 #[derive(Debug)]
 struct FailingDirSync {
-    inner: Arc<dyn Storage>,
     /// The thread whose next directory sync is held and failed.
     armed_for: Mutex<Option<ThreadId>>,
     /// Set once the held sync has begun.
@@ -66,32 +68,9 @@ impl FailingDirSync {
     }
 }
 
-impl Storage for FailingDirSync {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-
-    fn create(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
-        self.inner.create(name, options)
-    }
-
-    fn open(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
-        self.inner.open(name, options)
-    }
-
-    fn remove(&self, name: &str) -> Result<(), IoError> {
-        self.inner.remove(name)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<(), IoError> {
-        self.inner.rename(from, to)
-    }
-
-    fn list(&self) -> Result<Vec<String>, IoError> {
-        self.inner.list()
-    }
-
-    fn sync_dir(&self) -> Result<(), IoError> {
+impl FailingDirSync {
+    /// The directory sync hook: `None` passes the call through.
+    fn sync_dir(&self) -> Option<IoError> {
         let armed = {
             let mut armed_for = self.armed_for.lock().unwrap();
             let mine = *armed_for == Some(thread::current().id());
@@ -101,22 +80,14 @@ impl Storage for FailingDirSync {
             mine
         };
         if !armed {
-            return self.inner.sync_dir();
+            return None;
         }
         self.hold_until_the_appender_blocks();
-        Err(IoError::Os {
+        Some(IoError::Os {
             op: Op::SyncDir,
             path: PathBuf::from("sim:/"),
             source: std::io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()),
         })
-    }
-
-    fn lock(&self) -> Result<DirLock, IoError> {
-        self.inner.lock()
-    }
-
-    fn queue(&self, depth: u32) -> Result<Box<dyn IoQueue>, IoError> {
-        self.inner.queue(depth)
     }
 }
 
@@ -152,12 +123,16 @@ fn wait_until(done: impl Fn() -> bool, what: &str) {
 fn a_failed_truncation_wakes_appenders_waiting_for_queue_space() {
     let appends = Arc::new(AtomicU64::new(0));
     let storage = Arc::new(FailingDirSync {
-        inner: SimDisk::new(SEED).storage(),
         armed_for: Mutex::new(None),
         entered: AtomicBool::new(false),
         appends: appends.clone(),
     });
-    let dyn_storage: Arc<dyn Storage> = storage.clone();
+    let hook = storage.clone();
+    let hooks = Hooks {
+        sync_dir: Some(Box::new(move || hook.sync_dir())),
+        ..Hooks::default()
+    };
+    let dyn_storage = hooked(SimDisk::new(SEED).storage(), hooks);
     let (wal, _) = Wal::open_with(dyn_storage, options()).unwrap();
     let wal = Arc::new(wal);
 

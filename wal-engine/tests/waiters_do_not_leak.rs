@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use wal_engine::{Options, SyncPolicy, Wal};
 use wal_io::sim::SimDisk;
-use wal_io::{Backend, DirLock, FileOptions, FileRef, IoError, IoQueue, Storage, StorageFile};
+
+mod common;
+use common::hooked::{Hooks, hooked};
 
 const SEED: u64 = 71;
 /// Ended waits per test.
@@ -74,10 +76,16 @@ fn dropped_tail_futures_leave_no_waiters() {
 #[test]
 fn dropped_durability_futures_leave_no_waiters() {
     let gate = Arc::new(Gate::default());
-    let storage: Arc<dyn Storage> = Arc::new(GatedStorage {
-        inner: SimDisk::new(SEED).storage(),
-        gate: gate.clone(),
-    });
+    // Every file's data sync passes the gate first.
+    let held = gate.clone();
+    let hooks = Hooks {
+        sync_data: Some(Box::new(move |_| {
+            held.pass();
+            None
+        })),
+        ..Hooks::default()
+    };
+    let storage = hooked(SimDisk::new(SEED).storage(), hooks);
     let mut o = options();
     o.sync = SyncPolicy::Never;
     let (wal, _) = Wal::open_with(storage, o).unwrap();
@@ -127,108 +135,5 @@ impl Gate {
             }
             closed = self.changed.wait_timeout(closed, left).unwrap().0;
         }
-    }
-}
-
-/// The simulated disk, with every file's data sync passing the gate first.
-#[derive(Debug)]
-struct GatedStorage {
-    inner: Arc<dyn Storage>,
-    gate: Arc<Gate>,
-}
-
-impl GatedStorage {
-    fn wrap(&self, file: FileRef) -> FileRef {
-        Arc::new(GatedFile {
-            inner: file,
-            gate: self.gate.clone(),
-        })
-    }
-}
-
-impl Storage for GatedStorage {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-
-    fn create(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
-        self.inner.create(name, options).map(|f| self.wrap(f))
-    }
-
-    fn open(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
-        self.inner.open(name, options).map(|f| self.wrap(f))
-    }
-
-    fn remove(&self, name: &str) -> Result<(), IoError> {
-        self.inner.remove(name)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> Result<(), IoError> {
-        self.inner.rename(from, to)
-    }
-
-    fn list(&self) -> Result<Vec<String>, IoError> {
-        self.inner.list()
-    }
-
-    fn sync_dir(&self) -> Result<(), IoError> {
-        self.inner.sync_dir()
-    }
-
-    fn lock(&self) -> Result<DirLock, IoError> {
-        self.inner.lock()
-    }
-
-    fn queue(&self, depth: u32) -> Result<Box<dyn IoQueue>, IoError> {
-        self.inner.queue(depth)
-    }
-}
-
-#[derive(Debug)]
-struct GatedFile {
-    inner: FileRef,
-    gate: Arc<Gate>,
-}
-
-impl StorageFile for GatedFile {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn options(&self) -> FileOptions {
-        self.inner.options()
-    }
-
-    fn write_at(&self, offset: u64, bufs: &[&[u8]]) -> Result<(), IoError> {
-        self.inner.write_at(offset, bufs)
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        self.inner.read_at(offset, buf)
-    }
-
-    fn sync_data(&self) -> Result<(), IoError> {
-        self.gate.pass();
-        self.inner.sync_data()
-    }
-
-    fn allocate(&self, offset: u64, len: u64) -> Result<(), IoError> {
-        self.inner.allocate(offset, len)
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), IoError> {
-        self.inner.set_len(len)
-    }
-
-    fn size(&self) -> Result<u64, IoError> {
-        self.inner.size()
-    }
-
-    fn drop_cache(&self) -> Result<(), IoError> {
-        self.inner.drop_cache()
-    }
-
-    fn close(&self) {
-        self.inner.close();
     }
 }

@@ -19,7 +19,7 @@ use wal_io::{FileRef, IoError};
 
 use super::durability::Failure;
 use crate::Options;
-use crate::segment::SegMeta;
+use crate::segment::{SegMeta, write_bytes, write_start};
 
 /// Bytes read at a time while looking for a frame.
 const FIND_CHUNK_BYTES: usize = 1 << 20;
@@ -133,17 +133,10 @@ pub(super) fn write_carried(
             records.iter().map(|r| &r.data[..]),
         )
         .map_err(|e| Failure::Internal(format!("re-encoding records a cut splits: {e}")))?;
+    // Where a new segment's first write goes, as the writer would put it.
     let padded = options.direct_io;
-    let at = if padded {
-        PADDED_BLOCK_BYTES as u64
-    } else {
-        SegmentHeader::LEN as u64
-    };
-    let mut len = buf.len() + TERMINATOR_LEN;
-    if padded {
-        len = len.next_multiple_of(PADDED_BLOCK_BYTES);
-    }
-    buf.resize(len, 0);
+    let at = write_start(padded, SegmentHeader::LEN as u64);
+    buf.resize(write_bytes(padded, buf.len() + TERMINATOR_LEN), 0);
     file.write_at(at, &[&buf])?;
     file.sync_data()?;
     Ok((at, at + summary.encoded_len as u64))

@@ -2,6 +2,8 @@
 //! crate and uses some of them.
 #![allow(dead_code)]
 
+pub mod hooked;
+
 use std::path::Path;
 
 use wal_engine::{Options, Wal};
