@@ -18,9 +18,9 @@ use bytes::Bytes;
 use wal_io::Storage;
 
 use crate::KvError;
+use crate::Options;
 use crate::manifest::LEVELS_MAX;
 use crate::memtable::Entry;
-use crate::store::Options;
 use crate::table::{BlockCache, Table, TableBuilder, TableIter};
 
 /// The live tables, per level (see the module docs for their order).

@@ -42,15 +42,18 @@
 mod batch;
 mod compaction;
 mod error;
+mod locks;
 mod manifest;
 mod memtable;
+mod options;
 mod store;
 mod table;
 mod visibility;
 
 pub use batch::{Op, WriteBatch};
 pub use error::KvError;
-pub use store::{Commit, Durability, Iter, LevelStats, Options, Snapshot, Stats, Store};
+pub use options::{Durability, Options};
+pub use store::{Commit, Iter, LevelStats, Snapshot, Stats, Store};
 pub use table::TableCompression;
 
 /// The bytes of an example in `docs/KV_FORMAT.md`, between the markers

@@ -8,8 +8,10 @@
 //! up to `v` and none after.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+
+use crate::locks::lock;
 
 /// The visible and applied LSNs, and the `Sync` batches not yet durable.
 #[derive(Debug)]
@@ -45,7 +47,7 @@ impl Visibility {
     /// Batch `lsn` was applied (under the store's write lock, in LSN order);
     /// with `sync`, it waits for durability before it is seen.
     pub(crate) fn applied_batch(&self, lsn: u64, sync: bool) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = lock(&self.pending);
         debug_assert!(lsn > self.applied(), "batches are applied in LSN order");
         self.applied.store(lsn, Ordering::Release);
         if sync {
@@ -56,7 +58,7 @@ impl Visibility {
 
     /// The log made everything up to `lsn` durable.
     pub(crate) fn durable(&self, lsn: u64) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = lock(&self.pending);
         let later = pending.split_off(&(lsn + 1));
         *pending = later;
         self.publish(&pending);

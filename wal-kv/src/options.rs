@@ -1,0 +1,104 @@
+//! The store's options, and how durable a write must be.
+
+use crate::KvError;
+use crate::table::TableCompression;
+
+/// The store's options.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The log's options (sync policy for buffered batches, segment size...).
+    pub log: wal_engine::Options,
+    /// The memtable is checkpointed into a table at this size. Default 64 MiB.
+    pub memtable_bytes_max: usize,
+    /// Longest key. Default 64 KiB.
+    pub key_bytes_max: usize,
+    /// Longest value. Default 512 KiB (a batch must fit one log record).
+    pub value_bytes_max: usize,
+    /// Uncompressed size a table block is cut at. Default 16 KiB.
+    pub block_bytes: usize,
+    /// Table block compression. Default none.
+    pub compression: TableCompression,
+    /// Level 0 (the checkpoints' tables, whose key ranges overlap) is
+    /// merged into level 1 when it holds more than this many tables.
+    /// Default 4.
+    pub compaction_trigger: usize,
+    /// Bytes level 1 may hold before a table of it is merged into level 2;
+    /// each deeper level may hold [`Options::level_size_ratio`] times the
+    /// one above. Default 256 MiB.
+    pub level1_bytes_target: u64,
+    /// How much larger each level below 1 is than the one above. Default 10.
+    pub level_size_ratio: u32,
+    /// Compaction cuts its output into tables of about this size, so one
+    /// step rewrites a bounded part of a level. Default 64 MiB.
+    pub table_bytes_max: u64,
+    /// Memory for decoded table blocks, shared by all tables; reads that
+    /// miss it go to the file (and the page cache). 0 caches nothing.
+    /// Default 256 MiB.
+    pub block_cache_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            log: wal_engine::Options::default(),
+            memtable_bytes_max: 64 << 20,
+            key_bytes_max: 64 << 10,
+            value_bytes_max: 512 << 10,
+            block_bytes: 16 << 10,
+            compression: TableCompression::None,
+            compaction_trigger: 4,
+            level1_bytes_target: 256 << 20,
+            level_size_ratio: 10,
+            table_bytes_max: 64 << 20,
+            block_cache_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<(), KvError> {
+        let bad = |m: String| Err(KvError::InvalidOptions(m));
+        if self.memtable_bytes_max < 4096 {
+            return bad("memtable_bytes_max must be at least 4096".into());
+        }
+        if self.key_bytes_max == 0 || self.key_bytes_max > u32::MAX as usize {
+            return bad("key_bytes_max must be between 1 and 2^32 - 1".into());
+        }
+        if self.value_bytes_max > u32::MAX as usize {
+            return bad("value_bytes_max must be below 2^32".into());
+        }
+        if self.block_bytes < 256 {
+            return bad("block_bytes must be at least 256".into());
+        }
+        if self.compaction_trigger < 2 {
+            return bad("compaction_trigger must be at least 2".into());
+        }
+        if self.level_size_ratio < 2 {
+            return bad("level_size_ratio must be at least 2".into());
+        }
+        if self.table_bytes_max < 4096 {
+            return bad("table_bytes_max must be at least 4096".into());
+        }
+        if self.level1_bytes_target < self.table_bytes_max {
+            return bad("level1_bytes_target must be at least table_bytes_max".into());
+        }
+        Ok(())
+    }
+}
+
+/// How durable a batch must be before `write` returns, and before readers
+/// see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Durable (survives power loss) when the call returns. Readers see it
+    /// only once it is durable, and never if its sync failed: nothing a
+    /// crash can take back is ever read.
+    #[default]
+    Sync,
+    /// Applied and visible at once, unless a `Sync` batch before it is still
+    /// waiting for its sync (readers see a prefix of the log); durable when
+    /// the log's sync policy makes it so (or at the next `Sync` batch), so a
+    /// crash may lose it after it was read (RocksDB's `sync = false`).
+    Buffered,
+}

@@ -1,0 +1,408 @@
+//! The store: the write path (log first, then the memtable) and the public
+//! [`Store`]; opening, reads, the version set and the background worker
+//! live in the submodules.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Bound;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use wal_engine::{DurableFuture, Wal};
+use wal_io::Storage;
+
+use crate::batch::WriteBatch;
+use crate::locks::{lock, read, write};
+use crate::memtable::Memtable;
+use crate::table::{self, Table};
+use crate::visibility::Visibility;
+use crate::{Durability, KvError, Options};
+
+mod open;
+mod read;
+mod stats;
+mod version;
+mod worker;
+
+pub use read::{Iter, Snapshot};
+pub use stats::{LevelStats, Stats};
+use version::Tree;
+use worker::Work;
+
+/// The store's shared state: the log, the version set, readers' views and
+/// the worker's queue.
+struct Inner {
+    wal: Wal,
+    storage: Arc<dyn Storage>,
+    options: Options,
+    cache: Arc<table::BlockCache>,
+    write_lock: Mutex<()>,
+    tree: RwLock<Tree>,
+    /// Which applied batches readers see (a `Sync` batch once durable).
+    visibility: Visibility,
+    snapshots: Mutex<BTreeMap<u64, usize>>,
+    work: Mutex<Work>,
+    work_cv: Condvar,
+    done_cv: Condvar,
+    obsolete: Mutex<Vec<Arc<Table>>>,
+    user_bytes: AtomicU64,
+    table_bytes_written: AtomicU64,
+    gets: AtomicU64,
+    probes: AtomicU64,
+}
+
+/// A durable, versioned key-value store on the write-ahead log.
+///
+/// ```
+/// use wal_kv::{Durability, Options, Store, WriteBatch};
+///
+/// let disk = wal_io::sim::SimDisk::new(1);
+/// let store = Store::open_with(disk.storage(), Options::default())?;
+/// let mut batch = WriteBatch::new();
+/// batch.put("apple", "red").put("kiwi", "green");
+/// let lsn = store.write(&batch, Durability::Sync)?;
+/// let before = store.snapshot();
+/// store.delete("apple")?;
+/// assert_eq!(store.get(b"apple")?, None);
+/// assert_eq!(before.get(b"apple")?.as_deref(), Some(&b"red"[..]));
+/// assert!(before.lsn() >= lsn);
+/// store.checkpoint()?; // memtable -> sorted table; the log is cut in front
+/// let all = store.scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
+/// assert_eq!(all.len(), 1);
+/// # Ok::<(), wal_kv::KvError>(())
+/// ```
+pub struct Store {
+    inner: Arc<Inner>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("visible_lsn", &self.inner.visibility.visible())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A batch applied and visible, resolving once durable (see
+/// [`Store::write_async`]).
+pub struct Commit {
+    lsn: u64,
+    durable: DurableFuture,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commit").field("lsn", &self.lsn).finish()
+    }
+}
+
+impl Commit {
+    /// The batch's LSN.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+}
+
+impl Future for Commit {
+    type Output = Result<u64, KvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let lsn = self.lsn;
+        let polled = Pin::new(&mut self.durable).poll(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            // Its own reader sees it when the future says it is durable,
+            // even if the log's callback has not run yet.
+            self.inner.visibility.durable(lsn);
+        }
+        polled.map(|r| r.map(|()| lsn).map_err(KvError::from))
+    }
+}
+
+impl Store {
+    /// Applies `batch` atomically; returns its LSN.
+    ///
+    /// # Errors
+    /// Limits ([`KvError::KeyTooLarge`], [`KvError::ValueTooLarge`],
+    /// [`KvError::EmptyBatch`], [`KvError::BatchTooLarge`]); the log's
+    /// errors (a failed write poisons the log: reopen); [`KvError::Failed`]
+    /// after a background failure.
+    pub fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<u64, KvError> {
+        let sync = durability == Durability::Sync;
+        let lsn = self.inner.apply(batch, sync)?;
+        if sync {
+            // The wait rides on the log's group commit; the batch becomes
+            // visible here (or earlier, by a later batch's durability).
+            self.inner.wal.wait_durable(lsn)?;
+            self.inner.visibility.durable(lsn);
+        }
+        Ok(lsn)
+    }
+
+    /// Applies `batch` at once and returns a future that resolves with its
+    /// LSN once it is durable; it needs no particular async runtime.
+    ///
+    /// # Errors
+    /// As [`Store::write`], for the apply; durability errors come from the future.
+    pub fn write_async(&self, batch: &WriteBatch) -> Result<Commit, KvError> {
+        let lsn = self.inner.apply(batch, true)?;
+        // Visible once durable, whether or not the future is ever polled.
+        let inner = Arc::clone(&self.inner);
+        self.inner.wal.on_durable(lsn, move |result| {
+            if result.is_ok() {
+                inner.visibility.durable(lsn);
+            }
+        });
+        Ok(Commit {
+            lsn,
+            durable: self.inner.wal.durable(lsn),
+            inner: Arc::clone(&self.inner),
+        })
+    }
+
+    /// Sets one key, durably.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<u64, KvError> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(&b, Durability::Sync)
+    }
+
+    /// Removes one key, durably.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn delete(&self, key: impl Into<Bytes>) -> Result<u64, KvError> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(&b, Durability::Sync)
+    }
+
+    /// A consistent view as of now.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        let mut snaps = lock(&self.inner.snapshots);
+        let lsn = self.inner.visibility.visible();
+        *snaps.entry(lsn).or_insert(0) += 1;
+        Snapshot { store: self, lsn }
+    }
+
+    /// The current value of `key`.
+    ///
+    /// # Errors
+    /// A table read failed or is corrupt.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, KvError> {
+        self.snapshot().get(key)
+    }
+
+    /// Current key-value pairs within the bounds, ascending.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn scan(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        self.snapshot().scan(lo, hi)
+    }
+
+    /// Current key-value pairs within the bounds, ascending, read lazily
+    /// (see [`Snapshot::iter`]); the view stays as of the call while the
+    /// iterator lives.
+    ///
+    /// ```
+    /// use std::ops::{Bound, ControlFlow};
+    /// use wal_kv::{Options, Store};
+    ///
+    /// let disk = wal_io::sim::SimDisk::new(2);
+    /// let store = Store::open_with(disk.storage(), Options::default())?;
+    /// store.put("a", "1")?;
+    /// store.put("b", "2")?;
+    /// store.checkpoint()?;
+    /// store.put("c", "3")?;
+    /// let keys: Vec<_> = store
+    ///     .iter(Bound::Unbounded, Bound::Unbounded)
+    ///     .map(|kv| kv.map(|(k, _)| k))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, ["a", "b", "c"]);
+    /// # Ok::<(), wal_kv::KvError>(())
+    /// ```
+    pub fn iter(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
+        let snapshot = self.snapshot();
+        let lsn = snapshot.lsn;
+        Iter::new(self, Some(snapshot), lsn, lo, hi, false)
+    }
+
+    /// As [`Store::scan`], descending.
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn scan_rev(
+        &self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+    ) -> Result<Vec<(Bytes, Bytes)>, KvError> {
+        self.iter_rev(lo, hi).collect()
+    }
+
+    /// As [`Store::iter`], descending: the largest key first, as lazily.
+    ///
+    /// ```
+    /// use std::ops::{Bound, ControlFlow};
+    /// use wal_kv::{Options, Store};
+    ///
+    /// let disk = wal_io::sim::SimDisk::new(3);
+    /// let store = Store::open_with(disk.storage(), Options::default())?;
+    /// for key in ["a", "b", "c", "d"] {
+    ///     store.put(key, "x")?;
+    /// }
+    /// store.checkpoint()?;
+    /// let last_two: Vec<_> = store
+    ///     .iter_rev(Bound::Included(&b"b"[..]), Bound::Unbounded)
+    ///     .take(2)
+    ///     .map(|kv| kv.map(|(k, _)| k))
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(last_two, ["d", "c"]);
+    /// # Ok::<(), wal_kv::KvError>(())
+    /// ```
+    pub fn iter_rev(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Iter<'_> {
+        let snapshot = self.snapshot();
+        let lsn = snapshot.lsn;
+        Iter::new(self, Some(snapshot), lsn, lo, hi, true)
+    }
+
+    /// Checkpoints now: everything written so far goes into a table, the
+    /// manifest is replaced and the log cut in front of it. Returns when done.
+    ///
+    /// # Errors
+    /// The checkpoint's I/O errors ([`KvError::Failed`] after a background failure).
+    pub fn checkpoint(&self) -> Result<(), KvError> {
+        let done = lock(&self.inner.work).checkpoints;
+        {
+            let _w = lock(&self.inner.write_lock);
+            if !self.inner.freeze()? {
+                return Ok(()); // nothing to checkpoint
+            }
+        }
+        self.inner.wait_work(|w| w.checkpoints > done)
+    }
+
+    /// Merges every table into one sorted run at the deepest level in use
+    /// now, dropping every version and tombstone no reader needs; returns
+    /// when done. The background worker compacts step by step on its own;
+    /// this is for when reads matter more than the rewrite.
+    ///
+    /// # Errors
+    /// As [`Store::checkpoint`].
+    pub fn compact(&self) -> Result<(), KvError> {
+        let mut work = lock(&self.inner.work);
+        let done = work.full_compactions;
+        work.compact = true;
+        self.inner.work_cv.notify_all();
+        drop(work);
+        self.inner.wait_work(|w| w.full_compactions > done)
+    }
+
+    /// Returns once the background worker is idle: no checkpoint pending
+    /// and no compaction step due. Writes meanwhile may start more work;
+    /// this waits for that too.
+    ///
+    /// # Errors
+    /// As [`Store::checkpoint`].
+    pub fn wait_idle(&self) -> Result<(), KvError> {
+        self.inner
+            .wait_work(|w| !(w.busy || w.checkpoint || w.compact || w.reshape))
+    }
+
+    /// The log underneath (for its stats and watermarks).
+    pub fn log(&self) -> &Wal {
+        &self.inner.wal
+    }
+
+    /// Stops the background worker and closes the log. Everything written
+    /// with [`Durability::Sync`] is durable already; buffered batches are
+    /// synced first.
+    ///
+    /// # Errors
+    /// A failed final sync.
+    pub fn close(self) -> Result<(), KvError> {
+        self.inner.wal.sync()?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        lock(&self.inner.work).closing = true;
+        self.inner.work_cv.notify_all();
+        if let Some(worker) = lock(&self.worker).take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Inner {
+    fn check_failed(&self) -> Result<(), KvError> {
+        match &lock(&self.work).failed {
+            Some(e) => Err(KvError::Failed(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Logs and applies a batch; returns its LSN. With `sync` the batch is
+    /// seen only once it is durable ([`Visibility`]); otherwise at once.
+    fn apply(&self, batch: &WriteBatch, sync: bool) -> Result<u64, KvError> {
+        self.check_failed()?;
+        let record = batch.encode(self.options.key_bytes_max, self.options.value_bytes_max)?;
+        let max = self.options.log.record_bytes_max;
+        if record.len() > max {
+            return Err(KvError::BatchTooLarge {
+                bytes: record.len(),
+                max,
+            });
+        }
+        let _w = lock(&self.write_lock);
+        let active = {
+            let tree = read(&self.tree);
+            Arc::clone(&tree.active)
+        };
+        if read(&active).bytes() >= self.options.memtable_bytes_max {
+            // Memory is full: freeze, which waits (bounded by one
+            // checkpoint) while an earlier frozen memtable is being written.
+            self.freeze()?;
+        }
+        let active = {
+            let tree = read(&self.tree);
+            Arc::clone(&tree.active)
+        };
+        let lsn = self.wal.append(&record)?;
+        write(&active).apply(batch, lsn);
+        self.visibility.applied_batch(lsn, sync);
+        self.user_bytes
+            .fetch_add(record.len() as u64, Ordering::Relaxed);
+        Ok(lsn)
+    }
+
+    /// Makes the active memtable the frozen one and wakes the worker. The
+    /// caller holds the write lock. False when there is nothing to freeze.
+    fn freeze(&self) -> Result<bool, KvError> {
+        self.wait_work(|_| read(&self.tree).frozen.is_none())?;
+        let mut tree = write(&self.tree);
+        if read(&tree.active).is_empty() {
+            return Ok(false);
+        }
+        // Everything applied goes with the memtable, visible yet or not:
+        // the checkpoint LSN must cover every LSN its table holds.
+        let upto = self.visibility.applied();
+        let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(Memtable::default())));
+        tree.frozen = Some((full, upto));
+        tree.refresh_view();
+        drop(tree);
+        lock(&self.work).checkpoint = true;
+        self.work_cv.notify_all();
+        Ok(true)
+    }
+}
