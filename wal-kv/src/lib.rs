@@ -48,13 +48,15 @@ mod memtable;
 mod options;
 mod store;
 mod table;
+mod txn;
 mod visibility;
 
 pub use batch::{Op, WriteBatch};
-pub use error::KvError;
-pub use options::{Durability, Options};
+pub use error::{ConflictKind, KvError};
+pub use options::{Durability, Isolation, Options};
 pub use store::{Commit, Iter, LevelStats, Snapshot, Stats, Store};
 pub use table::TableCompression;
+pub use txn::{TransactOptions, Transaction, TxnIter};
 
 /// The bytes of an example in `docs/KV_FORMAT.md`, between the markers
 /// `<!-- {name}-bytes:begin -->` and `...:end -->`, as lines of

@@ -36,6 +36,16 @@ pub struct Options {
     /// miss it go to the file (and the page cache). 0 caches nothing.
     /// Default 256 MiB.
     pub block_cache_bytes: u64,
+    /// Most operations one transaction may hold: its writes (one per key)
+    /// plus, when serializable, the keys and ranges it read. Its commit is
+    /// one log record, so its bytes are bounded by the log's
+    /// `record_bytes_max`. Default 100,000.
+    pub transaction_ops_max: usize,
+    /// Memory for the keys written since the oldest open read-write
+    /// transaction's snapshot, which commits are checked against. Past it
+    /// the oldest are forgotten, and a transaction whose snapshot is older
+    /// fails with [`KvError::TransactionTooOld`]. Default 64 MiB.
+    pub conflict_window_bytes_max: usize,
 }
 
 impl Default for Options {
@@ -52,6 +62,8 @@ impl Default for Options {
             level_size_ratio: 10,
             table_bytes_max: 64 << 20,
             block_cache_bytes: 256 << 20,
+            transaction_ops_max: 100_000,
+            conflict_window_bytes_max: 64 << 20,
         }
     }
 }
@@ -83,6 +95,12 @@ impl Options {
         if self.level1_bytes_target < self.table_bytes_max {
             return bad("level1_bytes_target must be at least table_bytes_max".into());
         }
+        if self.transaction_ops_max == 0 {
+            return bad("transaction_ops_max must be at least 1".into());
+        }
+        if self.conflict_window_bytes_max < 4096 {
+            return bad("conflict_window_bytes_max must be at least 4096".into());
+        }
         Ok(())
     }
 }
@@ -101,4 +119,21 @@ pub enum Durability {
     /// the log's sync policy makes it so (or at the next `Sync` batch), so a
     /// crash may lose it after it was read (RocksDB's `sync = false`).
     Buffered,
+}
+
+/// How isolated a transaction is from the commits made while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Isolation {
+    /// Reads see the snapshot taken when the transaction began (and its
+    /// own writes); the commit fails if a key it writes was written by a
+    /// commit after that snapshot: first committer wins. Two transactions
+    /// that each read what the other writes may both commit (write skew).
+    #[default]
+    Snapshot,
+    /// As [`Isolation::Snapshot`], and the commit also fails if a key it
+    /// read, or a key inside a range it scanned, was written after its
+    /// snapshot: committed transactions are equivalent to running one at a
+    /// time in LSN order (no write skew, no phantoms).
+    Serializable,
 }

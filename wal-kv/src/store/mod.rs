@@ -19,6 +19,7 @@ use crate::batch::WriteBatch;
 use crate::locks::{lock, read, write};
 use crate::memtable::Memtable;
 use crate::table::{self, Table};
+use crate::txn::conflict::Recent;
 use crate::visibility::Visibility;
 use crate::{Durability, KvError, Options};
 
@@ -35,12 +36,18 @@ use worker::Work;
 
 /// The store's shared state: the log, the version set, readers' views and
 /// the worker's queue.
-struct Inner {
+pub(crate) struct Inner {
     wal: Wal,
     storage: Arc<dyn Storage>,
-    options: Options,
+    pub(crate) options: Options,
     cache: Arc<table::BlockCache>,
-    write_lock: Mutex<()>,
+    /// Held while a write is checked, logged and applied, so LSN order is
+    /// apply order; guards the keys written since the oldest open
+    /// read-write transaction's snapshot, which commits are checked against.
+    write_lock: Mutex<Recent>,
+    /// Snapshots of the open read-write transactions (LSN -> how many).
+    /// Locked after `write_lock`, before `snapshots`.
+    pub(crate) txns: Mutex<BTreeMap<u64, usize>>,
     tree: RwLock<Tree>,
     /// Which applied batches readers see (a `Sync` batch once durable).
     visibility: Visibility,
@@ -76,7 +83,7 @@ struct Inner {
 /// # Ok::<(), wal_kv::KvError>(())
 /// ```
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -103,6 +110,22 @@ impl std::fmt::Debug for Commit {
 }
 
 impl Commit {
+    /// The future of `lsn`, applied as a `Sync` write: it becomes visible
+    /// once durable, whether or not the future is ever polled.
+    pub(crate) fn new(inner: &Arc<Inner>, lsn: u64) -> Commit {
+        let owner = Arc::clone(inner);
+        inner.wal.on_durable(lsn, move |result| {
+            if result.is_ok() {
+                owner.visibility.durable(lsn);
+            }
+        });
+        Commit {
+            lsn,
+            durable: inner.wal.durable(lsn),
+            inner: Arc::clone(inner),
+        }
+    }
+
     /// The batch's LSN.
     pub fn lsn(&self) -> u64 {
         self.lsn
@@ -134,14 +157,8 @@ impl Store {
     /// after a background failure.
     pub fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<u64, KvError> {
         let sync = durability == Durability::Sync;
-        let lsn = self.inner.apply(batch, sync)?;
-        if sync {
-            // The wait rides on the log's group commit; the batch becomes
-            // visible here (or earlier, by a later batch's durability).
-            self.inner.wal.wait_durable(lsn)?;
-            self.inner.visibility.durable(lsn);
-        }
-        Ok(lsn)
+        let lsn = self.inner.apply(batch, sync, |_| Ok(()))?;
+        self.inner.settle(lsn, durability)
     }
 
     /// Applies `batch` at once and returns a future that resolves with its
@@ -150,19 +167,8 @@ impl Store {
     /// # Errors
     /// As [`Store::write`], for the apply; durability errors come from the future.
     pub fn write_async(&self, batch: &WriteBatch) -> Result<Commit, KvError> {
-        let lsn = self.inner.apply(batch, true)?;
-        // Visible once durable, whether or not the future is ever polled.
-        let inner = Arc::clone(&self.inner);
-        self.inner.wal.on_durable(lsn, move |result| {
-            if result.is_ok() {
-                inner.visibility.durable(lsn);
-            }
-        });
-        Ok(Commit {
-            lsn,
-            durable: self.inner.wal.durable(lsn),
-            inner: Arc::clone(&self.inner),
-        })
+        let lsn = self.inner.apply(batch, true, |_| Ok(()))?;
+        Ok(Commit::new(&self.inner, lsn))
     }
 
     /// Sets one key, durably.
@@ -352,9 +358,27 @@ impl Inner {
         }
     }
 
-    /// Logs and applies a batch; returns its LSN. With `sync` the batch is
-    /// seen only once it is durable ([`Visibility`]); otherwise at once.
-    fn apply(&self, batch: &WriteBatch, sync: bool) -> Result<u64, KvError> {
+    /// Waits for what `durability` asks of applied write `lsn`; returns it.
+    pub(crate) fn settle(&self, lsn: u64, durability: Durability) -> Result<u64, KvError> {
+        if durability == Durability::Sync {
+            // The wait rides on the log's group commit; the write becomes
+            // visible here (or earlier, by a later write's durability).
+            self.wal.wait_durable(lsn)?;
+            self.visibility.durable(lsn);
+        }
+        Ok(lsn)
+    }
+
+    /// Logs and applies a batch once `check` passes against the writes
+    /// since the oldest open transaction (under the write lock, so nothing
+    /// commits in between); returns its LSN. With `sync` the batch is seen
+    /// only once it is durable ([`Visibility`]); otherwise at once.
+    pub(crate) fn apply(
+        &self,
+        batch: &WriteBatch,
+        sync: bool,
+        check: impl FnOnce(&Recent) -> Result<(), KvError>,
+    ) -> Result<u64, KvError> {
         self.check_failed()?;
         let record = batch.encode(self.options.key_bytes_max, self.options.value_bytes_max)?;
         let max = self.options.log.record_bytes_max;
@@ -364,7 +388,8 @@ impl Inner {
                 max,
             });
         }
-        let _w = lock(&self.write_lock);
+        let mut recent = lock(&self.write_lock);
+        check(&recent)?;
         let active = {
             let tree = read(&self.tree);
             Arc::clone(&tree.active)
@@ -381,9 +406,22 @@ impl Inner {
         let lsn = self.wal.append(&record)?;
         write(&active).apply(batch, lsn);
         self.visibility.applied_batch(lsn, sync);
+        recent.record(lsn, batch.ops().iter().map(|op| op.key().clone()).collect());
+        recent.prune(self.txn_floor());
+        drop(recent);
         self.user_bytes
             .fetch_add(record.len() as u64, Ordering::Relaxed);
         Ok(lsn)
+    }
+
+    /// The LSN no open read-write transaction's snapshot is below: the
+    /// oldest one's, or the visible LSN (a transaction beginning now reads
+    /// at it or later). Taken under the transactions' lock, as a beginning
+    /// transaction takes its snapshot, so none can begin below it unseen.
+    pub(crate) fn txn_floor(&self) -> u64 {
+        let txns = lock(&self.txns);
+        let visible = self.visibility.visible();
+        txns.keys().next().map_or(visible, |&s| s.min(visible))
     }
 
     /// Makes the active memtable the frozen one and wakes the worker. The

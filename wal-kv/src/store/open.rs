@@ -18,6 +18,7 @@ use crate::compaction::{self, Levels};
 use crate::manifest::{self, Manifest};
 use crate::memtable::Memtable;
 use crate::table::{self, Table};
+use crate::txn::conflict::Recent;
 use crate::visibility::Visibility;
 use crate::{KvError, Options};
 
@@ -75,12 +76,14 @@ impl Store {
             }),
         };
         tree.refresh_view();
+        let window_bytes_max = options.conflict_window_bytes_max;
         let inner = Arc::new(Inner {
             wal,
             storage,
             options,
             cache,
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(Recent::new(visible, window_bytes_max)),
+            txns: Mutex::new(BTreeMap::new()),
             tree: RwLock::new(tree),
             visibility: Visibility::new(visible),
             snapshots: Mutex::new(BTreeMap::new()),

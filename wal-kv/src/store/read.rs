@@ -13,8 +13,8 @@ use crate::memtable::Entry;
 /// A consistent view as of one LSN; writers go on meanwhile.
 #[derive(Debug)]
 pub struct Snapshot<'a> {
-    pub(super) store: &'a Store,
-    pub(super) lsn: u64,
+    pub(crate) store: &'a Store,
+    pub(crate) lsn: u64,
 }
 
 impl Snapshot<'_> {

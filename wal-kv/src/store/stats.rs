@@ -46,6 +46,12 @@ pub struct Stats {
     /// Table blocks read from files: reads that missed the block cache, and
     /// compaction's reads, which bypass it.
     pub block_reads: u64,
+    /// Keys written since the oldest open read-write transaction's
+    /// snapshot, kept to check commits against (see
+    /// [`Options::conflict_window_bytes_max`](crate::Options::conflict_window_bytes_max)).
+    pub conflict_keys: usize,
+    /// Read-write transactions open now.
+    pub open_transactions: usize,
 }
 
 /// One level's share of the tables.
@@ -62,6 +68,10 @@ impl Store {
     /// Figures about the store.
     pub fn stats(&self) -> Stats {
         let inner = &self.inner;
+        // Before the tree and work locks: a writer holds the write lock
+        // while it takes those.
+        let conflict_keys = lock(&inner.write_lock).len();
+        let open_transactions = lock(&inner.txns).values().sum();
         let tree = read(&inner.tree);
         let work = lock(&inner.work);
         let user = inner.user_bytes.load(Ordering::Relaxed);
@@ -101,6 +111,8 @@ impl Store {
             },
             checkpoint_lsn: tree.manifest.checkpoint_lsn,
             block_reads: inner.cache.reads.load(Ordering::Relaxed),
+            conflict_keys,
+            open_transactions,
         }
     }
 }
