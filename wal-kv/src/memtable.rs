@@ -88,12 +88,14 @@ impl Memtable {
         (place.key.as_ref() == key).then(|| v.clone())
     }
 
-    /// Every version with a key in `[lo, hi)` (bounds as given), in order.
+    /// Every version with a key in `[lo, hi)` (bounds as given), in order;
+    /// none for bounds that hold no key (`lo` above `hi`, for instance).
     pub fn range(
         &self,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
     ) -> impl DoubleEndedIterator<Item = Entry> + '_ {
+        let empty = is_empty_range(lo, hi);
         let lo = match lo {
             Bound::Included(k) => Bound::Included(Place::new(Bytes::copy_from_slice(k), u64::MAX)),
             Bound::Excluded(k) => Bound::Excluded(Place::new(Bytes::copy_from_slice(k), 0)),
@@ -104,11 +106,26 @@ impl Memtable {
             Bound::Excluded(k) => Bound::Excluded(Place::new(Bytes::copy_from_slice(k), u64::MAX)),
             Bound::Unbounded => Bound::Unbounded,
         };
-        self.map.range((lo, hi)).map(|(place, v)| Entry {
-            key: place.key.clone(),
-            lsn: place.lsn.0,
-            value: v.clone(),
-        })
+        // `BTreeMap::range` panics on inverted bounds: never pass them.
+        (!empty)
+            .then(|| self.map.range((lo, hi)))
+            .into_iter()
+            .flatten()
+            .map(|(place, v)| Entry {
+                key: place.key.clone(),
+                lsn: place.lsn.0,
+                value: v.clone(),
+            })
+    }
+}
+
+/// Whether no key lies within the bounds.
+pub(crate) fn is_empty_range(lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(l), Bound::Included(h)) => l > h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h))
+        | (Bound::Excluded(l), Bound::Included(h)) => l >= h,
+        _ => false,
     }
 }
 

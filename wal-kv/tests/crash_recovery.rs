@@ -1,5 +1,7 @@
 //! Model-based power-loss test of the store on the simulated disk: random
-//! batches (durable and buffered), gets, scans, snapshots, checkpoints and
+//! batches (durable and buffered), transactions (both isolation levels,
+//! sometimes with a write between their reads and their commit that they
+//! must or must not conflict with), gets, scans, snapshots, checkpoints and
 //! compactions (also triggered in the background by a tiny memtable), crashes
 //! of every kind the simulator offers, reopens. After each reopen the store
 //! must equal the model after some prefix of the batches that includes every
@@ -16,7 +18,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 use wal_io::sim::{CrashMode, SimDisk};
-use wal_kv::{Durability, Options, Store, TableCompression, WriteBatch};
+use wal_kv::{Durability, Isolation, KvError, Options, Store, TableCompression, WriteBatch};
 
 type Model = BTreeMap<Bytes, Bytes>;
 
@@ -87,6 +89,145 @@ fn apply(model: &mut Model, batch: &WriteBatch) {
     }
 }
 
+/// The model after the last batch known durable, every batch since, and
+/// the model after all of them.
+#[derive(Default)]
+struct History {
+    durable: Model,
+    since: Vec<WriteBatch>,
+    current: Model,
+}
+
+impl History {
+    fn record(&mut self, batch: WriteBatch, durability: Durability) {
+        apply(&mut self.current, &batch);
+        if durability == Durability::Sync {
+            // Everything before a durable batch is durable too.
+            self.durable = self.current.clone();
+            self.since.clear();
+        } else {
+            self.since.push(batch);
+        }
+    }
+}
+
+fn durability(rng: &mut Rng) -> Durability {
+    if rng.below(3) == 0 {
+        Durability::Buffered
+    } else {
+        Durability::Sync
+    }
+}
+
+fn value(rng: &mut Rng, seed: u64, value_seq: &mut u64) -> Vec<u8> {
+    *value_seq += 1;
+    let len = rng.below(120) as usize;
+    let mut v = format!("{seed}-{value_seq}-").into_bytes();
+    v.resize(v.len() + len, b'v');
+    v
+}
+
+/// One transaction: its reads checked against the model with its own
+/// writes merged in, then (sometimes) a plain write before its commit,
+/// which must fail exactly when that write touched a key it wrote or
+/// (serializable) read or scanned.
+fn transaction_step(
+    store: &Store,
+    rng: &mut Rng,
+    keys: u64,
+    h: &mut History,
+    seed: u64,
+    seq: &mut u64,
+) {
+    let serializable = rng.below(2) == 0;
+    let isolation = if serializable {
+        Isolation::Serializable
+    } else {
+        Isolation::Snapshot
+    };
+    let mut txn = store.transaction_with(isolation);
+    let mut pending: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+    let mut read = Vec::new();
+    let view = |pending: &BTreeMap<Bytes, Option<Bytes>>, k: &Bytes| match pending.get(k) {
+        Some(v) => v.clone(),
+        None => h.current.get(k).cloned(),
+    };
+    for step in 0..2 + rng.below(4) {
+        let k = key(rng, keys);
+        if step % 2 == 0 {
+            assert_eq!(
+                txn.get(&k).unwrap(),
+                view(&pending, &k),
+                "seed {seed}: txn get {k:?}"
+            );
+            if !pending.contains_key(&k) {
+                read.push(k);
+            }
+        } else if rng.below(4) == 0 {
+            txn.delete(k.clone()).unwrap();
+            pending.insert(k, None);
+        } else {
+            let v = Bytes::from(value(rng, seed, seq));
+            txn.put(k.clone(), v.clone()).unwrap();
+            pending.insert(k, Some(v));
+        }
+    }
+    let (a, b) = (key(rng, keys), key(rng, keys));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut merged = h.current.clone();
+    for (k, v) in &pending {
+        match v {
+            Some(v) => merged.insert(k.clone(), v.clone()),
+            None => merged.remove(k),
+        };
+    }
+    let want: Vec<_> = merged
+        .range(lo.clone()..hi.clone())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let got = txn
+        .scan(Bound::Included(&lo), Bound::Excluded(&hi))
+        .unwrap();
+    assert_eq!(got, want, "seed {seed}: txn scan merges its writes");
+    let mut rev = txn
+        .scan_rev(Bound::Included(&lo), Bound::Excluded(&hi))
+        .unwrap();
+    rev.reverse();
+    assert_eq!(rev, want, "seed {seed}: txn reverse scan");
+    let mut expect_conflict = false;
+    if rng.below(3) == 0 {
+        let k = key(rng, keys);
+        let mut between = WriteBatch::new();
+        between.put(k.clone(), "between");
+        let mode = durability(rng);
+        store.write(&between, mode).unwrap();
+        h.record(between, mode);
+        expect_conflict = pending.contains_key(&k)
+            || (serializable && (read.contains(&k) || (lo <= k && k < hi)));
+    }
+    let mode = durability(rng);
+    match txn.commit(mode) {
+        Ok(_) => {
+            assert!(
+                !expect_conflict,
+                "seed {seed}: a conflicting transaction committed"
+            );
+            if !pending.is_empty() {
+                let mut batch = WriteBatch::new();
+                for (k, v) in pending {
+                    match v {
+                        Some(v) => batch.put(k, v),
+                        None => batch.delete(k),
+                    };
+                }
+                h.record(batch, mode);
+            }
+        }
+        Err(KvError::Conflict { .. }) if expect_conflict => {}
+        Err(e) => panic!("seed {seed}: commit: {e} (conflict expected: {expect_conflict})"),
+    }
+}
+
 fn everything(store: &Store) -> Vec<(Bytes, Bytes)> {
     store.scan(Bound::Unbounded, Bound::Unbounded).unwrap()
 }
@@ -101,49 +242,33 @@ fn run_seed(seed: u64, crashes: u64) {
     let opts = options(seed);
     let keys = key_count(&opts);
     let mut store = Store::open_with(disk.storage(), opts.clone()).unwrap();
-    // The model after the last batch known durable, and every batch since.
-    let mut durable: Model = Model::new();
-    let mut since: Vec<WriteBatch> = Vec::new();
-    let mut current: Model = Model::new();
+    let mut h = History::default();
     let mut value_seq = 0u64;
     let mut levels_max = 0;
     for crash in 0..crashes {
         let steps = 5 + rng.below(30);
         for _ in 0..steps {
             match rng.below(100) {
-                0..=54 => {
+                0..=44 => {
                     let mut batch = WriteBatch::new();
                     for _ in 0..1 + rng.below(4) {
                         if rng.below(5) == 0 {
                             batch.delete(key(&mut rng, keys));
                         } else {
-                            value_seq += 1;
-                            let len = rng.below(120) as usize;
-                            let mut v = format!("{seed}-{value_seq}-").into_bytes();
-                            v.resize(v.len() + len, b'v');
+                            let v = value(&mut rng, seed, &mut value_seq);
                             batch.put(key(&mut rng, keys), v);
                         }
                     }
-                    let sync = rng.below(3) != 0;
-                    let mode = if sync {
-                        Durability::Sync
-                    } else {
-                        Durability::Buffered
-                    };
+                    let mode = durability(&mut rng);
                     store.write(&batch, mode).unwrap();
-                    apply(&mut current, &batch);
-                    if sync {
-                        durable = current.clone();
-                        since.clear();
-                    } else {
-                        since.push(batch);
-                    }
+                    h.record(batch, mode);
                 }
+                45..=54 => transaction_step(&store, &mut rng, keys, &mut h, seed, &mut value_seq),
                 55..=69 => {
                     let k = key(&mut rng, keys);
                     assert_eq!(
                         store.get(&k).unwrap(),
-                        current.get(&k).cloned(),
+                        h.current.get(&k).cloned(),
                         "seed {seed} crash {crash}: get {k:?}"
                     );
                 }
@@ -153,7 +278,8 @@ fn run_seed(seed: u64, crashes: u64) {
                     let got = store
                         .scan(Bound::Included(&lo), Bound::Excluded(&hi))
                         .unwrap();
-                    let want: Vec<_> = current
+                    let want: Vec<_> = h
+                        .current
                         .range(lo.clone()..hi.clone())
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
@@ -166,14 +292,13 @@ fn run_seed(seed: u64, crashes: u64) {
                 80..=89 => {
                     // A snapshot holds its view while writes go on.
                     let snap = store.snapshot();
-                    let frozen = current.clone();
+                    let frozen = h.current.clone();
                     let mut batch = WriteBatch::new();
                     batch
                         .put(key(&mut rng, keys), "later")
                         .delete(key(&mut rng, keys));
                     store.write(&batch, Durability::Buffered).unwrap();
-                    apply(&mut current, &batch);
-                    since.push(batch);
+                    h.record(batch, Durability::Buffered);
                     let got = snap.scan(Bound::Unbounded, Bound::Unbounded).unwrap();
                     assert_eq!(got, as_vec(&frozen), "seed {seed} crash {crash}: snapshot");
                     let mut rev = snap.scan_rev(Bound::Unbounded, Bound::Unbounded).unwrap();
@@ -192,9 +317,9 @@ fn run_seed(seed: u64, crashes: u64) {
             .unwrap_or_else(|e| panic!("seed {seed} crash {crash} ({mode:?}): reopen: {e}"));
         // The store must be the model after some prefix of the batches.
         let got = everything(&store);
-        let mut candidate = durable.clone();
+        let mut candidate = h.durable.clone();
         let mut matched = (got == as_vec(&candidate)).then_some(0);
-        for (i, batch) in since.iter().enumerate() {
+        for (i, batch) in h.since.iter().enumerate() {
             apply(&mut candidate, batch);
             if got == as_vec(&candidate) {
                 matched = Some(i + 1);
@@ -205,17 +330,19 @@ fn run_seed(seed: u64, crashes: u64) {
                 "seed {seed} crash {crash} ({mode:?}): the store after reopen is no prefix \
                  of the batches ({} keys; durable model {} keys, {} buffered batches)",
                 got.len(),
-                durable.len(),
-                since.len()
+                h.durable.len(),
+                h.since.len()
             );
         };
-        let mut model = durable.clone();
-        for batch in &since[..kept] {
+        let mut model = h.durable.clone();
+        for batch in &h.since[..kept] {
             apply(&mut model, batch);
         }
-        durable = model.clone();
-        current = model;
-        since.clear();
+        h = History {
+            durable: model.clone(),
+            since: Vec::new(),
+            current: model,
+        };
     }
     if opts.level1_bytes_target == 4096 && crashes >= 100 {
         assert!(levels_max >= 3, "seed {seed}: data never reached level 2");

@@ -37,7 +37,7 @@ use worker::Work;
 /// The store's shared state: the log, the version set, readers' views and
 /// the worker's queue.
 pub(crate) struct Inner {
-    wal: Wal,
+    pub(crate) wal: Wal,
     storage: Arc<dyn Storage>,
     pub(crate) options: Options,
     cache: Arc<table::BlockCache>,
@@ -50,7 +50,7 @@ pub(crate) struct Inner {
     pub(crate) txns: Mutex<BTreeMap<u64, usize>>,
     tree: RwLock<Tree>,
     /// Which applied batches readers see (a `Sync` batch once durable).
-    visibility: Visibility,
+    pub(crate) visibility: Visibility,
     snapshots: Mutex<BTreeMap<u64, usize>>,
     work: Mutex<Work>,
     work_cv: Condvar,

@@ -18,9 +18,9 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use super::iter::is_empty_range;
 use crate::KvError;
 use crate::error::ConflictKind;
+use crate::memtable::is_empty_range;
 
 /// Bytes charged per remembered key beyond its own (map node, LSN, queue).
 const ENTRY_OVERHEAD_BYTES: usize = 64;

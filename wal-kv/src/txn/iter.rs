@@ -9,6 +9,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use super::Transaction;
+use crate::memtable::is_empty_range;
 use crate::store::Iter;
 use crate::{Isolation, KvError};
 
@@ -43,17 +44,6 @@ impl std::fmt::Debug for TxnIter<'_> {
 
 fn owned(b: Bound<&[u8]>) -> Bound<Bytes> {
     b.map(Bytes::copy_from_slice)
-}
-
-/// Whether no key lies within the bounds (`BTreeMap::range` panics on some
-/// of these, so they are never passed to it).
-pub(crate) fn is_empty_range(lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
-    match (lo, hi) {
-        (Bound::Included(l), Bound::Included(h)) => l > h,
-        (Bound::Included(l) | Bound::Excluded(l), Bound::Excluded(h))
-        | (Bound::Excluded(l), Bound::Included(h)) => l >= h,
-        _ => false,
-    }
 }
 
 impl<'t> TxnIter<'t> {

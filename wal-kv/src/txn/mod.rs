@@ -266,9 +266,20 @@ impl<'a> Transaction<'a> {
         }
         let reads = self.reads.borrow();
         let reads = (self.isolation == Isolation::Serializable).then_some(&*reads);
-        self.snapshot.store.inner.apply(&batch, sync, |recent| {
+        let inner = &self.snapshot.store.inner;
+        let result = inner.apply(&batch, sync, |recent| {
             recent.validate(self.snapshot.lsn, self.writes.keys(), reads)
-        })
+        });
+        if let Err(KvError::Conflict { lsn, .. }) = &result
+            && *lsn > inner.visibility.visible()
+        {
+            // The winner is not visible yet: a retry now would read at the
+            // same snapshot and lose again. Wait until it is durable (the
+            // retry then sees it), or report why it never will be.
+            inner.wal.wait_durable(*lsn)?;
+            inner.visibility.durable(*lsn);
+        }
+        result
     }
 
     /// Records a pending write, within the limits.
