@@ -7,7 +7,8 @@ use std::future::Future;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use wal_io::sim::SimDisk;
+use wal_io::Op;
+use wal_io::sim::{Fault, FaultError, SimDisk};
 use wal_kv::{
     ConflictKind, Durability, Isolation, KvError, Options, Store, TransactOptions, WriteBatch,
 };
@@ -461,4 +462,24 @@ fn what_open_transactions_keep_and_for_how_long() {
         store.stats().conflict_keys <= 1,
         "forgotten once none is open"
     );
+}
+
+/// A commit that loses to a write not yet durable would lose again on
+/// every retry until that write is seen; if its sync failed it never is:
+/// the commit reports the log's failure, not a conflict to retry forever.
+#[test]
+fn losing_to_a_write_whose_sync_failed_reports_the_failure() {
+    let (disk, store) = store(12);
+    store.put("k", "0").unwrap();
+    let mut txn = store.transaction();
+    txn.put("k", "mine").unwrap();
+    disk.inject(Fault::once(
+        Op::SyncData,
+        disk.op_count(Op::SyncData) + 1,
+        FaultError::Eio,
+    ));
+    assert!(store.put("k", "lost").is_err());
+    let err = txn.commit(Durability::Sync).unwrap_err();
+    assert!(matches!(err, KvError::Log(_)), "{err}");
+    assert!(!err.is_retryable());
 }
