@@ -24,6 +24,7 @@ mod orchestrate;
 mod record;
 mod report;
 mod stores;
+mod txnload;
 mod workload;
 
 /// The workloads, by the names the tables, files and flags use.
@@ -75,11 +76,19 @@ pub enum Workload {
     #[serde(rename = "k2-get")]
     #[value(name = "k2-get")]
     K2Get,
+    /// Transactions reading 2 keys and writing both, 1 thread.
+    #[serde(rename = "k3")]
+    #[value(name = "k3")]
+    K3,
+    /// Transactions reading 2 keys and writing both, many threads.
+    #[serde(rename = "k3-mt")]
+    #[value(name = "k3-mt")]
+    K3Many,
 }
 
 impl Workload {
     /// Every workload, in the order the tables show them.
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 13] = [
         Workload::W1,
         Workload::W2,
         Workload::W5,
@@ -91,6 +100,8 @@ impl Workload {
         Workload::K1Many,
         Workload::K2Load,
         Workload::K2Get,
+        Workload::K3,
+        Workload::K3Many,
     ];
 
     /// The name used in files and flags.
@@ -107,14 +118,21 @@ impl Workload {
             Workload::K1Many => "k1-mt",
             Workload::K2Load => "k2-load",
             Workload::K2Get => "k2-get",
+            Workload::K3 => "k3",
+            Workload::K3Many => "k3-mt",
         }
     }
 
-    /// True for the key-value workloads (K1, K2), run by the stores.
+    /// True for the key-value workloads (K1-K3), run by the stores.
     pub fn is_kv(self) -> bool {
         matches!(
             self,
-            Workload::K1 | Workload::K1Many | Workload::K2Load | Workload::K2Get
+            Workload::K1
+                | Workload::K1Many
+                | Workload::K2Load
+                | Workload::K2Get
+                | Workload::K3
+                | Workload::K3Many
         )
     }
 
@@ -124,9 +142,9 @@ impl Workload {
         matches!(self, Workload::W4Big | Workload::W4Small | Workload::K2Get)
     }
 
-    /// Writer threads: many for W2 and K1-mt, one otherwise.
+    /// Writer threads: many for W2, K1-mt and K3-mt, one otherwise.
     pub fn is_many_threads(self) -> bool {
-        matches!(self, Workload::W2 | Workload::K1Many)
+        matches!(self, Workload::W2 | Workload::K1Many | Workload::K3Many)
     }
 
     /// Bytes per record; for K1 and K2, of a key and its value.
@@ -198,7 +216,7 @@ fn list() {
     for c in contenders::all() {
         println!("  {:<14} {}", c.name(), c.config());
     }
-    println!("key-value contenders (K1, K2):");
+    println!("key-value contenders (K1-K3):");
     for s in stores::all() {
         println!("  {:<14} {}", s.name(), s.config());
     }

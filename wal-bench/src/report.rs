@@ -55,6 +55,9 @@ pub struct Row {
     pub open_ms: Option<f64>,
     /// How the page cache was emptied before a replay.
     pub cache: Option<String>,
+    /// Transaction attempts refused for a conflict, over all attempts
+    /// (K3, median round).
+    pub conflict_rate: Option<f64>,
     /// `ok`, `n/a: <why>` or `failed: <why>`.
     pub status: String,
 }
@@ -73,6 +76,8 @@ pub fn title(w: Workload) -> &'static str {
         Workload::K1Many => "K1 durable puts, many threads, 16 B keys, 100 B values",
         Workload::K2Load => "K2 load: keys in durable batches of 1000",
         Workload::K2Get => "K2 gets: every loaded key once, random order, 1 thread, after a reopen",
+        Workload::K3 => "K3 durable transactions, 1 thread, read 2 keys and write both",
+        Workload::K3Many => "K3 durable transactions, many threads, read 2 keys and write both",
     }
 }
 
@@ -80,9 +85,13 @@ pub fn title(w: Workload) -> &'static str {
 /// comparison is in operations (true) or bytes (false) per second.
 fn limit_of(w: Workload) -> (&'static [&'static str], bool) {
     match w {
-        Workload::W1 | Workload::W2 | Workload::W5 | Workload::K1 | Workload::K1Many => {
-            (&[limit::SYNC_4K_WRITTEN], true)
-        }
+        Workload::W1
+        | Workload::W2
+        | Workload::W5
+        | Workload::K1
+        | Workload::K1Many
+        | Workload::K3
+        | Workload::K3Many => (&[limit::SYNC_4K_WRITTEN], true),
         Workload::W3Big | Workload::W3Small | Workload::K2Load => {
             (&[limit::SYNC_1M_BUFFERED, limit::SYNC_1M_DIRECT], false)
         }
@@ -119,6 +128,7 @@ fn blank(workload: &str, contender: &str, kind: &'static str, config: &str) -> R
         verified_records: None,
         open_ms: None,
         cache: None,
+        conflict_rate: None,
         status: "ok".into(),
     }
 }
@@ -133,6 +143,7 @@ impl Row {
         self.p50_us = m.p50_us;
         self.p99_us = m.p99_us;
         self.p999_us = m.p999_us;
+        self.conflict_rate = m.conflicts.map(|c| c as f64 / (c + m.ops).max(1) as f64);
     }
 }
 
@@ -332,10 +343,10 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
                 fmt_opt(r.ratio_to_best_peer, 2),
                 fmt_opt(r.ratio_to_limit, 2),
                 fmt_opt(r.open_ms, 1),
-                if r.status == "ok" {
-                    String::new()
-                } else {
-                    format!("  ({})", r.status)
+                match (r.status.as_str(), r.conflict_rate) {
+                    ("ok", None) => String::new(),
+                    ("ok", Some(rate)) => format!("  conflicts {:.2}%", rate * 100.0),
+                    (status, _) => format!("  ({status})"),
                 }
             );
         }
@@ -389,14 +400,14 @@ fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "workload,contender,kind,config,threads,ops,seconds,ops_per_s,mb_per_s,p50_us,p99_us,\
          p999_us,ratio_to_best_peer,ratio_to_limit,rounds,ops_per_s_min,ops_per_s_max,\
-         verified_records,open_ms,cache,status\n",
+         verified_records,open_ms,cache,conflict_rate,status\n",
     );
     let num = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v}"));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.workload,
             r.contender,
             r.kind,
@@ -418,6 +429,7 @@ fn csv(rows: &[Row]) -> String {
                 .map_or_else(String::new, |v| v.to_string()),
             num(r.open_ms),
             quote(r.cache.as_deref().unwrap_or_default()),
+            num(r.conflict_rate),
             quote(&r.status)
         );
     }

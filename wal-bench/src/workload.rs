@@ -27,6 +27,9 @@ pub struct Measured {
     pub p99_us: Option<f64>,
     /// 99.9th percentile.
     pub p999_us: Option<f64>,
+    /// Transaction attempts refused for a conflict (K3).
+    #[serde(default)]
+    pub conflicts: Option<u64>,
 }
 
 /// The longest latency the histograms tell apart.
@@ -86,6 +89,7 @@ impl Recorder {
             p50_us: micros(0.50),
             p99_us: micros(0.99),
             p999_us: micros(0.999),
+            conflicts: None,
         }
     }
 }
@@ -147,6 +151,7 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
         Workload::K1 | Workload::K1Many => crate::kvload::puts(kv_contender(spec)?, spec),
         Workload::K2Load => crate::kvload::load(kv_contender(spec)?, spec),
         Workload::K2Get => crate::kvload::gets(kv_contender(spec)?, spec),
+        Workload::K3 | Workload::K3Many => crate::txnload::transactions(kv_contender(spec)?, spec),
     }
 }
 

@@ -45,10 +45,37 @@ pub trait KvReader {
     fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String>;
 }
 
+/// An open store of a contender with transactions (K3).
+pub trait TxnStore: Send + Sync {
+    /// One attempt: in one transaction, reads `a` and `b` and writes each
+    /// back holding its counter plus one (see `txnload`), committed durably.
+    /// False when the commit was refused for a conflict (nothing written).
+    fn increment_pair(&self, a: &[u8], b: &[u8]) -> Result<bool, String>;
+
+    /// A reader over a consistent view.
+    fn reader(&self) -> Result<Box<dyn KvReader + '_>, String>;
+
+    /// Closes the store cleanly.
+    fn close(self: Box<Self>) -> Result<(), String>;
+}
+
 /// One key-value contender: how to open its store.
 pub trait KvContender: Entrant {
     /// Opens (creating) the store in `dir`.
     fn open(&self, dir: &Path) -> Result<Box<dyn KvStore>, String>;
+
+    /// Opens (creating) the store in `dir` for transactions, if it has them
+    /// (its `not_applicable` says so for K3 otherwise).
+    fn open_txn(&self, dir: &Path) -> Option<Result<Box<dyn TxnStore>, String>> {
+        let _ = dir;
+        None
+    }
+}
+
+/// Why a store without transactions cannot run K3.
+pub(crate) fn no_transactions(workload: crate::Workload) -> Option<&'static str> {
+    matches!(workload, crate::Workload::K3 | crate::Workload::K3Many)
+        .then_some("no multi-key read-write transactions")
 }
 
 /// Every key-value contender, ours first.

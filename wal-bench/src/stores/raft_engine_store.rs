@@ -73,6 +73,10 @@ impl Entrant for RaftEngine {
          batch of 1000 for the load); gets: Engine::get from its in-memory table (all \
          keys are held in memory)"
     }
+
+    fn not_applicable(&self, workload: crate::Workload) -> Option<&'static str> {
+        super::no_transactions(workload)
+    }
 }
 
 impl KvContender for RaftEngine {

@@ -3,10 +3,13 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadOnlyTable, ReadableDatabase, TableDefinition, TableError};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, TableError,
+};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_found};
+use super::{KvContender, KvReader, KvStore, Pair, TxnStore, copy_found};
 use crate::contenders::{Entrant, err};
+use crate::txnload;
 
 /// The redb peer.
 pub static REDB: Redb = Redb;
@@ -57,6 +60,35 @@ impl KvStore for OpenRedb {
     }
 }
 
+impl TxnStore for OpenRedb {
+    /// redb has one writer at a time: a write transaction never conflicts.
+    fn increment_pair(&self, a: &[u8], b: &[u8]) -> Result<bool, String> {
+        let tx = self.0.begin_write().map_err(err("begin write"))?;
+        {
+            let mut table = tx.open_table(TABLE).map_err(err("open table"))?;
+            for k in [a, b] {
+                let n = {
+                    let found = table.get(k).map_err(err("get"))?;
+                    txnload::counter(found.as_ref().map(|v| v.value()))?
+                };
+                table
+                    .insert(k, txnload::value(n + 1).as_slice())
+                    .map_err(err("insert"))?;
+            }
+        }
+        tx.commit().map_err(err("commit"))?;
+        Ok(true)
+    }
+
+    fn reader(&self) -> Result<Box<dyn KvReader + '_>, String> {
+        KvStore::reader(self)
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// No table yet means no keys yet.
 struct Reader(Option<ReadOnlyTable<&'static [u8], &'static [u8]>>);
 
@@ -77,7 +109,8 @@ impl Entrant for Redb {
 
     fn config(&self) -> &'static str {
         "defaults (Durability::Immediate); one table; put: one write transaction; load: \
-         one write transaction per 1000 keys; gets: one read transaction"
+         one write transaction per 1000 keys; gets: one read transaction; transactions: \
+         a write transaction (one writer at a time, so never a conflict)"
     }
 }
 
@@ -85,5 +118,10 @@ impl KvContender for Redb {
     fn open(&self, dir: &Path) -> Result<Box<dyn KvStore>, String> {
         let db = Database::create(dir.join(FILE_NAME)).map_err(err("open"))?;
         Ok(Box::new(OpenRedb(db)))
+    }
+
+    fn open_txn(&self, dir: &Path) -> Option<Result<Box<dyn TxnStore>, String>> {
+        let db = Database::create(dir.join(FILE_NAME)).map_err(err("open"));
+        Some(db.map(|db| Box::new(OpenRedb(db)) as Box<dyn TxnStore>))
     }
 }

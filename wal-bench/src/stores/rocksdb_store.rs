@@ -4,9 +4,13 @@
 
 use std::path::Path;
 
-use rocksdb::{DB, Options, SnapshotWithThreadMode, WriteBatch, WriteOptions};
+use rocksdb::{
+    DB, ErrorKind, OptimisticTransactionDB, OptimisticTransactionOptions, Options,
+    SnapshotWithThreadMode, WriteBatch, WriteOptions,
+};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_found};
+use super::{KvContender, KvReader, KvStore, Pair, TxnStore, copy_found};
+use crate::txnload;
 use crate::contenders::{Entrant, err};
 
 /// The RocksDB peer.
@@ -51,6 +55,48 @@ impl KvReader for Reader<'_> {
     }
 }
 
+/// RocksDB's optimistic transactions: each reads at a snapshot taken when
+/// it begins, with `get_for_update`, so the commit fails if a key it read
+/// or wrote changed since.
+struct OpenTxDb {
+    db: OptimisticTransactionDB,
+    sync: WriteOptions,
+    txn: OptimisticTransactionOptions,
+}
+
+impl TxnStore for OpenTxDb {
+    fn increment_pair(&self, a: &[u8], b: &[u8]) -> Result<bool, String> {
+        let txn = self.db.transaction_opt(&self.sync, &self.txn);
+        for k in [a, b] {
+            let found = txn.get_for_update(k, true).map_err(err("get"))?;
+            let n = txnload::counter(found.as_deref())?;
+            txn.put(k, txnload::value(n + 1)).map_err(err("put"))?;
+        }
+        match txn.commit() {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::Busy | ErrorKind::TryAgain) => Ok(false),
+            Err(e) => Err(format!("commit: {e}")),
+        }
+    }
+
+    fn reader(&self) -> Result<Box<dyn KvReader + '_>, String> {
+        Ok(Box::new(TxReader(&self.db)))
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        Ok(()) // every commit was synced
+    }
+}
+
+/// Reads of the latest values (K3 reads after a reopen, with no writer).
+struct TxReader<'a>(&'a OptimisticTransactionDB);
+
+impl KvReader for TxReader<'_> {
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+        Ok(copy_found(out, self.0.get_pinned(key).map_err(err("get"))?))
+    }
+}
+
 impl Entrant for RocksDb {
     fn name(&self) -> &'static str {
         "rocksdb"
@@ -59,7 +105,8 @@ impl Entrant for RocksDb {
     fn config(&self) -> &'static str {
         "rocksdb crate, defaults (built without compression libraries); every write a \
          WriteBatch with WriteOptions sync=true; put: one key; load: 1000 keys; gets \
-         through one snapshot"
+         through one snapshot; transactions: OptimisticTransactionDB, a snapshot per \
+         transaction, get_for_update, commits with sync=true"
     }
 }
 
@@ -71,5 +118,19 @@ impl KvContender for RocksDb {
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         Ok(Box::new(OpenDb { db, sync }))
+    }
+
+    fn open_txn(&self, dir: &Path) -> Option<Result<Box<dyn TxnStore>, String>> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        let db = match OptimisticTransactionDB::open(&options, dir) {
+            Ok(db) => db,
+            Err(e) => return Some(Err(format!("open: {e}"))),
+        };
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        let mut txn = OptimisticTransactionOptions::default();
+        txn.set_snapshot(true);
+        Some(Ok(Box::new(OpenTxDb { db, sync, txn })))
     }
 }

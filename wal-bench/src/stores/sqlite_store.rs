@@ -111,6 +111,10 @@ impl Entrant for Sqlite {
          load: one transaction per 1000 keys; gets: a second connection in one read \
          transaction"
     }
+
+    fn not_applicable(&self, workload: crate::Workload) -> Option<&'static str> {
+        super::no_transactions(workload)
+    }
 }
 
 impl KvContender for Sqlite {

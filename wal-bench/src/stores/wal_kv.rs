@@ -2,10 +2,11 @@
 
 use std::path::Path;
 
-use wal_kv::{Durability, Options, Snapshot, Store, WriteBatch};
+use wal_kv::{Durability, Isolation, KvError, Options, Snapshot, Store, WriteBatch};
 
-use super::{KvContender, KvReader, KvStore, Pair, copy_found};
+use super::{KvContender, KvReader, KvStore, Pair, TxnStore, copy_found};
 use crate::contenders::{Entrant, err};
+use crate::txnload;
 
 /// `wal/kv`.
 pub static WAL_KV: WalKv = WalKv;
@@ -46,6 +47,30 @@ impl KvStore for OpenStore {
     }
 }
 
+impl TxnStore for OpenStore {
+    fn increment_pair(&self, a: &[u8], b: &[u8]) -> Result<bool, String> {
+        let mut txn = self.0.transaction_with(Isolation::Serializable);
+        for k in [a, b] {
+            let n = txnload::counter(txn.get(k).map_err(err("get"))?.as_deref())?;
+            txn.put(k.to_vec(), txnload::value(n + 1).to_vec())
+                .map_err(err("put"))?;
+        }
+        match txn.commit(Durability::Sync) {
+            Ok(_) => Ok(true),
+            Err(KvError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(format!("commit: {e}")),
+        }
+    }
+
+    fn reader(&self) -> Result<Box<dyn KvReader + '_>, String> {
+        KvStore::reader(self)
+    }
+
+    fn close(self: Box<Self>) -> Result<(), String> {
+        self.0.close().map_err(err("close"))
+    }
+}
+
 struct Reader<'a>(Snapshot<'a>);
 
 impl KvReader for Reader<'_> {
@@ -62,7 +87,8 @@ impl Entrant for WalKv {
     fn config(&self) -> &'static str {
         "wal-kv defaults (64 MiB memtable, 16 KiB blocks, no compression, io_uring \
          backend where available); put: a one-put batch with Durability::Sync; load: \
-         one batch per 1000 keys, Durability::Sync; gets: one snapshot"
+         one batch per 1000 keys, Durability::Sync; gets: one snapshot; transactions: \
+         Isolation::Serializable, committed with Durability::Sync"
     }
 
     fn is_ours(&self) -> bool {
@@ -74,5 +100,10 @@ impl KvContender for WalKv {
     fn open(&self, dir: &Path) -> Result<Box<dyn KvStore>, String> {
         let store = Store::open(dir, Options::default()).map_err(err("open"))?;
         Ok(Box::new(OpenStore(store)))
+    }
+
+    fn open_txn(&self, dir: &Path) -> Option<Result<Box<dyn TxnStore>, String>> {
+        let store = Store::open(dir, Options::default()).map_err(err("open"));
+        Some(store.map(|s| Box::new(OpenStore(s)) as Box<dyn TxnStore>))
     }
 }
