@@ -369,7 +369,7 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
     let _ = writeln!(
         out,
         "* marks the highest ops/s. x peer: over the best peer (ours and the naive baseline \
-         are not peers). x limit: W1/W2/W5/K1 over limit/{} ops/s; W3 and the K2 load (keys \
+         are not peers). x limit: W1/W2/W5/K1/K3 over limit/{} ops/s; W3 and the K2 load (keys \
          and values) over the better 1 MiB durable write MB/s; W4 over the better cold read \
          MB/s; K2 gets have none. Figures are medians over \
          rounds; spread is the lowest-highest round.",

@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use redb::{
-    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, TableError,
-};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use super::{KvContender, KvReader, KvStore, Pair, TxnStore, copy_found};
 use crate::contenders::{Entrant, err};

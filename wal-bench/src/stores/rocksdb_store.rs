@@ -10,8 +10,8 @@ use rocksdb::{
 };
 
 use super::{KvContender, KvReader, KvStore, Pair, TxnStore, copy_found};
-use crate::txnload;
 use crate::contenders::{Entrant, err};
+use crate::txnload;
 
 /// The RocksDB peer.
 pub static ROCKSDB: RocksDb = RocksDb;

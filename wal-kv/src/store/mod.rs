@@ -15,7 +15,7 @@ use bytes::Bytes;
 use wal_engine::{DurableFuture, Wal};
 use wal_io::Storage;
 
-use crate::batch::WriteBatch;
+use crate::batch::{Op, WriteBatch};
 use crate::locks::{lock, read, write};
 use crate::memtable::Memtable;
 use crate::table::{self, Table};
@@ -377,7 +377,7 @@ impl Inner {
         &self,
         batch: &WriteBatch,
         sync: bool,
-        check: impl FnOnce(&Recent) -> Result<(), KvError>,
+        check: impl FnOnce(&mut Recent) -> Result<(), KvError>,
     ) -> Result<u64, KvError> {
         self.check_failed()?;
         let record = batch.encode(self.options.key_bytes_max, self.options.value_bytes_max)?;
@@ -389,7 +389,7 @@ impl Inner {
             });
         }
         let mut recent = lock(&self.write_lock);
-        check(&recent)?;
+        check(&mut recent)?;
         let active = {
             let tree = read(&self.tree);
             Arc::clone(&tree.active)
@@ -406,8 +406,9 @@ impl Inner {
         let lsn = self.wal.append(&record)?;
         write(&active).apply(batch, lsn);
         self.visibility.applied_batch(lsn, sync);
-        recent.record(lsn, batch.ops().iter().map(|op| op.key().clone()).collect());
-        recent.prune(self.txn_floor());
+        recent.record(lsn, batch.ops().iter().map(Op::key));
+        let (floor, open) = self.txn_floor();
+        recent.prune(floor, open);
         drop(recent);
         self.user_bytes
             .fetch_add(record.len() as u64, Ordering::Relaxed);
@@ -418,10 +419,15 @@ impl Inner {
     /// oldest one's, or the visible LSN (a transaction beginning now reads
     /// at it or later). Taken under the transactions' lock, as a beginning
     /// transaction takes its snapshot, so none can begin below it unseen.
-    pub(crate) fn txn_floor(&self) -> u64 {
+    /// Also whether any is open.
+    pub(crate) fn txn_floor(&self) -> (u64, bool) {
         let txns = lock(&self.txns);
         let visible = self.visibility.visible();
-        txns.keys().next().map_or(visible, |&s| s.min(visible))
+        let oldest = txns.keys().next();
+        (
+            oldest.map_or(visible, |&s| s.min(visible)),
+            oldest.is_some(),
+        )
     }
 
     /// Makes the active memtable the frozen one and wakes the worker. The
