@@ -16,9 +16,16 @@
 //! log after the checkpoint LSN. All file I/O goes through `wal-io`, so the
 //! simulated disk can crash the store at any point.
 //!
-//! Reads see every applied batch, including [`Durability::Buffered`] ones not
-//! yet durable: a crash can take back a buffered batch another reader saw
-//! (never half of one, and never an acknowledged [`Durability::Sync`] one).
+//! Reads see a [`Durability::Sync`] batch only once it is durable, and a
+//! [`Durability::Buffered`] one at once: a crash can take back a buffered
+//! batch another reader saw (never half of one, and never a `Sync` one).
+//!
+//! [`Store::transaction`] begins an optimistic transaction: it reads at its
+//! snapshot plus its own writes, and its commit is one batch, refused with
+//! [`KvError::Conflict`] if a commit after its snapshot wrote a key it
+//! writes ([`Isolation::Snapshot`]) or also one it read or scanned
+//! ([`Isolation::Serializable`]). [`Store::transact`] runs one again on
+//! conflict; [`Store::read_transaction`] is a snapshot.
 //!
 //! ```
 //! use std::ops::Bound;

@@ -285,6 +285,14 @@ fn torture(rest: &[String]) -> Result<(), String> {
         "kill_recovery",
         [("WAL_KV_KILL_CYCLES", kv_kills.as_str())],
         &format!("{kv_kills} kill -9 cycles of the store per backend"),
+    )?;
+    // Each of its reopens checks every transfer acknowledged so far, so its
+    // time grows with the square of its crashes: as many as the kills.
+    release_test(
+        "wal-kv",
+        "bank_survives_crashes",
+        [("WAL_KV_BANK_CRASHES", kills.as_str())],
+        &format!("{kills} crashes of the bank of serializable transfers"),
     )
 }
 
