@@ -34,7 +34,8 @@ Commands:
                      (default 1,000,000 crashes; CI runs 10,000) and kill -9 of a
                      writing child process (default 2,000 cycles per backend; CI
                      runs 200); then the store's, a tenth as many crashes and a
-                     quarter as many kills. --seed reruns one seed of the simulations.
+                     quarter as many kills, and the bank of transactions crashed as
+                     many times as the kills. --seed reruns one seed of the simulations.
   loom               Runs the loom models of the group-commit hand-off.
   help               This text.
 ";
