@@ -372,6 +372,13 @@ fn limits_refuse_with_typed_errors_and_leave_the_transaction_usable() {
     txn.put("a", "2").unwrap(); // the same key again: still one operation
     txn.get(b"x").unwrap();
     txn.put("b", "1").unwrap();
+    // A key longer than any key can be is absent, and nothing to guard.
+    assert_eq!(txn.get(&vec![0u8; 70_000]).unwrap(), None);
+    let long = vec![0u8; 70_000];
+    let err = txn
+        .scan(Bound::Included(&long[..]), Bound::Unbounded)
+        .unwrap_err();
+    assert!(matches!(err, KvError::KeyTooLarge { .. }), "{err}");
     let err = txn.put("c", "1").unwrap_err();
     assert!(
         matches!(
@@ -482,4 +489,36 @@ fn losing_to_a_write_whose_sync_failed_reports_the_failure() {
     let err = txn.commit(Durability::Sync).unwrap_err();
     assert!(matches!(err, KvError::Log(_)), "{err}");
     assert!(!err.is_retryable());
+}
+
+/// A transaction refused as too old because a write above what readers see
+/// outgrew the window would be refused again on every retry until that
+/// write is seen; if its sync failed it never is: the commit reports the
+/// failure. A transaction that wrote nothing still commits: what it read
+/// was durable.
+#[test]
+fn an_old_transaction_behind_a_failed_write_reports_the_failure() {
+    let disk = SimDisk::new(13);
+    let mut options = Options::default();
+    options.conflict_window_bytes_max = 8192;
+    let store = Store::open_with(disk.storage(), options).unwrap();
+    store.put("k", "0").unwrap();
+    let mut old = store.transaction();
+    old.put("mine", "v").unwrap();
+    let reader = store.transaction_with(Isolation::Serializable);
+    assert!(reader.get(b"k").unwrap().is_some());
+    disk.inject(Fault::once(
+        Op::SyncData,
+        disk.op_count(Op::SyncData) + 1,
+        FaultError::Eio,
+    ));
+    let mut big = WriteBatch::new();
+    for i in 0..300 {
+        big.put(format!("big{i:04}"), "v");
+    }
+    assert!(store.write(&big, Durability::Sync).is_err());
+    let err = old.commit(Durability::Sync).unwrap_err();
+    assert!(matches!(err, KvError::Log(_)), "{err}");
+    let at = reader.snapshot_lsn();
+    assert_eq!(reader.commit(Durability::Sync).unwrap(), at);
 }

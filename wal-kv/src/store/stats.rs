@@ -72,8 +72,11 @@ impl Store {
         // while it takes those.
         let conflict_keys = lock(&inner.write_lock).len();
         let open_transactions = lock(&inner.txns).values().sum();
-        let tree = read(&inner.tree);
+        // `work` before `tree`, as a writer waiting in `freeze` takes them:
+        // the other order deadlocks with it and a checkpoint queued for the
+        // tree's write lock (a queued writer holds back new readers).
         let work = lock(&inner.work);
+        let tree = read(&inner.tree);
         let user = inner.user_bytes.load(Ordering::Relaxed);
         let tables_written = inner.table_bytes_written.load(Ordering::Relaxed);
         let log = inner.wal.stats().append_bytes;

@@ -105,11 +105,15 @@ impl Recent {
     /// Forgets every write at or below `lsn`: no open transaction's
     /// snapshot is below it. With none `open`, drops the index too.
     pub fn prune(&mut self, lsn: u64, open: bool) {
-        if !open {
-            self.latest = None;
-        }
         if lsn > self.floor {
             self.forget_through(lsn);
+        }
+        if !open {
+            self.latest = None;
+            // Give back what a long transaction's window grew.
+            if self.order.capacity() > 4 * self.order.len().max(1024) {
+                self.order.shrink_to_fit();
+            }
         }
     }
 
@@ -194,11 +198,34 @@ impl Recent {
                 return Err(conflict(key, lsn, ConflictKind::Read));
             }
         }
+        if reads.ranges.is_empty() {
+            return Ok(());
+        }
+        // Each range against the writes after the snapshot: a scan for a
+        // few, else sorted once and searched (ranges x writes would hold
+        // the write lock for long).
+        let few = reads.ranges.len() * newer.len() <= SCAN_ENTRIES_MAX * SCAN_ENTRIES_MAX;
+        let sorted: Vec<&(u64, Bytes)> = if few {
+            Vec::new()
+        } else {
+            let mut v: Vec<_> = newer.clone().collect();
+            v.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+            v
+        };
         for (lo, hi) in reads.ranges.iter().flatten() {
             let bounds = (lo.as_ref().map(|b| &b[..]), hi.as_ref().map(|b| &b[..]));
-            let found = newer
-                .clone()
-                .find(|(_, k)| RangeBounds::<[u8]>::contains(&bounds, &k[..]));
+            let inside = |k: &Bytes| RangeBounds::<[u8]>::contains(&bounds, &k[..]);
+            let found = if few {
+                // The newest write in the range.
+                newer.clone().rev().find(|(_, k)| inside(k))
+            } else {
+                let first = sorted.partition_point(|(_, k)| match bounds.0 {
+                    Bound::Included(lo) => &k[..] < lo,
+                    Bound::Excluded(lo) => &k[..] <= lo,
+                    Bound::Unbounded => false,
+                });
+                sorted.get(first).copied().filter(|(_, k)| inside(k))
+            };
             if let Some((lsn, key)) = found {
                 return Err(conflict(key, *lsn, ConflictKind::Range));
             }
@@ -264,6 +291,53 @@ mod tests {
             let absent = keys(&["zzz"]);
             assert!(r.validate(snapshot, absent.iter(), None).is_ok());
         }
+    }
+
+    #[test]
+    fn ranges_are_checked_alike_by_scan_and_by_sorted_search() {
+        let mut r = Recent::new(0, 1 << 20);
+        for lsn in 1..=100u64 {
+            r.record(lsn, [Bytes::from(format!("k{:03}", lsn - 1))].iter());
+        }
+        let range = |lo: Bound<&'static str>, hi: Bound<&'static str>| {
+            Some((lo.map(Bytes::from), hi.map(Bytes::from)))
+        };
+        let reads = |ranges| Reads {
+            keys: Vec::new(),
+            ranges,
+        };
+        // Three ranges against 100 writes: sorted; against 5: scanned.
+        for snapshot in [0u64, 95] {
+            let hit = reads(vec![
+                range(Bound::Excluded("k099"), Bound::Unbounded),
+                range(Bound::Included("a"), Bound::Excluded("b")),
+                range(Bound::Included("k097"), Bound::Included("k097")),
+            ]);
+            match r.validate(snapshot, std::iter::empty(), Some(&hit)) {
+                Err(KvError::Conflict {
+                    key,
+                    lsn: 98,
+                    kind: ConflictKind::Range,
+                    ..
+                }) => {
+                    assert_eq!(key, "k097");
+                }
+                other => panic!("snapshot {snapshot}: {other:?}"),
+            }
+            let miss = reads(vec![
+                range(Bound::Excluded("k099"), Bound::Unbounded),
+                range(Bound::Unbounded, Bound::Excluded("k000")),
+                range(Bound::Excluded("k050"), Bound::Excluded("k051")),
+            ]);
+            assert!(
+                r.validate(snapshot, std::iter::empty(), Some(&miss))
+                    .is_ok()
+            );
+        }
+        // Below the snapshot nothing counts.
+        let low = reads(vec![range(Bound::Unbounded, Bound::Included("k090"))]);
+        assert!(r.validate(95, std::iter::empty(), Some(&low)).is_ok());
+        assert!(r.validate(90, std::iter::empty(), Some(&low)).is_err());
     }
 
     #[test]

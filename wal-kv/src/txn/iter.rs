@@ -67,8 +67,18 @@ impl<'t> TxnIter<'t> {
         }
         let mut range = None;
         let mut error = None;
+        let max = txn.snapshot.store.inner.options.key_bytes_max;
+        let too_long = [lo, hi].into_iter().find_map(|b| match b {
+            Bound::Included(k) | Bound::Excluded(k) => (k.len() > max).then_some(k.len()),
+            Bound::Unbounded => None,
+        });
         if txn.isolation == Isolation::Serializable && !empty {
-            match txn.check_ops(1, txn.record_bytes) {
+            // The bounds are kept until the commit: no longer than a key.
+            let checked = match too_long {
+                Some(len) => Err(KvError::KeyTooLarge { len, max }),
+                None => txn.check_ops(1, txn.record_bytes),
+            };
+            match checked {
                 Ok(()) => {
                     let mut reads = txn.reads.borrow_mut();
                     range = Some(reads.ranges.len());

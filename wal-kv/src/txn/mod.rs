@@ -163,6 +163,10 @@ impl<'a> Transaction<'a> {
         if let Some(pending) = self.writes.get(key) {
             return Ok(pending.clone());
         }
+        if key.len() > self.snapshot.store.inner.options.key_bytes_max {
+            // No such key can exist, nor be written: nothing to guard.
+            return Ok(None);
+        }
         if self.isolation == Isolation::Serializable {
             self.check_ops(1, self.record_bytes)?;
             self.reads
@@ -232,10 +236,18 @@ impl<'a> Transaction<'a> {
     /// # Errors
     /// [`KvError::Conflict`] or [`KvError::TransactionTooOld`] (nothing was
     /// written: run it again, see [`Store::transact`]); the log's errors,
-    /// as [`Store::write`].
+    /// as [`Store::write`]. As for a batch, a log error on a `Sync` commit
+    /// (a failed sync) does not say it was not written: the log may hold it
+    /// after a reopen, so check before running it again.
     pub fn commit(self, durability: Durability) -> Result<u64, KvError> {
         let lsn = self.log(durability == Durability::Sync)?;
-        self.snapshot.store.inner.settle(lsn, durability)
+        let inner = &self.snapshot.store.inner;
+        if self.writes.is_empty() && lsn <= inner.wal.durable_lsn() {
+            // Nothing written, everything read durable: nothing to wait for
+            // (even on a log that failed since).
+            return Ok(lsn);
+        }
+        inner.settle(lsn, durability)
     }
 
     /// As [`Transaction::commit`] with [`Durability::Sync`], returning once
@@ -270,14 +282,18 @@ impl<'a> Transaction<'a> {
         let result = inner.apply(&batch, sync, |recent| {
             recent.validate(self.snapshot.lsn, self.writes.keys(), reads)
         });
-        if let Err(KvError::Conflict { lsn, .. }) = &result
-            && *lsn > inner.visibility.visible()
-        {
-            // The winner is not visible yet: a retry now would read at the
-            // same snapshot and lose again. Wait until it is durable (the
-            // retry then sees it), or report why it never will be.
-            inner.wal.wait_durable(*lsn)?;
-            inner.visibility.durable(*lsn);
+        // A winner not visible yet (or writes forgotten above what readers
+        // see): a retry now would read at the same snapshot and lose again.
+        // Wait until it is durable (the retry then sees it), or report why
+        // it never will be.
+        let blocker = match &result {
+            Err(KvError::Conflict { lsn, .. }) => Some(*lsn),
+            Err(KvError::TransactionTooOld { oldest_lsn, .. }) => Some(*oldest_lsn),
+            _ => None,
+        };
+        if let Some(lsn) = blocker.filter(|&l| l > inner.visibility.visible()) {
+            inner.wal.wait_durable(lsn)?;
+            inner.visibility.durable(lsn);
         }
         result
     }
