@@ -44,7 +44,9 @@ pub struct Options {
     /// Memory for the keys written since the oldest open read-write
     /// transaction's snapshot, which commits are checked against. Past it
     /// the oldest are forgotten, and a transaction whose snapshot is older
-    /// fails with [`KvError::TransactionTooOld`]. Default 64 MiB.
+    /// fails with [`KvError::TransactionTooOld`]. Counted as each key's
+    /// length plus 48 bytes; while transactions are open a hash index of
+    /// the same keys comes on top (about as much again). Default 64 MiB.
     pub conflict_window_bytes_max: usize,
 }
 
