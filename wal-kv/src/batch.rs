@@ -88,6 +88,35 @@ impl WriteBatch {
         &self.ops
     }
 
+    /// The batch as the log record the store writes for it (its layout is
+    /// in `docs/KV_FORMAT.md`), to ship it elsewhere, such as a replicated
+    /// log, and apply it there with [`crate::Store::write`].
+    ///
+    /// ```
+    /// let mut batch = wal_kv::WriteBatch::new();
+    /// batch.put("k", "v").delete("gone");
+    /// let record = bytes::Bytes::from(batch.to_record()?);
+    /// assert_eq!(wal_kv::WriteBatch::from_record(&record)?, batch);
+    /// # Ok::<(), wal_kv::KvError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`KvError::EmptyBatch`]; a batch of more than 2^32 - 1 operations,
+    /// or a key or value of 2^32 bytes or more.
+    pub fn to_record(&self) -> Result<Vec<u8>, KvError> {
+        let max = u32::MAX as usize;
+        self.encode(max, max)
+    }
+
+    /// The batch a record made by [`WriteBatch::to_record`] holds; the bytes
+    /// are checked as untrusted.
+    ///
+    /// # Errors
+    /// [`KvError::Corrupt`] for bytes that are no such record.
+    pub fn from_record(record: &Bytes) -> Result<WriteBatch, KvError> {
+        WriteBatch::decode(record, 0)
+    }
+
     /// Checks the limits, then encodes the batch as one log record.
     pub(crate) fn encode(&self, key_max: usize, value_max: usize) -> Result<Vec<u8>, KvError> {
         if self.ops.is_empty() {
