@@ -8,7 +8,9 @@ use bytes::Bytes;
 use openraft::BasicNode;
 use openraft::entry::RaftEntry;
 
-use crate::{Entry, LeaderId, LogId, Membership, Payload, RaftStoreError, Request, Vote};
+use crate::{
+    Entry, LeaderId, LogId, Membership, Payload, RaftStoreError, Request, StoredMembership, Vote,
+};
 
 /// A record holding one entry.
 pub(crate) const ENTRY: u8 = 1;
@@ -217,6 +219,55 @@ fn decode_membership(c: &mut Cursor<'_>) -> Result<Membership, RaftStoreError> {
         );
     }
     Membership::new(configs, nodes).map_err(|e| c.bad(&format!("membership: {e}")))
+}
+
+fn put_opt_log_id(out: &mut Vec<u8>, id: Option<&LogId>) {
+    out.push(u8::from(id.is_some()));
+    put_log_id(
+        out,
+        id.unwrap_or(&LogId::new(
+            LeaderId {
+                term: 0,
+                node_id: 0,
+            },
+            0,
+        )),
+    );
+}
+
+/// The state machine's own state: the last applied log id and the
+/// membership, stored with the data they describe.
+pub(crate) fn encode_state(
+    applied: Option<&LogId>,
+    membership: &StoredMembership,
+) -> Result<Vec<u8>, RaftStoreError> {
+    let mut out = Vec::with_capacity(96);
+    put_opt_log_id(&mut out, applied);
+    put_opt_log_id(&mut out, membership.log_id().as_ref());
+    encode_membership(&mut out, membership.membership())?;
+    Ok(out)
+}
+
+/// Decodes [`encode_state`]'s bytes, found in `what`.
+pub(crate) fn decode_state(
+    bytes: &[u8],
+    what: &str,
+) -> Result<(Option<LogId>, StoredMembership), RaftStoreError> {
+    let mut c = Cursor { bytes, at: 0, what };
+    let opt = |c: &mut Cursor<'_>| -> Result<Option<LogId>, RaftStoreError> {
+        let has = c.u8()?;
+        let id = c.log_id()?;
+        match has {
+            0 => Ok(None),
+            1 => Ok(Some(id)),
+            _ => Err(c.bad("a presence byte that is neither 0 nor 1")),
+        }
+    };
+    let applied = opt(&mut c)?;
+    let log_id = opt(&mut c)?;
+    let membership = decode_membership(&mut c)?;
+    c.end()?;
+    Ok((applied, StoredMembership::new(log_id, membership)))
 }
 
 /// The metadata file: what must survive a crash beside the log.

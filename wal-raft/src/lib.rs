@@ -2,7 +2,9 @@
 //! write-ahead log: the Raft log of a node is one `wal-engine` log
 //! ([`LogStore`]), so appends from many client writes share one group
 //! commit, and the vote and the purge point live in a small metadata file
-//! replaced atomically.
+//! replaced atomically; the state machine is a `wal-kv` store
+//! ([`StateMachine`]) that applies each entry as one batch with the log id
+//! it reached, and snapshots stream from a consistent view of it.
 //!
 //! Every entry is one record of the log; its Raft log id travels inside
 //! the record, so a log whose front was purged, or which starts after an
@@ -28,11 +30,15 @@ mod codec;
 mod error;
 mod log_store;
 mod meta;
+mod snapshot;
+mod state_machine;
 
 use std::fmt;
 
 pub use error::RaftStoreError;
 pub use log_store::{LogReader, LogStore};
+pub use snapshot::SnapshotFile;
+pub use state_machine::{RESERVED_PREFIX, SnapshotBuilder, StateMachine, StoreSnapshot};
 
 /// What a client asks the replicated store to do: one atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,3 +78,7 @@ pub type Entry = openraft::Entry<LeaderId, Payload>;
 pub type Payload = openraft::EntryPayload<Request, u64, openraft::BasicNode>;
 /// A cluster membership.
 pub type Membership = openraft::Membership<u64, openraft::BasicNode>;
+/// A membership and the log id of the entry that set it.
+pub type StoredMembership = openraft::StoredMembership<LeaderId, u64, openraft::BasicNode>;
+/// What a snapshot is of: the last log id it covers and the membership.
+pub type SnapshotMeta = openraft::SnapshotMeta<LeaderId, u64, openraft::BasicNode>;

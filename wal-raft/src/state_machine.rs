@@ -1,0 +1,315 @@
+//! openraft's state machine on a `wal-kv` store.
+//!
+//! Each applied entry is one batch: its operations, plus the last applied
+//! log id and the membership under a reserved key, so the state the store
+//! recovers is always described by the log id stored with it. The batch is
+//! written `Buffered` to a store whose log never syncs on its own: the Raft
+//! log is the durable record, so a node's write path has one fsync per
+//! group of entries, not two. After a crash the store may be behind what
+//! it applied; openraft applies again from the Raft log, and the log is
+//! purged only after a snapshot, which is a synced file. Snapshots stream
+//! from a consistent view of the store into that file; installing one
+//! first copies it into this node's directory (verified), then loads it, so
+//! a crash during the load is finished by loading again at restart (the
+//! current snapshot is newer than what the store says it applied).
+
+use std::io;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{RaftSnapshotBuilder, Snapshot};
+use wal_io::Storage;
+use wal_kv::{Durability, Op, Store, WriteBatch};
+
+use crate::snapshot::{self, SnapshotFile};
+use crate::{
+    LogId, Payload, RaftStoreError, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
+    codec,
+};
+
+/// Keys under this prefix are the state machine's own; a request's
+/// operations on them are skipped (on every node alike).
+pub const RESERVED_PREFIX: &[u8] = b"\xffraft/";
+const STATE_KEY: &[u8] = b"\xffraft/state";
+/// Bytes of operations gathered into one batch when loading a snapshot.
+const LOAD_BATCH_BYTES: usize = 256 << 10;
+
+/// A snapshot as openraft hands it around.
+pub type StoreSnapshot = Snapshot<crate::LeaderId, u64, openraft::BasicNode, SnapshotFile>;
+
+/// The replicated store's state machine. See the module docs.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+/// Builds snapshots of a [`StateMachine`] while it goes on applying.
+#[derive(Debug, Clone)]
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    storage: Arc<dyn Storage>,
+    /// The newest snapshot built or installed, and its file.
+    current: Mutex<Option<(SnapshotMeta, SnapshotFile)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn io_err(e: impl Into<RaftStoreError>) -> io::Error {
+    io::Error::from(e.into())
+}
+
+impl StateMachine {
+    /// Opens (creating) the state machine's store on `storage`, with
+    /// `options` except the log's sync policy, which is
+    /// [`wal_engine::SyncPolicy::Never`] (see the module docs), and finds
+    /// its newest snapshot.
+    ///
+    /// # Errors
+    /// The store's open errors; a corrupt snapshot file.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        mut options: wal_kv::Options,
+    ) -> Result<StateMachine, RaftStoreError> {
+        options.log.sync = wal_engine::SyncPolicy::Never;
+        let store = Store::open_with(Arc::clone(&storage), options)?;
+        let mut names: Vec<String> = storage
+            .list()?
+            .into_iter()
+            .filter(|n| n.starts_with(snapshot::PREFIX))
+            .collect();
+        names.sort();
+        for tmp in names.iter().filter(|n| n.ends_with(".tmp")) {
+            storage.remove(tmp)?;
+        }
+        let current = match names.iter().rev().find(|n| !n.ends_with(".tmp")) {
+            Some(name) => {
+                let file = snapshot::open(&storage, name)?;
+                let (_, meta) = snapshot::Reader::open(&file)?;
+                Some((meta, file))
+            }
+            None => None,
+        };
+        Ok(StateMachine {
+            shared: Arc::new(Shared {
+                store,
+                storage,
+                current: Mutex::new(current),
+            }),
+        })
+    }
+
+    /// The store the state machine applies to (for reads).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+}
+
+impl Shared {
+    /// The last applied log id and membership, as the store holds them.
+    fn state(
+        &self,
+        view: &wal_kv::Snapshot<'_>,
+    ) -> Result<(Option<LogId>, StoredMembership), RaftStoreError> {
+        match view.get(STATE_KEY)? {
+            Some(bytes) => codec::decode_state(&bytes, "state machine state"),
+            None => Ok((None, StoredMembership::default())),
+        }
+    }
+
+    /// Removes every snapshot file but `keep`.
+    fn remove_other_snapshots(&self, keep: &str) -> Result<(), RaftStoreError> {
+        for name in self.storage.list()? {
+            if name.starts_with(snapshot::PREFIX) && name != keep {
+                self.storage.remove(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<StoreSnapshot, RaftStoreError> {
+        let view = self.store.snapshot();
+        let (last_log_id, last_membership) = self.state(&view)?;
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+        };
+        let name = snapshot::name(meta.last_log_id.as_ref());
+        let tmp = format!("{name}.tmp");
+        let mut w = snapshot::Writer::create(&*self.storage, &tmp, &meta)?;
+        for pair in view.iter(Bound::Unbounded, Bound::Unbounded) {
+            let (k, v) = pair?;
+            if !k.starts_with(RESERVED_PREFIX) {
+                w.pair(&k, &v)?;
+            }
+        }
+        let file = w.finish(&*self.storage, &tmp, &name)?;
+        self.remove_other_snapshots(&name)?;
+        *lock(&self.current) = Some((meta.clone(), file.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: file,
+        })
+    }
+
+    /// Copies `data` here (verifying it end to end), then replaces the
+    /// store's contents with it.
+    fn install(&self, meta: &SnapshotMeta, data: &SnapshotFile) -> Result<(), RaftStoreError> {
+        let (mut from, their_meta) = snapshot::Reader::open(data)?;
+        if &their_meta != meta {
+            return Err(RaftStoreError::Misuse(format!(
+                "a snapshot whose file says {their_meta:?} installed as {meta:?}"
+            )));
+        }
+        let name = snapshot::name(meta.last_log_id.as_ref());
+        let tmp = format!("{name}.tmp");
+        let mut to = snapshot::Writer::create(&*self.storage, &tmp, meta)?;
+        while let Some((k, v)) = from.next_pair()? {
+            to.pair(&k, &v)?;
+        }
+        let local = to.finish(&*self.storage, &tmp, &name)?;
+        self.load(meta, &local)?;
+        self.remove_other_snapshots(&name)?;
+        *lock(&self.current) = Some((meta.clone(), local));
+        Ok(())
+    }
+
+    /// Deletes every key, writes the snapshot's pairs, then its state.
+    fn load(&self, meta: &SnapshotMeta, file: &SnapshotFile) -> Result<(), RaftStoreError> {
+        let mut batch = WriteBatch::new();
+        let mut bytes = 0;
+        let flush = |batch: &mut WriteBatch, bytes: &mut usize| -> Result<(), RaftStoreError> {
+            if !batch.is_empty() {
+                self.store.write(batch, Durability::Buffered)?;
+            }
+            *batch = WriteBatch::new();
+            *bytes = 0;
+            Ok(())
+        };
+        {
+            let view = self.store.snapshot();
+            for pair in view.iter(Bound::Unbounded, Bound::Unbounded) {
+                let (k, _) = pair?;
+                bytes += k.len() + 8;
+                batch.delete(k);
+                if bytes >= LOAD_BATCH_BYTES {
+                    flush(&mut batch, &mut bytes)?;
+                }
+            }
+        }
+        flush(&mut batch, &mut bytes)?;
+        let (mut r, _) = snapshot::Reader::open(file)?;
+        while let Some((k, v)) = r.next_pair()? {
+            bytes += k.len() + v.len() + 16;
+            batch.put(k, v);
+            if bytes >= LOAD_BATCH_BYTES {
+                flush(&mut batch, &mut bytes)?;
+            }
+        }
+        flush(&mut batch, &mut bytes)?;
+        let mut last = WriteBatch::new();
+        last.put(
+            STATE_KEY,
+            codec::encode_state(meta.last_log_id.as_ref(), &meta.last_membership)?,
+        );
+        self.store.write(&last, Durability::Buffered)?;
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<StoreSnapshot, io::Error> {
+        self.shared.build().map_err(io_err)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let view = self.shared.store.snapshot();
+        self.shared.state(&view).map_err(io_err)
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        let (_, mut membership) = {
+            let view = self.shared.store.snapshot();
+            self.shared.state(&view).map_err(io_err)?
+        };
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let mut batch = WriteBatch::new();
+            match entry.payload {
+                Payload::Blank => {}
+                Payload::Normal(Request(request)) => {
+                    for op in request.ops() {
+                        match op {
+                            Op::Put { key, .. } | Op::Delete { key }
+                                if key.starts_with(RESERVED_PREFIX) => {}
+                            Op::Put { key, value } => {
+                                batch.put(key.clone(), value.clone());
+                            }
+                            Op::Delete { key } => {
+                                batch.delete(key.clone());
+                            }
+                            _ => {
+                                return Err(io_err(RaftStoreError::Misuse(format!(
+                                    "an unknown operation {op:?}"
+                                ))));
+                            }
+                        }
+                    }
+                }
+                Payload::Membership(m) => membership = StoredMembership::new(Some(entry.log_id), m),
+            }
+            let state = codec::encode_state(Some(&entry.log_id), &membership).map_err(io_err)?;
+            batch.put(STATE_KEY, state);
+            self.shared
+                .store
+                .write(&batch, Durability::Buffered)
+                .map_err(io_err)?;
+            if let Some(responder) = responder {
+                responder.send(Response {
+                    index: entry.log_id.index,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
+        self.shared.install(meta, &snapshot).map_err(io_err)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<StoreSnapshot>, io::Error> {
+        Ok(lock(&self.shared.current)
+            .clone()
+            .map(|(meta, file)| Snapshot {
+                meta,
+                snapshot: file,
+            }))
+    }
+}
