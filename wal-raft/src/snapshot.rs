@@ -32,6 +32,15 @@ pub struct SnapshotFile {
 }
 
 impl SnapshotFile {
+    /// Opens the snapshot file `name` of `storage` (one received from
+    /// another node, for instance) to install it.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn open(storage: &Arc<dyn Storage>, name: &str) -> Result<SnapshotFile, RaftStoreError> {
+        open(storage, name)
+    }
+
     /// The file's length.
     pub fn len(&self) -> u64 {
         self.len

@@ -33,7 +33,8 @@ use crate::{
 /// operations on them are skipped (on every node alike).
 pub const RESERVED_PREFIX: &[u8] = b"\xffraft/";
 const STATE_KEY: &[u8] = b"\xffraft/state";
-/// Bytes of operations gathered into one batch when loading a snapshot.
+/// Bytes of operations gathered into one batch when loading a snapshot,
+/// at most: also at most half the store's log record limit.
 const LOAD_BATCH_BYTES: usize = 256 << 10;
 
 /// A snapshot as openraft hands it around.
@@ -55,6 +56,8 @@ pub struct SnapshotBuilder {
 struct Shared {
     store: Store,
     storage: Arc<dyn Storage>,
+    /// Bytes of operations per batch when loading a snapshot.
+    load_batch_bytes: usize,
     /// The newest snapshot built or installed, and its file.
     current: Mutex<Option<(SnapshotMeta, SnapshotFile)>>,
 }
@@ -80,6 +83,7 @@ impl StateMachine {
         mut options: wal_kv::Options,
     ) -> Result<StateMachine, RaftStoreError> {
         options.log.sync = wal_engine::SyncPolicy::Never;
+        let load_batch_bytes = LOAD_BATCH_BYTES.min(options.log.record_bytes_max / 2);
         let store = Store::open_with(Arc::clone(&storage), options)?;
         let mut names: Vec<String> = storage
             .list()?
@@ -102,6 +106,7 @@ impl StateMachine {
             shared: Arc::new(Shared {
                 store,
                 storage,
+                load_batch_bytes,
                 current: Mutex::new(current),
             }),
         })
@@ -200,7 +205,7 @@ impl Shared {
                 let (k, _) = pair?;
                 bytes += k.len() + 8;
                 batch.delete(k);
-                if bytes >= LOAD_BATCH_BYTES {
+                if bytes >= self.load_batch_bytes {
                     flush(&mut batch, &mut bytes)?;
                 }
             }
@@ -210,7 +215,7 @@ impl Shared {
         while let Some((k, v)) = r.next_pair()? {
             bytes += k.len() + v.len() + 16;
             batch.put(k, v);
-            if bytes >= LOAD_BATCH_BYTES {
+            if bytes >= self.load_batch_bytes {
                 flush(&mut batch, &mut bytes)?;
             }
         }
