@@ -37,7 +37,9 @@ fn run<F: Future<Output = ()> + Send + 'static>(f: F) {
 }
 
 async fn indexes(log: &mut LogStore, range: std::ops::Range<u64>) -> Vec<(u64, u64)> {
-    log.try_get_log_entries(range)
+    log.get_log_reader()
+        .await
+        .try_get_log_entries(range)
         .await
         .unwrap()
         .iter()
@@ -114,7 +116,10 @@ fn indexes_vote_purge_and_committed_survive_a_reopen() {
             .chain((8..=13).map(|i| (2, i)))
             .collect();
         assert_eq!(indexes(&mut log, 0..100).await, want);
-        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+        assert_eq!(
+            log.get_log_reader().await.read_vote().await.unwrap(),
+            Some(Vote::new(2, 1))
+        );
         assert_eq!(log.read_committed().await.unwrap(), Some(id(2, 9)));
 
         // Purging past the last entry: the log goes on after the purge point.
@@ -170,7 +175,7 @@ fn acknowledged_steps_survive_power_loss() {
             run(async move {
                 let mut log = open(d.storage());
                 assert_eq!(
-                    log.read_vote().await.unwrap(),
+                    log.get_log_reader().await.read_vote().await.unwrap(),
                     Some(Vote::new(2, 2)),
                     "seed {seed} {mode:?}"
                 );
@@ -214,7 +219,10 @@ fn a_vote_is_never_durable_ahead_of_the_entries_before_it() {
         let d = disk.clone();
         run(async move {
             let mut log = open(d.storage());
-            assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(2, 2)));
+            assert_eq!(
+                log.get_log_reader().await.read_vote().await.unwrap(),
+                Some(Vote::new(2, 2))
+            );
             assert_eq!(
                 indexes(&mut log, 0..10).await,
                 [(1, 1), (1, 2), (1, 3)],
