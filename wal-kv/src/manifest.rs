@@ -129,14 +129,12 @@ impl Manifest {
 
     /// Replaces the manifest atomically and durably.
     pub fn write(&self, storage: &dyn Storage) -> Result<(), KvError> {
-        let _ = storage.remove(TEMP_NAME);
-        let file = storage.create(TEMP_NAME, FileOptions::BUFFERED)?;
-        file.write_at(0, &[&self.encode()])?;
-        file.sync_data()?;
-        file.close();
-        storage.rename(TEMP_NAME, NAME)?;
-        storage.sync_dir()?;
-        Ok(())
+        Ok(wal_io::replace_file(
+            storage,
+            NAME,
+            TEMP_NAME,
+            &self.encode(),
+        )?)
     }
 }
 

@@ -35,14 +35,10 @@ pub(crate) fn read(storage: &dyn Storage) -> Result<Meta, RaftStoreError> {
 
 /// Replaces the metadata atomically and durably.
 pub(crate) fn write(storage: &dyn Storage, meta: &Meta) -> Result<(), RaftStoreError> {
-    if storage.list()?.iter().any(|n| n == TEMP_NAME) {
-        storage.remove(TEMP_NAME)?;
-    }
-    let file = storage.create(TEMP_NAME, FileOptions::BUFFERED)?;
-    file.write_at(0, &[&meta.encode()])?;
-    file.sync_data()?;
-    file.close();
-    storage.rename(TEMP_NAME, NAME)?;
-    storage.sync_dir()?;
-    Ok(())
+    Ok(wal_io::replace_file(
+        storage,
+        NAME,
+        TEMP_NAME,
+        &meta.encode(),
+    )?)
 }
