@@ -115,7 +115,19 @@ impl LogStore {
         storage: Arc<dyn Storage>,
         options: wal_engine::Options,
     ) -> Result<LogStore, RaftStoreError> {
-        let meta = meta::read(&*storage)?;
+        let mut meta = meta::read(&*storage)?;
+        // A leader that restarts must win an election before it leads
+        // again. Its last entries may have reached the followers and not
+        // its own disk; leading on in the same term (openraft's
+        // `enable_leader_restore`, on by default) would hand out their log
+        // ids again for other entries, and a follower that holds the old
+        // entry under the same id keeps it: two nodes would apply
+        // different entries at one index. The vote stays committed on
+        // disk; only the view openraft starts from is demoted, as openraft
+        // itself does with restore off, and the next vote saved heals it.
+        if let Some(vote) = meta.vote.as_mut() {
+            vote.committed = false;
+        }
         let (wal, _report) = Wal::open_with(Arc::clone(&storage), options)?;
         let mut state = State {
             meta,

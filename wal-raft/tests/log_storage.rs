@@ -142,6 +142,36 @@ fn indexes_vote_purge_and_committed_survive_a_reopen() {
     });
 }
 
+/// A leader that restarts does not lead again in its old term (its last
+/// entries may be on the followers and not on its own disk, and leading on
+/// would give their log ids to other entries): the committed vote it saved
+/// comes back as the same vote, not committed, so openraft starts it as a
+/// follower; a vote saved after that is read as saved.
+#[test]
+fn a_restarted_leader_must_be_elected_again() {
+    let disk = SimDisk::new(8);
+    let d = disk.clone();
+    run(async move {
+        let mut log = open(d.storage());
+        let leading = Vote::new_committed(3, 1);
+        log.save_vote(&leading).await.unwrap();
+        assert_eq!(
+            log.get_log_reader().await.read_vote().await.unwrap(),
+            Some(leading)
+        );
+        drop(log);
+        let mut log = open(d.storage());
+        let read = log.get_log_reader().await.read_vote().await.unwrap();
+        assert_eq!(read, Some(Vote::new(3, 1)));
+        let next = Vote::new_committed(4, 2);
+        log.save_vote(&next).await.unwrap();
+        assert_eq!(
+            log.get_log_reader().await.read_vote().await.unwrap(),
+            Some(next)
+        );
+    });
+}
+
 /// Power losses after acknowledged steps: what was acknowledged (a flush
 /// callback, a returned `save_vote`, `truncate_after` or `purge`) is there,
 /// entries keep their indexes, and the log is a prefix of what was appended.
