@@ -9,7 +9,8 @@ use openraft::BasicNode;
 use openraft::entry::RaftEntry;
 
 use crate::{
-    Entry, LeaderId, LogId, Membership, Payload, RaftStoreError, Request, StoredMembership, Vote,
+    Entry, Guard, LeaderId, LogId, Membership, Payload, RaftStoreError, Request, StoredMembership,
+    Vote,
 };
 
 /// A record holding one entry.
@@ -20,6 +21,10 @@ pub(crate) const COMMITTED: u8 = 2;
 const BLANK: u8 = 0;
 const NORMAL: u8 = 1;
 const MEMBERSHIP: u8 = 2;
+const GUARDED: u8 = 3;
+
+const ABSENT: u8 = 0;
+const EQUALS: u8 = 1;
 
 /// Most voter sets in a membership (a joint config has two).
 const CONFIGS_MAX: u32 = 16;
@@ -46,9 +51,14 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStoreError> {
     put_log_id(&mut out, &entry.log_id);
     match &entry.payload {
         Payload::Blank => out.push(BLANK),
-        Payload::Normal(Request(batch)) => {
+        Payload::Normal(request) if request.guards.is_empty() => {
             out.push(NORMAL);
-            out.extend_from_slice(&batch.to_record()?);
+            out.extend_from_slice(&request.batch.to_record()?);
+        }
+        Payload::Normal(request) => {
+            out.push(GUARDED);
+            encode_guards(&mut out, &request.guards)?;
+            out.extend_from_slice(&request.batch.to_record()?);
         }
         Payload::Membership(m) => {
             out.push(MEMBERSHIP);
@@ -56,6 +66,41 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, RaftStoreError> {
         }
     }
     Ok(out)
+}
+
+fn encode_guards(out: &mut Vec<u8>, guards: &[Guard]) -> Result<(), RaftStoreError> {
+    out.extend_from_slice(&len_u32(guards.len(), "guards")?.to_le_bytes());
+    for g in guards {
+        out.extend_from_slice(&len_u32(g.key.len(), "key bytes")?.to_le_bytes());
+        out.extend_from_slice(&g.key);
+        match &g.expect {
+            None => out.push(ABSENT),
+            Some(v) => {
+                out.push(EQUALS);
+                out.extend_from_slice(&len_u32(v.len(), "value bytes")?.to_le_bytes());
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes a request's payload takes in its record (kind byte included).
+pub(crate) fn request_bytes(request: &Request) -> usize {
+    let guards: usize = if request.guards.is_empty() {
+        0
+    } else {
+        4 + request
+            .guards
+            .iter()
+            .map(|g| 4 + g.key.len() + 1 + g.expect.as_ref().map_or(0, |v| 4 + v.len()))
+            .sum::<usize>()
+    };
+    1 + guards
+        + request
+            .batch
+            .to_record()
+            .map_or(usize::MAX / 2, |r| r.len())
 }
 
 /// Encodes the committed log id as one record.
@@ -163,12 +208,17 @@ pub(crate) fn decode(record: &Bytes, lsn: u64) -> Result<Record, RaftStoreError>
             let log_id = c.log_id()?;
             let payload = match c.u8()? {
                 BLANK => Payload::Blank,
-                NORMAL => {
+                kind @ (NORMAL | GUARDED) => {
+                    let guards = if kind == GUARDED {
+                        decode_guards(&mut c, record)?
+                    } else {
+                        Vec::new()
+                    };
                     let start = c.at;
                     c.rest();
                     let batch = wal_kv::WriteBatch::from_record(&record.slice(start..))
                         .map_err(|e| RaftStoreError::corrupt(&what, e.to_string()))?;
-                    Payload::Normal(Request(batch))
+                    Payload::Normal(Request::guarded(guards, batch))
                 }
                 MEMBERSHIP => Payload::Membership(decode_membership(&mut c)?),
                 kind => return Err(c.bad(&format!("unknown payload kind {kind}"))),
@@ -178,6 +228,34 @@ pub(crate) fn decode(record: &Bytes, lsn: u64) -> Result<Record, RaftStoreError>
         }
         tag => Err(c.bad(&format!("unknown record tag {tag}"))),
     }
+}
+
+fn decode_guards(c: &mut Cursor<'_>, record: &Bytes) -> Result<Vec<Guard>, RaftStoreError> {
+    let count = c.u32()? as usize;
+    // Each guard takes at least 5 bytes: no count can make us reserve more
+    // than the record could hold.
+    if count > (c.bytes.len() - c.at) / 5 {
+        return Err(c.bad(&format!("{count} guards")));
+    }
+    let mut guards = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = c.u32()? as usize;
+        let start = c.at;
+        c.take(len)?;
+        let key = record.slice(start..start + len);
+        let expect = match c.u8()? {
+            ABSENT => None,
+            EQUALS => {
+                let len = c.u32()? as usize;
+                let start = c.at;
+                c.take(len)?;
+                Some(record.slice(start..start + len))
+            }
+            other => return Err(c.bad(&format!("unknown guard kind {other}"))),
+        };
+        guards.push(Guard { key, expect });
+    }
+    Ok(guards)
 }
 
 fn decode_membership(c: &mut Cursor<'_>) -> Result<Membership, RaftStoreError> {
@@ -415,6 +493,22 @@ mod tests {
             "should be:\n{}",
             hex(&blank)
         );
+        let mut batch = wal_kv::WriteBatch::new();
+        batch.put("k", "v");
+        let guarded = encode_entry(&Entry::new(
+            log_id(2, 1, 4),
+            Payload::Normal(Request::guarded(
+                vec![Guard::equals("k", "u"), Guard::absent("n")],
+                batch,
+            )),
+        ))
+        .unwrap();
+        assert_eq!(
+            documented("guarded-entry"),
+            guarded[..47],
+            "should begin:\n{}",
+            hex(&guarded[..47])
+        );
         let meta = Meta {
             vote: Some(Vote {
                 leader_id: LeaderId {
@@ -434,7 +528,18 @@ mod tests {
         round_trip(Entry::new(log_id(1, 2, 3), Payload::Blank));
         let mut batch = wal_kv::WriteBatch::new();
         batch.put("k", "v").delete("gone");
-        round_trip(Entry::new(log_id(4, 5, 6), Payload::Normal(Request(batch))));
+        round_trip(Entry::new(
+            log_id(4, 5, 6),
+            Payload::Normal(Request::new(batch.clone())),
+        ));
+        let guards = vec![Guard::equals("k", "old"), Guard::absent("new")];
+        let guarded = Request::guarded(guards, batch);
+        let entry = Entry::new(log_id(4, 5, 7), Payload::Normal(guarded.clone()));
+        assert_eq!(
+            encode_entry(&entry).unwrap().len(),
+            25 + guarded.encoded_bytes()
+        );
+        round_trip(entry);
         let nodes = BTreeMap::from([
             (1, BasicNode { addr: "a:1".into() }),
             (2, BasicNode { addr: "b:2".into() }),
@@ -459,6 +564,18 @@ mod tests {
         m.extend_from_slice(&1u32.to_le_bytes());
         m.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&Bytes::from(m), 1).is_err());
+        // Guards: 2^32 - 1 of them, a key running past the end, an
+        // unknown guard kind.
+        let guarded = |tail: &[u8]| {
+            let mut g = vec![ENTRY];
+            put_log_id(&mut g, &log_id(1, 1, 1));
+            g.push(GUARDED);
+            g.extend_from_slice(tail);
+            decode(&Bytes::from(g), 1)
+        };
+        assert!(guarded(&u32::MAX.to_le_bytes()).is_err());
+        assert!(guarded(&[1, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(guarded(&[1, 0, 0, 0, 1, 0, 0, 0, b'k', 7, 0, 0, 0, 0]).is_err());
     }
 
     #[test]

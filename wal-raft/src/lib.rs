@@ -35,26 +35,125 @@ mod state_machine;
 
 use std::fmt;
 
+use bytes::Bytes;
+
 pub use error::RaftStoreError;
 pub use log_store::{LogReader, LogStore};
 pub use snapshot::SnapshotFile;
 pub use state_machine::{RESERVED_PREFIX, SnapshotBuilder, StateMachine, StoreSnapshot};
 
-/// What a client asks the replicated store to do: one atomic batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request(pub wal_kv::WriteBatch);
+/// What a client asks the replicated store to do: one batch of writes,
+/// applied whole on every node, and only if every guard holds when the
+/// entry applies (a replicated optimistic transaction: read at the leader,
+/// then commit the writes guarded by what was read). Guards are checked
+/// against the state every node has at the entry's index, so all nodes
+/// decide alike.
+///
+/// A request is one record of the Raft log: one larger than the log's
+/// record limit (`wal_engine::Options::record_bytes_max`) is refused by the
+/// leader's log, which stops the node; check [`Request::encoded_bytes`]
+/// before submitting one from an untrusted client.
+///
+/// ```
+/// use wal_raft::{Guard, Request};
+///
+/// let mut batch = wal_kv::WriteBatch::new();
+/// batch.put("balance", "90");
+/// // Only if nobody changed the balance since it was read as 100.
+/// let request = Request::guarded(vec![Guard::equals("balance", "100")], batch);
+/// assert_eq!(request.guards.len(), 1);
+/// assert!(request.encoded_bytes() > 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// Conditions on the data; if one fails, nothing of the batch is
+    /// written (on any node) and the response names it.
+    pub guards: Vec<Guard>,
+    /// The writes, applied atomically.
+    pub batch: wal_kv::WriteBatch,
+}
 
-impl fmt::Display for Request {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "batch of {} operations", self.0.len())
+impl Request {
+    /// The writes of `batch`, unconditionally.
+    pub fn new(batch: wal_kv::WriteBatch) -> Request {
+        Request {
+            guards: Vec::new(),
+            batch,
+        }
+    }
+
+    /// The writes of `batch`, if every guard holds.
+    pub fn guarded(guards: Vec<Guard>, batch: wal_kv::WriteBatch) -> Request {
+        Request { guards, batch }
+    }
+
+    /// The size of the request's payload in its log record.
+    pub fn encoded_bytes(&self) -> usize {
+        codec::request_bytes(self)
     }
 }
 
-/// What applying a [`Request`] answers: the Raft index it was applied at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl From<wal_kv::WriteBatch> for Request {
+    fn from(batch: wal_kv::WriteBatch) -> Request {
+        Request::new(batch)
+    }
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "batch of {} operations, {} guards",
+            self.batch.len(),
+            self.guards.len()
+        )
+    }
+}
+
+/// A condition on one key: its value when the entry applies is `expect`
+/// (`None`: the key is absent). A guard on the state machine's own keys
+/// ([`RESERVED_PREFIX`]) never holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The key.
+    pub key: Bytes,
+    /// Its expected value, or `None` for absent.
+    pub expect: Option<Bytes>,
+}
+
+impl Guard {
+    /// `key` holds exactly `value`.
+    pub fn equals(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Guard {
+        Guard {
+            key: key.into(),
+            expect: Some(value.into()),
+        }
+    }
+
+    /// `key` is absent.
+    pub fn absent(key: impl Into<Bytes>) -> Guard {
+        Guard {
+            key: key.into(),
+            expect: None,
+        }
+    }
+}
+
+/// What applying a [`Request`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// The entry's Raft index.
     pub index: u64,
+    /// The key of the first guard that did not hold, if one did not: then
+    /// nothing of the batch was written.
+    pub refused: Option<Bytes>,
+}
+
+impl Response {
+    /// Whether the batch was written.
+    pub fn applied(&self) -> bool {
+        self.refused.is_none()
+    }
 }
 
 openraft::declare_raft_types!(

@@ -17,6 +17,7 @@ use std::io;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{RaftSnapshotBuilder, Snapshot};
@@ -25,7 +26,7 @@ use wal_kv::{Durability, Op, Store, WriteBatch};
 
 use crate::snapshot::{self, SnapshotFile};
 use crate::{
-    LogId, Payload, RaftStoreError, Request, Response, SnapshotMeta, StoredMembership, TypeConfig,
+    Guard, LogId, Payload, RaftStoreError, Response, SnapshotMeta, StoredMembership, TypeConfig,
     codec,
 };
 
@@ -230,6 +231,41 @@ impl Shared {
     }
 }
 
+/// Adds a request's writes to `batch`, but for those on the state
+/// machine's own keys, which no request may touch.
+fn add_writes(batch: &mut WriteBatch, request: &WriteBatch) -> Result<(), RaftStoreError> {
+    for op in request.ops() {
+        match op {
+            Op::Put { key, .. } | Op::Delete { key } if key.starts_with(RESERVED_PREFIX) => {}
+            Op::Put { key, value } => {
+                batch.put(key.clone(), value.clone());
+            }
+            Op::Delete { key } => {
+                batch.delete(key.clone());
+            }
+            _ => {
+                return Err(RaftStoreError::Misuse(format!(
+                    "an unknown operation {op:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Shared {
+    /// The key of the first guard that does not hold against the data as
+    /// applied so far (every node has the same data at this index).
+    fn refused(&self, guards: &[Guard]) -> Result<Option<Bytes>, RaftStoreError> {
+        for g in guards {
+            if g.key.starts_with(RESERVED_PREFIX) || self.store.get(&g.key)? != g.expect {
+                return Ok(Some(g.key.clone()));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
@@ -257,25 +293,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         while let Some((entry, responder)) = entries.try_next().await? {
             let mut batch = WriteBatch::new();
+            let mut refused = None;
             match entry.payload {
                 Payload::Blank => {}
-                Payload::Normal(Request(request)) => {
-                    for op in request.ops() {
-                        match op {
-                            Op::Put { key, .. } | Op::Delete { key }
-                                if key.starts_with(RESERVED_PREFIX) => {}
-                            Op::Put { key, value } => {
-                                batch.put(key.clone(), value.clone());
-                            }
-                            Op::Delete { key } => {
-                                batch.delete(key.clone());
-                            }
-                            _ => {
-                                return Err(io_err(RaftStoreError::Misuse(format!(
-                                    "an unknown operation {op:?}"
-                                ))));
-                            }
-                        }
+                Payload::Normal(request) => {
+                    refused = self.shared.refused(&request.guards).map_err(io_err)?;
+                    if refused.is_none() {
+                        add_writes(&mut batch, &request.batch).map_err(io_err)?;
                     }
                 }
                 Payload::Membership(m) => membership = StoredMembership::new(Some(entry.log_id), m),
@@ -289,6 +313,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if let Some(responder) = responder {
                 responder.send(Response {
                     index: entry.log_id.index,
+                    refused,
                 });
             }
         }

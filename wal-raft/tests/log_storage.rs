@@ -20,7 +20,7 @@ fn id(term: u64, index: u64) -> LogId {
 fn entry(term: u64, index: u64) -> Entry {
     let mut batch = wal_kv::WriteBatch::new();
     batch.put(format!("k{index}"), format!("t{term}"));
-    Entry::new(id(term, index), Payload::Normal(Request(batch)))
+    Entry::new(id(term, index), Payload::Normal(Request::new(batch)))
 }
 
 /// Small segments: the simulated disk keeps every byte in memory.

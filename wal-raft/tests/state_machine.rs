@@ -15,7 +15,7 @@ use wal_io::Storage;
 use wal_io::sim::{CrashMode, SimDisk};
 use wal_kv::TableCompression;
 use wal_raft::{
-    Entry, LeaderId, LogId, Payload, RESERVED_PREFIX, Request, StateMachine, TypeConfig,
+    Entry, Guard, LeaderId, LogId, Payload, RESERVED_PREFIX, Request, StateMachine, TypeConfig,
 };
 
 fn options(compression: TableCompression) -> wal_kv::Options {
@@ -56,7 +56,7 @@ fn entries(from: u64, to: u64) -> Vec<Entry> {
                     },
                     i,
                 ),
-                Payload::Normal(Request(batch)),
+                Payload::Normal(Request::new(batch)),
             )
         })
         .collect()
@@ -94,6 +94,77 @@ fn nodes_with_other_table_formats_apply_the_same_entries_to_the_same_data() {
         assert!(
             lz4.store().get(RESERVED_PREFIX).unwrap().is_none(),
             "no spoofed state"
+        );
+    });
+}
+
+/// A guarded request writes its batch only where every guard holds against
+/// the data as of its index (the writes of the entry before it included),
+/// and all of the batch or none of it; nodes decide alike.
+#[test]
+fn guarded_requests_write_only_where_their_guards_hold() {
+    let (a, b) = (SimDisk::new(11), SimDisk::new(12));
+    TypeConfig::run(async move {
+        let put = |k: &str, v: &str| {
+            let mut batch = wal_kv::WriteBatch::new();
+            batch
+                .put(k.to_owned(), v.to_owned())
+                .put(format!("{k}-too"), v.to_owned());
+            batch
+        };
+        let requests = [
+            Request::new(put("a", "1")),
+            Request::guarded(vec![Guard::equals("a", "1")], put("b", "2")),
+            Request::guarded(vec![Guard::equals("a", "2")], put("c", "3")),
+            Request::guarded(vec![Guard::absent("x")], put("x", "4")),
+            Request::guarded(vec![Guard::absent("x")], put("x", "5")),
+            Request::guarded(
+                vec![
+                    Guard::equals("b", "2"),
+                    Guard::absent("nothing"),
+                    Guard::equals("a", "0"),
+                ],
+                put("d", "6"),
+            ),
+            Request::guarded(vec![Guard::absent(RESERVED_PREFIX.to_vec())], put("e", "7")),
+        ];
+        let entries: Vec<Entry> = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let id = LogId::new(
+                    LeaderId {
+                        term: 1,
+                        node_id: 1,
+                    },
+                    i as u64 + 1,
+                );
+                Entry::new(id, Payload::Normal(r))
+            })
+            .collect();
+        let mut one = open(a.storage(), TableCompression::Lz4);
+        let mut other = open(b.storage(), TableCompression::None);
+        apply(&mut one, entries.clone()).await;
+        for e in entries {
+            apply(&mut other, vec![e]).await; // one at a time: the same result
+        }
+        let b = |s: &str| Bytes::from(s.to_owned());
+        let want: Vec<(Bytes, Bytes)> = [
+            ("a", "1"),
+            ("a-too", "1"),
+            ("b", "2"),
+            ("b-too", "2"),
+            ("x", "4"),
+            ("x-too", "4"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (b(k), b(v)))
+        .collect();
+        assert_eq!(contents(&one), want);
+        assert_eq!(contents(&other), want);
+        assert_eq!(
+            one.applied_state().await.unwrap().0.map(|l| l.index),
+            Some(7)
         );
     });
 }

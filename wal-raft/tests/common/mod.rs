@@ -218,7 +218,7 @@ impl Router {
         let Some(node) = self.get(via) else {
             return Err(None);
         };
-        match TypeConfig::timeout(timeout, node.client_write(Request(batch.clone()))).await {
+        match TypeConfig::timeout(timeout, node.client_write(Request::new(batch.clone()))).await {
             Ok(Ok(response)) => Ok(response.log_id.index),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 // A new leader forwards until its first entry commits.
@@ -561,6 +561,11 @@ impl Cluster {
             self.report();
             panic!("{e}");
         }
+    }
+
+    /// The store of node `id`'s state machine.
+    pub fn store(&self, id: u64) -> &wal_kv::Store {
+        self.machines[&id].store()
     }
 
     /// The data of node `id`, without the state machine's own keys.
