@@ -44,6 +44,7 @@ fn mix(mut x: u64) -> u64 {
 /// K1: `threads` writers put durably, one key at a time, until the time is up.
 pub fn puts(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, String> {
     let store = contender.open(&spec.dir)?;
+    let syncs_before = store.syncs();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(spec.seconds);
     let outcomes: Vec<Result<(Recorder, u64), String>> = std::thread::scope(|scope| {
@@ -77,8 +78,10 @@ pub fn puts(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         all.merge(&recorder);
         written.push(seqs);
     }
+    let syncs = store.syncs().zip(syncs_before).map(|(a, b)| a - b);
     store.close()?;
-    let measured = all.finish(elapsed);
+    let mut measured = all.finish(elapsed);
+    measured.syncs = syncs;
 
     // Reopen and read every acknowledged key, and the next one of each
     // writer, which was never written.

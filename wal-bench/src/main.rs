@@ -84,11 +84,19 @@ pub enum Workload {
     #[serde(rename = "k3-mt")]
     #[value(name = "k3-mt")]
     K3Many,
+    /// K1's puts through a three-node replicated store, 1 client.
+    #[serde(rename = "r1")]
+    #[value(name = "r1")]
+    R1,
+    /// K1's puts through a three-node replicated store, many clients.
+    #[serde(rename = "r1-mt")]
+    #[value(name = "r1-mt")]
+    R1Many,
 }
 
 impl Workload {
     /// Every workload, in the order the tables show them.
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 15] = [
         Workload::W1,
         Workload::W2,
         Workload::W5,
@@ -102,6 +110,8 @@ impl Workload {
         Workload::K2Get,
         Workload::K3,
         Workload::K3Many,
+        Workload::R1,
+        Workload::R1Many,
     ];
 
     /// The name used in files and flags.
@@ -120,10 +130,18 @@ impl Workload {
             Workload::K2Get => "k2-get",
             Workload::K3 => "k3",
             Workload::K3Many => "k3-mt",
+            Workload::R1 => "r1",
+            Workload::R1Many => "r1-mt",
         }
     }
 
-    /// True for the key-value workloads (K1-K3), run by the stores.
+    /// True for the replicated workloads (R1), run by the replicated store
+    /// and, as their one-node baseline, by this project's store.
+    pub fn is_replicated(self) -> bool {
+        matches!(self, Workload::R1 | Workload::R1Many)
+    }
+
+    /// True for the key-value workloads (K1-K3, R1), run by the stores.
     pub fn is_kv(self) -> bool {
         matches!(
             self,
@@ -133,6 +151,8 @@ impl Workload {
                 | Workload::K2Get
                 | Workload::K3
                 | Workload::K3Many
+                | Workload::R1
+                | Workload::R1Many
         )
     }
 
@@ -142,9 +162,12 @@ impl Workload {
         matches!(self, Workload::W4Big | Workload::W4Small | Workload::K2Get)
     }
 
-    /// Writer threads: many for W2, K1-mt and K3-mt, one otherwise.
+    /// Writer threads: many for W2, K1-mt, K3-mt and R1-mt, one otherwise.
     pub fn is_many_threads(self) -> bool {
-        matches!(self, Workload::W2 | Workload::K1Many | Workload::K3Many)
+        matches!(
+            self,
+            Workload::W2 | Workload::K1Many | Workload::K3Many | Workload::R1Many
+        )
     }
 
     /// Bytes per record; for K1 and K2, of a key and its value.
@@ -216,8 +239,8 @@ fn list() {
     for c in contenders::all() {
         println!("  {:<14} {}", c.name(), c.config());
     }
-    println!("key-value contenders (K1-K3):");
-    for s in stores::all() {
+    println!("key-value contenders (K1-K3; R1: wal/kv and the replicated ones):");
+    for s in stores::all().into_iter().chain(stores::replicated()) {
         println!("  {:<14} {}", s.name(), s.config());
     }
     println!("workloads:");

@@ -58,6 +58,9 @@ pub struct Row {
     /// Transaction attempts refused for a conflict, over all attempts
     /// (K3, median round).
     pub conflict_rate: Option<f64>,
+    /// fsyncs per operation (K1, R1: the leader's), median round.
+    #[serde(default)]
+    pub syncs_per_op: Option<f64>,
     /// `ok`, `n/a: <why>` or `failed: <why>`.
     pub status: String,
 }
@@ -78,6 +81,10 @@ pub fn title(w: Workload) -> &'static str {
         Workload::K2Get => "K2 gets: every loaded key once, random order, 1 thread, after a reopen",
         Workload::K3 => "K3 durable transactions, 1 thread, read 2 keys and write both",
         Workload::K3Many => "K3 durable transactions, many threads, read 2 keys and write both",
+        Workload::R1 => "R1 durable puts through a 3-node replicated store, 1 client (wal/kv: K1)",
+        Workload::R1Many => {
+            "R1 durable puts through a 3-node replicated store, many clients (wal/kv: K1)"
+        }
     }
 }
 
@@ -91,7 +98,9 @@ fn limit_of(w: Workload) -> (&'static [&'static str], bool) {
         | Workload::K1
         | Workload::K1Many
         | Workload::K3
-        | Workload::K3Many => (&[limit::SYNC_4K_WRITTEN], true),
+        | Workload::K3Many
+        | Workload::R1
+        | Workload::R1Many => (&[limit::SYNC_4K_WRITTEN], true),
         Workload::W3Big | Workload::W3Small | Workload::K2Load => {
             (&[limit::SYNC_1M_BUFFERED, limit::SYNC_1M_DIRECT], false)
         }
@@ -129,6 +138,7 @@ fn blank(workload: &str, contender: &str, kind: &'static str, config: &str) -> R
         open_ms: None,
         cache: None,
         conflict_rate: None,
+        syncs_per_op: None,
         status: "ok".into(),
     }
 }
@@ -144,6 +154,7 @@ impl Row {
         self.p99_us = m.p99_us;
         self.p999_us = m.p999_us;
         self.conflict_rate = m.conflicts.map(|c| c as f64 / (c + m.ops).max(1) as f64);
+        self.syncs_per_op = m.syncs.map(|s| s as f64 / m.ops.max(1) as f64);
     }
 }
 
@@ -343,10 +354,11 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
                 fmt_opt(r.ratio_to_best_peer, 2),
                 fmt_opt(r.ratio_to_limit, 2),
                 fmt_opt(r.open_ms, 1),
-                match (r.status.as_str(), r.conflict_rate) {
-                    ("ok", None) => String::new(),
-                    ("ok", Some(rate)) => format!("  conflicts {:.2}%", rate * 100.0),
-                    (status, _) => format!("  ({status})"),
+                match (r.status.as_str(), r.conflict_rate, r.syncs_per_op) {
+                    ("ok", Some(rate), _) => format!("  conflicts {:.2}%", rate * 100.0),
+                    ("ok", None, Some(syncs)) => format!("  fsyncs/op {syncs:.2}"),
+                    ("ok", None, None) => String::new(),
+                    (status, _, _) => format!("  ({status})"),
                 }
             );
         }
@@ -400,14 +412,14 @@ fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "workload,contender,kind,config,threads,ops,seconds,ops_per_s,mb_per_s,p50_us,p99_us,\
          p999_us,ratio_to_best_peer,ratio_to_limit,rounds,ops_per_s_min,ops_per_s_max,\
-         verified_records,open_ms,cache,conflict_rate,status\n",
+         verified_records,open_ms,cache,conflict_rate,syncs_per_op,status\n",
     );
     let num = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v}"));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.workload,
             r.contender,
             r.kind,
@@ -430,6 +442,7 @@ fn csv(rows: &[Row]) -> String {
             num(r.open_ms),
             quote(r.cache.as_deref().unwrap_or_default()),
             num(r.conflict_rate),
+            num(r.syncs_per_op),
             quote(&r.status)
         );
     }

@@ -30,6 +30,10 @@ pub struct Measured {
     /// Transaction attempts refused for a conflict (K3).
     #[serde(default)]
     pub conflicts: Option<u64>,
+    /// fsyncs the store (for a replicated one, its leader) did during the
+    /// measured part, where it counts them (K1, R1).
+    #[serde(default)]
+    pub syncs: Option<u64>,
 }
 
 /// The longest latency the histograms tell apart.
@@ -90,6 +94,7 @@ impl Recorder {
             p99_us: micros(0.99),
             p999_us: micros(0.999),
             conflicts: None,
+            syncs: None,
         }
     }
 }
@@ -148,7 +153,9 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
                 cache: None,
             })
         }
-        Workload::K1 | Workload::K1Many => crate::kvload::puts(kv_contender(spec)?, spec),
+        Workload::K1 | Workload::K1Many | Workload::R1 | Workload::R1Many => {
+            crate::kvload::puts(kv_contender(spec)?, spec)
+        }
         Workload::K2Load => crate::kvload::load(kv_contender(spec)?, spec),
         Workload::K2Get => crate::kvload::gets(kv_contender(spec)?, spec),
         Workload::K3 | Workload::K3Many => crate::txnload::transactions(kv_contender(spec)?, spec),

@@ -38,7 +38,7 @@ use std::fmt;
 use bytes::Bytes;
 
 pub use error::RaftStoreError;
-pub use log_store::{LogReader, LogStore};
+pub use log_store::{CACHE_BYTES_MAX, LogReader, LogStore};
 pub use snapshot::SnapshotFile;
 pub use state_machine::{RESERVED_PREFIX, SnapshotBuilder, StateMachine, StoreSnapshot};
 

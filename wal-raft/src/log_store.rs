@@ -3,12 +3,15 @@
 //! Each entry is one record; an `append` of many entries is one batch of
 //! records, and its flush callback fires from the log's durability
 //! notification, so concurrent appends share one group commit and no
-//! thread waits per append. The log's readers see durable records only, so
-//! entries appended and not yet durable are also kept in memory until they
-//! are (`tail`). `truncate_after` is the log's `truncate_back`, `purge` its
+//! thread waits per append. The newest entries are also kept in memory
+//! (`tail`): those not yet durable, which the log's readers cannot see, and
+//! then as many as fit [`CACHE_BYTES_MAX`], since replication reads the
+//! newest entries again right after they were appended and a reader over
+//! the log's files costs far more than a clone. `truncate_after` is the log's `truncate_back`, `purge` its
 //! `truncate_front` after the purge point is in the metadata file; both are
-//! crash-safe in the log. The committed log id is appended as a record of
-//! its own (durable with the next group commit, never waited for).
+//! crash-safe in the log. The committed log id rides as a record of its own
+//! in front of the next append's entries (durable with that group commit:
+//! saving it costs no write and no fsync of its own).
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -49,11 +52,17 @@ struct State {
     first_index: u64,
     /// Each live entry's LSN and log id, by index from `first_index`.
     ids: VecDeque<(u64, LogId)>,
-    /// The newest live entries not yet durable, oldest first: the last
-    /// `tail.len()` of `ids`.
-    tail: VecDeque<Entry>,
+    /// The newest live entries, oldest first, with their encoded sizes:
+    /// the last `tail.len()` of `ids`. Holds every entry not yet durable.
+    tail: VecDeque<(Entry, usize)>,
+    /// The sum of the sizes in `tail`.
+    tail_bytes: usize,
+    /// How many bytes of durable entries `tail` may keep.
+    cache_bytes_max: usize,
     meta: Meta,
     committed: Option<LogId>,
+    /// `committed` is newer than the last committed record written.
+    committed_unwritten: bool,
 }
 
 impl State {
@@ -87,18 +96,45 @@ impl State {
         Ok(())
     }
 
-    /// Drops from `tail` the entries the log's readers can now read.
+    /// Drops from `tail` the oldest entries over its budget that the log's
+    /// readers can read.
     fn settle(&mut self, durable_lsn: u64) {
-        while let Some(first) = self.tail.front() {
+        while self.tail_bytes > self.cache_bytes_max
+            && let Some((first, bytes)) = self.tail.front()
+        {
             let at = self.ids.len() - self.tail.len();
             debug_assert_eq!(self.ids[at].1, first.log_id, "tail and ids agree");
             if self.ids[at].0 > durable_lsn {
                 break;
             }
+            self.tail_bytes -= bytes;
             self.tail.pop_front();
         }
     }
+
+    /// Keeps the newest `len` entries of `tail`.
+    fn keep_newest(&mut self, len: usize) {
+        while self.tail.len() > len {
+            if let Some((_, bytes)) = self.tail.pop_front() {
+                self.tail_bytes -= bytes;
+            }
+        }
+    }
+
+    /// Keeps the oldest `len` entries of `tail`.
+    fn keep_oldest(&mut self, len: usize) {
+        while self.tail.len() > len {
+            if let Some((_, bytes)) = self.tail.pop_back() {
+                self.tail_bytes -= bytes;
+            }
+        }
+    }
 }
+
+/// How many bytes of the newest durable entries stay in memory for the
+/// readers by default (entries not yet durable stay whatever their size);
+/// see [`LogStore::set_cache_bytes_max`].
+pub const CACHE_BYTES_MAX: usize = 16 << 20;
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -131,6 +167,7 @@ impl LogStore {
         let (wal, _report) = Wal::open_with(Arc::clone(&storage), options)?;
         let mut state = State {
             meta,
+            cache_bytes_max: CACHE_BYTES_MAX,
             ..State::default()
         };
         let first = wal.first_lsn();
@@ -154,6 +191,17 @@ impl LogStore {
                 state: Mutex::new(state),
             }),
         })
+    }
+
+    /// Sets how many bytes of the newest durable entries stay in memory
+    /// (by default [`CACHE_BYTES_MAX`]); older ones are read from the
+    /// log's files. Entries not yet durable stay in memory whatever this
+    /// says: the log's readers cannot see them yet.
+    pub fn set_cache_bytes_max(&self, bytes: usize) {
+        let mut st = lock(&self.shared.state);
+        st.cache_bytes_max = bytes;
+        let durable = self.shared.wal.durable_lsn();
+        st.settle(durable);
     }
 
     /// The log underneath (its stats: syncs, bytes).
@@ -218,7 +266,7 @@ impl Shared {
         out.extend(
             st.tail
                 .range(from.min(st.tail.len())..upto.min(st.tail.len()))
-                .cloned(),
+                .map(|(e, _)| e.clone()),
         );
         Ok(out)
     }
@@ -226,6 +274,15 @@ impl Shared {
 
 fn io_err(e: impl Into<RaftStoreError>) -> io::Error {
     io::Error::from(e.into())
+}
+
+impl LogReader {
+    /// The Raft log's counters (syncs, bytes, records), as its writer
+    /// keeps them: with the log store moved into openraft, the reader is
+    /// how a node's fsyncs per commit are measured.
+    pub fn log_stats(&self) -> wal_engine::Stats {
+        self.shared.wal.stats()
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -274,15 +331,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let shared = &*self.shared;
-        let mut st = lock(&shared.state);
-        if let Some(id) = committed
-            && st.committed != committed
-        {
-            shared
-                .wal
-                .append(&codec::encode_committed(&id))
-                .map_err(io_err)?;
+        let mut st = lock(&self.shared.state);
+        if committed.is_some() && st.committed != committed {
+            st.committed_unwritten = true;
         }
         st.committed = committed;
         Ok(())
@@ -315,7 +366,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Ok(()));
             return Ok(());
         };
-        let mut records = Vec::with_capacity(entries.len());
+        let mut records = Vec::with_capacity(entries.len() + 1);
         let mut next = st.next_index();
         for e in &entries {
             if next.is_some_and(|n| n != e.log_id.index) {
@@ -328,11 +379,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             next = Some(e.log_id.index + 1);
             records.push(codec::encode_entry(e).map_err(io_err)?);
         }
-        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        // The committed id saved since the last append goes first, in the
+        // same batch: no write or fsync of its own.
+        let committed = st
+            .committed
+            .filter(|_| st.committed_unwritten)
+            .map(|id| codec::encode_committed(&id));
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(records.len() + 1);
+        refs.extend(committed.as_deref());
+        refs.extend(records.iter().map(Vec::as_slice));
         let lsns = shared.wal.append_batch(&refs).map_err(io_err)?;
-        for (lsn, e) in lsns.clone().zip(entries) {
+        st.committed_unwritten = false;
+        let entry_lsns = lsns.start + u64::from(committed.is_some())..lsns.end;
+        let sizes: Vec<usize> = records.iter().map(Vec::len).collect();
+        for ((lsn, e), bytes) in entry_lsns.zip(entries).zip(sizes) {
             st.push(lsn, e.log_id).map_err(io_err)?;
-            st.tail.push_back(e);
+            st.tail.push_back((e, bytes));
+            st.tail_bytes += bytes;
         }
         debug_assert_eq!(st.last_log_id(), Some(last));
         drop(st);
@@ -361,7 +424,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let gone = st.ids.len() - kept;
         st.ids.truncate(kept);
         let tail_left = st.tail.len().saturating_sub(gone);
-        st.tail.truncate(tail_left);
+        st.keep_oldest(tail_left);
         if st.committed.is_some_and(|c| c.index >= cut) {
             st.committed = None;
         }
@@ -388,8 +451,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .min(st.ids.len());
         st.ids.drain(..gone);
         let kept_tail = st.tail.len().min(st.ids.len());
-        let drop_tail = st.tail.len() - kept_tail;
-        st.tail.drain(..drop_tail);
+        st.keep_newest(kept_tail);
         st.first_index = st.ids.front().map_or(log_id.index + 1, |&(_, id)| id.index);
         let front = st
             .ids

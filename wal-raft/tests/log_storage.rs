@@ -53,6 +53,9 @@ fn entries_are_readable_at_once_and_flushed_by_the_group_commit() {
     let storage = disk.storage();
     run(async move {
         let mut log = open(storage);
+        // No cache of durable entries: what is not yet durable is still
+        // read from memory.
+        log.set_cache_bytes_max(0);
         let mut reader = log.get_log_reader().await;
         // The first entry may have any index.
         let (tx, rx) = TypeConfig::oneshot();
@@ -82,6 +85,46 @@ fn entries_are_readable_at_once_and_flushed_by_the_group_commit() {
                 .is_err()
         );
     });
+}
+
+/// The newest entries are served from memory and older ones from the
+/// log's files: with a cache of a few entries (most reads from the files,
+/// across truncations and purges) and with none, the entries read are the
+/// entries written.
+#[test]
+fn entries_read_alike_from_memory_and_from_the_files() {
+    for cache_bytes in [0, 300, wal_raft::CACHE_BYTES_MAX] {
+        let disk = SimDisk::new(3);
+        run(async move {
+            let mut log = open(disk.storage());
+            log.set_cache_bytes_max(cache_bytes);
+            log.blocking_append((1..=40).map(|i| entry(1, i)))
+                .await
+                .unwrap();
+            log.truncate_after(Some(id(1, 30))).await.unwrap();
+            log.blocking_append((31..=60).map(|i| entry(2, i)))
+                .await
+                .unwrap();
+            log.purge(id(1, 10)).await.unwrap();
+            let want: Vec<(u64, u64)> = (11..=30)
+                .map(|i| (1, i))
+                .chain((31..=60).map(|i| (2, i)))
+                .collect();
+            assert_eq!(indexes(&mut log, 0..100).await, want, "cache {cache_bytes}");
+            assert_eq!(
+                indexes(&mut log, 25..35).await,
+                want[14..24],
+                "cache {cache_bytes}"
+            );
+            let read = log
+                .get_log_reader()
+                .await
+                .try_get_log_entries(40..41)
+                .await
+                .unwrap();
+            assert_eq!(read[0].payload, entry(2, 40).payload);
+        });
+    }
 }
 
 #[test]
@@ -139,6 +182,38 @@ fn indexes_vote_purge_and_committed_survive_a_reopen() {
             log.get_log_state().await.unwrap().last_log_id,
             Some(id(3, 20))
         );
+    });
+}
+
+/// Saving the committed id writes nothing by itself (openraft saves it
+/// after every commit: a record and an fsync of its own would double a
+/// node's fsyncs); it rides in front of the next append's entries and is
+/// durable with them.
+#[test]
+fn the_committed_id_rides_with_the_next_append() {
+    let disk = SimDisk::new(9);
+    let d = disk.clone();
+    run(async move {
+        let mut log = open(d.storage());
+        log.blocking_append((1..=4).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+        let before = log.wal().stats();
+        log.save_committed(Some(id(1, 3))).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(1, 3)));
+        let after = log.wal().stats();
+        assert_eq!(
+            (after.appends, after.syncs),
+            (before.appends, before.syncs),
+            "saving the committed id wrote or synced"
+        );
+        log.blocking_append([entry(1, 5)]).await.unwrap();
+        assert_eq!(log.wal().stats().appends, before.appends + 2);
+        drop(log);
+        d.crash(CrashMode::LoseAll);
+        let mut log = open(d.storage());
+        assert_eq!(log.read_committed().await.unwrap(), Some(id(1, 3)));
+        assert_eq!(indexes(&mut log, 0..100).await.len(), 5);
     });
 }
 

@@ -135,7 +135,7 @@ pub fn by_name(name: &str) -> Option<&'static dyn Contender> {
 /// for K1 and K2; only those named in `names`, unless it is empty.
 pub fn entrants(workload: Workload, names: &[String]) -> Vec<&'static dyn Entrant> {
     let all: Vec<&'static dyn Entrant> = if workload.is_kv() {
-        crate::stores::all()
+        crate::stores::entrants(workload)
             .into_iter()
             .map(|s| s as &dyn Entrant)
             .collect()
@@ -150,7 +150,12 @@ pub fn entrants(workload: Workload, names: &[String]) -> Vec<&'static dyn Entran
 /// Checks that every name in `names` is a log or a store contender.
 pub fn check_names(names: &[String]) -> Result<(), String> {
     let mut known: Vec<&str> = all().iter().map(|c| c.name()).collect();
-    known.extend(crate::stores::all().iter().map(|s| s.name()));
+    known.extend(
+        crate::stores::all()
+            .iter()
+            .chain(&crate::stores::replicated())
+            .map(|s| s.name()),
+    );
     known.sort_unstable();
     known.dedup();
     match names.iter().find(|n| !known.contains(&n.as_str())) {

@@ -13,6 +13,7 @@ mod redb_store;
 mod rocksdb_store;
 mod sqlite_store;
 mod wal_kv;
+mod wal_raft;
 
 /// Bytes of every key (K1, K2).
 pub const KEY_BYTES: usize = 16;
@@ -34,6 +35,12 @@ pub trait KvStore: Send + Sync {
     /// A reader over a consistent view, as each store offers it for a run of
     /// point reads (a read transaction or a snapshot).
     fn reader(&self) -> Result<Box<dyn KvReader + '_>, String>;
+
+    /// fsyncs done so far (for a replicated store, by its leader), where
+    /// the store counts them.
+    fn syncs(&self) -> Option<u64> {
+        None
+    }
 
     /// Closes the store cleanly.
     fn close(self: Box<Self>) -> Result<(), String>;
@@ -91,9 +98,30 @@ pub fn all() -> Vec<&'static dyn KvContender> {
     ]
 }
 
+/// The replicated stores (R1 only).
+pub fn replicated() -> Vec<&'static dyn KvContender> {
+    vec![&wal_raft::WAL_RAFT]
+}
+
+/// The contenders of a key-value workload: for R1, this project's store
+/// (the one-node baseline) and the replicated ones; otherwise every store
+/// but those.
+pub fn entrants(workload: crate::Workload) -> Vec<&'static dyn KvContender> {
+    if workload.is_replicated() {
+        let mut out: Vec<&'static dyn KvContender> = vec![&wal_kv::WAL_KV];
+        out.extend(replicated());
+        out
+    } else {
+        all()
+    }
+}
+
 /// The key-value contender named `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn KvContender> {
-    all().into_iter().find(|c| c.name() == name)
+    all()
+        .into_iter()
+        .chain(replicated())
+        .find(|c| c.name() == name)
 }
 
 /// Copies a found value into `out`, reusing its allocation; false when

@@ -42,6 +42,10 @@ impl KvStore for OpenStore {
         Ok(Box::new(Reader(self.0.snapshot())))
     }
 
+    fn syncs(&self) -> Option<u64> {
+        Some(self.0.log().stats().syncs)
+    }
+
     fn close(self: Box<Self>) -> Result<(), String> {
         self.0.close().map_err(err("close"))
     }
