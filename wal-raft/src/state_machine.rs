@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::type_config::TypeConfigExt;
 use openraft::{RaftSnapshotBuilder, Snapshot};
 use wal_io::Storage;
 use wal_kv::{Durability, Op, Store, WriteBatch};
@@ -269,8 +270,13 @@ impl Shared {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
+    /// On a blocking thread: it reads the whole store, and openraft's
+    /// runtime threads carry every node's Raft loop.
     async fn build_snapshot(&mut self) -> Result<StoreSnapshot, io::Error> {
-        self.shared.build().map_err(io_err)
+        let shared = Arc::clone(&self.shared);
+        TypeConfig::spawn_blocking(move || shared.build())
+            .await?
+            .map_err(io_err)
     }
 }
 
@@ -331,7 +337,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotFile,
     ) -> Result<(), io::Error> {
-        self.shared.install(meta, &snapshot).map_err(io_err)
+        // On a blocking thread, as a build; openraft awaits it, so no
+        // entry applies meanwhile.
+        let (shared, meta) = (Arc::clone(&self.shared), meta.clone());
+        TypeConfig::spawn_blocking(move || shared.install(&meta, &snapshot))
+            .await?
+            .map_err(io_err)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<StoreSnapshot>, io::Error> {

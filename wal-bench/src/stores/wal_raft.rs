@@ -143,9 +143,6 @@ impl Cluster {
                 heartbeat_interval: 100,
                 election_timeout_min: 500,
                 election_timeout_max: 1000,
-                broadcast_submitted_on_append: std::env::var("WAL_R1_BROADCAST")
-                    .ok()
-                    .map(|v| v == "1"),
                 ..Config::default()
             }
             .validate()
