@@ -73,6 +73,12 @@ impl WriteBatch {
         self
     }
 
+    /// The bytes of its operations (keys, values and per-operation
+    /// framing), about what the batch takes in a log record.
+    pub fn payload_bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Operations in the batch.
     pub fn len(&self) -> usize {
         self.ops.len()

@@ -18,8 +18,8 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
-use openraft::storage::{EntryResponder, RaftStateMachine};
+use futures_util::{FutureExt, Stream, TryStreamExt};
+use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use openraft::type_config::TypeConfigExt;
 use openraft::{RaftSnapshotBuilder, Snapshot};
 use wal_io::Storage;
@@ -60,6 +60,8 @@ struct Shared {
     storage: Arc<dyn Storage>,
     /// Bytes of operations per batch when loading a snapshot.
     load_batch_bytes: usize,
+    /// Bytes of operations past which entries being applied are written.
+    apply_batch_bytes: usize,
     /// The newest snapshot built or installed, and its file.
     current: Mutex<Option<(SnapshotMeta, SnapshotFile)>>,
 }
@@ -109,6 +111,7 @@ impl StateMachine {
                 store,
                 storage,
                 load_batch_bytes,
+                apply_batch_bytes: load_batch_bytes / 2,
                 current: Mutex::new(current),
             }),
         })
@@ -232,6 +235,48 @@ impl Shared {
     }
 }
 
+/// Entries applied and not yet written to the store: their writes in one
+/// batch, the state after the last of them, and the answers to send once
+/// the batch is written.
+struct Pending {
+    batch: WriteBatch,
+    last: Option<LogId>,
+    membership: StoredMembership,
+    answers: Vec<(ApplyResponder<TypeConfig>, Response)>,
+}
+
+impl Pending {
+    fn new(membership: StoredMembership) -> Pending {
+        Pending {
+            batch: WriteBatch::new(),
+            last: None,
+            membership,
+            answers: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// Writes the batch with the state (one atomic write of the store:
+    /// the state always describes the data beside it), then answers.
+    fn write(&mut self, shared: &Shared) -> Result<(), RaftStoreError> {
+        let Some(last) = self.last.take() else {
+            return Ok(());
+        };
+        let state = codec::encode_state(Some(&last), &self.membership)?;
+        self.batch.put(STATE_KEY, state);
+        shared
+            .store
+            .write(&std::mem::take(&mut self.batch), Durability::Buffered)?;
+        for (responder, response) in self.answers.drain(..) {
+            responder.send(response);
+        }
+        Ok(())
+    }
+}
+
 /// Adds a request's writes to `batch`, but for those on the state
 /// machine's own keys, which no request may touch.
 fn add_writes(batch: &mut WriteBatch, request: &WriteBatch) -> Result<(), RaftStoreError> {
@@ -293,37 +338,53 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
     {
-        let (_, mut membership) = {
+        let (_, membership) = {
             let view = self.shared.store.snapshot();
             self.shared.state(&view).map_err(io_err)?
         };
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let mut batch = WriteBatch::new();
+        let mut pending = Pending::new(membership);
+        loop {
+            // Entries already at hand join one store batch; the batch is
+            // written as soon as the stream has to wait.
+            let next = if pending.is_empty() {
+                entries.try_next().await?
+            } else if let Some(next) = entries.try_next().now_or_never() {
+                next?
+            } else {
+                pending.write(&self.shared).map_err(io_err)?;
+                continue;
+            };
+            let Some((entry, responder)) = next else {
+                break;
+            };
             let mut refused = None;
             match entry.payload {
                 Payload::Blank => {}
                 Payload::Normal(request) => {
-                    refused = self.shared.refused(&request.guards).map_err(io_err)?;
+                    if !request.guards.is_empty() {
+                        // Guards see the data as of the entry before.
+                        pending.write(&self.shared).map_err(io_err)?;
+                        refused = self.shared.refused(&request.guards).map_err(io_err)?;
+                    }
                     if refused.is_none() {
-                        add_writes(&mut batch, &request.batch).map_err(io_err)?;
+                        add_writes(&mut pending.batch, &request.batch).map_err(io_err)?;
                     }
                 }
-                Payload::Membership(m) => membership = StoredMembership::new(Some(entry.log_id), m),
+                Payload::Membership(m) => {
+                    pending.membership = StoredMembership::new(Some(entry.log_id), m);
+                }
             }
-            let state = codec::encode_state(Some(&entry.log_id), &membership).map_err(io_err)?;
-            batch.put(STATE_KEY, state);
-            self.shared
-                .store
-                .write(&batch, Durability::Buffered)
-                .map_err(io_err)?;
-            if let Some(responder) = responder {
-                responder.send(Response {
-                    index: entry.log_id.index,
-                    refused,
-                });
+            pending.last = Some(entry.log_id);
+            let response = Response {
+                index: entry.log_id.index,
+                refused,
+            };
+            pending.answers.extend(responder.map(|r| (r, response)));
+            if pending.batch.payload_bytes() >= self.shared.apply_batch_bytes {
+                pending.write(&self.shared).map_err(io_err)?;
             }
         }
-        Ok(())
+        pending.write(&self.shared).map_err(io_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {

@@ -108,7 +108,15 @@ fn a_node_that_missed_writes_catches_up_by_log_and_by_snapshot() {
             .metrics()
             .borrow_watched()
             .last_log_index;
-        let purged = cluster.node(leader).metrics().borrow_watched().purged;
+        // Snapshots are built off the Raft loop, and the purge follows.
+        let mut purged = None;
+        for _ in 0..400 {
+            purged = cluster.node(leader).metrics().borrow_watched().purged;
+            if purged.is_some_and(|p| Some(p.index) > behind) {
+                break;
+            }
+            TypeConfig::sleep(Duration::from_millis(25)).await;
+        }
         assert!(
             purged.is_some_and(|p| Some(p.index) > behind),
             "the leader purged past {behind:?}: {purged:?}"
