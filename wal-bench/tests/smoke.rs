@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 17] = [
     "workload",
     "contender",
     "config",
@@ -25,6 +25,7 @@ const FIELDS: [&str; 16] = [
     "status",
     "verified_records",
     "conflict_rate",
+    "syncs_per_op",
 ];
 
 #[test]
@@ -60,7 +61,7 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
 
     let workloads = [
         "w1", "w2", "w5", "w3-4k", "w3-128b", "w4-4k", "w4-128b", "k1", "k1-mt", "k2-load",
-        "k2-get", "k3", "k3-mt",
+        "k2-get", "k3", "k3-mt", "r1", "r1-mt",
     ];
     let mut seen = BTreeSet::new();
     for r in rows.iter().filter(|r| r["kind"] != "limit") {
@@ -116,7 +117,7 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         }
         if matches!(
             workload,
-            "w1" | "w2" | "w5" | "k1" | "k1-mt" | "k2-get" | "k3" | "k3-mt"
+            "w1" | "w2" | "w5" | "k1" | "k1-mt" | "k2-get" | "k3" | "k3-mt" | "r1" | "r1-mt"
         ) {
             assert!(r["p50_us"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap());
@@ -134,6 +135,7 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         "rusqlite",
         "wal/kv",
         "redb",
+        "wal/raft-3",
     ] {
         assert!(seen.contains(name), "{name} missing");
     }
@@ -155,6 +157,21 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
                     .any(|r| r["workload"] == w && r["contender"] == name && r["status"] == "ok"),
                 "{name} {w}"
             );
+        }
+    }
+    // R1: the replicated store and its one-node baseline, with the
+    // leader's fsyncs counted; no peer runs it.
+    for w in ["r1", "r1-mt"] {
+        let r1: Vec<&Value> = rows.iter().filter(|r| r["workload"] == w).collect();
+        let names: BTreeSet<&str> = r1
+            .iter()
+            .map(|r| r["contender"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, BTreeSet::from(["wal/kv", "wal/raft-3"]), "{w}");
+        for r in r1 {
+            assert_eq!(r["status"], "ok", "{r}");
+            let syncs = r["syncs_per_op"].as_f64().unwrap();
+            assert!(syncs > 0.0 && syncs <= 2.0, "{r}");
         }
     }
     // Ours ran W5; the others say why not.
