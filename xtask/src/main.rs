@@ -35,7 +35,9 @@ Commands:
                      writing child process (default 2,000 cycles per backend; CI
                      runs 200); then the store's, a tenth as many crashes and a
                      quarter as many kills, and the bank of transactions crashed as
-                     many times as the kills. --seed reruns one seed of the simulations.
+                     many times as the kills; then a Raft cluster's nodes crashed a
+                     tenth as many times as the kills (CI runs 12). --seed reruns one
+                     seed of the simulations.
   loom               Runs the loom models of the group-commit hand-off.
   help               This text.
 ";
@@ -294,6 +296,17 @@ fn torture(rest: &[String]) -> Result<(), String> {
         "bank_survives_crashes",
         [("WAL_KV_BANK_CRASHES", kills.as_str())],
         &format!("{kills} crashes of the bank of serializable transfers"),
+    )?;
+    // A Raft cluster's crash events take about half a second each.
+    let raft_crashes = (kills.parse::<u64>().unwrap_or(0) / 10).max(1).to_string();
+    let raft_seed = seed.as_ref().map(|s| ("WAL_RAFT_SEED", s.as_str()));
+    release_test(
+        "wal-raft",
+        "crashes_lose_no_acknowledged_write",
+        [("WAL_RAFT_CRASHES", raft_crashes.as_str())]
+            .into_iter()
+            .chain(raft_seed),
+        &format!("{raft_crashes} crash events of a three-node Raft cluster"),
     )
 }
 
