@@ -64,6 +64,12 @@ struct Shared {
     apply_batch_bytes: usize,
     /// The newest snapshot built or installed, and its file.
     current: Mutex<Option<(SnapshotMeta, SnapshotFile)>>,
+    /// Held for a whole build or install: openraft builds in a task of its
+    /// own while its worker may install, and each ends by removing every
+    /// other snapshot file (the other's half-written one included) and
+    /// naming itself current. A build that waited reads the installed
+    /// data, so the newest snapshot is always the one left.
+    snapshot_files: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,6 +119,7 @@ impl StateMachine {
                 load_batch_bytes,
                 apply_batch_bytes: load_batch_bytes / 2,
                 current: Mutex::new(current),
+                snapshot_files: Mutex::new(()),
             }),
         })
     }
@@ -146,6 +153,7 @@ impl Shared {
     }
 
     fn build(&self) -> Result<StoreSnapshot, RaftStoreError> {
+        let _files = lock(&self.snapshot_files);
         let view = self.store.snapshot();
         let (last_log_id, last_membership) = self.state(&view)?;
         let meta = SnapshotMeta {
@@ -173,6 +181,7 @@ impl Shared {
     /// Copies `data` here (verifying it end to end), then replaces the
     /// store's contents with it.
     fn install(&self, meta: &SnapshotMeta, data: &SnapshotFile) -> Result<(), RaftStoreError> {
+        let _files = lock(&self.snapshot_files);
         let (mut from, their_meta) = snapshot::Reader::open(data)?;
         if &their_meta != meta {
             return Err(RaftStoreError::Misuse(format!(

@@ -299,3 +299,44 @@ fn applying_entries_syncs_nothing_of_the_store() {
         );
     });
 }
+
+/// openraft builds snapshots in a task of its own while its state machine
+/// worker may install one: the two must not remove each other's files,
+/// and the newest snapshot stays the current one whichever finishes last.
+#[test]
+fn a_snapshot_built_while_one_is_installed_leaves_the_newest() {
+    for round in 0..12u64 {
+        let (a, b) = (SimDisk::new(40 + round), SimDisk::new(60 + round));
+        TypeConfig::run(async move {
+            let mut leader = open(a.storage(), TableCompression::None);
+            apply(&mut leader, entries(1, 400)).await;
+            let snap = leader
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+            let mut follower = open(b.storage(), TableCompression::None);
+            apply(&mut follower, entries(1, 150)).await;
+            let mut builder = follower.get_snapshot_builder().await;
+            let (built, installed) = futures_util::join!(
+                builder.build_snapshot(),
+                follower.install_snapshot(&snap.meta, snap.snapshot.clone())
+            );
+            let built = built.unwrap();
+            installed.unwrap();
+            assert!(built.meta.last_log_id <= snap.meta.last_log_id);
+            let current = follower.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(current.meta, snap.meta, "round {round}");
+            let files: Vec<String> = b
+                .storage()
+                .list()
+                .unwrap()
+                .into_iter()
+                .filter(|n| n.starts_with("raft-snapshot"))
+                .collect();
+            assert_eq!(files.len(), 1, "round {round}: {files:?}");
+            assert_eq!(contents(&follower), contents(&leader), "round {round}");
+        });
+    }
+}
