@@ -2,8 +2,11 @@
 //! `wal-kv` and `wal-raft`, so `redis-cli`, `redis-benchmark` and every
 //! Redis client library are its clients.
 //!
-//! Built in parts (see the README): so far the protocol itself, requests
-//! in ([`Decoder`]) and replies out ([`Reply`]), RESP2 and RESP3.
+//! Built in parts (see the README): so far the protocol, requests in
+//! ([`Decoder`]) and replies out ([`Reply`]), RESP2 and RESP3, and a
+//! single-node [`Server`] on a local store with the string commands
+//! (`GET`, `SET`, `INCR`, ...); replication and the rest of the commands
+//! follow.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -26,8 +29,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod backend;
+mod command;
+mod error;
 mod reply;
 mod request;
+mod server;
 
+pub use error::ServerError;
 pub use reply::{Protocol, Reply};
 pub use request::{Decoder, Limits, ProtocolError, encode_request};
+pub use server::{Config, Server};

@@ -23,6 +23,9 @@ pub struct Limits {
     pub bulk_bytes_max: usize,
     /// Bytes of an inline command line (Redis: 64 KiB).
     pub inline_bytes_max: usize,
+    /// Bytes of one whole request, what a connection may hold in memory
+    /// for it (Redis's `client-query-buffer-limit` is 1 GiB).
+    pub request_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +34,7 @@ impl Default for Limits {
             args_max: 1024 * 1024,
             bulk_bytes_max: 64 << 20,
             inline_bytes_max: 64 << 10,
+            request_bytes_max: 128 << 20,
         }
     }
 }
@@ -60,6 +64,9 @@ pub enum ProtocolError {
     /// An inline line whose quotes do not close.
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// A request past [`Limits::request_bytes_max`].
+    #[error("Protocol error: request over the limit of {0} bytes")]
+    RequestTooLarge(usize),
 }
 
 /// The longest count line (`*` or `$`, a number, CRLF) read before giving up.
@@ -168,6 +175,11 @@ impl Decoder {
                 return Err(ProtocolError::BulkLength);
             }
             let end = start + len;
+            if end + 2 > self.limits.request_bytes_max {
+                return Err(ProtocolError::RequestTooLarge(
+                    self.limits.request_bytes_max,
+                ));
+            }
             if buf.len() < end + 2 {
                 return Ok(Progress::Incomplete);
             }

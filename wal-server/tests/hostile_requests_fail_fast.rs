@@ -37,6 +37,7 @@ fn limits_are_the_decoders_own() {
     limits.bulk_bytes_max = 4;
     limits.args_max = 2;
     limits.inline_bytes_max = 8;
+    limits.request_bytes_max = 23;
     let mut d = Decoder::new(limits);
     let mut ok = BytesMut::from(&b"*2\r\n$4\r\nabcd\r\n$0\r\n\r\n"[..]);
     assert_eq!(d.decode(&mut ok).unwrap().unwrap(), ["abcd", ""]);
@@ -54,6 +55,12 @@ fn limits_are_the_decoders_own() {
     assert_eq!(
         d.decode(&mut BytesMut::from(&b"PING 123456789\r\n"[..])),
         Err(ProtocolError::InlineTooLong)
+    );
+    // Arguments each within their limit, the request past its own.
+    let mut d = Decoder::new(limits);
+    assert_eq!(
+        d.decode(&mut BytesMut::from(&b"*2\r\n$4\r\nabcd\r\n$4\r\n"[..])),
+        Err(ProtocolError::RequestTooLarge(23))
     );
     // No line end within the limit: refused before the rest arrives.
     let mut d = Decoder::new(limits);

@@ -1,0 +1,98 @@
+//! Where commands read and write: for now one local `wal-kv` store (the
+//! replicated one follows). Writes are requests of `wal-raft`, a batch and
+//! its guards, so a command's read-modify-write is written the same way on
+//! one node and on many: read, then write guarded by what was read, and
+//! read again if a guard did not hold.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use wal_kv::{Durability, Isolation, Op, Options, Store};
+use wal_raft::Request;
+
+use crate::ServerError;
+
+/// One local store.
+#[derive(Debug)]
+pub struct Local {
+    store: Store,
+}
+
+impl Local {
+    /// Opens (creating) the store in `dir`.
+    ///
+    /// # Errors
+    /// The store's open errors: a directory another process holds, a
+    /// corrupt or newer-format store.
+    pub fn open(dir: &Path, options: Options) -> Result<Local, ServerError> {
+        std::fs::create_dir_all(dir).map_err(ServerError::io(format!(
+            "create the data directory {}",
+            dir.display()
+        )))?;
+        Ok(Local {
+            store: Store::open(dir, options)?,
+        })
+    }
+
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// The store's read errors.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ServerError> {
+        Ok(self.store.get(key)?)
+    }
+
+    /// Every key, in order (for `DBSIZE`, `KEYS`, `SCAN`).
+    ///
+    /// # Errors
+    /// The store's read errors.
+    pub fn keys(&self) -> Result<Vec<Bytes>, ServerError> {
+        let all = self
+            .store
+            .scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
+        Ok(all.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Writes the request's batch durably if every guard holds; otherwise
+    /// the key of the first guard that did not, and nothing is written.
+    ///
+    /// # Errors
+    /// The store's write errors.
+    pub fn write(&self, request: &Request) -> Result<Option<Bytes>, ServerError> {
+        if request.guards.is_empty() {
+            self.store.write(&request.batch, Durability::Sync)?;
+            return Ok(None);
+        }
+        loop {
+            // Serializable: the guards' reads are validated at commit, so
+            // a write in between makes the commit fail and the guards are
+            // checked again.
+            let mut txn = self.store.transaction_with(Isolation::Serializable);
+            for g in &request.guards {
+                if txn.get(&g.key)? != g.expect {
+                    return Ok(Some(g.key.clone()));
+                }
+            }
+            for op in request.batch.ops() {
+                match op {
+                    Op::Put { key, value } => txn.put(key.clone(), value.clone())?,
+                    Op::Delete { key } => txn.delete(key.clone())?,
+                    _ => return Err(ServerError::UnknownOperation),
+                }
+            }
+            match txn.commit(Durability::Sync) {
+                Ok(_) => return Ok(None),
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Closes the store cleanly.
+    ///
+    /// # Errors
+    /// The store's close errors.
+    pub fn close(self) -> Result<(), ServerError> {
+        Ok(self.store.close()?)
+    }
+}

@@ -1,0 +1,183 @@
+//! The network side: a tokio listener, one task per connection, requests
+//! decoded and answered in order (pipelined requests get their replies in
+//! one write), graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::backend::Local;
+use crate::command::{Session, execute};
+use crate::{Decoder, Limits, Reply, ServerError};
+
+/// Where the server keeps its data and listens.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The data directory (created if missing).
+    pub dir: PathBuf,
+    /// The address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The most a request may be.
+    pub limits: Limits,
+    /// The store's options.
+    pub store: wal_kv::Options,
+}
+
+impl Config {
+    /// `walkv`'s defaults: `./walkv-data`, `127.0.0.1:6380`.
+    pub fn new(dir: impl Into<PathBuf>, listen: SocketAddr) -> Config {
+        Config {
+            dir: dir.into(),
+            listen,
+            limits: Limits::default(),
+            store: wal_kv::Options::default(),
+        }
+    }
+}
+
+/// A bound, not yet serving, server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    db: Arc<Local>,
+    limits: Limits,
+}
+
+impl Server {
+    /// Opens the store and binds the listener.
+    ///
+    /// # Errors
+    /// The store's open errors (another process holding the directory
+    /// among them); the address in use or not available.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let dir = config.dir.clone();
+        let store = config.store.clone();
+        let db = tokio::task::spawn_blocking(move || Local::open(&dir, store))
+            .await
+            .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(ServerError::io(format!("listen on {}", config.listen)))?;
+        Ok(Server {
+            listener,
+            db: Arc::new(db),
+            limits: config.limits,
+        })
+    }
+
+    /// The address it listens on.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener
+            .local_addr()
+            .map_err(ServerError::io("read the listening address"))
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets each
+    /// connection finish the request it is running (every acknowledged
+    /// write is durable), and closes the store cleanly.
+    ///
+    /// # Errors
+    /// The store's close errors.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let ids = AtomicU64::new(1);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let Ok((stream, _peer)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let id = ids.fetch_add(1, Ordering::Relaxed);
+                    connections.spawn(serve(stream, Arc::clone(&self.db), id, self.limits, stop_rx.clone()));
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(self.listener);
+        let _ = stop_tx.send(true);
+        while connections.join_next().await.is_some() {}
+        let db = Arc::try_unwrap(self.db).map_err(|_| {
+            ServerError::io("close the store")(std::io::Error::other("still in use"))
+        })?;
+        tokio::task::spawn_blocking(move || db.close())
+            .await
+            .map_err(|e| ServerError::io("close the store")(std::io::Error::other(e)))?
+    }
+}
+
+/// One connection: read, decode every whole request, answer them in one
+/// write, until the client leaves, sends a bad request (answered, then
+/// closed), says `QUIT`, or the server stops.
+async fn serve(
+    mut stream: TcpStream,
+    db: Arc<Local>,
+    id: u64,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut decoder = Decoder::new(limits);
+    let mut session = Session {
+        id,
+        ..Session::default()
+    };
+    let mut input = BytesMut::with_capacity(16 << 10);
+    let mut output = BytesMut::with_capacity(16 << 10);
+    loop {
+        let mut close = false;
+        loop {
+            match decoder.decode(&mut input) {
+                Ok(Some(args)) => {
+                    // Commands block on the store (a durable write waits
+                    // for its fsync): off the runtime's other tasks.
+                    let reply = tokio::task::block_in_place(|| execute(&db, &mut session, &args));
+                    match reply {
+                        Ok(reply) => reply.encode(session.protocol, &mut output),
+                        Err(e) => {
+                            Reply::error(format!("ERR {e}")).encode(session.protocol, &mut output);
+                            close = true;
+                        }
+                    }
+                    if session.closing || close {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Reply::error(format!("ERR {e}")).encode(session.protocol, &mut output);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        if !output.is_empty() {
+            if stream.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+        }
+        if close || *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            read = stream.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}

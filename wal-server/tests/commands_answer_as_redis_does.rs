@@ -1,0 +1,347 @@
+//! The single-node server through a real client library (`redis`) and
+//! through raw sockets for exact bytes: every command's answers and error
+//! texts as Redis gives them, RESP3 after `HELLO 3`, pipelining, a bad
+//! request answered and the connection closed, read-modify-writes that
+//! lose no update under concurrency, data that survives a restart, and a
+//! second server on the same directory refused.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use redis::{Commands, RedisResult};
+use wal_server::{Config, Server, ServerError};
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl Running {
+    fn start(dir: &Path) -> Result<Running, ServerError> {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let dir: PathBuf = dir.to_owned();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let bound = Server::bind(Config::new(dir, "127.0.0.1:0".parse().unwrap())).await;
+                let server = match bound {
+                    Ok(s) => s,
+                    Err(e) => {
+                        addr_tx.send(Err(e.to_string())).unwrap();
+                        return Err(e);
+                    }
+                };
+                addr_tx.send(Ok(server.local_addr()?)).unwrap();
+                server
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            })
+        });
+        match addr_rx.recv().unwrap() {
+            Ok(addr) => Ok(Running {
+                addr,
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(_) => Err(thread.join().unwrap().unwrap_err()),
+        }
+    }
+
+    fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://{}/", self.addr))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap().unwrap();
+    }
+}
+
+/// Sends raw bytes, reads until `want` bytes came or the server closed.
+fn raw(addr: SocketAddr, send: &[u8], want: usize) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(send).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < want {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    // Closed right after?
+    s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let closed = matches!(s.read(&mut buf), Ok(0));
+    (got, closed)
+}
+
+/// Sends raw bytes, reads until what came ends with `suffix`.
+fn raw_until(addr: SocketAddr, send: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(send).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(suffix) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    got
+}
+
+fn err_text<T: std::fmt::Debug>(r: RedisResult<T>) -> String {
+    let e = r.unwrap_err();
+    format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
+}
+
+#[test]
+fn string_commands_answer_as_redis_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&dir.path().join("data")).unwrap();
+    let mut c = server.client();
+    let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let echo: String = redis::cmd("ECHO").arg("hi there").query(&mut c).unwrap();
+    assert_eq!(echo, "hi there");
+
+    let _: () = c.set("k", "v").unwrap();
+    assert_eq!(
+        c.get::<_, Option<String>>("k").unwrap().as_deref(),
+        Some("v")
+    );
+    assert_eq!(c.get::<_, Option<String>>("missing").unwrap(), None);
+    // NX / XX / GET.
+    let nx: Option<String> = redis::cmd("SET")
+        .arg("k")
+        .arg("w")
+        .arg("NX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(nx, None);
+    let xx: String = redis::cmd("SET")
+        .arg("k")
+        .arg("w")
+        .arg("XX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(xx, "OK");
+    let old: Option<String> = redis::cmd("SET")
+        .arg("k")
+        .arg("x")
+        .arg("GET")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(old.as_deref(), Some("w"));
+    let none: Option<String> = redis::cmd("SET")
+        .arg("new")
+        .arg("1")
+        .arg("XX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(none, None);
+    assert_eq!(
+        err_text(
+            redis::cmd("SET")
+                .arg("k")
+                .arg("v")
+                .arg("NX")
+                .arg("XX")
+                .query::<()>(&mut c)
+        ),
+        "ERR syntax error"
+    );
+    // GETDEL, DEL, EXISTS.
+    let got: Option<String> = redis::cmd("GETDEL").arg("k").query(&mut c).unwrap();
+    assert_eq!(got.as_deref(), Some("x"));
+    assert_eq!(c.exists::<_, i64>("k").unwrap(), 0);
+    let _: () = redis::cmd("MSET")
+        .arg(&["a", "1", "b", "2", "c", "3"])
+        .query(&mut c)
+        .unwrap();
+    let many: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&["a", "zz", "c"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(many, [Some("1".to_owned()), None, Some("3".to_owned())]);
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&["a", "a", "zz"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, 2);
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 3);
+    let deleted: i64 = redis::cmd("DEL")
+        .arg(&["a", "b", "zz"])
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(deleted, 2);
+    // Counters.
+    assert_eq!(c.incr::<_, _, i64>("n", 1).unwrap(), 1);
+    assert_eq!(
+        redis::cmd("INCRBY")
+            .arg("n")
+            .arg(41)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        42
+    );
+    assert_eq!(
+        redis::cmd("DECR").arg("n").query::<i64>(&mut c).unwrap(),
+        41
+    );
+    assert_eq!(
+        redis::cmd("DECRBY")
+            .arg("n")
+            .arg(50)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        -9
+    );
+    assert_eq!(
+        err_text(redis::cmd("INCR").arg("c").arg("x").query::<i64>(&mut c)),
+        "ERR wrong number of arguments for 'incr' command"
+    );
+    let _: () = c.set("s", "abc").unwrap();
+    assert_eq!(
+        err_text(redis::cmd("INCR").arg("s").query::<i64>(&mut c)),
+        "ERR value is not an integer or out of range"
+    );
+    let _: () = c.set("max", i64::MAX).unwrap();
+    assert_eq!(
+        err_text(redis::cmd("INCR").arg("max").query::<i64>(&mut c)),
+        "ERR increment or decrement would overflow"
+    );
+    // APPEND, STRLEN.
+    assert_eq!(
+        redis::cmd("APPEND")
+            .arg("s")
+            .arg("de")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        redis::cmd("STRLEN").arg("s").query::<i64>(&mut c).unwrap(),
+        5
+    );
+    assert_eq!(
+        redis::cmd("STRLEN")
+            .arg("none")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        0
+    );
+    // Connection commands.
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("me")
+        .query(&mut c)
+        .unwrap();
+    let name: String = redis::cmd("CLIENT").arg("GETNAME").query(&mut c).unwrap();
+    assert_eq!(name, "me");
+    assert!(redis::cmd("CLIENT").arg("ID").query::<i64>(&mut c).unwrap() > 0);
+    assert_eq!(
+        err_text(redis::cmd("NOSUCH").arg("a").arg("b").query::<()>(&mut c)),
+        "ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' "
+    );
+    server.stop();
+}
+
+#[test]
+fn resp3_pipelining_and_bad_requests_on_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&dir.path().join("data")).unwrap();
+    // Three pipelined requests, three replies; RESP3 nulls after HELLO 3.
+    let got = raw_until(
+        server.addr,
+        b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\nGET nothing\r\nPING\r\n",
+        b"+PONG\r\n",
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("%7\r\n"), "{text}");
+    assert!(text.ends_with("_\r\n+PONG\r\n"), "{text}");
+    // An unsupported version.
+    let (got, _) = raw(server.addr, b"HELLO 4\r\n", 39);
+    assert_eq!(&got[..], b"-NOPROTO unsupported protocol version\r\n");
+    // A bulk length of 2^40: answered, then closed.
+    let want = b"-ERR Protocol error: invalid bulk length\r\n";
+    let (got, closed) = raw(server.addr, b"*1\r\n$1099511627776\r\nab", want.len());
+    assert_eq!(&got[..], want);
+    assert!(closed, "the connection is closed after a protocol error");
+    // Binary garbage.
+    let (got, closed) = raw(server.addr, b"*\x00\xff\r\n", 10);
+    assert!(got.starts_with(b"-ERR Protocol error"), "{got:?}");
+    assert!(closed);
+    server.stop();
+}
+
+#[test]
+fn concurrent_increments_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&dir.path().join("data")).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let mut c = server.client();
+            s.spawn(move || {
+                for _ in 0..25 {
+                    let _: i64 = c.incr("counter", 1).unwrap();
+                    let _: i64 = redis::cmd("APPEND")
+                        .arg("log")
+                        .arg("x")
+                        .query(&mut c)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let mut c = server.client();
+    assert_eq!(c.get::<_, i64>("counter").unwrap(), 200);
+    assert_eq!(
+        redis::cmd("STRLEN")
+            .arg("log")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        200
+    );
+    server.stop();
+}
+
+#[test]
+fn data_survives_a_restart_and_a_second_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start(&data).unwrap();
+    let mut c = server.client();
+    let _: () = c.set("durable", "yes").unwrap();
+    let second = Running::start(&data);
+    let e = second
+        .err()
+        .expect("a second server on the same directory fails");
+    assert!(e.to_string().contains("locked"), "{e}");
+    drop(c);
+    server.stop();
+    let server = Running::start(&data).unwrap();
+    let mut c = server.client();
+    assert_eq!(c.get::<_, String>("durable").unwrap(), "yes");
+    server.stop();
+}
