@@ -7,10 +7,92 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use wal_kv::{Durability, Isolation, Op, Options, Store};
+use wal_kv::{Durability, Isolation, Op, Options, Store, Transaction};
 use wal_raft::Request;
 
 use crate::ServerError;
+
+/// What commands read and write through: the store itself, or a
+/// transaction (`MULTI`/`EXEC`) that sees its own writes and commits them
+/// together.
+pub trait Db {
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// The store's read errors.
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ServerError>;
+
+    /// Every key, in order.
+    ///
+    /// # Errors
+    /// The store's read errors.
+    fn keys(&mut self) -> Result<Vec<Bytes>, ServerError>;
+
+    /// Writes the request's batch if every guard holds; otherwise the key
+    /// of the first that does not, and nothing is written.
+    ///
+    /// # Errors
+    /// The store's write errors.
+    fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError>;
+}
+
+impl Db for &Local {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ServerError> {
+        Local::get(self, key)
+    }
+
+    fn keys(&mut self) -> Result<Vec<Bytes>, ServerError> {
+        Local::keys(self)
+    }
+
+    fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError> {
+        Local::write(self, request)
+    }
+}
+
+/// The commands of one `EXEC`: reads see the transaction's own writes;
+/// nothing is visible to others before the commit.
+pub struct TxnDb<'a>(pub Transaction<'a>);
+
+impl std::fmt::Debug for TxnDb<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxnDb").finish_non_exhaustive()
+    }
+}
+
+impl Db for TxnDb<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ServerError> {
+        Ok(self.0.get(key)?)
+    }
+
+    fn keys(&mut self) -> Result<Vec<Bytes>, ServerError> {
+        let all = self
+            .0
+            .scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
+        Ok(all.into_iter().map(|(k, _)| k).collect())
+    }
+
+    fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError> {
+        for g in &request.guards {
+            if self.0.get(&g.key)? != g.expect {
+                return Ok(Some(g.key.clone()));
+            }
+        }
+        apply(&mut self.0, &request.batch)?;
+        Ok(None)
+    }
+}
+
+fn apply(txn: &mut Transaction<'_>, batch: &wal_kv::WriteBatch) -> Result<(), ServerError> {
+    for op in batch.ops() {
+        match op {
+            Op::Put { key, value } => txn.put(key.clone(), value.clone())?,
+            Op::Delete { key } => txn.delete(key.clone())?,
+            _ => return Err(ServerError::UnknownOperation),
+        }
+    }
+    Ok(())
+}
 
 /// One local store.
 #[derive(Debug)]
@@ -73,19 +155,18 @@ impl Local {
                     return Ok(Some(g.key.clone()));
                 }
             }
-            for op in request.batch.ops() {
-                match op {
-                    Op::Put { key, value } => txn.put(key.clone(), value.clone())?,
-                    Op::Delete { key } => txn.delete(key.clone())?,
-                    _ => return Err(ServerError::UnknownOperation),
-                }
-            }
+            apply(&mut txn, &request.batch)?;
             match txn.commit(Durability::Sync) {
                 Ok(_) => return Ok(None),
                 Err(e) if e.is_retryable() => {}
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The store, for transactions.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Closes the store cleanly.

@@ -8,11 +8,14 @@ use bytes::Bytes;
 use wal_kv::WriteBatch;
 use wal_raft::{Guard, Request};
 
-use crate::backend::Local;
+use wal_kv::{Durability, Isolation};
+
+use crate::backend::{Db, Local, TxnDb};
 use crate::{Protocol, Reply, ServerError};
 
 /// A connection's state.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Session {
     /// Its protocol version.
     pub protocol: Protocol,
@@ -22,11 +25,32 @@ pub struct Session {
     pub name: Option<Bytes>,
     /// Set by `QUIT`: answer, then close.
     pub closing: bool,
+    /// The commands queued since `MULTI`.
+    multi: Option<Vec<Vec<Bytes>>>,
+    /// A command queued since `MULTI` was refused: `EXEC` aborts.
+    multi_refused: bool,
+    /// Keys `WATCH`ed and their values then: `EXEC` aborts if one changed.
+    watched: Vec<(Bytes, Option<Bytes>)>,
+}
+
+impl Session {
+    /// The state of a new connection numbered `id`.
+    pub fn new(id: u64) -> Session {
+        Session {
+            id,
+            ..Session::default()
+        }
+    }
 }
 
 /// Commands and their arity, Redis's convention: `n` exactly `n`
 /// arguments with the name, `-n` at least `n`.
-const COMMANDS: [(&str, i32); 23] = [
+const COMMANDS: [(&str, i32); 28] = [
+    ("MULTI", 1),
+    ("EXEC", 1),
+    ("DISCARD", 1),
+    ("WATCH", -2),
+    ("UNWATCH", 1),
     ("PING", -1),
     ("ECHO", 2),
     ("QUIT", -1),
@@ -63,17 +87,30 @@ const RMW_ATTEMPTS_MAX: usize = 1000;
 /// client's mistakes are error replies.
 pub fn execute(db: &Local, session: &mut Session, args: &[Bytes]) -> Result<Reply, ServerError> {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+    // A command refused before it could be queued makes the EXEC abort,
+    // as in Redis.
+    let in_multi = session.multi.is_some();
     let Some(&(_, arity)) = COMMANDS.iter().find(|(n, _)| *n == name) else {
+        session.multi_refused |= in_multi;
         return Ok(unknown(args));
     };
     let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
     if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+        session.multi_refused |= in_multi;
         return Ok(Reply::error(format!(
             "ERR wrong number of arguments for '{}' command",
             name.to_ascii_lowercase()
         )));
     }
     let a = &args[1..];
+    // Inside MULTI, data commands are queued; connection commands
+    // (PING, CLIENT, ...) run at once, as in Redis.
+    if is_data(&name)
+        && let Some(queue) = session.multi.as_mut()
+    {
+        queue.push(args.to_vec());
+        return Ok(Reply::Simple("QUEUED".into()));
+    }
     Ok(match name.as_str() {
         "PING" => match a {
             [] => Reply::Simple("PONG".into()),
@@ -86,13 +123,78 @@ pub fn execute(db: &Local, session: &mut Session, args: &[Bytes]) -> Result<Repl
             Reply::ok()
         }
         "HELLO" => hello(session, a),
+        "CLIENT" => client(session, a),
+        "COMMAND" => command(a),
+        "SELECT" => match &a[0][..] {
+            b"0" => Reply::ok(),
+            _ => Reply::error("ERR DB index is out of range"),
+        },
+        "INFO" => Reply::Bulk(Bytes::from(format!(
+            "# Server\r\nredis_version:7.0.0\r\nwalkv_version:{}\r\n",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        "MULTI" if session.multi.is_some() => Reply::error("ERR MULTI calls can not be nested"),
+        "MULTI" => {
+            session.multi = Some(Vec::new());
+            session.multi_refused = false;
+            Reply::ok()
+        }
+        "DISCARD" => match session.multi.take() {
+            Some(_) => {
+                session.watched.clear();
+                Reply::ok()
+            }
+            None => Reply::error("ERR DISCARD without MULTI"),
+        },
+        "EXEC" => exec(db, session)?,
+        "WATCH" if session.multi.is_some() => Reply::error("ERR WATCH inside MULTI is not allowed"),
+        "WATCH" => {
+            for k in a {
+                let now = db.get(k)?;
+                session.watched.push((k.clone(), now));
+            }
+            Reply::ok()
+        }
+        "UNWATCH" => {
+            session.watched.clear();
+            Reply::ok()
+        }
+        _ => data(&mut &*db, &name, a)?,
+    })
+}
+
+/// The commands that read or write data: queued inside `MULTI`.
+fn is_data(name: &str) -> bool {
+    matches!(
+        name,
+        "GET"
+            | "SET"
+            | "GETDEL"
+            | "DEL"
+            | "EXISTS"
+            | "MGET"
+            | "MSET"
+            | "INCR"
+            | "DECR"
+            | "INCRBY"
+            | "DECRBY"
+            | "APPEND"
+            | "STRLEN"
+            | "DBSIZE"
+            | "FLUSHDB"
+    )
+}
+
+/// Runs a data command (arity checked) against `db`.
+fn data(db: &mut dyn Db, name: &str, a: &[Bytes]) -> Result<Reply, ServerError> {
+    Ok(match name {
         "GET" => db.get(&a[0])?.map_or(Reply::Null, Reply::Bulk),
         "SET" => set(db, a)?,
         "GETDEL" => rmw(db, &a[0], |old| match old {
             Some(v) => (Some(None), Reply::Bulk(v.clone())),
             None => (None, Reply::Null),
         })?,
-        "DEL" | "EXISTS" => count_keys(db, &name, a)?,
+        "DEL" | "EXISTS" => count_keys(db, name, a)?,
         "MGET" => Reply::Array(
             a.iter()
                 .map(|k| Ok(db.get(k)?.map_or(Reply::Null, Reply::Bulk)))
@@ -114,19 +216,47 @@ pub fn execute(db: &Local, session: &mut Session, args: &[Bytes]) -> Result<Repl
         }
         "STRLEN" => Reply::Integer(db.get(&a[0])?.map_or(0, |v| len_i64(v.len()))),
         "DBSIZE" => Reply::Integer(len_i64(db.keys()?.len())),
-        "CLIENT" => client(session, a),
-        "COMMAND" => command(a),
-        "SELECT" => match &a[0][..] {
-            b"0" => Reply::ok(),
-            _ => Reply::error("ERR DB index is out of range"),
-        },
         "FLUSHDB" => flush(db)?,
-        "INFO" => Reply::Bulk(Bytes::from(format!(
-            "# Server\r\nredis_version:7.0.0\r\nwalkv_version:{}\r\n",
-            env!("CARGO_PKG_VERSION")
-        ))),
-        _ => unknown(args),
+        _ => Reply::error(format!("ERR unknown command '{name}'")),
     })
+}
+
+/// `EXEC`: the queued commands in one serializable transaction of the
+/// store, committed durably together; aborted (a null reply) if a watched
+/// key no longer holds the value it had at `WATCH`. A commit that loses to
+/// a concurrent write runs the commands again, as if they had all run at
+/// the commit.
+fn exec(local: &Local, session: &mut Session) -> Result<Reply, ServerError> {
+    let Some(queue) = session.multi.take() else {
+        return Ok(Reply::error("ERR EXEC without MULTI"));
+    };
+    let watched = std::mem::take(&mut session.watched);
+    if std::mem::take(&mut session.multi_refused) {
+        return Ok(Reply::error(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    for _ in 0..RMW_ATTEMPTS_MAX {
+        let mut txn = TxnDb(local.store().transaction_with(Isolation::Serializable));
+        for (key, then) in &watched {
+            if txn.get(key)? != *then {
+                return Ok(Reply::NullArray);
+            }
+        }
+        let mut replies = Vec::with_capacity(queue.len());
+        for args in &queue {
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            replies.push(data(&mut txn, &name, &args[1..])?);
+        }
+        match txn.0.commit(Durability::Sync) {
+            Ok(_) => return Ok(Reply::Array(replies)),
+            Err(e) if e.is_retryable() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Reply::error(
+        "ERR the transaction kept conflicting; nothing was applied",
+    ))
 }
 
 fn arity_error(name: &str) -> Reply {
@@ -172,7 +302,7 @@ fn negate(n: i64) -> Result<i64, Reply> {
 /// change guarded by the value read, again from the read if another client
 /// changed the key in between.
 fn rmw(
-    db: &Local,
+    db: &mut dyn Db,
     key: &Bytes,
     mut change: impl FnMut(Option<&Bytes>) -> (Option<Option<Bytes>>, Reply),
 ) -> Result<Reply, ServerError> {
@@ -200,7 +330,7 @@ fn rmw(
     ))
 }
 
-fn incr_by(db: &Local, key: &Bytes, by: Result<i64, Reply>) -> Result<Reply, ServerError> {
+fn incr_by(db: &mut dyn Db, key: &Bytes, by: Result<i64, Reply>) -> Result<Reply, ServerError> {
     let by = match by {
         Ok(n) => n,
         Err(reply) => return Ok(reply),
@@ -226,7 +356,7 @@ fn incr_by(db: &Local, key: &Bytes, by: Result<i64, Reply>) -> Result<Reply, Ser
 
 /// `SET key value [NX | XX] [GET]`. Expiry options are refused with a
 /// clear error until keys can expire.
-fn set(db: &Local, a: &[Bytes]) -> Result<Reply, ServerError> {
+fn set(db: &mut dyn Db, a: &[Bytes]) -> Result<Reply, ServerError> {
     let (key, value) = (&a[0], &a[1]);
     let (mut nx, mut xx, mut get) = (false, false, false);
     for opt in &a[2..] {
@@ -261,7 +391,7 @@ fn set(db: &Local, a: &[Bytes]) -> Result<Reply, ServerError> {
     })
 }
 
-fn count_keys(db: &Local, name: &str, keys: &[Bytes]) -> Result<Reply, ServerError> {
+fn count_keys(db: &mut dyn Db, name: &str, keys: &[Bytes]) -> Result<Reply, ServerError> {
     let mut found = 0;
     let mut batch = WriteBatch::new();
     for k in keys {
@@ -276,7 +406,7 @@ fn count_keys(db: &Local, name: &str, keys: &[Bytes]) -> Result<Reply, ServerErr
     Ok(Reply::Integer(found))
 }
 
-fn mset(db: &Local, a: &[Bytes]) -> Result<Reply, ServerError> {
+fn mset(db: &mut dyn Db, a: &[Bytes]) -> Result<Reply, ServerError> {
     if !a.len().is_multiple_of(2) {
         return Ok(arity_error("mset"));
     }
@@ -288,7 +418,7 @@ fn mset(db: &Local, a: &[Bytes]) -> Result<Reply, ServerError> {
     Ok(Reply::ok())
 }
 
-fn flush(db: &Local) -> Result<Reply, ServerError> {
+fn flush(db: &mut dyn Db) -> Result<Reply, ServerError> {
     let keys = db.keys()?;
     for chunk in keys.chunks(1000) {
         let mut batch = WriteBatch::new();

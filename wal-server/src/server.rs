@@ -129,10 +129,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut decoder = Decoder::new(limits);
-    let mut session = Session {
-        id,
-        ..Session::default()
-    };
+    let mut session = Session::new(id);
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut output = BytesMut::with_capacity(16 << 10);
     loop {
