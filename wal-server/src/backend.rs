@@ -34,6 +34,18 @@ pub trait Db {
     /// # Errors
     /// The store's write errors.
     fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError>;
+
+    /// Up to `count` keys after `after` (from the first without it), in
+    /// order.
+    ///
+    /// # Errors
+    /// The store's read errors.
+    fn keys_after(&mut self, after: Option<&[u8]>, count: usize)
+    -> Result<Vec<Bytes>, ServerError>;
+}
+
+fn lower(after: Option<&[u8]>) -> std::ops::Bound<&[u8]> {
+    after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded)
 }
 
 impl Db for &Local {
@@ -47,6 +59,18 @@ impl Db for &Local {
 
     fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError> {
         Local::write(self, request)
+    }
+
+    fn keys_after(
+        &mut self,
+        after: Option<&[u8]>,
+        count: usize,
+    ) -> Result<Vec<Bytes>, ServerError> {
+        let view = self.store.snapshot();
+        view.iter(lower(after), std::ops::Bound::Unbounded)
+            .take(count)
+            .map(|pair| Ok(pair?.0))
+            .collect()
     }
 }
 
@@ -80,6 +104,18 @@ impl Db for TxnDb<'_> {
         }
         apply(&mut self.0, &request.batch)?;
         Ok(None)
+    }
+
+    fn keys_after(
+        &mut self,
+        after: Option<&[u8]>,
+        count: usize,
+    ) -> Result<Vec<Bytes>, ServerError> {
+        self.0
+            .iter(lower(after), std::ops::Bound::Unbounded)
+            .take(count)
+            .map(|pair| Ok(pair?.0))
+            .collect()
     }
 }
 

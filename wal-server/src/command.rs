@@ -11,6 +11,7 @@ use wal_raft::{Guard, Request};
 use wal_kv::{Durability, Isolation};
 
 use crate::backend::{Db, Local, TxnDb};
+use crate::scan::{self, Cursors};
 use crate::{Protocol, Reply, ServerError};
 
 /// A connection's state.
@@ -31,6 +32,8 @@ pub struct Session {
     multi_refused: bool,
     /// Keys `WATCH`ed and their values then: `EXEC` aborts if one changed.
     watched: Vec<(Bytes, Option<Bytes>)>,
+    /// `SCAN`'s cursors.
+    cursors: Cursors,
 }
 
 impl Session {
@@ -45,7 +48,9 @@ impl Session {
 
 /// Commands and their arity, Redis's convention: `n` exactly `n`
 /// arguments with the name, `-n` at least `n`.
-const COMMANDS: [(&str, i32); 28] = [
+const COMMANDS: [(&str, i32); 30] = [
+    ("SCAN", -2),
+    ("KEYS", 2),
     ("MULTI", 1),
     ("EXEC", 1),
     ("DISCARD", 1),
@@ -159,6 +164,7 @@ pub fn execute(db: &Local, session: &mut Session, args: &[Bytes]) -> Result<Repl
             session.watched.clear();
             Reply::ok()
         }
+        "SCAN" => scan::scan(&mut &*db, &mut session.cursors, a)?,
         _ => data(&mut &*db, &name, a)?,
     })
 }
@@ -168,6 +174,7 @@ fn is_data(name: &str) -> bool {
     matches!(
         name,
         "GET"
+            | "KEYS"
             | "SET"
             | "GETDEL"
             | "DEL"
@@ -217,6 +224,7 @@ fn data(db: &mut dyn Db, name: &str, a: &[Bytes]) -> Result<Reply, ServerError> 
         "STRLEN" => Reply::Integer(db.get(&a[0])?.map_or(0, |v| len_i64(v.len()))),
         "DBSIZE" => Reply::Integer(len_i64(db.keys()?.len())),
         "FLUSHDB" => flush(db)?,
+        "KEYS" => scan::keys(db, &a[0])?,
         _ => Reply::error(format!("ERR unknown command '{name}'")),
     })
 }

@@ -34,6 +34,7 @@ mod command;
 mod error;
 mod reply;
 mod request;
+mod scan;
 mod server;
 
 pub use error::ServerError;

@@ -475,3 +475,61 @@ fn concurrent_transactions_keep_a_sum() {
     assert_eq!(x + y, 2000);
     server.stop();
 }
+
+/// A full SCAN returns every key present throughout exactly once, with
+/// MATCH and COUNT; KEYS filters by the same patterns; a bad cursor is
+/// an error.
+#[test]
+fn scan_returns_every_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&dir.path().join("data")).unwrap();
+    let mut c = server.client();
+    for i in 0..95 {
+        let _: () = c.set(format!("user:{i:03}"), i).unwrap();
+    }
+    for i in 0..7 {
+        let _: () = c.set(format!("other:{i}"), i).unwrap();
+    }
+    let mut all: Vec<String> = c.scan().unwrap().collect();
+    all.sort();
+    assert_eq!(all.len(), 102);
+    all.dedup();
+    assert_eq!(all.len(), 102, "no key twice");
+    let mut users: Vec<String> = c.scan_match("user:0[0-4]?").unwrap().collect();
+    users.sort();
+    assert_eq!(users.len(), 50);
+    assert_eq!(users[0], "user:000");
+    // COUNT bounds the keys examined per call; the cursor goes on.
+    let (cursor, page): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("COUNT")
+        .arg(5)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(page.len(), 5);
+    assert_ne!(cursor, 0);
+    let (_, next): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("COUNT")
+        .arg(5)
+        .query(&mut c)
+        .unwrap();
+    assert!(next[0] > page[4], "{next:?} after {page:?}");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("other:*").query(&mut c).unwrap();
+    assert_eq!(keys.len(), 7);
+    assert_eq!(
+        err_text(redis::cmd("SCAN").arg(123456).query::<()>(&mut c)),
+        "ERR invalid cursor"
+    );
+    assert_eq!(
+        err_text(
+            redis::cmd("SCAN")
+                .arg(0)
+                .arg("COUNT")
+                .arg(0)
+                .query::<()>(&mut c)
+        ),
+        "ERR value is not an integer or out of range"
+    );
+    server.stop();
+}
