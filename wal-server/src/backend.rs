@@ -22,11 +22,11 @@ pub trait Db {
     /// The store's read errors.
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ServerError>;
 
-    /// Every key, in order.
+    /// Every key and its stored bytes, in order.
     ///
     /// # Errors
     /// The store's read errors.
-    fn keys(&mut self) -> Result<Vec<Bytes>, ServerError>;
+    fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, ServerError>;
 
     /// Writes the request's batch if every guard holds; otherwise the key
     /// of the first that does not, and nothing is written.
@@ -35,13 +35,16 @@ pub trait Db {
     /// The store's write errors.
     fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError>;
 
-    /// Up to `count` keys after `after` (from the first without it), in
-    /// order.
+    /// Up to `count` keys and their stored bytes after `after` (from the
+    /// first without it), in order.
     ///
     /// # Errors
     /// The store's read errors.
-    fn keys_after(&mut self, after: Option<&[u8]>, count: usize)
-    -> Result<Vec<Bytes>, ServerError>;
+    fn pairs_after(
+        &mut self,
+        after: Option<&[u8]>,
+        count: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, ServerError>;
 }
 
 fn lower(after: Option<&[u8]>) -> std::ops::Bound<&[u8]> {
@@ -53,23 +56,25 @@ impl Db for &Local {
         Local::get(self, key)
     }
 
-    fn keys(&mut self) -> Result<Vec<Bytes>, ServerError> {
-        Local::keys(self)
+    fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
+        Ok(self
+            .store
+            .scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?)
     }
 
     fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError> {
         Local::write(self, request)
     }
 
-    fn keys_after(
+    fn pairs_after(
         &mut self,
         after: Option<&[u8]>,
         count: usize,
-    ) -> Result<Vec<Bytes>, ServerError> {
+    ) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
         let view = self.store.snapshot();
         view.iter(lower(after), std::ops::Bound::Unbounded)
             .take(count)
-            .map(|pair| Ok(pair?.0))
+            .map(|pair| Ok(pair?))
             .collect()
     }
 }
@@ -89,11 +94,10 @@ impl Db for TxnDb<'_> {
         Ok(self.0.get(key)?)
     }
 
-    fn keys(&mut self) -> Result<Vec<Bytes>, ServerError> {
-        let all = self
+    fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
+        Ok(self
             .0
-            .scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
-        Ok(all.into_iter().map(|(k, _)| k).collect())
+            .scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?)
     }
 
     fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError> {
@@ -106,15 +110,15 @@ impl Db for TxnDb<'_> {
         Ok(None)
     }
 
-    fn keys_after(
+    fn pairs_after(
         &mut self,
         after: Option<&[u8]>,
         count: usize,
-    ) -> Result<Vec<Bytes>, ServerError> {
+    ) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
         self.0
             .iter(lower(after), std::ops::Bound::Unbounded)
             .take(count)
-            .map(|pair| Ok(pair?.0))
+            .map(|pair| Ok(pair?))
             .collect()
     }
 }
@@ -158,17 +162,6 @@ impl Local {
     /// The store's read errors.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ServerError> {
         Ok(self.store.get(key)?)
-    }
-
-    /// Every key, in order (for `DBSIZE`, `KEYS`, `SCAN`).
-    ///
-    /// # Errors
-    /// The store's read errors.
-    pub fn keys(&self) -> Result<Vec<Bytes>, ServerError> {
-        let all = self
-            .store
-            .scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)?;
-        Ok(all.into_iter().map(|(k, _)| k).collect())
     }
 
     /// Writes the request's batch durably if every guard holds; otherwise

@@ -5,13 +5,11 @@
 //! not hold: atomic on one node and, later, on many alike.
 
 use bytes::Bytes;
-use wal_kv::WriteBatch;
-use wal_raft::{Guard, Request};
-
 use wal_kv::{Durability, Isolation};
 
 use crate::backend::{Db, Local, TxnDb};
 use crate::scan::{self, Cursors};
+use crate::strings::{self, RMW_ATTEMPTS_MAX, len_i64};
 use crate::{Protocol, Reply, ServerError};
 
 /// A connection's state.
@@ -48,7 +46,12 @@ impl Session {
 
 /// Commands and their arity, Redis's convention: `n` exactly `n`
 /// arguments with the name, `-n` at least `n`.
-const COMMANDS: [(&str, i32); 30] = [
+const COMMANDS: [(&str, i32); 35] = [
+    ("TTL", 2),
+    ("PTTL", 2),
+    ("EXPIRE", 3),
+    ("PEXPIRE", 3),
+    ("PERSIST", 2),
     ("SCAN", -2),
     ("KEYS", 2),
     ("MULTI", 1),
@@ -80,10 +83,6 @@ const COMMANDS: [(&str, i32); 30] = [
     ("FLUSHDB", -1),
     ("INFO", -1),
 ];
-
-/// How many times a read-modify-write is tried before giving up (each
-/// failure means another client changed the key in between).
-const RMW_ATTEMPTS_MAX: usize = 1000;
 
 /// Runs one request.
 ///
@@ -165,7 +164,7 @@ pub fn execute(db: &Local, session: &mut Session, args: &[Bytes]) -> Result<Repl
             Reply::ok()
         }
         "SCAN" => scan::scan(&mut &*db, &mut session.cursors, a)?,
-        _ => data(&mut &*db, &name, a)?,
+        _ => strings::data(&mut &*db, &name, a)?,
     })
 }
 
@@ -175,6 +174,11 @@ fn is_data(name: &str) -> bool {
         name,
         "GET"
             | "KEYS"
+            | "TTL"
+            | "PTTL"
+            | "EXPIRE"
+            | "PEXPIRE"
+            | "PERSIST"
             | "SET"
             | "GETDEL"
             | "DEL"
@@ -190,43 +194,6 @@ fn is_data(name: &str) -> bool {
             | "DBSIZE"
             | "FLUSHDB"
     )
-}
-
-/// Runs a data command (arity checked) against `db`.
-fn data(db: &mut dyn Db, name: &str, a: &[Bytes]) -> Result<Reply, ServerError> {
-    Ok(match name {
-        "GET" => db.get(&a[0])?.map_or(Reply::Null, Reply::Bulk),
-        "SET" => set(db, a)?,
-        "GETDEL" => rmw(db, &a[0], |old| match old {
-            Some(v) => (Some(None), Reply::Bulk(v.clone())),
-            None => (None, Reply::Null),
-        })?,
-        "DEL" | "EXISTS" => count_keys(db, name, a)?,
-        "MGET" => Reply::Array(
-            a.iter()
-                .map(|k| Ok(db.get(k)?.map_or(Reply::Null, Reply::Bulk)))
-                .collect::<Result<_, ServerError>>()?,
-        ),
-        "MSET" => mset(db, a)?,
-        "INCR" => incr_by(db, &a[0], Ok(1))?,
-        "DECR" => incr_by(db, &a[0], Ok(-1))?,
-        "INCRBY" => incr_by(db, &a[0], integer(&a[1]))?,
-        "DECRBY" => incr_by(db, &a[0], integer(&a[1]).and_then(negate))?,
-        "APPEND" => {
-            let tail = a[1].clone();
-            rmw(db, &a[0], move |old| {
-                let mut v = old.map(|o| o.to_vec()).unwrap_or_default();
-                v.extend_from_slice(&tail);
-                let len = i64::try_from(v.len()).unwrap_or(i64::MAX);
-                (Some(Some(Bytes::from(v))), Reply::Integer(len))
-            })?
-        }
-        "STRLEN" => Reply::Integer(db.get(&a[0])?.map_or(0, |v| len_i64(v.len()))),
-        "DBSIZE" => Reply::Integer(len_i64(db.keys()?.len())),
-        "FLUSHDB" => flush(db)?,
-        "KEYS" => scan::keys(db, &a[0])?,
-        _ => Reply::error(format!("ERR unknown command '{name}'")),
-    })
 }
 
 /// `EXEC`: the queued commands in one serializable transaction of the
@@ -254,7 +221,7 @@ fn exec(local: &Local, session: &mut Session) -> Result<Reply, ServerError> {
         let mut replies = Vec::with_capacity(queue.len());
         for args in &queue {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-            replies.push(data(&mut txn, &name, &args[1..])?);
+            replies.push(strings::data(&mut txn, &name, &args[1..])?);
         }
         match txn.0.commit(Durability::Sync) {
             Ok(_) => return Ok(Reply::Array(replies)),
@@ -284,158 +251,6 @@ fn unknown(args: &[Bytes]) -> Reply {
         "ERR unknown command '{}', with args beginning with: {shown}",
         String::from_utf8_lossy(&args[0])
     ))
-}
-
-fn len_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
-
-fn integer(b: &[u8]) -> Result<i64, Reply> {
-    std::str::from_utf8(b)
-        .ok()
-        .filter(|s| !(s.starts_with('+') || (s.len() > 1 && s.starts_with('0'))))
-        .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| Reply::error(NOT_AN_INTEGER))
-}
-
-fn negate(n: i64) -> Result<i64, Reply> {
-    n.checked_neg()
-        .ok_or_else(|| Reply::error("ERR decrement would overflow"))
-}
-
-/// Reads `key`, lets `change` decide (`Some(None)` deletes, `Some(Some(v))`
-/// writes `v`, `None` writes nothing) and what to answer, and writes the
-/// change guarded by the value read, again from the read if another client
-/// changed the key in between.
-fn rmw(
-    db: &mut dyn Db,
-    key: &Bytes,
-    mut change: impl FnMut(Option<&Bytes>) -> (Option<Option<Bytes>>, Reply),
-) -> Result<Reply, ServerError> {
-    for _ in 0..RMW_ATTEMPTS_MAX {
-        let old = db.get(key)?;
-        let (new, reply) = change(old.as_ref());
-        let Some(new) = new else {
-            return Ok(reply);
-        };
-        let mut batch = WriteBatch::new();
-        match new {
-            Some(v) => batch.put(key.clone(), v),
-            None => batch.delete(key.clone()),
-        };
-        let guard = Guard {
-            key: key.clone(),
-            expect: old,
-        };
-        if db.write(&Request::guarded(vec![guard], batch))?.is_none() {
-            return Ok(reply);
-        }
-    }
-    Ok(Reply::error(
-        "ERR the key kept changing; the command was not applied",
-    ))
-}
-
-fn incr_by(db: &mut dyn Db, key: &Bytes, by: Result<i64, Reply>) -> Result<Reply, ServerError> {
-    let by = match by {
-        Ok(n) => n,
-        Err(reply) => return Ok(reply),
-    };
-    rmw(db, key, |old| {
-        let n = match old.map(|v| integer(v)) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(reply)) => return (None, reply),
-        };
-        match n.checked_add(by) {
-            Some(sum) => (
-                Some(Some(Bytes::from(sum.to_string()))),
-                Reply::Integer(sum),
-            ),
-            None => (
-                None,
-                Reply::error("ERR increment or decrement would overflow"),
-            ),
-        }
-    })
-}
-
-/// `SET key value [NX | XX] [GET]`. Expiry options are refused with a
-/// clear error until keys can expire.
-fn set(db: &mut dyn Db, a: &[Bytes]) -> Result<Reply, ServerError> {
-    let (key, value) = (&a[0], &a[1]);
-    let (mut nx, mut xx, mut get) = (false, false, false);
-    for opt in &a[2..] {
-        match opt.to_ascii_uppercase().as_slice() {
-            b"NX" if !xx => nx = true,
-            b"XX" if !nx => xx = true,
-            b"GET" => get = true,
-            b"EX" | b"PX" | b"EXAT" | b"PXAT" | b"KEEPTTL" => {
-                return Ok(Reply::error("ERR expiring keys are not supported yet"));
-            }
-            _ => return Ok(Reply::error("ERR syntax error")),
-        }
-    }
-    if !(nx || xx || get) {
-        let mut batch = WriteBatch::new();
-        batch.put(key.clone(), value.clone());
-        db.write(&Request::new(batch))?;
-        return Ok(Reply::ok());
-    }
-    rmw(db, key, |old| {
-        let exists = old.is_some();
-        let answer = if get {
-            old.cloned().map_or(Reply::Null, Reply::Bulk)
-        } else {
-            Reply::ok()
-        };
-        if (nx && exists) || (xx && !exists) {
-            let skipped = if get { answer } else { Reply::Null };
-            return (None, skipped);
-        }
-        (Some(Some(value.clone())), answer)
-    })
-}
-
-fn count_keys(db: &mut dyn Db, name: &str, keys: &[Bytes]) -> Result<Reply, ServerError> {
-    let mut found = 0;
-    let mut batch = WriteBatch::new();
-    for k in keys {
-        if db.get(k)?.is_some() {
-            found += 1;
-            batch.delete(k.clone());
-        }
-    }
-    if name == "DEL" && !batch.is_empty() {
-        db.write(&Request::new(batch))?;
-    }
-    Ok(Reply::Integer(found))
-}
-
-fn mset(db: &mut dyn Db, a: &[Bytes]) -> Result<Reply, ServerError> {
-    if !a.len().is_multiple_of(2) {
-        return Ok(arity_error("mset"));
-    }
-    let mut batch = WriteBatch::new();
-    for pair in a.chunks(2) {
-        batch.put(pair[0].clone(), pair[1].clone());
-    }
-    db.write(&Request::new(batch))?;
-    Ok(Reply::ok())
-}
-
-fn flush(db: &mut dyn Db) -> Result<Reply, ServerError> {
-    let keys = db.keys()?;
-    for chunk in keys.chunks(1000) {
-        let mut batch = WriteBatch::new();
-        for k in chunk {
-            batch.delete(k.clone());
-        }
-        db.write(&Request::new(batch))?;
-    }
-    Ok(Reply::ok())
 }
 
 /// `HELLO [protover [SETNAME name]]`: switches the protocol and answers

@@ -18,6 +18,12 @@ pub enum ServerError {
         /// The error.
         source: std::io::Error,
     },
+    /// A stored value no encoder of this server wrote.
+    #[error("corrupt value under key {key:?}")]
+    CorruptValue {
+        /// The key (lossily as text).
+        key: String,
+    },
     /// A write batch held an operation this server does not know.
     #[error("an operation this server does not know in a write batch")]
     UnknownOperation,

@@ -36,6 +36,8 @@ mod reply;
 mod request;
 mod scan;
 mod server;
+mod strings;
+mod value;
 
 pub use error::ServerError;
 pub use reply::{Protocol, Reply};

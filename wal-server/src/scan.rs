@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::backend::Db;
+use crate::strings::live_pairs;
+use crate::value::now_ms;
 use crate::{Reply, ServerError};
 
 /// The most cursors a connection keeps.
@@ -54,19 +56,19 @@ pub fn scan(db: &mut dyn Db, cursors: &mut Cursors, a: &[Bytes]) -> Result<Reply
             None => return Ok(Reply::error("ERR invalid cursor")),
         }
     };
-    let keys = db.keys_after(after.as_deref(), count)?;
-    let next = if keys.len() < count {
+    let pairs = db.pairs_after(after.as_deref(), count)?;
+    let next = if pairs.len() < count {
         0
     } else {
         cursors.next += 1;
         let id = cursors.next;
-        cursors.at.insert(id, keys[keys.len() - 1].clone());
+        cursors.at.insert(id, pairs[pairs.len() - 1].0.clone());
         while cursors.at.len() > CURSORS_MAX {
             cursors.at.pop_first();
         }
         id
     };
-    let found = keys
+    let found = live_pairs(pairs, now_ms())?
         .into_iter()
         .filter(|k| strings && pattern.as_ref().is_none_or(|p| glob(p, k)))
         .map(Reply::Bulk)
@@ -77,15 +79,14 @@ pub fn scan(db: &mut dyn Db, cursors: &mut Cursors, a: &[Bytes]) -> Result<Reply
     ]))
 }
 
-/// `KEYS pattern`.
-pub fn keys(db: &mut dyn Db, pattern: &[u8]) -> Result<Reply, ServerError> {
-    Ok(Reply::Array(
-        db.keys()?
-            .into_iter()
+/// `KEYS pattern`, over the live keys.
+pub fn keys(live: Vec<Bytes>, pattern: &[u8]) -> Reply {
+    Reply::Array(
+        live.into_iter()
             .filter(|k| glob(pattern, k))
             .map(Reply::Bulk)
             .collect(),
-    ))
+    )
 }
 
 /// Redis's glob: `*`, `?`, `[abc]`, `[^a-z]`, `\x` escapes.

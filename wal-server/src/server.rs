@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::Local;
 use crate::command::{Session, execute};
+use crate::strings;
 use crate::{Decoder, Limits, Reply, ServerError};
 
 /// Where the server keeps its data and listens.
@@ -93,6 +94,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let ids = AtomicU64::new(1);
         let mut connections = JoinSet::new();
+        let sweeper = tokio::spawn(sweep(Arc::clone(&self.db), stop_rx.clone()));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -109,6 +111,7 @@ impl Server {
         drop(self.listener);
         let _ = stop_tx.send(true);
         while connections.join_next().await.is_some() {}
+        let _ = sweeper.await;
         let db = Arc::try_unwrap(self.db).map_err(|_| {
             ServerError::io("close the store")(std::io::Error::other("still in use"))
         })?;
@@ -176,5 +179,26 @@ async fn serve(
             },
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Keys swept per round of the expiry sweeper, and the pause between
+/// rounds: a full pass over a million keys takes under a minute.
+const SWEEP_KEYS: usize = 2000;
+const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Deletes expired keys in the background until the server stops (reads
+/// already treat them as absent; this frees their space). A failing round
+/// is tried again at the next one.
+async fn sweep(db: Arc<Local>, mut stop: watch::Receiver<bool>) {
+    let mut after = None;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(SWEEP_PAUSE) => {}
+            _ = stop.changed() => return,
+        }
+        let from = after.take();
+        after = tokio::task::block_in_place(|| strings::sweep(&db, from, SWEEP_KEYS))
+            .unwrap_or_default();
     }
 }

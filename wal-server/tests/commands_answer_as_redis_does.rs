@@ -533,3 +533,166 @@ fn scan_returns_every_key_once() {
     );
     server.stop();
 }
+
+/// Times to live: SET's EX/PX/EXAT/PXAT/KEEPTTL, TTL/PTTL, EXPIRE,
+/// PEXPIRE, PERSIST; an expired key is gone for every command at once,
+/// and the sweeper removes it from the store.
+#[test]
+fn keys_expire_as_redis_keys_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Running::start(&data).unwrap();
+    let mut c = server.client();
+    let _: () = redis::cmd("SET")
+        .arg("short")
+        .arg("v")
+        .arg("PX")
+        .arg(150)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("long")
+        .arg("v")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    let _: () = c.set("forever", "v").unwrap();
+    let pttl: i64 = redis::cmd("PTTL").arg("short").query(&mut c).unwrap();
+    assert!((1..=150).contains(&pttl), "{pttl}");
+    let ttl: i64 = redis::cmd("TTL").arg("long").query(&mut c).unwrap();
+    assert!((99..=100).contains(&ttl), "{ttl}");
+    assert_eq!(
+        redis::cmd("TTL")
+            .arg("forever")
+            .query::<i64>(&mut c)
+            .unwrap(),
+        -1
+    );
+    assert_eq!(
+        redis::cmd("TTL").arg("none").query::<i64>(&mut c).unwrap(),
+        -2
+    );
+    // INCR and APPEND keep the time to live; SET without KEEPTTL drops it.
+    let _: () = redis::cmd("SET")
+        .arg("n")
+        .arg("1")
+        .arg("EX")
+        .arg(100)
+        .query(&mut c)
+        .unwrap();
+    let _: i64 = c.incr("n", 1).unwrap();
+    assert!(redis::cmd("TTL").arg("n").query::<i64>(&mut c).unwrap() > 0);
+    let _: () = redis::cmd("SET")
+        .arg("n")
+        .arg("5")
+        .arg("KEEPTTL")
+        .query(&mut c)
+        .unwrap();
+    assert!(redis::cmd("TTL").arg("n").query::<i64>(&mut c).unwrap() > 0);
+    let _: () = c.set("n", "6").unwrap();
+    assert_eq!(redis::cmd("TTL").arg("n").query::<i64>(&mut c).unwrap(), -1);
+    // EXPIRE, PERSIST.
+    assert_eq!(
+        redis::cmd("EXPIRE")
+            .arg("n")
+            .arg(50)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        redis::cmd("PERSIST").arg("n").query::<i64>(&mut c).unwrap(),
+        1
+    );
+    assert_eq!(
+        redis::cmd("PERSIST").arg("n").query::<i64>(&mut c).unwrap(),
+        0
+    );
+    assert_eq!(
+        redis::cmd("EXPIRE")
+            .arg("none")
+            .arg(5)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        redis::cmd("PEXPIRE")
+            .arg("n")
+            .arg(-1)
+            .query::<i64>(&mut c)
+            .unwrap(),
+        1
+    );
+    assert_eq!(c.exists::<_, i64>("n").unwrap(), 0);
+    // Bad times.
+    for bad in ["0", "-5", "x"] {
+        assert_eq!(
+            err_text(
+                redis::cmd("SET")
+                    .arg("k")
+                    .arg("v")
+                    .arg("EX")
+                    .arg(bad)
+                    .query::<()>(&mut c)
+            ),
+            "ERR invalid expire time in 'set' command",
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        err_text(
+            redis::cmd("SET")
+                .arg("k")
+                .arg("v")
+                .arg("EX")
+                .arg(1)
+                .arg("KEEPTTL")
+                .query::<()>(&mut c)
+        ),
+        "ERR syntax error"
+    );
+    // Past its time, the key is absent to every command.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(c.get::<_, Option<String>>("short").unwrap(), None);
+    assert_eq!(c.exists::<_, i64>("short").unwrap(), 0);
+    assert_eq!(
+        redis::cmd("TTL").arg("short").query::<i64>(&mut c).unwrap(),
+        -2
+    );
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    assert_eq!(keys, ["forever", "long"]);
+    let scanned: Vec<String> = c.scan().unwrap().collect();
+    assert_eq!(scanned, ["forever", "long"]);
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut c).unwrap(), 2);
+    let set_nx: String = redis::cmd("SET")
+        .arg("short")
+        .arg("again")
+        .arg("NX")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(set_nx, "OK", "an expired key does not block NX");
+    // The sweeper deletes expired keys from the store itself.
+    for i in 0..30 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("gone{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(20)
+            .query(&mut c)
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    drop(c);
+    server.stop();
+    let store = wal_kv::Store::open(&data, wal_kv::Options::default()).unwrap();
+    let left: Vec<_> = store
+        .scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| String::from_utf8(k.to_vec()).unwrap())
+        .collect();
+    assert_eq!(left, ["forever", "long", "short"]);
+    store.close().unwrap();
+}
