@@ -30,6 +30,20 @@ pub enum ServerError {
 }
 
 impl ServerError {
+    /// Whether the client asked for too much (a key, value or batch over
+    /// the store's limits): answered with an error, the connection kept.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            ServerError::Store(
+                KvError::KeyTooLarge { .. }
+                    | KvError::ValueTooLarge { .. }
+                    | KvError::BatchTooLarge { .. }
+                    | KvError::TransactionTooLarge { .. }
+            )
+        )
+    }
+
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
         let what = what.into();
         move |source| ServerError::Io { what, source }

@@ -121,6 +121,10 @@ impl Server {
     }
 }
 
+/// Replies held for a connection before they are written out even though
+/// more pipelined requests wait.
+const OUTPUT_FLUSH_BYTES: usize = 8 << 20;
+
 /// One connection: read, decode every whole request, answer them in one
 /// write, until the client leaves, sends a bad request (answered, then
 /// closed), says `QUIT`, or the server stops.
@@ -144,10 +148,22 @@ async fn serve(
                     // for its fsync): off the runtime's other tasks.
                     let reply = tokio::task::block_in_place(|| execute(&db, &mut session, &args));
                     match reply {
-                        Ok(reply) => reply.encode(session.protocol, &mut output),
+                        Ok(reply) => {
+                            reply.encode(session.protocol, &mut output);
+                            // Many pipelined reads of large values: send
+                            // what is ready rather than hold it all.
+                            if output.len() >= OUTPUT_FLUSH_BYTES {
+                                if stream.write_all(&output).await.is_err() {
+                                    return;
+                                }
+                                output.clear();
+                            }
+                        }
                         Err(e) => {
                             Reply::error(format!("ERR {e}")).encode(session.protocol, &mut output);
-                            close = true;
+                            // A store that failed stops this connection;
+                            // a request over a limit does not.
+                            close = !e.is_client_error();
                         }
                     }
                     if session.closing || close {

@@ -696,3 +696,36 @@ fn keys_expire_as_redis_keys_do() {
     assert_eq!(left, ["forever", "long", "short"]);
     store.close().unwrap();
 }
+
+/// Pipelined reads whose replies outgrow the connection's output buffer
+/// (10 MiB of them) all arrive, whole and in order; a value over the
+/// store's limit is refused and the connection goes on.
+#[test]
+fn large_pipelined_replies_arrive_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&dir.path().join("data")).unwrap();
+    let mut c = server.client();
+    let too_big = vec![b'x'; 1 << 20];
+    let refused = c.set::<_, _, ()>("huge", too_big.as_slice()).unwrap_err();
+    assert!(
+        refused.detail().unwrap_or("").contains("over the limit"),
+        "{refused}"
+    );
+    let big: Vec<u8> = (0..256 << 10).map(|i| (i % 251) as u8).collect();
+    let _: () = c.set("big", big.as_slice()).unwrap();
+    let _: () = c.set("small", "s").unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..40 {
+        pipe.get(if i % 2 == 0 { "big" } else { "small" });
+    }
+    let replies: Vec<Vec<u8>> = pipe.query(&mut c).unwrap();
+    assert_eq!(replies.len(), 40);
+    for (i, r) in replies.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(r == &big, "reply {i}");
+        } else {
+            assert_eq!(r, b"s");
+        }
+    }
+    server.stop();
+}
