@@ -711,7 +711,9 @@ fn large_pipelined_replies_arrive_whole() {
         refused.detail().unwrap_or("").contains("over the limit"),
         "{refused}"
     );
-    let big: Vec<u8> = (0..256 << 10).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..256u32 << 10)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
     let _: () = c.set("big", big.as_slice()).unwrap();
     let _: () = c.set("small", "s").unwrap();
     let mut pipe = redis::pipe();
