@@ -1,0 +1,123 @@
+//! What the server's tests share: a server on a thread of its own, raw
+//! socket helpers, and reply helpers.
+
+#![allow(dead_code)] // each test file uses a part of it
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use redis::RedisResult;
+use wal_server::{Config, Server, ServerError};
+
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl Running {
+    pub fn start(dir: &Path) -> Result<Running, ServerError> {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let dir: PathBuf = dir.to_owned();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let bound = Server::bind(Config::new(dir, "127.0.0.1:0".parse().unwrap())).await;
+                let server = match bound {
+                    Ok(s) => s,
+                    Err(e) => {
+                        addr_tx.send(Err(e.to_string())).unwrap();
+                        return Err(e);
+                    }
+                };
+                addr_tx.send(Ok(server.local_addr()?)).unwrap();
+                server
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            })
+        });
+        match addr_rx.recv().unwrap() {
+            Ok(addr) => Ok(Running {
+                addr,
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(_) => Err(thread.join().unwrap().unwrap_err()),
+        }
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://{}/", self.addr))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap().unwrap();
+    }
+}
+
+/// Sends raw bytes, reads until `want` bytes came or the server closed.
+pub fn raw(addr: SocketAddr, send: &[u8], want: usize) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(send).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < want {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    // Closed right after?
+    s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let closed = matches!(s.read(&mut buf), Ok(0));
+    (got, closed)
+}
+
+/// Sends raw bytes, reads until what came ends with `suffix`.
+pub fn raw_until(addr: SocketAddr, send: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(send).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(suffix) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    got
+}
+
+/// Runs a command whose reply is an integer.
+pub fn int(c: &mut redis::Connection, args: &[&str]) -> i64 {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c).unwrap()
+}
+
+pub fn err_text<T: std::fmt::Debug>(r: RedisResult<T>) -> String {
+    let e = r.unwrap_err();
+    format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
+}
