@@ -7,7 +7,10 @@
 use bytes::Bytes;
 use wal_kv::{Durability, Isolation};
 
+use std::sync::atomic::Ordering;
+
 use crate::backend::{Db, Local, TxnDb};
+use crate::info::{Counters, info};
 use crate::scan::{self, Cursors};
 use crate::strings::{self, RMW_ATTEMPTS_MAX, len_i64};
 use crate::{Protocol, Reply, ServerError};
@@ -89,7 +92,13 @@ const COMMANDS: [(&str, i32); 35] = [
 /// # Errors
 /// A failure of the store (the connection should then be closed); a
 /// client's mistakes are error replies.
-pub fn execute(db: &Local, session: &mut Session, args: &[Bytes]) -> Result<Reply, ServerError> {
+pub fn execute(
+    db: &Local,
+    counters: &Counters,
+    session: &mut Session,
+    args: &[Bytes],
+) -> Result<Reply, ServerError> {
+    counters.commands.fetch_add(1, Ordering::Relaxed);
     let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
     // A command refused before it could be queued makes the EXEC abort,
     // as in Redis.
@@ -133,10 +142,10 @@ pub fn execute(db: &Local, session: &mut Session, args: &[Bytes]) -> Result<Repl
             b"0" => Reply::ok(),
             _ => Reply::error("ERR DB index is out of range"),
         },
-        "INFO" => Reply::Bulk(Bytes::from(format!(
-            "# Server\r\nredis_version:7.0.0\r\nwalkv_version:{}\r\n",
-            env!("CARGO_PKG_VERSION")
-        ))),
+        "INFO" => {
+            let section = a.first().map(|s| String::from_utf8_lossy(s).into_owned());
+            Reply::Bulk(Bytes::from(info(db, counters, section.as_deref())))
+        }
         "MULTI" if session.multi.is_some() => Reply::error("ERR MULTI calls can not be nested"),
         "MULTI" => {
             session.multi = Some(Vec::new());

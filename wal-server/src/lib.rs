@@ -32,6 +32,7 @@
 mod backend;
 mod command;
 mod error;
+mod info;
 mod reply;
 mod request;
 mod scan;

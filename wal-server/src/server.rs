@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::Local;
 use crate::command::{Session, execute};
+use crate::info::Counters;
 use crate::strings;
 use crate::{Decoder, Limits, Reply, ServerError};
 
@@ -92,6 +93,8 @@ impl Server {
     /// The store's close errors.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let port = self.listener.local_addr().map_or(0, |a| a.port());
+        let counters = Arc::new(Counters::new(port));
         let ids = AtomicU64::new(1);
         let mut connections = JoinSet::new();
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.db), stop_rx.clone()));
@@ -103,7 +106,8 @@ impl Server {
                     let Ok((stream, _peer)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let id = ids.fetch_add(1, Ordering::Relaxed);
-                    connections.spawn(serve(stream, Arc::clone(&self.db), id, self.limits, stop_rx.clone()));
+                    let db = (Arc::clone(&self.db), Arc::clone(&counters));
+                    connections.spawn(serve(stream, db, id, self.limits, stop_rx.clone()));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
@@ -121,6 +125,15 @@ impl Server {
     }
 }
 
+/// Counts a connection as open while it lives.
+struct Open<'a>(&'a Counters);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Replies held for a connection before they are written out even though
 /// more pipelined requests wait.
 const OUTPUT_FLUSH_BYTES: usize = 8 << 20;
@@ -130,11 +143,14 @@ const OUTPUT_FLUSH_BYTES: usize = 8 << 20;
 /// closed), says `QUIT`, or the server stops.
 async fn serve(
     mut stream: TcpStream,
-    db: Arc<Local>,
+    (db, counters): (Arc<Local>, Arc<Counters>),
     id: u64,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
+    counters.accepted.fetch_add(1, Ordering::Relaxed);
+    counters.connected.fetch_add(1, Ordering::Relaxed);
+    let _open = Open(&counters);
     let mut decoder = Decoder::new(limits);
     let mut session = Session::new(id);
     let mut input = BytesMut::with_capacity(16 << 10);
@@ -146,7 +162,9 @@ async fn serve(
                 Ok(Some(args)) => {
                     // Commands block on the store (a durable write waits
                     // for its fsync): off the runtime's other tasks.
-                    let reply = tokio::task::block_in_place(|| execute(&db, &mut session, &args));
+                    let reply = tokio::task::block_in_place(|| {
+                        execute(&db, &counters, &mut session, &args)
+                    });
                     match reply {
                         Ok(reply) => {
                             reply.encode(session.protocol, &mut output);

@@ -237,3 +237,37 @@ fn large_pipelined_replies_arrive_whole() {
     }
     server.stop();
 }
+
+/// INFO tells an operator what the server is doing: its clients, the
+/// commands run, the log's appends and fsyncs, the store's tables; one
+/// section when asked for one.
+#[test]
+fn info_reports_clients_commands_and_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&dir.path().join("data")).unwrap();
+    let mut c = server.client();
+    let _other = server.client();
+    for i in 0..10 {
+        let _: () = c.set(format!("k{i}"), i).unwrap();
+    }
+    let text: String = redis::cmd("INFO").query(&mut c).unwrap();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("connected_clients"), 2);
+    assert!(field("total_commands_processed") >= 10);
+    assert!(field("wal_fsyncs") >= 1);
+    assert!(field("wal_appends") >= 10);
+    assert_eq!(field("tcp_port"), u64::from(server.addr.port()));
+    let one: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+    assert!(one.starts_with("# Persistence"), "{one}");
+    assert!(!one.contains("# Server"), "{one}");
+    let none: String = redis::cmd("INFO").arg("nosuch").query(&mut c).unwrap();
+    assert_eq!(none, "");
+    server.stop();
+}
