@@ -134,10 +134,26 @@ fn apply(txn: &mut Transaction<'_>, batch: &wal_kv::WriteBatch) -> Result<(), Se
     Ok(())
 }
 
+/// When a write is durable, as Redis's `appendfsync` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SyncMode {
+    /// Before it is answered (`appendfsync always`; the default).
+    #[default]
+    Always,
+    /// Within about a second of being answered (`everysec`): a crash may
+    /// lose the last second of answered writes.
+    EverySec,
+    /// When the store's log fills a batch or checkpoints (`no`): a crash
+    /// may lose every write since.
+    No,
+}
+
 /// One local store.
 #[derive(Debug)]
 pub struct Local {
     store: Store,
+    durability: Durability,
 }
 
 impl Local {
@@ -146,13 +162,26 @@ impl Local {
     /// # Errors
     /// The store's open errors: a directory another process holds, a
     /// corrupt or newer-format store.
-    pub fn open(dir: &Path, options: Options) -> Result<Local, ServerError> {
+    pub fn open(dir: &Path, mut options: Options, sync: SyncMode) -> Result<Local, ServerError> {
         std::fs::create_dir_all(dir).map_err(ServerError::io(format!(
             "create the data directory {}",
             dir.display()
         )))?;
+        let durability = match sync {
+            SyncMode::Always => Durability::Sync,
+            SyncMode::EverySec => {
+                options.log.sync =
+                    wal_engine::SyncPolicy::Interval(std::time::Duration::from_secs(1));
+                Durability::Buffered
+            }
+            SyncMode::No => {
+                options.log.sync = wal_engine::SyncPolicy::Never;
+                Durability::Buffered
+            }
+        };
         Ok(Local {
             store: Store::open(dir, options)?,
+            durability,
         })
     }
 
@@ -171,7 +200,7 @@ impl Local {
     /// The store's write errors.
     pub fn write(&self, request: &Request) -> Result<Option<Bytes>, ServerError> {
         if request.guards.is_empty() {
-            self.store.write(&request.batch, Durability::Sync)?;
+            self.store.write(&request.batch, self.durability)?;
             return Ok(None);
         }
         loop {
@@ -185,7 +214,7 @@ impl Local {
                 }
             }
             apply(&mut txn, &request.batch)?;
-            match txn.commit(Durability::Sync) {
+            match txn.commit(self.durability) {
                 Ok(_) => return Ok(None),
                 Err(e) if e.is_retryable() => {}
                 Err(e) => return Err(e.into()),
@@ -196,6 +225,11 @@ impl Local {
     /// The store, for transactions.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// How durable a write is when it is answered.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// Closes the store cleanly.

@@ -5,7 +5,7 @@
 //! not hold: atomic on one node and, later, on many alike.
 
 use bytes::Bytes;
-use wal_kv::{Durability, Isolation};
+use wal_kv::Isolation;
 
 use std::sync::atomic::Ordering;
 
@@ -232,7 +232,7 @@ fn exec(local: &Local, session: &mut Session) -> Result<Reply, ServerError> {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
             replies.push(strings::data(&mut txn, &name, &args[1..])?);
         }
-        match txn.0.commit(Durability::Sync) {
+        match txn.0.commit(local.durability()) {
             Ok(_) => return Ok(Reply::Array(replies)),
             Err(e) if e.is_retryable() => {}
             Err(e) => return Err(e.into()),

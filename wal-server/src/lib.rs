@@ -40,6 +40,7 @@ mod server;
 mod strings;
 mod value;
 
+pub use backend::SyncMode;
 pub use error::ServerError;
 pub use reply::{Protocol, Reply};
 pub use request::{Decoder, Limits, ProtocolError, encode_request};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use wal_server::{Config, Server};
+use wal_server::{Config, Server, SyncMode};
 
 /// A durable key-value server speaking the Redis protocol.
 #[derive(Debug, Parser)]
@@ -26,6 +26,18 @@ struct Cli {
     /// The port to listen on.
     #[arg(long, default_value_t = 6380)]
     port: u16,
+    /// When a write is durable: before it is answered (always), within
+    /// about a second (everysec), or when the log fills a batch (no).
+    #[arg(long, value_enum, default_value_t = Sync::Always)]
+    sync: Sync,
+}
+
+/// `--sync`, named as Redis's `appendfsync`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Sync {
+    Always,
+    Everysec,
+    No,
 }
 
 fn main() -> ExitCode {
@@ -40,7 +52,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = Config::new(&cli.dir, SocketAddr::new(cli.bind, cli.port));
+    let mut config = Config::new(&cli.dir, SocketAddr::new(cli.bind, cli.port));
+    config.sync = match cli.sync {
+        Sync::Always => SyncMode::Always,
+        Sync::Everysec => SyncMode::EverySec,
+        Sync::No => SyncMode::No,
+    };
     let outcome = runtime.block_on(async {
         let server = Server::bind(config).await?;
         if let Ok(addr) = server.local_addr() {

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::backend::Local;
+use crate::backend::{Local, SyncMode};
 use crate::command::{Session, execute};
 use crate::info::Counters;
 use crate::strings;
@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     /// The store's options.
     pub store: wal_kv::Options,
+    /// When a write is durable.
+    pub sync: SyncMode,
 }
 
 impl Config {
@@ -41,6 +43,7 @@ impl Config {
             listen,
             limits: Limits::default(),
             store: wal_kv::Options::default(),
+            sync: SyncMode::Always,
         }
     }
 }
@@ -61,8 +64,8 @@ impl Server {
     /// among them); the address in use or not available.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let dir = config.dir.clone();
-        let store = config.store.clone();
-        let db = tokio::task::spawn_blocking(move || Local::open(&dir, store))
+        let (store, sync) = (config.store.clone(), config.sync);
+        let db = tokio::task::spawn_blocking(move || Local::open(&dir, store, sync))
             .await
             .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
         let listener = TcpListener::bind(config.listen)

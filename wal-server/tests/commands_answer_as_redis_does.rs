@@ -271,3 +271,28 @@ fn info_reports_clients_commands_and_fsyncs() {
     assert_eq!(none, "");
     server.stop();
 }
+
+/// `--sync no` (Redis's `appendfsync no`): writes are answered without an
+/// fsync of their own; `always` (the default) syncs before answering.
+#[test]
+fn sync_mode_decides_whether_a_write_waits_for_its_fsync() {
+    let fsyncs = |mode: wal_server::SyncMode| {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Running::start_with(&dir.path().join("data"), move |c| c.sync = mode).unwrap();
+        let mut c = server.client();
+        for i in 0..20 {
+            let _: () = c.set(format!("k{i}"), i).unwrap();
+        }
+        assert_eq!(c.get::<_, i64>("k19").unwrap(), 19);
+        let text: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+        server.stop();
+        text.lines()
+            .find_map(|l| l.strip_prefix("wal_fsyncs:"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(fsyncs(wal_server::SyncMode::Always) >= 20);
+    assert_eq!(fsyncs(wal_server::SyncMode::No), 0);
+}

@@ -19,6 +19,14 @@ pub struct Running {
 
 impl Running {
     pub fn start(dir: &Path) -> Result<Running, ServerError> {
+        Running::start_with(dir, |_| {})
+    }
+
+    /// A server whose configuration `adjust` changed first.
+    pub fn start_with(
+        dir: &Path,
+        adjust: impl FnOnce(&mut Config) + Send + 'static,
+    ) -> Result<Running, ServerError> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let dir: PathBuf = dir.to_owned();
@@ -29,7 +37,9 @@ impl Running {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let bound = Server::bind(Config::new(dir, "127.0.0.1:0".parse().unwrap())).await;
+                let mut config = Config::new(dir, "127.0.0.1:0".parse().unwrap());
+                adjust(&mut config);
+                let bound = Server::bind(config).await;
                 let server = match bound {
                     Ok(s) => s,
                     Err(e) => {
