@@ -1,5 +1,6 @@
 //! `walkv`: the key-value server. With no arguments it serves a store in
-//! `./walkv-data` on `127.0.0.1:6380`; `walkv --help` lists the flags.
+//! `./walkv-data` on `127.0.0.1:6380`; `walkv --help` lists the flags, and
+//! `--config FILE` reads the same settings from a TOML file (flags win).
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde::Deserialize;
 use wal_server::{Config, Server, SyncMode};
 
 /// A durable key-value server speaking the Redis protocol.
@@ -14,34 +16,83 @@ use wal_server::{Config, Server, SyncMode};
 #[command(
     name = "walkv",
     version,
-    after_help = "Examples:\n  walkv\n  walkv --dir /var/lib/walkv --bind 0.0.0.0 --port 6379\n  redis-cli -p 6380 SET greeting hello"
+    after_help = "Examples:\n  walkv\n  walkv --dir /var/lib/walkv --bind 0.0.0.0 --port 6379\n  walkv --config /etc/walkv.toml\n  redis-cli -p 6380 SET greeting hello\n\nA configuration file holds the same settings:\n  dir = \"/var/lib/walkv\"\n  bind = \"0.0.0.0\"\n  port = 6379\n  sync = \"everysec\""
 )]
 struct Cli {
-    /// The data directory (created if missing).
-    #[arg(long, default_value = "walkv-data")]
-    dir: PathBuf,
-    /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    bind: IpAddr,
-    /// The port to listen on.
-    #[arg(long, default_value_t = 6380)]
-    port: u16,
+    /// A TOML file with any of `dir`, `bind`, `port`, `sync`; flags given
+    /// here win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The data directory, created if missing [default: walkv-data].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The address to listen on [default: 127.0.0.1].
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// The port to listen on [default: 6380].
+    #[arg(long)]
+    port: Option<u16>,
     /// When a write is durable: before it is answered (always), within
-    /// about a second (everysec), or when the log fills a batch (no).
-    #[arg(long, value_enum, default_value_t = Sync::Always)]
-    sync: Sync,
+    /// about a second (everysec), or when the log fills a batch (no)
+    /// [default: always].
+    #[arg(long, value_enum)]
+    sync: Option<Sync>,
 }
 
 /// `--sync`, named as Redis's `appendfsync`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Sync {
     Always,
     Everysec,
     No,
 }
 
+/// The configuration file: every field optional, none unknown.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    dir: Option<PathBuf>,
+    bind: Option<IpAddr>,
+    port: Option<u16>,
+    sync: Option<Sync>,
+}
+
+/// The settings: flags, then the file, then the defaults.
+fn settings(cli: &Cli) -> Result<Config, String> {
+    let file = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            toml::from_str::<File>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => File::default(),
+    };
+    let dir = cli
+        .dir
+        .clone()
+        .or(file.dir)
+        .unwrap_or_else(|| PathBuf::from("walkv-data"));
+    let bind = cli.bind.or(file.bind).unwrap_or([127, 0, 0, 1].into());
+    let port = cli.port.or(file.port).unwrap_or(6380);
+    let mut config = Config::new(dir, SocketAddr::new(bind, port));
+    config.sync = match cli.sync.or(file.sync).unwrap_or(Sync::Always) {
+        Sync::Always => SyncMode::Always,
+        Sync::Everysec => SyncMode::EverySec,
+        Sync::No => SyncMode::No,
+    };
+    Ok(config)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match settings(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("walkv: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,16 +103,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut config = Config::new(&cli.dir, SocketAddr::new(cli.bind, cli.port));
-    config.sync = match cli.sync {
-        Sync::Always => SyncMode::Always,
-        Sync::Everysec => SyncMode::EverySec,
-        Sync::No => SyncMode::No,
-    };
+    let dir = config.dir.clone();
     let outcome = runtime.block_on(async {
         let server = Server::bind(config).await?;
         if let Ok(addr) = server.local_addr() {
-            eprintln!("walkv: serving {} on {addr}", cli.dir.display());
+            eprintln!("walkv: serving {} on {addr}", dir.display());
         }
         server.run(shutdown_signal()).await
     });
