@@ -2,18 +2,14 @@
 //! them, and a file that cannot be read, does not parse or names an
 //! unknown setting stops `walkv` with one line saying so (exit code 2).
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 /// Starts walkv with `args`, waits for PONG on `port`, stops it.
 fn serves(args: &[&str], port: u16) {

@@ -6,11 +6,15 @@
 //! Without `redis-cli` on the PATH the test says so and passes, unless
 //! `WAL_REQUIRE_REDIS_CLI=1` (which `.ci/run` sets after installing it).
 
+mod common;
+
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::free_port;
 
 fn redis_cli_present() -> bool {
     let found = Command::new("redis-cli")
@@ -25,14 +29,6 @@ fn redis_cli_present() -> bool {
         eprintln!("redis-cli not found (apt-get install redis-tools): skipped");
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running `walkv`, killed if the test fails before it is stopped (it

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses a part of it
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -130,4 +130,13 @@ pub fn int(c: &mut redis::Connection, args: &[&str]) -> i64 {
 pub fn err_text<T: std::fmt::Debug>(r: RedisResult<T>) -> String {
     let e = r.unwrap_err();
     format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
+}
+
+/// A port nobody listens on now (for a `walkv` process to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
