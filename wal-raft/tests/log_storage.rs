@@ -359,12 +359,18 @@ fn a_purge_that_fails_to_record_its_point_drops_nothing() {
             .filter(|n| n.ends_with(".wal"))
             .count();
         assert!(segments > 2, "{segments} segments");
-        d.inject(wal_io::sim::Fault::once(
+        // Every file creation fails from now on: the log's segment
+        // preparer may create one in the background, and a fault that only
+        // the next creation sees could be spent there instead of on the
+        // metadata file.
+        d.inject(wal_io::sim::Fault::from_then_on(
             wal_io::Op::Create,
             d.op_count(wal_io::Op::Create) + 1,
             wal_io::sim::FaultError::Eio,
         ));
         assert!(log.purge(id(1, 3000)).await.is_err());
+        drop(log);
+        d.clear_faults();
     });
     let d = disk.clone();
     run(async move {
