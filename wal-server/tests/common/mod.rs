@@ -78,44 +78,37 @@ impl Running {
     }
 }
 
-/// Sends raw bytes, reads until `want` bytes came or the server closed.
-pub fn raw(addr: SocketAddr, send: &[u8], want: usize) -> (Vec<u8>, bool) {
+/// Sends raw bytes and reads until `done` says what came is enough or the
+/// server closed; true when it closed (then, or within 300 ms after).
+fn exchange(addr: SocketAddr, send: &[u8], done: impl Fn(&[u8]) -> bool) -> (Vec<u8>, bool) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
     s.write_all(send).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    while got.len() < want {
+    while !done(&got) {
         match s.read(&mut buf) {
             Ok(0) => return (got, true),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&got)),
         }
     }
-    // Closed right after?
     s.set_read_timeout(Some(std::time::Duration::from_millis(300)))
         .unwrap();
     let closed = matches!(s.read(&mut buf), Ok(0));
     (got, closed)
 }
 
+/// Sends raw bytes, reads until `want` bytes came or the server closed;
+/// whether it closed the connection.
+pub fn raw(addr: SocketAddr, send: &[u8], want: usize) -> (Vec<u8>, bool) {
+    exchange(addr, send, |got| got.len() >= want)
+}
+
 /// Sends raw bytes, reads until what came ends with `suffix`.
 pub fn raw_until(addr: SocketAddr, send: &[u8], suffix: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    s.write_all(send).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.ends_with(suffix) {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read: {e} after {:?}", String::from_utf8_lossy(&got)),
-        }
-    }
-    got
+    exchange(addr, send, |got| got.ends_with(suffix)).0
 }
 
 /// Runs a command whose reply is an integer.
