@@ -38,7 +38,7 @@ pub(crate) enum Record {
     Committed(LogId),
 }
 
-fn put_log_id(out: &mut Vec<u8>, id: &LogId) {
+pub(crate) fn put_log_id(out: &mut Vec<u8>, id: &LogId) {
     out.extend_from_slice(&id.leader_id.term.to_le_bytes());
     out.extend_from_slice(&id.leader_id.node_id.to_le_bytes());
     out.extend_from_slice(&id.index.to_le_bytes());
@@ -135,18 +135,18 @@ fn encode_membership(out: &mut Vec<u8>, m: &Membership) -> Result<(), RaftStoreE
 }
 
 /// Reads fields off untrusted bytes.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    what: &'a str,
+pub(crate) struct Cursor<'a> {
+    pub bytes: &'a [u8],
+    pub at: usize,
+    pub what: &'a str,
 }
 
 impl<'a> Cursor<'a> {
-    fn bad(&self, detail: &str) -> RaftStoreError {
+    pub fn bad(&self, detail: &str) -> RaftStoreError {
         RaftStoreError::corrupt(self.what, format!("{detail} at byte {}", self.at))
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RaftStoreError> {
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8], RaftStoreError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
         let end = end.ok_or_else(|| self.bad("truncated"))?;
         let out = &self.bytes[self.at..end];
@@ -154,34 +154,45 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
-    fn u8(&mut self) -> Result<u8, RaftStoreError> {
+    pub fn u8(&mut self) -> Result<u8, RaftStoreError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, RaftStoreError> {
+    pub fn u32(&mut self) -> Result<u32, RaftStoreError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, RaftStoreError> {
+    pub fn u64(&mut self) -> Result<u64, RaftStoreError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
 
-    fn log_id(&mut self) -> Result<LogId, RaftStoreError> {
+    pub fn log_id(&mut self) -> Result<LogId, RaftStoreError> {
         let (term, node_id, index) = (self.u64()?, self.u64()?, self.u64()?);
         Ok(LogId::new(LeaderId { term, node_id }, index))
     }
 
-    fn rest(&mut self) -> &'a [u8] {
+    /// A log id written by [`put_opt_log_id`].
+    pub fn opt_log_id(&mut self) -> Result<Option<LogId>, RaftStoreError> {
+        let has = self.u8()?;
+        let id = self.log_id()?;
+        match has {
+            0 => Ok(None),
+            1 => Ok(Some(id)),
+            _ => Err(self.bad("a presence byte that is neither 0 nor 1")),
+        }
+    }
+
+    pub fn rest(&mut self) -> &'a [u8] {
         let out = &self.bytes[self.at..];
         self.at = self.bytes.len();
         out
     }
 
-    fn end(&self) -> Result<(), RaftStoreError> {
+    pub fn end(&self) -> Result<(), RaftStoreError> {
         if self.at == self.bytes.len() {
             Ok(())
         } else {
@@ -192,11 +203,15 @@ impl<'a> Cursor<'a> {
 
 /// Decodes a record of the Raft log read at `lsn`.
 pub(crate) fn decode(record: &Bytes, lsn: u64) -> Result<Record, RaftStoreError> {
-    let what = format!("raft log record at LSN {lsn}");
+    decode_in(record, &format!("raft log record at LSN {lsn}"))
+}
+
+/// Decodes a record found in `what` (for its errors).
+pub(crate) fn decode_in(record: &Bytes, what: &str) -> Result<Record, RaftStoreError> {
     let mut c = Cursor {
         bytes: record,
         at: 0,
-        what: &what,
+        what,
     };
     match c.u8()? {
         COMMITTED => {
@@ -217,7 +232,7 @@ pub(crate) fn decode(record: &Bytes, lsn: u64) -> Result<Record, RaftStoreError>
                     let start = c.at;
                     c.rest();
                     let batch = wal_kv::WriteBatch::from_record(&record.slice(start..))
-                        .map_err(|e| RaftStoreError::corrupt(&what, e.to_string()))?;
+                        .map_err(|e| RaftStoreError::corrupt(what, e.to_string()))?;
                     Payload::Normal(Request::guarded(guards, batch))
                 }
                 MEMBERSHIP => Payload::Membership(decode_membership(&mut c)?),
@@ -299,7 +314,7 @@ fn decode_membership(c: &mut Cursor<'_>) -> Result<Membership, RaftStoreError> {
     Membership::new(configs, nodes).map_err(|e| c.bad(&format!("membership: {e}")))
 }
 
-fn put_opt_log_id(out: &mut Vec<u8>, id: Option<&LogId>) {
+pub(crate) fn put_opt_log_id(out: &mut Vec<u8>, id: Option<&LogId>) {
     out.push(u8::from(id.is_some()));
     put_log_id(
         out,
@@ -332,17 +347,8 @@ pub(crate) fn decode_state(
     what: &str,
 ) -> Result<(Option<LogId>, StoredMembership), RaftStoreError> {
     let mut c = Cursor { bytes, at: 0, what };
-    let opt = |c: &mut Cursor<'_>| -> Result<Option<LogId>, RaftStoreError> {
-        let has = c.u8()?;
-        let id = c.log_id()?;
-        match has {
-            0 => Ok(None),
-            1 => Ok(Some(id)),
-            _ => Err(c.bad("a presence byte that is neither 0 nor 1")),
-        }
-    };
-    let applied = opt(&mut c)?;
-    let log_id = opt(&mut c)?;
+    let applied = c.opt_log_id()?;
+    let log_id = c.opt_log_id()?;
     let membership = decode_membership(&mut c)?;
     c.end()?;
     Ok((applied, StoredMembership::new(log_id, membership)))

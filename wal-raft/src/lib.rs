@@ -32,6 +32,7 @@ mod log_store;
 mod meta;
 mod snapshot;
 mod state_machine;
+pub mod wire;
 
 use std::fmt;
 

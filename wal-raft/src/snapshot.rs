@@ -51,6 +51,15 @@ impl SnapshotFile {
         self.len == 0
     }
 
+    /// What the snapshot covers, read from the file's header (a file
+    /// received from another node names its own meta).
+    ///
+    /// # Errors
+    /// I/O errors; a file that does not start as a snapshot does.
+    pub fn meta(&self) -> Result<SnapshotMeta, RaftStoreError> {
+        Ok(Reader::open(self)?.1)
+    }
+
     /// Reads `buf.len()` bytes at `offset`.
     ///
     /// # Errors
