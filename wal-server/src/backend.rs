@@ -1,7 +1,7 @@
-//! Where commands read and write: for now one local `wal-kv` store (the
-//! replicated one follows). Writes are requests of `wal-raft`, a batch and
-//! its guards, so a command's read-modify-write is written the same way on
-//! one node and on many: read, then write guarded by what was read, and
+//! Where commands read and write: one local `wal-kv` store, or a cluster
+//! node ([`crate::cluster`]). Writes are requests of `wal-raft`, a batch
+//! and its guards, so a command's read-modify-write is written the same way
+//! on one node and on many: read, then write guarded by what was read, and
 //! read again if a guard did not hold.
 
 use std::path::Path;
@@ -81,7 +81,30 @@ impl Db for &Local {
 
 /// The commands of one `EXEC`: reads see the transaction's own writes;
 /// nothing is visible to others before the commit.
-pub struct TxnDb<'a>(pub Transaction<'a>);
+pub(crate) trait Txn: Db {
+    /// Commits the writes, if nothing the transaction read (nor any
+    /// `watched` key) changed since; `false` if something did (nothing
+    /// was written: run the commands again).
+    ///
+    /// # Errors
+    /// The store's or the cluster's write errors.
+    fn commit(self: Box<Self>, watched: &[(Bytes, Option<Bytes>)]) -> Result<bool, ServerError>;
+}
+
+/// A local `EXEC`: one serializable transaction of the store.
+pub struct TxnDb<'a>(pub Transaction<'a>, pub Durability);
+
+impl Txn for TxnDb<'_> {
+    /// The watched keys were read inside the transaction, so the
+    /// serializable commit checks them with its other reads.
+    fn commit(self: Box<Self>, _watched: &[(Bytes, Option<Bytes>)]) -> Result<bool, ServerError> {
+        match self.0.commit(self.1) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_retryable() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
 
 impl std::fmt::Debug for TxnDb<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +190,13 @@ impl Local {
             "create the data directory {}",
             dir.display()
         )))?;
+        if let Ok(id) = std::fs::read_to_string(dir.join(crate::cluster::ID_FILE)) {
+            return Err(ServerError::WrongDirectory(format!(
+                "{} holds cluster node {}'s data: start walkv with --node-id {0}",
+                dir.display(),
+                id.trim()
+            )));
+        }
         let durability = match sync {
             SyncMode::Always => Durability::Sync,
             SyncMode::EverySec => {
@@ -238,5 +268,111 @@ impl Local {
     /// The store's close errors.
     pub fn close(self) -> Result<(), ServerError> {
         Ok(self.store.close()?)
+    }
+}
+
+/// What a server serves: one local store, or a cluster node.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    /// A single-node store.
+    Local(Local),
+    /// A node of a replicated cluster (boxed: it is several times the
+    /// size of a local store's handle).
+    Cluster(Box<crate::cluster::Node>),
+}
+
+/// One command's access to the data.
+#[derive(Debug)]
+pub(crate) enum Handle<'a> {
+    Local(&'a Local),
+    Cluster(crate::cluster::db::ClusterDb<'a>),
+}
+
+impl Backend {
+    /// A command's access; `stale` allows reads a follower answers alone.
+    pub(crate) fn db(&self, stale: bool) -> Handle<'_> {
+        match self {
+            Backend::Local(local) => Handle::Local(local),
+            Backend::Cluster(node) => {
+                Handle::Cluster(crate::cluster::db::ClusterDb::new(node, stale))
+            }
+        }
+    }
+
+    /// Starts an `EXEC`.
+    ///
+    /// # Errors
+    /// On a cluster, a follower's redirect or a failed read barrier.
+    pub(crate) fn begin(&self) -> Result<Box<dyn Txn + '_>, ServerError> {
+        Ok(match self {
+            Backend::Local(local) => Box::new(TxnDb(
+                local.store().transaction_with(Isolation::Serializable),
+                local.durability(),
+            )),
+            Backend::Cluster(node) => Box::new(crate::cluster::db::ClusterTxn::begin(node)?),
+        })
+    }
+
+    /// The store data is read from.
+    pub(crate) fn store(&self) -> &Store {
+        match self {
+            Backend::Local(local) => local.store(),
+            Backend::Cluster(node) => node.store(),
+        }
+    }
+
+    /// The cluster node, if this is one.
+    pub(crate) fn node(&self) -> Option<&crate::cluster::Node> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Cluster(node) => Some(node),
+        }
+    }
+
+    /// Closes the store (and stops the node's Raft) cleanly.
+    ///
+    /// # Errors
+    /// The store's close errors.
+    pub(crate) async fn close(self) -> Result<(), ServerError> {
+        match self {
+            Backend::Local(local) => tokio::task::spawn_blocking(move || local.close())
+                .await
+                .map_err(|e| ServerError::io("close the store")(std::io::Error::other(e)))?,
+            Backend::Cluster(node) => node.shutdown().await,
+        }
+    }
+}
+
+impl Db for Handle<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ServerError> {
+        match self {
+            Handle::Local(l) => l.get(key),
+            Handle::Cluster(c) => c.get(key),
+        }
+    }
+
+    fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
+        match self {
+            Handle::Local(l) => l.pairs(),
+            Handle::Cluster(c) => c.pairs(),
+        }
+    }
+
+    fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError> {
+        match self {
+            Handle::Local(l) => Local::write(l, request),
+            Handle::Cluster(c) => c.write(request),
+        }
+    }
+
+    fn pairs_after(
+        &mut self,
+        after: Option<&[u8]>,
+        count: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
+        match self {
+            Handle::Local(l) => l.pairs_after(after, count),
+            Handle::Cluster(c) => c.pairs_after(after, count),
+        }
     }
 }

@@ -5,11 +5,10 @@
 //! not hold: atomic on one node and, later, on many alike.
 
 use bytes::Bytes;
-use wal_kv::Isolation;
 
 use std::sync::atomic::Ordering;
 
-use crate::backend::{Db, Local, TxnDb};
+use crate::backend::{Backend, Db};
 use crate::info::{Counters, info};
 use crate::scan::{self, Cursors};
 use crate::strings::{self, RMW_ATTEMPTS_MAX, len_i64};
@@ -35,6 +34,9 @@ pub struct Session {
     watched: Vec<(Bytes, Option<Bytes>)>,
     /// `SCAN`'s cursors.
     cursors: Cursors,
+    /// `READONLY`: on a cluster follower, reads answer from its own data
+    /// (possibly behind the leader's) instead of redirecting.
+    stale: bool,
 }
 
 impl Session {
@@ -49,7 +51,9 @@ impl Session {
 
 /// Commands and their arity, Redis's convention: `n` exactly `n`
 /// arguments with the name, `-n` at least `n`.
-const COMMANDS: [(&str, i32); 35] = [
+const COMMANDS: [(&str, i32); 37] = [
+    ("READONLY", 1),
+    ("READWRITE", 1),
     ("TTL", 2),
     ("PTTL", 2),
     ("EXPIRE", 3),
@@ -92,8 +96,8 @@ const COMMANDS: [(&str, i32); 35] = [
 /// # Errors
 /// A failure of the store (the connection should then be closed); a
 /// client's mistakes are error replies.
-pub fn execute(
-    db: &Local,
+pub(crate) fn execute(
+    backend: &Backend,
     counters: &Counters,
     session: &mut Session,
     args: &[Bytes],
@@ -144,7 +148,7 @@ pub fn execute(
         },
         "INFO" => {
             let section = a.first().map(|s| String::from_utf8_lossy(s).into_owned());
-            Reply::Bulk(Bytes::from(info(db, counters, section.as_deref())))
+            Reply::Bulk(Bytes::from(info(backend, counters, section.as_deref())))
         }
         "MULTI" if session.multi.is_some() => Reply::error("ERR MULTI calls can not be nested"),
         "MULTI" => {
@@ -159,9 +163,18 @@ pub fn execute(
             }
             None => Reply::error("ERR DISCARD without MULTI"),
         },
-        "EXEC" => exec(db, session)?,
+        "EXEC" => exec(backend, session)?,
+        "READONLY" => {
+            session.stale = true;
+            Reply::ok()
+        }
+        "READWRITE" => {
+            session.stale = false;
+            Reply::ok()
+        }
         "WATCH" if session.multi.is_some() => Reply::error("ERR WATCH inside MULTI is not allowed"),
         "WATCH" => {
+            let mut db = backend.db(session.stale);
             for k in a {
                 let now = db.get(k)?;
                 session.watched.push((k.clone(), now));
@@ -172,8 +185,8 @@ pub fn execute(
             session.watched.clear();
             Reply::ok()
         }
-        "SCAN" => scan::scan(&mut &*db, &mut session.cursors, a)?,
-        _ => strings::data(&mut &*db, &name, a)?,
+        "SCAN" => scan::scan(&mut backend.db(session.stale), &mut session.cursors, a)?,
+        _ => strings::data(&mut backend.db(session.stale), &name, a)?,
     })
 }
 
@@ -205,12 +218,12 @@ fn is_data(name: &str) -> bool {
     )
 }
 
-/// `EXEC`: the queued commands in one serializable transaction of the
-/// store, committed durably together; aborted (a null reply) if a watched
-/// key no longer holds the value it had at `WATCH`. A commit that loses to
-/// a concurrent write runs the commands again, as if they had all run at
-/// the commit.
-fn exec(local: &Local, session: &mut Session) -> Result<Reply, ServerError> {
+/// `EXEC`: the queued commands in one transaction, committed together
+/// (durably on one node, as one Raft entry on a cluster); aborted (a null
+/// reply) if a watched key no longer holds the value it had at `WATCH`. A
+/// commit that loses to a concurrent write runs the commands again, as if
+/// they had all run at the commit.
+fn exec(backend: &Backend, session: &mut Session) -> Result<Reply, ServerError> {
     let Some(queue) = session.multi.take() else {
         return Ok(Reply::error("ERR EXEC without MULTI"));
     };
@@ -221,7 +234,7 @@ fn exec(local: &Local, session: &mut Session) -> Result<Reply, ServerError> {
         ));
     }
     for _ in 0..RMW_ATTEMPTS_MAX {
-        let mut txn = TxnDb(local.store().transaction_with(Isolation::Serializable));
+        let mut txn = backend.begin()?;
         for (key, then) in &watched {
             if txn.get(key)? != *then {
                 return Ok(Reply::NullArray);
@@ -230,12 +243,10 @@ fn exec(local: &Local, session: &mut Session) -> Result<Reply, ServerError> {
         let mut replies = Vec::with_capacity(queue.len());
         for args in &queue {
             let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-            replies.push(strings::data(&mut txn, &name, &args[1..])?);
+            replies.push(strings::data(&mut *txn, &name, &args[1..])?);
         }
-        match txn.0.commit(local.durability()) {
-            Ok(_) => return Ok(Reply::Array(replies)),
-            Err(e) if e.is_retryable() => {}
-            Err(e) => return Err(e.into()),
+        if txn.commit(&watched)? {
+            return Ok(Reply::Array(replies));
         }
     }
     Ok(Reply::error(

@@ -27,6 +27,34 @@ pub enum ServerError {
     /// A write batch held an operation this server does not know.
     #[error("an operation this server does not know in a write batch")]
     UnknownOperation,
+    /// On a cluster: this node does not lead; the leader's client address
+    /// if one is known. Nothing was written.
+    #[error("this node does not lead{}", .leader.as_ref().map_or("; no leader is known".into(), |l| format!("; the leader is {l}")))]
+    NotLeader {
+        /// The leader's client address.
+        leader: Option<String>,
+    },
+    /// On a cluster: leadership changed while the write was in flight; it
+    /// may or may not have been written.
+    #[error("leadership changed during the write: it may or may not have been applied")]
+    OutcomeUnknown,
+    /// On a cluster: a write larger than one Raft log record.
+    #[error("a write of {bytes} bytes is over the cluster's limit of {max} bytes per write")]
+    RequestTooLarge {
+        /// The write's encoded size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// On a cluster: a write to a key the state machine keeps for itself.
+    #[error("keys starting with \\xffraft/ are reserved")]
+    ReservedKey,
+    /// On a cluster: the Raft node failed or refused.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The data directory belongs to another node or mode.
+    #[error("{0}")]
+    WrongDirectory(String),
 }
 
 impl ServerError {
@@ -40,8 +68,26 @@ impl ServerError {
                     | KvError::ValueTooLarge { .. }
                     | KvError::BatchTooLarge { .. }
                     | KvError::TransactionTooLarge { .. }
-            )
+            ) | ServerError::NotLeader { .. }
+                | ServerError::OutcomeUnknown
+                | ServerError::RequestTooLarge { .. }
+                | ServerError::ReservedKey
+                | ServerError::Raft(_)
         )
+    }
+
+    /// The error reply's text: Redis's codes where a client knows one
+    /// (`CLUSTERDOWN` is retried by cluster-aware clients), `NOTLEADER
+    /// host:port` naming where to send the command, `ERR` otherwise.
+    pub fn reply_text(&self) -> String {
+        match self {
+            ServerError::NotLeader { leader: Some(addr) } => format!("NOTLEADER {addr}"),
+            ServerError::NotLeader { leader: None } => {
+                "CLUSTERDOWN no leader is known yet; try again".into()
+            }
+            ServerError::Raft(e) => format!("CLUSTERDOWN {e}"),
+            e => format!("ERR {e}"),
+        }
     }
 
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {

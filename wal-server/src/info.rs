@@ -1,12 +1,13 @@
 //! `INFO`: what an operator asks a running server, in Redis's
 //! `field:value` sections (`# Server`, `# Clients`, `# Stats`,
-//! `# Persistence`, `# Store`); `INFO section` gives one of them.
+//! `# Persistence`, `# Store`, and on a cluster node `# Raft`); `INFO
+//! section` gives one of them.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::backend::Local;
+use crate::backend::Backend;
 
 /// Counters the connections keep for `INFO`.
 #[derive(Debug)]
@@ -35,7 +36,7 @@ impl Counters {
 }
 
 /// The text of `INFO [section]`; empty for an unknown section, as Redis.
-pub fn info(db: &Local, counters: &Counters, section: Option<&str>) -> String {
+pub(crate) fn info(backend: &Backend, counters: &Counters, section: Option<&str>) -> String {
     let want = |name: &str| {
         section.is_none_or(|s| {
             s.eq_ignore_ascii_case(name)
@@ -71,7 +72,7 @@ pub fn info(db: &Local, counters: &Counters, section: Option<&str>) -> String {
             load(&counters.commands)
         );
     }
-    let store = db.store();
+    let store = backend.store();
     if want("persistence") {
         let log = store.log().stats();
         let _ = write!(
@@ -84,6 +85,17 @@ pub fn info(db: &Local, counters: &Counters, section: Option<&str>) -> String {
             log.batches,
             store.log().durable_lsn()
         );
+    }
+    if let Some(node) = backend.node()
+        && want("raft")
+    {
+        out.push_str("# Raft\r\n");
+        for line in crate::cluster::admin::status(node).lines() {
+            if let Some((field, value)) = line.split_once(' ') {
+                let _ = write!(out, "raft_{field}:{value}\r\n");
+            }
+        }
+        out.push_str("\r\n");
     }
     if want("store") {
         let st = store.stats();

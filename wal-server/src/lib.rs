@@ -30,9 +30,12 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod cluster;
 mod command;
 mod error;
+mod http_api;
 mod info;
+mod metrics;
 mod reply;
 mod request;
 mod scan;
@@ -41,6 +44,8 @@ mod strings;
 mod value;
 
 pub use backend::SyncMode;
+pub use cluster::admin::call as admin_call;
+pub use cluster::{ClusterConfig, NodeAddr};
 pub use error::ServerError;
 pub use reply::{Protocol, Reply};
 pub use request::{Decoder, Limits, ProtocolError, encode_request};

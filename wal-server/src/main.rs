@@ -1,6 +1,8 @@
 //! `walkv`: the key-value server. With no arguments it serves a store in
 //! `./walkv-data` on `127.0.0.1:6380`; `walkv --help` lists the flags, and
 //! `--config FILE` reads the same settings from a TOML file (flags win).
+//! With `--node-id` and `--http` it runs as a node of a cluster, which
+//! `walkv admin` forms and changes.
 #![forbid(unsafe_code)]
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,16 +11,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use serde::Deserialize;
-use wal_server::{Config, Server, SyncMode};
+use wal_server::{ClusterConfig, Config, Server, SyncMode};
 
 /// A durable key-value server speaking the Redis protocol.
 #[derive(Debug, Parser)]
 #[command(
     name = "walkv",
     version,
-    after_help = "Examples:\n  walkv\n  walkv --dir /var/lib/walkv --bind 0.0.0.0 --port 6379\n  walkv --config /etc/walkv.toml\n  redis-cli -p 6380 SET greeting hello\n\nA configuration file holds the same settings:\n  dir = \"/var/lib/walkv\"\n  bind = \"0.0.0.0\"\n  port = 6379\n  sync = \"everysec\""
+    after_help = "Examples:\n  walkv\n  walkv --dir /var/lib/walkv --bind 0.0.0.0 --port 6379\n  walkv --config /etc/walkv.toml\n  redis-cli -p 6380 SET greeting hello\n\nA three-node cluster on one machine:\n  walkv --dir n1 --port 6381 --node-id 1 --http 127.0.0.1:7001 &\n  walkv --dir n2 --port 6382 --node-id 2 --http 127.0.0.1:7002 &\n  walkv --dir n3 --port 6383 --node-id 3 --http 127.0.0.1:7003 &\n  walkv admin --node 127.0.0.1:7001 init 1=127.0.0.1:7001,127.0.0.1:6381 \\\n      2=127.0.0.1:7002,127.0.0.1:6382 3=127.0.0.1:7003,127.0.0.1:6383\n  walkv admin --node 127.0.0.1:7001 status\n\nA configuration file holds the same settings:\n  dir = \"/var/lib/walkv\"\n  bind = \"0.0.0.0\"\n  port = 6379\n  sync = \"everysec\"\n  node_id = 1\n  http = \"127.0.0.1:7001\""
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// A TOML file with any of `dir`, `bind`, `port`, `sync`; flags given
     /// here win over it.
     #[arg(long)]
@@ -37,8 +41,58 @@ struct Cli {
     /// [default: always].
     #[arg(long, value_enum)]
     sync: Option<Sync>,
+    /// Serve HTTP here: /health and /metrics, and on a cluster node its
+    /// peers and the admin API.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Run as node ID of a cluster (needs --http); the data directory is
+    /// then this node's and no other's.
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// On a cluster node: Raft entries between snapshots [default: 100000].
+    #[arg(long)]
+    snapshot_every: Option<u64>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Forms and changes a cluster through one of its nodes' HTTP
+    /// address (a change sent to a follower is passed to the leader).
+    Admin {
+        /// A node's HTTP address (its --http).
+        #[arg(long)]
+        node: String,
+        #[command(subcommand)]
+        call: AdminCall,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AdminCall {
+    /// Makes the cluster: with no members, this node alone; otherwise the
+    /// members given as ID=PEER_ADDR,CLIENT_ADDR.
+    Init { members: Vec<String> },
+    /// Adds a node as a learner and waits until it has caught up.
+    AddLearner {
+        id: u64,
+        /// Its HTTP address.
+        peer: String,
+        /// Its Redis-protocol address.
+        client: String,
+    },
+    /// Makes exactly these nodes the voters (the others stay learners
+    /// only if they were learners).
+    ChangeMembership {
+        #[arg(required = true)]
+        voters: Vec<u64>,
+    },
+    /// Removes a node from the cluster.
+    RemoveNode { id: u64 },
+    /// Asks the leader to hand leadership to this node.
+    TransferLeader { id: u64 },
+    /// The node's Raft state and the membership.
+    Status,
+}
 /// `--sync`, named as Redis's `appendfsync`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +110,9 @@ struct File {
     bind: Option<IpAddr>,
     port: Option<u16>,
     sync: Option<Sync>,
+    http: Option<SocketAddr>,
+    node_id: Option<u64>,
+    snapshot_every: Option<u64>,
 }
 
 /// The settings: flags, then the file, then the defaults.
@@ -81,11 +138,79 @@ fn settings(cli: &Cli) -> Result<Config, String> {
         Sync::Everysec => SyncMode::EverySec,
         Sync::No => SyncMode::No,
     };
+    config.http = cli.http.or(file.http);
+    if let Some(id) = cli.node_id.or(file.node_id) {
+        let Some(http) = config.http else {
+            return Err("a cluster node (--node-id) needs --http, where its peers reach it".into());
+        };
+        let mut cluster = ClusterConfig::new(id, http);
+        if let Some(n) = cli.snapshot_every.or(file.snapshot_every) {
+            if n == 0 {
+                return Err("--snapshot-every must be at least 1".into());
+            }
+            cluster.snapshot_every = n;
+            cluster.logs_kept = cluster.logs_kept.min(n);
+        }
+        config.cluster = Some(cluster);
+    }
     Ok(config)
+}
+
+/// `walkv admin`: one call, its answer on stdout; exit 1 if refused.
+fn admin(runtime: &tokio::runtime::Runtime, node: &str, call: &AdminCall) -> ExitCode {
+    use wal_server::admin_call;
+    let (path, body) = match call {
+        AdminCall::Init { members } => {
+            let mut lines = String::new();
+            for m in members {
+                let parsed = m
+                    .split_once('=')
+                    .and_then(|(id, addrs)| Some((id, addrs.split_once(',')?)));
+                let Some((id, (peer, client))) = parsed else {
+                    eprintln!("walkv: a member is ID=PEER_ADDR,CLIENT_ADDR, not {m:?}");
+                    return ExitCode::from(2);
+                };
+                lines.push_str(&format!("{id} {peer} {client}\n"));
+            }
+            ("/admin/init", Some(lines))
+        }
+        AdminCall::AddLearner { id, peer, client } => {
+            ("/admin/add-learner", Some(format!("{id} {peer} {client}")))
+        }
+        AdminCall::ChangeMembership { voters } => {
+            let ids: Vec<String> = voters.iter().map(u64::to_string).collect();
+            ("/admin/change-membership", Some(ids.join(" ")))
+        }
+        AdminCall::RemoveNode { id } => ("/admin/remove-node", Some(id.to_string())),
+        AdminCall::TransferLeader { id } => ("/admin/transfer-leader", Some(id.to_string())),
+        AdminCall::Status => ("/admin/status", None),
+    };
+    match runtime.block_on(admin_call(node, path, body)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("walkv: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Admin { node, call }) = &cli.command {
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => admin(&rt, node, call),
+            Err(e) => {
+                eprintln!("walkv: cannot start the runtime: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match settings(&cli) {
         Ok(c) => c,
         Err(e) => {

@@ -13,8 +13,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::backend::{Local, SyncMode};
+use crate::backend::{Backend, Local, SyncMode};
+use crate::cluster::{ClusterConfig, Node, NodeAddr};
 use crate::command::{Session, execute};
+use crate::http_api;
 use crate::info::Counters;
 use crate::strings;
 use crate::{Decoder, Limits, Reply, ServerError};
@@ -31,8 +33,14 @@ pub struct Config {
     pub limits: Limits,
     /// The store's options.
     pub store: wal_kv::Options,
-    /// When a write is durable.
+    /// When a write is durable (a single-node store's; a cluster node's
+    /// writes are durable on a majority before they are answered).
     pub sync: SyncMode,
+    /// Where to serve HTTP (`/health`, `/metrics`; on a cluster node also
+    /// the peers and the admin API); required for a cluster node.
+    pub http: Option<SocketAddr>,
+    /// Run as a node of a cluster rather than as a single-node store.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -44,6 +52,8 @@ impl Config {
             limits: Limits::default(),
             store: wal_kv::Options::default(),
             sync: SyncMode::Always,
+            http: None,
+            cluster: None,
         }
     }
 }
@@ -52,33 +62,69 @@ impl Config {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    db: Arc<Local>,
+    http: Option<TcpListener>,
+    backend: Arc<Backend>,
     limits: Limits,
 }
 
 impl Server {
-    /// Opens the store and binds the listener.
+    /// Binds the listeners, then opens the store (or the cluster node,
+    /// which advertises the bound addresses to its peers).
     ///
     /// # Errors
     /// The store's open errors (another process holding the directory
-    /// among them); the address in use or not available.
+    /// among them); a directory of the other mode or of another node; an
+    /// address in use or not available; a cluster node without an HTTP
+    /// address.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        let dir = config.dir.clone();
-        let (store, sync) = (config.store.clone(), config.sync);
-        let db = tokio::task::spawn_blocking(move || Local::open(&dir, store, sync))
-            .await
-            .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(ServerError::io(format!("listen on {}", config.listen)))?;
+        let http = match config.http {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(ServerError::io(format!("listen for HTTP on {addr}")))?,
+            ),
+            None => None,
+        };
+        let backend = match &config.cluster {
+            None => {
+                let (dir, store, sync) = (config.dir.clone(), config.store.clone(), config.sync);
+                let local = tokio::task::spawn_blocking(move || Local::open(&dir, store, sync))
+                    .await
+                    .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
+                Backend::Local(local)
+            }
+            Some(cluster) => {
+                let Some(http) = &http else {
+                    return Err(ServerError::WrongDirectory(
+                        "a cluster node needs an HTTP address for its peers".into(),
+                    ));
+                };
+                let addr = |l: &TcpListener| {
+                    l.local_addr()
+                        .map(|a| a.to_string())
+                        .map_err(ServerError::io("read the listening address"))
+                };
+                let me = NodeAddr {
+                    peer: addr(http)?,
+                    client: addr(&listener)?,
+                };
+                Backend::Cluster(Box::new(
+                    Node::open(&config.dir, cluster, me, config.store.clone()).await?,
+                ))
+            }
+        };
         Ok(Server {
             listener,
-            db: Arc::new(db),
+            http,
+            backend: Arc::new(backend),
             limits: config.limits,
         })
     }
 
-    /// The address it listens on.
+    /// The address it listens on for clients.
     ///
     /// # Errors
     /// The socket's error.
@@ -86,6 +132,11 @@ impl Server {
         self.listener
             .local_addr()
             .map_err(ServerError::io("read the listening address"))
+    }
+
+    /// The address it serves HTTP on, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets each
@@ -100,7 +151,14 @@ impl Server {
         let counters = Arc::new(Counters::new(port));
         let ids = AtomicU64::new(1);
         let mut connections = JoinSet::new();
-        let sweeper = tokio::spawn(sweep(Arc::clone(&self.db), stop_rx.clone()));
+        let sweeper = tokio::spawn(sweep(Arc::clone(&self.backend), stop_rx.clone()));
+        let http = self.http.map(|listener| {
+            let shared = http_api::Shared {
+                backend: Arc::clone(&self.backend),
+                counters: Arc::clone(&counters),
+            };
+            tokio::spawn(http_api::serve(listener, shared, stop_rx.clone()))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -109,7 +167,7 @@ impl Server {
                     let Ok((stream, _peer)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let id = ids.fetch_add(1, Ordering::Relaxed);
-                    let db = (Arc::clone(&self.db), Arc::clone(&counters));
+                    let db = (Arc::clone(&self.backend), Arc::clone(&counters));
                     connections.spawn(serve(stream, db, id, self.limits, stop_rx.clone()));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -119,12 +177,13 @@ impl Server {
         let _ = stop_tx.send(true);
         while connections.join_next().await.is_some() {}
         let _ = sweeper.await;
-        let db = Arc::try_unwrap(self.db).map_err(|_| {
+        if let Some(http) = http {
+            let _ = http.await;
+        }
+        let backend = Arc::try_unwrap(self.backend).map_err(|_| {
             ServerError::io("close the store")(std::io::Error::other("still in use"))
         })?;
-        tokio::task::spawn_blocking(move || db.close())
-            .await
-            .map_err(|e| ServerError::io("close the store")(std::io::Error::other(e)))?
+        backend.close().await
     }
 }
 
@@ -146,7 +205,7 @@ const OUTPUT_FLUSH_BYTES: usize = 8 << 20;
 /// closed), says `QUIT`, or the server stops.
 async fn serve(
     mut stream: TcpStream,
-    (db, counters): (Arc<Local>, Arc<Counters>),
+    (db, counters): (Arc<Backend>, Arc<Counters>),
     id: u64,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
@@ -181,7 +240,7 @@ async fn serve(
                             }
                         }
                         Err(e) => {
-                            Reply::error(format!("ERR {e}")).encode(session.protocol, &mut output);
+                            Reply::error(e.reply_text()).encode(session.protocol, &mut output);
                             // A store that failed stops this connection;
                             // a request over a limit does not.
                             close = !e.is_client_error();
@@ -227,15 +286,21 @@ const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Deletes expired keys in the background until the server stops (reads
 /// already treat them as absent; this frees their space). A failing round
 /// is tried again at the next one.
-async fn sweep(db: Arc<Local>, mut stop: watch::Receiver<bool>) {
+async fn sweep(backend: Arc<Backend>, mut stop: watch::Receiver<bool>) {
     let mut after = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(SWEEP_PAUSE) => {}
             _ = stop.changed() => return,
         }
+        // On a cluster only the leader sweeps (its deletes are guarded
+        // by the value it read, so a stale read deletes nothing live).
+        if backend.node().is_some_and(|n| !n.is_leader()) {
+            continue;
+        }
         let from = after.take();
-        after = tokio::task::block_in_place(|| strings::sweep(&db, from, SWEEP_KEYS))
-            .unwrap_or_default();
+        after =
+            tokio::task::block_in_place(|| strings::sweep(&mut backend.db(true), from, SWEEP_KEYS))
+                .unwrap_or_default();
     }
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use wal_kv::WriteBatch;
 use wal_raft::{Guard, Request};
 
-use crate::backend::{Db, Local};
+use crate::backend::Db;
 use crate::value::{Value, now_ms};
 use crate::{Reply, ServerError};
 
@@ -344,11 +344,10 @@ fn expire(
 /// # Errors
 /// The store's errors.
 pub(crate) fn sweep(
-    db: &Local,
+    db: &mut dyn Db,
     after: Option<Bytes>,
     count: usize,
 ) -> Result<Option<Bytes>, ServerError> {
-    let mut db: &Local = db;
     let pairs = db.pairs_after(after.as_deref(), count)?;
     let now = now_ms();
     let next = if pairs.len() < count {

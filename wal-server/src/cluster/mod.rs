@@ -1,0 +1,356 @@
+//! A cluster node: one `openraft` Raft on a `wal-raft` log and state
+//! machine in the data directory, talking to its peers over HTTP
+//! ([`network`], [`http`]). Client writes become Raft entries (a request's
+//! batch and guards) answered once a majority has them durably and this
+//! node applied them; reads are linearizable by a read index through the
+//! leader, or stale on request.
+//!
+//! A node's address in the membership is `PEER_ADDR CLIENT_ADDR` (its
+//! HTTP address, then its Redis-protocol address): peers use the first,
+//! redirects name the second.
+
+pub(crate) mod admin;
+pub(crate) mod db;
+pub(crate) mod http;
+mod network;
+pub(crate) mod rpc;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::ReadPolicy;
+use openraft::storage::RaftLogStorage;
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use wal_io::{BackendChoice, Storage};
+use wal_raft::{LogReader, LogStore, RESERVED_PREFIX, Request, StateMachine, TypeConfig};
+
+use crate::ServerError;
+
+/// The Raft node type.
+pub(crate) type RaftNode = Raft<TypeConfig, StateMachine>;
+
+/// How a node joins a cluster.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster and never reused.
+    pub id: u64,
+    /// Where peers, the admin commands and `/metrics` reach this node
+    /// (HTTP); port 0 picks a free one.
+    pub peer_listen: SocketAddr,
+    /// Entries between snapshots (then the log before the snapshot is
+    /// purged, but for the last [`ClusterConfig::logs_kept`]).
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, for followers a little
+    /// behind to catch up without one.
+    pub logs_kept: u64,
+    /// How often the leader tells followers it is alive.
+    pub heartbeat: Duration,
+    /// A follower that hears nothing for this long (randomised up to
+    /// twice as long) calls an election.
+    pub election_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// Node `id` serving peers on `peer_listen`, with the defaults: a
+    /// snapshot every 100,000 entries (etcd's), 1,000 entries kept behind
+    /// it, a heartbeat every 200 ms, elections after 1 to 2 s of silence.
+    pub fn new(id: u64, peer_listen: SocketAddr) -> ClusterConfig {
+        ClusterConfig {
+            id,
+            peer_listen,
+            snapshot_every: 100_000,
+            logs_kept: 1000,
+            heartbeat: Duration::from_millis(200),
+            election_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// A node's two addresses, as the membership stores them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAddr {
+    /// Its HTTP address (peers, admin, metrics).
+    pub peer: String,
+    /// Its Redis-protocol address (clients).
+    pub client: String,
+}
+
+impl NodeAddr {
+    /// The membership's form: `PEER CLIENT`.
+    pub fn to_node(&self) -> BasicNode {
+        BasicNode::new(format!("{} {}", self.peer, self.client))
+    }
+
+    /// Parses the membership's form.
+    ///
+    /// # Errors
+    /// A text that is not two addresses separated by one space.
+    pub fn parse(text: &str) -> Result<NodeAddr, String> {
+        match text.split(' ').collect::<Vec<_>>()[..] {
+            [peer, client] if !peer.is_empty() && !client.is_empty() => Ok(NodeAddr {
+                peer: peer.to_owned(),
+                client: client.to_owned(),
+            }),
+            _ => Err(format!(
+                "a node address is `PEER_ADDR CLIENT_ADDR`, not {text:?}"
+            )),
+        }
+    }
+}
+
+/// What the state machine's file in the data directory names: the node id
+/// it belongs to, so a directory is never served as another node.
+pub(crate) const ID_FILE: &str = "node-id";
+
+/// Bytes of a Raft log record besides the request: tag, log id, kind.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
+
+/// A running cluster node.
+#[derive(Debug)]
+pub struct Node {
+    id: u64,
+    raft: RaftNode,
+    machine: StateMachine,
+    me: NodeAddr,
+    /// Where received snapshots are written before they are installed.
+    incoming: Arc<dyn Storage>,
+    log: LogReader,
+    pub(crate) metrics: Metrics,
+}
+
+/// What a node counts for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// Read barriers asked for.
+    pub reads: crate::metrics::Counter,
+    /// Replicated writes' latencies.
+    pub writes: crate::metrics::Histogram,
+}
+
+impl Node {
+    /// Opens (creating) node `config.id`'s log and state machine under
+    /// `dir` and starts its Raft. `client` is the address clients reach it
+    /// on, and `peer` the one peers reach it on, as advertised.
+    ///
+    /// # Errors
+    /// A directory of another node or of a single-node store; the log's
+    /// and the store's open errors.
+    pub(crate) async fn open(
+        dir: &Path,
+        config: &ClusterConfig,
+        me: NodeAddr,
+        store: wal_kv::Options,
+    ) -> Result<Node, ServerError> {
+        claim(dir, config.id)?;
+        let open_dir = |name: &str| {
+            let path = dir.join(name);
+            std::fs::create_dir_all(&path)
+                .map_err(ServerError::io(format!("create {}", path.display())))?;
+            wal_io::open_dir(&path, BackendChoice::Auto)
+                .map_err(|e| ServerError::Raft(format!("open {}: {e}", path.display())))
+        };
+        let mut log_options = wal_engine::Options::default();
+        log_options.record_bytes_max = network::RECORD_BYTES_MAX;
+        let mut log = LogStore::open(open_dir("raft-log")?, log_options)
+            .map_err(|e| ServerError::Raft(format!("open the Raft log: {e}")))?;
+        let machine = StateMachine::open(open_dir("store")?, store)
+            .map_err(|e| ServerError::Raft(format!("open the state machine: {e}")))?;
+        let incoming = open_dir("incoming")?;
+        for name in incoming
+            .list()
+            .map_err(|e| ServerError::Raft(e.to_string()))?
+        {
+            // Snapshots a crash left half received.
+            let _ = incoming.remove(&name);
+        }
+        let raft_config = openraft::Config {
+            cluster_name: "walkv".into(),
+            heartbeat_interval: millis(config.heartbeat),
+            election_timeout_min: millis(config.election_timeout),
+            election_timeout_max: millis(config.election_timeout) * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            max_in_snapshot_log_to_keep: config.logs_kept,
+            max_payload_entries: network::ENTRIES_PER_MESSAGE_MAX as u64,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| ServerError::Raft(format!("Raft configuration: {e}")))?;
+        let reader = log.get_log_reader().await;
+        let net = network::Net;
+        let raft = Raft::new(config.id, Arc::new(raft_config), net, log, machine.clone())
+            .await
+            .map_err(|e| ServerError::Raft(format!("start Raft: {e}")))?;
+        Ok(Node {
+            id: config.id,
+            raft,
+            machine,
+            me,
+            incoming,
+            log: reader,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// This node's addresses.
+    pub fn addr(&self) -> &NodeAddr {
+        &self.me
+    }
+
+    pub(crate) fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    pub(crate) fn store(&self) -> &wal_kv::Store {
+        self.machine.store()
+    }
+
+    pub(crate) fn incoming(&self) -> &Arc<dyn Storage> {
+        &self.incoming
+    }
+
+    /// The Raft log's counters.
+    pub(crate) fn log_stats(&self) -> wal_engine::Stats {
+        self.log.log_stats()
+    }
+
+    /// The Raft's state now.
+    pub(crate) fn raft_metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Whether this node leads now.
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// The leader's client address, if a leader is known.
+    pub(crate) fn leader_client(&self) -> Option<String> {
+        let m = self.raft_metrics();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader)?;
+        NodeAddr::parse(&node.addr).ok().map(|a| a.client)
+    }
+
+    fn not_leader(&self, leader: Option<&BasicNode>) -> ServerError {
+        let client = leader
+            .and_then(|n| NodeAddr::parse(&n.addr).ok())
+            .map(|a| a.client)
+            .or_else(|| self.leader_client());
+        ServerError::NotLeader { leader: client }
+    }
+
+    /// Waits until this node's state machine holds every write a client
+    /// was answered for before the call (a read index confirmed by a
+    /// majority); on a follower, the leader's address as an error.
+    pub(crate) async fn read_barrier(&self) -> Result<(), ServerError> {
+        self.metrics.reads.inc();
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(
+                f,
+            ))) => Err(self.not_leader(f.leader_node.as_ref())),
+            Err(e) => Err(ServerError::Raft(e.to_string())),
+        }
+    }
+
+    /// Replicates `request` and applies it: `Ok(None)` once it is durable
+    /// on a majority and applied here, the key of a guard that failed (and
+    /// nothing written), or an error: on a follower, the leader's address
+    /// (nothing written); after a leader change mid-write, an unknown
+    /// outcome (it may have been written).
+    pub(crate) async fn write(&self, request: Request) -> Result<Option<Bytes>, ServerError> {
+        let bytes = request.encoded_bytes();
+        if bytes + ENTRY_OVERHEAD_BYTES > network::RECORD_BYTES_MAX {
+            return Err(ServerError::RequestTooLarge {
+                bytes,
+                max: network::RECORD_BYTES_MAX - ENTRY_OVERHEAD_BYTES,
+            });
+        }
+        for op in request.batch.ops() {
+            if let wal_kv::Op::Put { key, .. } | wal_kv::Op::Delete { key } = op
+                && key.starts_with(RESERVED_PREFIX)
+            {
+                return Err(ServerError::ReservedKey);
+            }
+        }
+        let started = std::time::Instant::now();
+        let outcome = self.raft.client_write(request).await;
+        self.metrics.writes.observe(started.elapsed());
+        match outcome {
+            Ok(response) => Ok(response.data.refused),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f.leader_node.as_ref()))
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                Err(ServerError::OutcomeUnknown)
+            }
+            Err(e) => Err(ServerError::Raft(e.to_string())),
+        }
+    }
+
+    /// Stops the Raft (which closes its log), then checkpoints the store
+    /// so the next start replays little. Nothing depends on the
+    /// checkpoint: the Raft log holds every applied entry.
+    pub(crate) async fn shutdown(self) -> Result<(), ServerError> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| ServerError::Raft(format!("stop Raft: {e}")))?;
+        drop(self.raft);
+        let machine = self.machine;
+        tokio::task::spawn_blocking(move || machine.store().checkpoint())
+            .await
+            .map_err(|e| ServerError::Raft(format!("checkpoint the store: {e}")))??;
+        Ok(())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Makes `dir` node `id`'s, or checks that it is: a directory holding a
+/// single-node store, or another node's data, is refused.
+fn claim(dir: &Path, id: u64) -> Result<(), ServerError> {
+    std::fs::create_dir_all(dir).map_err(ServerError::io(format!(
+        "create the data directory {}",
+        dir.display()
+    )))?;
+    let path = dir.join(ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim() == id.to_string() => Ok(()),
+        Ok(text) => Err(ServerError::WrongDirectory(format!(
+            "{} holds node {}'s data, not node {id}'s",
+            dir.display(),
+            text.trim()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let entries = std::fs::read_dir(dir)
+                .map_err(ServerError::io(format!("read {}", dir.display())))?;
+            if entries.count() > 0 {
+                return Err(ServerError::WrongDirectory(format!(
+                    "{} is not empty and holds no cluster node (a single-node store?)",
+                    dir.display()
+                )));
+            }
+            let tmp = dir.join(format!("{ID_FILE}.tmp"));
+            std::fs::write(&tmp, format!("{id}\n"))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .and_then(|()| std::fs::File::open(dir)?.sync_all())
+                .map_err(ServerError::io(format!("write {}", path.display())))
+        }
+        Err(e) => Err(ServerError::io(format!("read {}", path.display()))(e)),
+    }
+}
