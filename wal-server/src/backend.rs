@@ -191,10 +191,9 @@ impl Local {
             dir.display()
         )))?;
         if let Ok(id) = std::fs::read_to_string(dir.join(crate::cluster::ID_FILE)) {
+            let (dir, id) = (dir.display(), id.trim());
             return Err(ServerError::WrongDirectory(format!(
-                "{} holds cluster node {}'s data: start walkv with --node-id {0}",
-                dir.display(),
-                id.trim()
+                "{dir} holds cluster node {id}'s data: start walkv with --node-id {id}"
             )));
         }
         let durability = match sync {

@@ -191,9 +191,7 @@ fn data_survives_a_restart_and_a_second_server_is_refused() {
     let mut c = server.client();
     let _: () = c.set("durable", "yes").unwrap();
     let second = Running::start(&data);
-    let e = second
-        .err()
-        .expect("a second server on the same directory fails");
+    let e = second.expect_err("a second server on the same directory fails");
     assert!(e.to_string().contains("locked"), "{e}");
     drop(c);
     server.stop();

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use redis::RedisResult;
 use wal_server::{Config, Server, ServerError};
 
+#[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
