@@ -147,10 +147,25 @@ impl Db for TxnDb<'_> {
 }
 
 fn apply(txn: &mut Transaction<'_>, batch: &wal_kv::WriteBatch) -> Result<(), ServerError> {
+    each_write(batch, |key, value| match value {
+        Some(value) => Ok(txn.put(key.clone(), value.clone())?),
+        None => Ok(txn.delete(key.clone())?),
+    })
+}
+
+/// Calls `f` with each write of `batch`: its key and new value (`None`:
+/// deleted). A batch with another kind of operation is refused.
+///
+/// # Errors
+/// [`ServerError::UnknownOperation`], and `f`'s errors.
+pub(crate) fn each_write<'b>(
+    batch: &'b wal_kv::WriteBatch,
+    mut f: impl FnMut(&'b Bytes, Option<&'b Bytes>) -> Result<(), ServerError>,
+) -> Result<(), ServerError> {
     for op in batch.ops() {
         match op {
-            Op::Put { key, value } => txn.put(key.clone(), value.clone())?,
-            Op::Delete { key } => txn.delete(key.clone())?,
+            Op::Put { key, value } => f(key, Some(value))?,
+            Op::Delete { key } => f(key, None)?,
             _ => return Err(ServerError::UnknownOperation),
         }
     }
@@ -192,7 +207,7 @@ impl Local {
         )))?;
         if let Ok(id) = std::fs::read_to_string(dir.join(crate::cluster::ID_FILE)) {
             let (dir, id) = (dir.display(), id.trim());
-            return Err(ServerError::WrongDirectory(format!(
+            return Err(ServerError::Misconfigured(format!(
                 "{dir} holds cluster node {id}'s data: start walkv with --node-id {id}"
             )));
         }

@@ -52,9 +52,10 @@ pub enum ServerError {
     /// On a cluster: the Raft node failed or refused.
     #[error("raft: {0}")]
     Raft(String),
-    /// The data directory belongs to another node or mode.
+    /// A configuration that cannot work: a data directory of another
+    /// node or of the other mode, a cluster node without an HTTP address.
     #[error("{0}")]
-    WrongDirectory(String),
+    Misconfigured(String),
 }
 
 impl ServerError {

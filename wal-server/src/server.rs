@@ -98,7 +98,7 @@ impl Server {
             }
             Some(cluster) => {
                 let Some(http) = &http else {
-                    return Err(ServerError::WrongDirectory(
+                    return Err(ServerError::Misconfigured(
                         "a cluster node needs an HTTP address for its peers".into(),
                     ));
                 };

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
-use wal_kv::{Op, WriteBatch};
+use wal_kv::WriteBatch;
 use wal_raft::{Guard, RESERVED_PREFIX, Request};
 
 use super::Node;
 use crate::ServerError;
-use crate::backend::{Db, Txn};
+use crate::backend::{Db, Txn, each_write};
 
 /// Runs `f` to completion from a command, which runs on a runtime thread
 /// given over to blocking (`block_in_place`).
@@ -23,7 +23,7 @@ fn block<F: Future>(f: F) -> F::Output {
     tokio::runtime::Handle::current().block_on(f)
 }
 
-fn reserved(key: &[u8]) -> bool {
+pub(crate) fn reserved(key: &[u8]) -> bool {
     key.starts_with(RESERVED_PREFIX)
 }
 
@@ -187,16 +187,13 @@ impl Db for ClusterTxn<'_> {
                 return Ok(Some(g.key.clone()));
             }
         }
-        for op in request.batch.ops() {
-            match op {
-                Op::Put { key, .. } | Op::Delete { key } if reserved(key) => {
-                    return Err(ServerError::ReservedKey);
-                }
-                Op::Put { key, value } => self.writes.insert(key.clone(), Some(value.clone())),
-                Op::Delete { key } => self.writes.insert(key.clone(), None),
-                _ => return Err(ServerError::UnknownOperation),
-            };
-        }
+        each_write(&request.batch, |key, value| {
+            if reserved(key) {
+                return Err(ServerError::ReservedKey);
+            }
+            self.writes.insert(key.clone(), value.cloned());
+            Ok(())
+        })?;
         Ok(None)
     }
 

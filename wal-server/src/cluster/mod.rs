@@ -27,7 +27,7 @@ use openraft::raft::ReadPolicy;
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use wal_io::{BackendChoice, Storage};
-use wal_raft::{LogReader, LogStore, RESERVED_PREFIX, Request, StateMachine, TypeConfig};
+use wal_raft::{LogReader, LogStore, Request, StateMachine, TypeConfig};
 
 use crate::ServerError;
 
@@ -277,13 +277,12 @@ impl Node {
                 max: network::RECORD_BYTES_MAX - ENTRY_OVERHEAD_BYTES,
             });
         }
-        for op in request.batch.ops() {
-            if let wal_kv::Op::Put { key, .. } | wal_kv::Op::Delete { key } = op
-                && key.starts_with(RESERVED_PREFIX)
-            {
+        crate::backend::each_write(&request.batch, |key, _| {
+            if db::reserved(key) {
                 return Err(ServerError::ReservedKey);
             }
-        }
+            Ok(())
+        })?;
         let started = std::time::Instant::now();
         let outcome = self.raft.client_write(request).await;
         self.metrics.writes.observe(started.elapsed());
@@ -330,7 +329,7 @@ fn claim(dir: &Path, id: u64) -> Result<(), ServerError> {
     let path = dir.join(ID_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if text.trim() == id.to_string() => Ok(()),
-        Ok(text) => Err(ServerError::WrongDirectory(format!(
+        Ok(text) => Err(ServerError::Misconfigured(format!(
             "{} holds node {}'s data, not node {id}'s",
             dir.display(),
             text.trim()
@@ -339,7 +338,7 @@ fn claim(dir: &Path, id: u64) -> Result<(), ServerError> {
             let entries = std::fs::read_dir(dir)
                 .map_err(ServerError::io(format!("read {}", dir.display())))?;
             if entries.count() > 0 {
-                return Err(ServerError::WrongDirectory(format!(
+                return Err(ServerError::Misconfigured(format!(
                     "{} is not empty and holds no cluster node (a single-node store?)",
                     dir.display()
                 )));

@@ -72,9 +72,20 @@ fn network<E: std::error::Error + 'static>(e: &E) -> NetworkError<TypeConfig> {
     NetworkError::new(e)
 }
 
-/// An answer other than 200: the peer refused or failed the message.
-fn refused(status: StatusCode, body: &[u8]) -> std::io::Error {
-    std::io::Error::other(format!("{status}: {}", String::from_utf8_lossy(body)))
+/// The peer's answer: the response message, or why there is none (the
+/// RPCs' and the snapshot's error types both take either failure).
+fn answer<R, E>(status: StatusCode, body: &bytes::Bytes) -> Result<R, E>
+where
+    R: Wire,
+    E: From<Unreachable<TypeConfig>> + From<NetworkError<TypeConfig>>,
+{
+    let refused = || std::io::Error::other(format!("{status}: {}", String::from_utf8_lossy(body)));
+    match status {
+        StatusCode::OK => R::decode(body).map_err(|e| network(&e).into()),
+        // Stopping, or its Raft failed: as good as down.
+        StatusCode::SERVICE_UNAVAILABLE => Err(unreachable(&refused()).into()),
+        _ => Err(network(&refused()).into()),
+    }
 }
 
 impl Peer {
@@ -108,12 +119,7 @@ impl Peer {
             )
             .await
             .map_err(|e| unreachable(&e))?;
-        match status {
-            StatusCode::OK => Resp::decode(&bytes).map_err(|e| network(&e).into()),
-            // Stopping, or its Raft failed: as good as down.
-            StatusCode::SERVICE_UNAVAILABLE => Err(unreachable(&refused(status, &bytes)).into()),
-            _ => Err(network(&refused(status, &bytes)).into()),
-        }
+        answer(status, &bytes)
     }
 }
 
@@ -189,11 +195,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             }
         };
         let (status, bytes) = sent.map_err(|e| unreachable(&e))?;
-        match status {
-            StatusCode::OK => SnapshotResponse::decode(&bytes).map_err(|e| network(&e).into()),
-            StatusCode::SERVICE_UNAVAILABLE => Err(unreachable(&refused(status, &bytes)).into()),
-            _ => Err(network(&refused(status, &bytes)).into()),
-        }
+        answer(status, &bytes)
     }
 }
 
