@@ -366,9 +366,11 @@ pub(crate) fn remove_staged(storage: &dyn Storage) -> Result<(), IoError> {
     Ok(())
 }
 
-/// Creates the spare segment file (replacing a leftover), durably, with
-/// zeros over its whole length where [`fills_with_zeros`] says so, and
-/// otherwise only preallocated (as [`create`] would).
+/// Creates the spare segment file (replacing a leftover), its data synced,
+/// with zeros over its whole length where [`fills_with_zeros`] says so, and
+/// otherwise only preallocated (as [`create`] would). The caller syncs the
+/// directory: the preparer does it so that the owner's syncs meanwhile are
+/// held back until it passes (`Shared::sync_dir_aside`).
 pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<FileRef, IoError> {
     remove_if_present(storage, SPARE_NAME)?;
     let file = storage.create(SPARE_NAME, FileOptions::BUFFERED)?;
@@ -378,7 +380,6 @@ pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<
         file.allocate(0, options.segment_bytes)?;
     }
     file.sync_data()?;
-    storage.sync_dir()?;
     Ok(file)
 }
 
@@ -568,6 +569,8 @@ mod tests {
                 ..Options::default()
             };
             let file = prepare_spare(&*storage, &options).unwrap();
+            // Its directory entry is the caller's to sync (the preparer's).
+            storage.sync_dir().unwrap();
             let writes = disk.op_count(wal_io::Op::Write);
             assert_eq!(writes > 0, fills, "{policy:?}: {writes} writes");
             if fills {

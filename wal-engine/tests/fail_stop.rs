@@ -323,6 +323,10 @@ fn preparer_fails(disk: &SimDisk, flags: &Arc<Flags>) -> Arc<dyn wal_io::Storage
             // Fail only once a segment's sync is under way.
             on_dir.wait(|s| s.0);
             on_dir.set(|s| s.1 = true);
+            // The segment's sync now returns while the failure is still on
+            // its way back to the preparer: the window in which a passed
+            // sync could be published before the log is poisoned.
+            std::thread::sleep(Duration::from_millis(20));
             Some(wal_io::IoError::Os {
                 op: Op::SyncDir,
                 path: "sim:/".into(),

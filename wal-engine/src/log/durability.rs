@@ -367,6 +367,52 @@ impl Shared {
         )
     }
 
+    /// Raises the durable watermark to `d` (never lowers it).
+    fn advance_durable(&self, st: &mut StateGuard<'_>, d: u64) {
+        st.durable = st.durable.max(d);
+        st.durable_held = st.durable_held.max(st.durable);
+        self.durable.store(st.durable, Ordering::Release);
+    }
+
+    /// Takes out the waiters the durable watermark now answers.
+    fn take_durable_waiters(&self, st: &mut StateGuard<'_>) -> Woken {
+        let after = (st.durable + 1, 0);
+        let later = st.waiters.split_off(&after);
+        Woken::of(
+            std::mem::replace(&mut st.waiters, later)
+                .into_values()
+                .collect(),
+            Ok(()),
+        )
+    }
+
+    /// Syncs the directory from a thread other than the owner (the
+    /// preparer). The owner's syncs that pass meanwhile are held back: a
+    /// directory sync that fails may have lost the entry of the segment
+    /// they wrote to, so it poisons the log before anything more is
+    /// published, and only a sync that passed publishes what was held.
+    /// Returns whether it passed (if not, the log is poisoned).
+    pub(super) fn sync_dir_aside(&self) -> bool {
+        self.state().dir_syncs += 1;
+        let synced = self.storage.sync_dir();
+        let mut st = self.state();
+        st.dir_syncs -= 1;
+        let woken = match synced {
+            Err(error) => self.poison(&mut st, Failure::Io(error)),
+            Ok(()) if st.dir_syncs == 0 && st.poisoned.is_none() => {
+                let held = st.durable_held;
+                self.advance_durable(&mut st, held);
+                st.check_watermarks();
+                self.take_durable_waiters(&mut st)
+            }
+            Ok(()) => Woken::none(),
+        };
+        let passed = st.poisoned.is_none();
+        drop(st);
+        woken.fire();
+        passed
+    }
+
     /// Takes every waiter out for closing: they get [`WalError::Closed`].
     pub(super) fn take_all_waiters(&self, st: &mut StateGuard<'_>) -> Woken {
         Woken::of(
@@ -391,19 +437,15 @@ impl Shared {
                     self.written.store(st.written, Ordering::Release);
                 }
                 if let Some(d) = durable {
-                    st.durable = st.durable.max(d);
                     st.last_sync = Instant::now();
-                    self.durable.store(st.durable, Ordering::Release);
+                    if st.dir_syncs > 0 {
+                        st.durable_held = st.durable_held.max(d);
+                    } else {
+                        self.advance_durable(&mut st, d);
+                    }
                 }
                 st.check_watermarks();
-                let after = (st.durable + 1, 0);
-                let later = st.waiters.split_off(&after);
-                Woken::of(
-                    std::mem::replace(&mut st.waiters, later)
-                        .into_values()
-                        .collect(),
-                    Ok(()),
-                )
+                self.take_durable_waiters(&mut st)
             }
             Err(e) => self.poison(&mut st, e),
         };

@@ -194,8 +194,14 @@ pub(super) fn run_preparer(shared: &Shared) {
             spare.filling = true;
         }
         let prepared = segment::prepare_spare(&*shared.storage, &shared.options);
+        // The spare's directory entry: a failed sync poisons the log
+        // before the owner can publish a sync that passed meanwhile.
+        let dir_synced = prepared.is_err() || shared.sync_dir_aside();
         let mut spare = lock(&shared.spare);
         spare.filling = false;
+        if !dir_synced {
+            return;
+        }
         match prepared {
             Ok(file) => {
                 spare.ready = Some(SpareFile {

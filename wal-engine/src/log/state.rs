@@ -37,6 +37,13 @@ pub(crate) struct State {
     pub(super) durable: u64,
     /// The highest LSN a caller asked to make durable.
     pub(super) sync_upto: u64,
+    /// Directory syncs another thread (the preparer) has under way. While
+    /// one runs, the durability the owner's syncs reach is held back in
+    /// `durable_held`: if it fails, a sync that passed meanwhile proves
+    /// nothing (fsyncgate), and nothing more may be published.
+    pub(super) dir_syncs: u32,
+    /// The durable watermark the owner reached during those syncs.
+    pub(super) durable_held: u64,
     pub(super) pending_since: Option<Instant>,
     pub(super) last_sync: Instant,
     /// The failure that stopped the log.
@@ -60,6 +67,8 @@ impl State {
             written: durable,
             durable,
             sync_upto: durable,
+            dir_syncs: 0,
+            durable_held: durable,
             pending_since: None,
             last_sync: Instant::now(),
             poisoned: None,
@@ -90,7 +99,9 @@ impl State {
             pending_bytes: self.buf.len(),
             pending_since: self.pending_since,
             written: self.written,
-            durable: self.durable,
+            // Held-back durability needs no more syncs, only the other
+            // thread's outcome: the owner does not sync again for it.
+            durable: self.durable.max(self.durable_held),
             sync_upto: self.sync_upto,
             last_sync: self.last_sync,
             closing: self.closing,

@@ -183,6 +183,8 @@ fn back_locked(
     st.next_lsn = lsn + 1;
     st.written = lsn;
     st.durable = lsn;
+    // What was held back past the cut is gone with it.
+    st.durable_held = lsn;
     st.sync_upto = st.sync_upto.min(lsn);
     st.check_watermarks();
     shared.durable.store(lsn, Ordering::Release);
