@@ -38,6 +38,21 @@ pub enum ServerError {
     /// may or may not have been written.
     #[error("leadership changed during the write: it may or may not have been applied")]
     OutcomeUnknown,
+    /// On a cluster: no majority confirmed this node's leadership within
+    /// the request timeout (it is cut off, or most nodes are down).
+    /// Nothing was read or written.
+    #[error("no majority answered within {waited:?}; nothing was done")]
+    NoQuorum {
+        /// How long the node waited.
+        waited: std::time::Duration,
+    },
+    /// On a cluster: the write was proposed but not committed within the
+    /// request timeout; it may still be, later, or never.
+    #[error("no majority acknowledged the write within {waited:?}: it may or may not be applied")]
+    WriteTimedOut {
+        /// How long the node waited.
+        waited: std::time::Duration,
+    },
     /// On a cluster: a write larger than one Raft log record.
     #[error("a write of {bytes} bytes is over the cluster's limit of {max} bytes per write")]
     RequestTooLarge {
@@ -71,6 +86,8 @@ impl ServerError {
                     | KvError::TransactionTooLarge { .. }
             ) | ServerError::NotLeader { .. }
                 | ServerError::OutcomeUnknown
+                | ServerError::NoQuorum { .. }
+                | ServerError::WriteTimedOut { .. }
                 | ServerError::RequestTooLarge { .. }
                 | ServerError::ReservedKey
                 | ServerError::Raft(_)
@@ -87,6 +104,7 @@ impl ServerError {
                 "CLUSTERDOWN no leader is known yet; try again".into()
             }
             ServerError::Raft(e) => format!("CLUSTERDOWN {e}"),
+            e @ ServerError::NoQuorum { .. } => format!("CLUSTERDOWN {e}"),
             e => format!("ERR {e}"),
         }
     }

@@ -9,160 +9,20 @@ mod common;
 mod linearizable;
 #[path = "common/procs.rs"]
 mod procs;
+#[path = "common/workload.rs"]
+mod workload;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use linearizable::{Event, Op, check};
 use procs::{Answer, Client, Cluster};
-
-const KEYS: u64 = 5;
-const CLIENTS: u64 = 4;
-
-/// Per-key histories and the unique keys whose writes were acknowledged.
-#[derive(Default)]
-struct Record {
-    events: Vec<(String, Event)>,
-    unique: Vec<(String, String)>,
-}
-
-struct Shared {
-    start: Instant,
-    stop: AtomicBool,
-    /// Microseconds since the start of the last acknowledged write.
-    last_ack_us: AtomicU64,
-    record: Mutex<Record>,
-}
-
-impl Shared {
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_micros()).unwrap()
-    }
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
-/// One client: random reads and writes of a few shared keys, and writes
-/// of keys of its own, following redirects and moving on from dead
-/// nodes. Every answered operation is recorded; a write whose outcome is
-/// unknown is recorded without an answer.
-fn client(w: u64, addrs: &[String], shared: &Shared) {
-    let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (w + 1);
-    let mut at = usize::try_from(w).unwrap() % addrs.len();
-    let mut c = Client::new(addrs[at].clone());
-    let mut n = 0;
-    while !shared.stop.load(Ordering::Relaxed) {
-        n += 1;
-        let roll = xorshift(&mut rng) % 10;
-        let (key, op) = if roll == 0 {
-            (format!("u{w}-{n}"), Op::Write(format!("{w}-{n}")))
-        } else {
-            let key = format!("k{}", xorshift(&mut rng) % KEYS);
-            if roll < 6 {
-                (key, Op::Write(format!("{w}-{n}")))
-            } else {
-                (key, Op::Read(None))
-            }
-        };
-        let invoked = shared.now_us();
-        let answer = match &op {
-            Op::Write(v) => c.command(&["SET", &key, v]),
-            Op::Read(_) => c.command(&["GET", &key]),
-        };
-        let answered = shared.now_us();
-        let event = match (&op, answer) {
-            (Op::Write(_), Answer::Status(s)) if s == "OK" => {
-                shared.last_ack_us.fetch_max(answered, Ordering::Relaxed);
-                Some(Event {
-                    op: op.clone(),
-                    invoked,
-                    answered: Some(answered),
-                })
-            }
-            (Op::Read(_), Answer::Value(v)) => Some(Event {
-                op: Op::Read(v),
-                invoked,
-                answered: Some(answered),
-            }),
-            (_, Answer::Error(e)) if e.starts_with("NOTLEADER ") => {
-                // Refused before it was proposed: nothing happened.
-                c = Client::new(e["NOTLEADER ".len()..].to_owned());
-                None
-            }
-            (_, Answer::Error(e)) if e.starts_with("CLUSTERDOWN no leader") => {
-                std::thread::sleep(Duration::from_millis(20));
-                None
-            }
-            (op, answer) => {
-                // Lost, or failed mid-way: a write may or may not have
-                // happened; a read tells nothing. Try another node.
-                assert!(
-                    matches!(answer, Answer::Lost | Answer::Error(_)),
-                    "{op:?}: {answer:?}"
-                );
-                at = (at + 1) % addrs.len();
-                c = Client::new(addrs[at].clone());
-                std::thread::sleep(Duration::from_millis(20));
-                matches!(op, Op::Write(_)).then(|| Event {
-                    op: op.clone(),
-                    invoked,
-                    answered: None,
-                })
-            }
-        };
-        let Some(event) = event else { continue };
-        let mut record = shared.record.lock().unwrap();
-        if key.starts_with('u') {
-            if let (Op::Write(v), Some(_)) = (&event.op, event.answered) {
-                record.unique.push((key, v.clone()));
-            }
-        } else {
-            record.events.push((key, event));
-        }
-    }
-}
-
-/// Reads `key` on node `id` alone (`READONLY`) until it holds `want`.
-fn wait_for(cluster: &Cluster, id: u64, key: &str, want: &str) {
-    let mut c = Client::new(cluster.node(id).client_addr());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if c.command(&["READONLY"]) == Answer::Status("OK".into())
-            && c.command(&["GET", key]) == Answer::Value(Some(want.to_owned()))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {id} never showed {key} = {want}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use workload::{Workload, wait_for};
 
 #[test]
 fn leader_kills_lose_no_acknowledged_write_and_histories_are_linearizable() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path(), 3, 300, |_, http| http);
-    let addrs: Vec<String> = cluster.nodes.iter().map(procs::Proc::client_addr).collect();
-    let shared = Arc::new(Shared {
-        start: Instant::now(),
-        stop: AtomicBool::new(false),
-        last_ack_us: AtomicU64::new(0),
-        record: Mutex::new(Record::default()),
-    });
-    let workers: Vec<_> = (0..CLIENTS)
-        .map(|w| {
-            let (addrs, shared) = (addrs.clone(), Arc::clone(&shared));
-            std::thread::spawn(move || client(w, &addrs, &shared))
-        })
-        .collect();
+    let workload = Workload::start(&cluster);
     let mut failovers = Vec::new();
     for round in 0..4 {
         std::thread::sleep(Duration::from_millis(1500));
@@ -170,88 +30,14 @@ fn leader_kills_lose_no_acknowledged_write_and_histories_are_linearizable() {
         // Three leader kills, then a follower's.
         let victim = if round < 3 { leader } else { leader % 3 + 1 };
         cluster.node_mut(victim).kill9();
-        let killed = shared.now_us();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while shared.last_ack_us.load(Ordering::Relaxed) <= killed {
-            assert!(
-                Instant::now() < deadline,
-                "no write acknowledged after the kill"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        failovers.push(Duration::from_micros(
-            shared.last_ack_us.load(Ordering::Relaxed) - killed,
-        ));
+        let killed = workload.now_us();
+        failovers.push(workload.next_ack_after(killed, "the kill"));
         std::thread::sleep(Duration::from_millis(500));
         cluster.node_mut(victim).start();
     }
     std::thread::sleep(Duration::from_millis(1500));
-    shared.stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
     eprintln!("first acknowledged write after each kill: {failovers:?}");
-
-    // The final value of each key, read through the leader.
-    let leader = cluster.leader(Duration::from_secs(60));
-    let mut c = Client::new(cluster.node(leader).client_addr());
-    let mut record = shared.record.lock().unwrap();
-    for k in 0..KEYS {
-        let key = format!("k{k}");
-        let invoked = shared.now_us();
-        let Answer::Value(v) = c.command(&["GET", &key]) else {
-            panic!("the leader did not answer a read");
-        };
-        record.events.push((
-            key,
-            Event {
-                op: Op::Read(v),
-                invoked,
-                answered: Some(shared.now_us()),
-            },
-        ));
-    }
-    let answered = record
-        .events
-        .iter()
-        .filter(|(_, e)| e.answered.is_some())
-        .count();
-    assert!(answered > 100, "only {answered} operations were answered");
-    for k in 0..KEYS {
-        let key = format!("k{k}");
-        let history: Vec<Event> = record
-            .events
-            .iter()
-            .filter(|(k, _)| *k == key)
-            .map(|(_, e)| e.clone())
-            .collect();
-        assert!(
-            check(&history),
-            "{key}'s history is not linearizable: {history:#?}"
-        );
-    }
-    // Every acknowledged write of a key of its own, on every node.
-    assert!(!record.unique.is_empty());
-    for (key, value) in &record.unique {
-        assert_eq!(
-            c.command(&["GET", key]),
-            Answer::Value(Some(value.clone())),
-            "{key} lost"
-        );
-    }
-    let (last_key, last_value) = record.unique.last().unwrap();
-    for id in 1..=3 {
-        wait_for(&cluster, id, last_key, last_value);
-        let mut c = Client::new(cluster.node(id).client_addr());
-        assert_eq!(c.command(&["READONLY"]), Answer::Status("OK".into()));
-        for (key, value) in &record.unique {
-            assert_eq!(
-                c.command(&["GET", key]),
-                Answer::Value(Some(value.clone())),
-                "{key} lost on node {id}"
-            );
-        }
-    }
+    workload.stop_and_verify(&cluster);
     for id in 1..=3 {
         assert!(
             cluster.node_mut(id).stop().success(),
@@ -303,11 +89,7 @@ fn a_node_behind_a_purged_log_catches_up_by_snapshot_and_serves() {
         assert!(Instant::now() < deadline, "node {behind} never took over");
         let from = cluster.leader(Duration::from_secs(60));
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_walkv"))
-            .args([
-                "admin",
-                "--node",
-                &format!("127.0.0.1:{}", cluster.node(from).http),
-            ])
+            .args(["admin", "--node", &cluster.node(from).http.to_string()])
             .args(["transfer-leader", &behind.to_string()])
             .output()
             .unwrap();

@@ -67,6 +67,9 @@ where
 #[derive(Debug)]
 pub(crate) struct Conn {
     addr: String,
+    /// The local address connections leave from, if not the kernel's
+    /// choice.
+    source: Option<std::net::IpAddr>,
     sender: Option<SendRequest<Body>>,
 }
 
@@ -77,8 +80,17 @@ impl Conn {
     pub(crate) fn new(addr: impl Into<String>) -> Conn {
         Conn {
             addr: addr.into(),
+            source: None,
             sender: None,
         }
+    }
+
+    /// Connections leave from `ip` (port chosen by the kernel), so that
+    /// the peer sees the address this node serves on rather than
+    /// whichever the route picks.
+    pub(crate) fn leaving_from(mut self, ip: std::net::IpAddr) -> Conn {
+        self.source = Some(ip);
+        self
     }
 
     pub(crate) fn addr(&self) -> &str {
@@ -87,10 +99,9 @@ impl Conn {
 
     async fn connect(&mut self) -> Result<&mut SendRequest<Body>, std::io::Error> {
         if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
-            let stream =
-                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&self.addr))
-                    .await
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"))??;
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.dial())
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"))??;
             stream.set_nodelay(true)?;
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
@@ -104,6 +115,33 @@ impl Conn {
         self.sender
             .as_mut()
             .ok_or_else(|| std::io::Error::other("no connection"))
+    }
+
+    /// A TCP connection to `addr`, from `source` if one is set.
+    async fn dial(&self) -> Result<tokio::net::TcpStream, std::io::Error> {
+        let Some(source) = self.source else {
+            return tokio::net::TcpStream::connect(&self.addr).await;
+        };
+        let mut last = std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: resolves to no address", self.addr),
+        );
+        for target in tokio::net::lookup_host(&self.addr).await? {
+            if target.is_ipv4() != source.is_ipv4() {
+                continue;
+            }
+            let socket = if source.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(std::net::SocketAddr::new(source, 0))?;
+            match socket.connect(target).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Sends one request and reads its whole response (at most

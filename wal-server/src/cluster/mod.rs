@@ -54,12 +54,18 @@ pub struct ClusterConfig {
     /// A follower that hears nothing for this long (randomised up to
     /// twice as long) calls an election.
     pub election_timeout: Duration,
+    /// The longest a client's read or write waits for a majority before
+    /// it is answered with an error (a node cut off from the others
+    /// answers rather than holding its clients forever).
+    pub request_timeout: Duration,
 }
 
 impl ClusterConfig {
     /// Node `id` serving peers on `peer_listen`, with the defaults: a
     /// snapshot every 100,000 entries (etcd's), 1,000 entries kept behind
-    /// it, a heartbeat every 200 ms, elections after 1 to 2 s of silence.
+    /// it, a heartbeat every 200 ms, elections after 1 to 2 s of silence,
+    /// clients answered within 5 s (etcd's request timeout, with room
+    /// for two elections).
     pub fn new(id: u64, peer_listen: SocketAddr) -> ClusterConfig {
         ClusterConfig {
             id,
@@ -68,6 +74,7 @@ impl ClusterConfig {
             logs_kept: 1000,
             heartbeat: Duration::from_millis(200),
             election_timeout: Duration::from_millis(1000),
+            request_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -121,6 +128,7 @@ pub struct Node {
     /// Where received snapshots are written before they are installed.
     incoming: Arc<dyn Storage>,
     log: LogReader,
+    request_timeout: Duration,
     pub(crate) metrics: Metrics,
 }
 
@@ -182,7 +190,13 @@ impl Node {
         .validate()
         .map_err(|e| ServerError::Raft(format!("Raft configuration: {e}")))?;
         let reader = log.get_log_reader().await;
-        let net = network::Net;
+        // Leaving from the address peers know this node by keeps a
+        // firewall's (or a test's fault-injecting proxy's) view of who is
+        // talking true on hosts with several addresses.
+        let source = config.peer_listen.ip();
+        let net = network::Net {
+            source: (!source.is_unspecified()).then_some(source),
+        };
         let raft = Raft::new(config.id, Arc::new(raft_config), net, log, machine.clone())
             .await
             .map_err(|e| ServerError::Raft(format!("start Raft: {e}")))?;
@@ -193,6 +207,7 @@ impl Node {
             me,
             incoming,
             log: reader,
+            request_timeout: config.request_timeout,
             metrics: Metrics::default(),
         })
     }
@@ -255,7 +270,12 @@ impl Node {
     /// majority); on a follower, the leader's address as an error.
     pub(crate) async fn read_barrier(&self) -> Result<(), ServerError> {
         self.metrics.reads.inc();
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+        let waited = self.request_timeout;
+        let read = self.raft.ensure_linearizable(ReadPolicy::ReadIndex);
+        let Ok(outcome) = tokio::time::timeout(waited, read).await else {
+            return Err(ServerError::NoQuorum { waited });
+        };
+        match outcome {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(
                 f,
@@ -284,7 +304,11 @@ impl Node {
             Ok(())
         })?;
         let started = std::time::Instant::now();
-        let outcome = self.raft.client_write(request).await;
+        let waited = self.request_timeout;
+        let write = self.raft.client_write(request);
+        let Ok(outcome) = tokio::time::timeout(waited, write).await else {
+            return Err(ServerError::WriteTimedOut { waited });
+        };
         self.metrics.writes.observe(started.elapsed());
         match outcome {
             Ok(response) => Ok(response.data.refused),

@@ -39,7 +39,11 @@ pub(crate) const VOTE_HEADER: &str = "walkv-vote";
 
 /// Makes a [`Peer`] for each node this one sends to.
 #[derive(Debug, Clone)]
-pub(crate) struct Net;
+pub(crate) struct Net {
+    /// The address connections to peers leave from: the one this node
+    /// serves its peers on, when that is one address (not `0.0.0.0`).
+    pub(crate) source: Option<std::net::IpAddr>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Net {
     type Network = Peer;
@@ -48,9 +52,13 @@ impl RaftNetworkFactory<TypeConfig> for Net {
         // A node address that does not parse fails every call (and says
         // why), rather than reaching somewhere unintended.
         let addr = NodeAddr::parse(&node.addr);
+        let mut conn = Conn::new(addr.as_ref().map_or("", |a| a.peer.as_str()));
+        if let Some(ip) = self.source {
+            conn = conn.leaving_from(ip);
+        }
         Peer {
             target,
-            conn: Conn::new(addr.as_ref().map_or("", |a| a.peer.as_str())),
+            conn,
             bad_addr: addr.err(),
         }
     }

@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test file uses a part of it
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,9 +17,12 @@ pub struct Proc {
     pub id: u64,
     pub dir: PathBuf,
     pub port: u16,
-    pub http: u16,
+    /// Its HTTP address: each node has a loopback address of its own
+    /// (127.0.0.10 + id), which its connections to peers leave from, so
+    /// a proxy can tell who is talking.
+    pub http: SocketAddr,
     /// The address peers use for it (its own, or a proxy's).
-    pub advertised_http: u16,
+    pub advertised_http: SocketAddr,
     pub snapshot_every: u64,
     child: Option<Child>,
 }
@@ -40,7 +43,7 @@ impl Proc {
             .args(["--dir", self.dir.to_str().unwrap()])
             .args(["--port", &self.port.to_string()])
             .args(["--node-id", &self.id.to_string()])
-            .args(["--http", &format!("127.0.0.1:{}", self.http)])
+            .args(["--http", &self.http.to_string()])
             .args(["--snapshot-every", &self.snapshot_every.to_string()])
             .stdout(Stdio::null())
             .stderr(log)
@@ -72,7 +75,7 @@ impl Proc {
 
     /// `GET path` on its HTTP port: status and body.
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.http, path)
+        http_get_at(self.http, path)
     }
 
     /// Its Raft status as `field value` lines.
@@ -91,7 +94,11 @@ impl Drop for Proc {
 }
 
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    http_get_at(SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+pub fn http_get_at(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut text = String::new();
@@ -108,17 +115,18 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts `n` nodes and makes them one cluster. `advertise(i, http)`
-    /// picks the HTTP port node `i` is known to its peers by (a proxy's,
-    /// say).
+    /// picks the HTTP address node `i` is known to its peers by (a
+    /// proxy's, say).
     pub fn start(
         dir: &Path,
         n: u64,
         snapshot_every: u64,
-        advertise: impl Fn(u64, u16) -> u16,
+        advertise: impl Fn(u64, SocketAddr) -> SocketAddr,
     ) -> Cluster {
         let nodes: Vec<Proc> = (1..=n)
             .map(|id| {
-                let http = free_port();
+                let ip = [127, 0, 0, 10 + u8::try_from(id).unwrap()];
+                let http = SocketAddr::from((ip, free_port()));
                 Proc {
                     id,
                     dir: dir.join(format!("node{id}")),
@@ -137,14 +145,9 @@ impl Cluster {
         let members: Vec<String> = cluster
             .nodes
             .iter()
-            .map(|p| {
-                format!(
-                    "{}=127.0.0.1:{},127.0.0.1:{}",
-                    p.id, p.advertised_http, p.port
-                )
-            })
+            .map(|p| format!("{}={},127.0.0.1:{}", p.id, p.advertised_http, p.port))
             .collect();
-        let first = format!("127.0.0.1:{}", cluster.nodes[0].http);
+        let first = cluster.nodes[0].http.to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = Command::new(env!("CARGO_BIN_EXE_walkv"))
@@ -157,8 +160,10 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "init: {}",
-                String::from_utf8_lossy(&out.stderr)
+                "init: {}\nnode 1's log:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(cluster.nodes[0].dir.with_extension("log"))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
