@@ -23,6 +23,7 @@ mod machine;
 mod orchestrate;
 mod record;
 mod report;
+mod server;
 mod stores;
 mod txnload;
 mod workload;
@@ -209,6 +210,10 @@ enum Command {
     Run(orchestrate::RunArgs),
     /// Lists the contenders and workloads.
     List,
+    /// The network servers: walkv (one node, three nodes) against
+    /// redis-server (appendfsync always) with redis-benchmark, and against
+    /// a three-node etcd with durable puts.
+    Server(server::ServerArgs),
     /// Runs one workload for one contender and prints its result (internal).
     #[command(hide = true)]
     Child {
@@ -227,6 +232,7 @@ fn main() {
             Ok(())
         }
         Some(Command::Child { spec }) => child(&spec),
+        Some(Command::Server(args)) => server::run(&args),
     };
     if let Err(e) = outcome {
         eprintln!("wal-bench: {e}");

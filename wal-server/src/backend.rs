@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use wal_kv::{Durability, Isolation, Op, Options, Store, Transaction};
+use wal_kv::{Commit, Durability, Isolation, Op, Options, Store, Transaction};
 use wal_raft::Request;
 
 use crate::ServerError;
@@ -91,18 +91,53 @@ pub(crate) trait Txn: Db {
     fn commit(self: Box<Self>, watched: &[(Bytes, Option<Bytes>)]) -> Result<bool, ServerError>;
 }
 
-/// A local `EXEC`: one serializable transaction of the store.
-pub struct TxnDb<'a>(pub Transaction<'a>, pub Durability);
+/// A local `EXEC`: one serializable transaction of the store; a `Sync`
+/// commit's durability goes to the connection's [`Pending`] slot when it
+/// has one.
+pub(crate) struct TxnDb<'a>(
+    pub Transaction<'a>,
+    pub Durability,
+    pub Option<&'a mut Pending>,
+);
 
 impl Txn for TxnDb<'_> {
     /// The watched keys were read inside the transaction, so the
     /// serializable commit checks them with its other reads.
     fn commit(self: Box<Self>, _watched: &[(Bytes, Option<Bytes>)]) -> Result<bool, ServerError> {
-        match self.0.commit(self.1) {
-            Ok(_) => Ok(true),
+        let TxnDb(txn, durability, pending) = *self;
+        let outcome = match pending {
+            Some(slot) if durability == Durability::Sync => {
+                txn.commit_async().map(|commit| slot.defer(commit))
+            }
+            _ => txn.commit(durability).map(|_| ()),
+        };
+        match outcome {
+            Ok(()) => Ok(true),
             Err(e) if e.is_retryable() => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A connection's latest write that is applied but not yet known durable:
+/// the connection waits for it (off the runtime's threads, as a future)
+/// before it answers or runs its next command, so no answer says a write
+/// is done before it is durable, and no thread is held while it syncs.
+#[derive(Debug, Default)]
+pub(crate) struct Pending(Option<Commit>);
+
+impl Pending {
+    /// Waits for `commit` too. Durability follows the log's order, so the
+    /// latest commit stands for every earlier one.
+    fn defer(&mut self, commit: Commit) {
+        if self.0.as_ref().is_none_or(|c| c.lsn() < commit.lsn()) {
+            self.0 = Some(commit);
+        }
+    }
+
+    /// The write to wait for, if any.
+    pub(crate) fn take(&mut self) -> Option<Commit> {
+        self.0.take()
     }
 }
 
@@ -187,6 +222,21 @@ pub enum SyncMode {
     No,
 }
 
+/// The store's durability for `sync`, with its log's sync policy set.
+fn durability(options: &mut Options, sync: SyncMode) -> Durability {
+    match sync {
+        SyncMode::Always => Durability::Sync,
+        SyncMode::EverySec => {
+            options.log.sync = wal_engine::SyncPolicy::Interval(std::time::Duration::from_secs(1));
+            Durability::Buffered
+        }
+        SyncMode::No => {
+            options.log.sync = wal_engine::SyncPolicy::Never;
+            Durability::Buffered
+        }
+    }
+}
+
 /// One local store.
 #[derive(Debug)]
 pub struct Local {
@@ -211,20 +261,25 @@ impl Local {
                 "{dir} holds cluster node {id}'s data: start walkv with --node-id {id}"
             )));
         }
-        let durability = match sync {
-            SyncMode::Always => Durability::Sync,
-            SyncMode::EverySec => {
-                options.log.sync =
-                    wal_engine::SyncPolicy::Interval(std::time::Duration::from_secs(1));
-                Durability::Buffered
-            }
-            SyncMode::No => {
-                options.log.sync = wal_engine::SyncPolicy::Never;
-                Durability::Buffered
-            }
-        };
+        let durability = durability(&mut options, sync);
         Ok(Local {
             store: Store::open(dir, options)?,
+            durability,
+        })
+    }
+
+    /// Opens (creating) the store on `storage`.
+    ///
+    /// # Errors
+    /// As [`Local::open`].
+    pub fn open_on(
+        storage: std::sync::Arc<dyn wal_io::Storage>,
+        mut options: Options,
+        sync: SyncMode,
+    ) -> Result<Local, ServerError> {
+        let durability = durability(&mut options, sync);
+        Ok(Local {
+            store: Store::open_with(storage, options)?,
             durability,
         })
     }
@@ -266,6 +321,42 @@ impl Local {
         }
     }
 
+    /// As [`Local::write`], but a `Sync` write's durability is left in
+    /// `pending` to be awaited, rather than waited for here.
+    ///
+    /// # Errors
+    /// The store's write errors.
+    pub(crate) fn write_deferred(
+        &self,
+        request: &Request,
+        pending: &mut Pending,
+    ) -> Result<Option<Bytes>, ServerError> {
+        if self.durability != Durability::Sync {
+            return self.write(request);
+        }
+        if request.guards.is_empty() {
+            pending.defer(self.store.write_async(&request.batch)?);
+            return Ok(None);
+        }
+        loop {
+            let mut txn = self.store.transaction_with(Isolation::Serializable);
+            for g in &request.guards {
+                if txn.get(&g.key)? != g.expect {
+                    return Ok(Some(g.key.clone()));
+                }
+            }
+            apply(&mut txn, &request.batch)?;
+            match txn.commit_async() {
+                Ok(commit) => {
+                    pending.defer(commit);
+                    return Ok(None);
+                }
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// The store, for transactions.
     pub fn store(&self) -> &Store {
         &self.store
@@ -298,15 +389,18 @@ pub(crate) enum Backend {
 /// One command's access to the data.
 #[derive(Debug)]
 pub(crate) enum Handle<'a> {
-    Local(&'a Local),
+    /// The store, and where a `Sync` write's durability is left to be
+    /// awaited (`None`: waited for in the call).
+    Local(&'a Local, Option<&'a mut Pending>),
     Cluster(crate::cluster::db::ClusterDb<'a>),
 }
 
 impl Backend {
-    /// A command's access; `stale` allows reads a follower answers alone.
-    pub(crate) fn db(&self, stale: bool) -> Handle<'_> {
+    /// A command's access; `stale` allows reads a follower answers alone;
+    /// `pending`, where a local write's durability is left to be awaited.
+    pub(crate) fn db<'a>(&'a self, stale: bool, pending: Option<&'a mut Pending>) -> Handle<'a> {
         match self {
-            Backend::Local(local) => Handle::Local(local),
+            Backend::Local(local) => Handle::Local(local, pending),
             Backend::Cluster(node) => {
                 Handle::Cluster(crate::cluster::db::ClusterDb::new(node, stale))
             }
@@ -317,14 +411,25 @@ impl Backend {
     ///
     /// # Errors
     /// On a cluster, a follower's redirect or a failed read barrier.
-    pub(crate) fn begin(&self) -> Result<Box<dyn Txn + '_>, ServerError> {
+    pub(crate) fn begin<'a>(
+        &'a self,
+        pending: Option<&'a mut Pending>,
+    ) -> Result<Box<dyn Txn + 'a>, ServerError> {
         Ok(match self {
             Backend::Local(local) => Box::new(TxnDb(
                 local.store().transaction_with(Isolation::Serializable),
                 local.durability(),
+                pending,
             )),
             Backend::Cluster(node) => Box::new(crate::cluster::db::ClusterTxn::begin(node)?),
         })
+    }
+
+    /// Whether a command may wait long (a cluster's for its majority); a
+    /// local command waits at most for memory (its sync is deferred, see
+    /// [`Pending`]).
+    pub(crate) fn commands_block(&self) -> bool {
+        matches!(self, Backend::Cluster(_))
     }
 
     /// The store data is read from.
@@ -360,21 +465,22 @@ impl Backend {
 impl Db for Handle<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, ServerError> {
         match self {
-            Handle::Local(l) => l.get(key),
+            Handle::Local(l, _) => l.get(key),
             Handle::Cluster(c) => c.get(key),
         }
     }
 
     fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
         match self {
-            Handle::Local(l) => l.pairs(),
+            Handle::Local(l, _) => l.pairs(),
             Handle::Cluster(c) => c.pairs(),
         }
     }
 
     fn write(&mut self, request: &Request) -> Result<Option<Bytes>, ServerError> {
         match self {
-            Handle::Local(l) => Local::write(l, request),
+            Handle::Local(l, Some(pending)) => l.write_deferred(request, pending),
+            Handle::Local(l, None) => Local::write(l, request),
             Handle::Cluster(c) => c.write(request),
         }
     }
@@ -385,7 +491,7 @@ impl Db for Handle<'_> {
         count: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, ServerError> {
         match self {
-            Handle::Local(l) => l.pairs_after(after, count),
+            Handle::Local(l, _) => l.pairs_after(after, count),
             Handle::Cluster(c) => c.pairs_after(after, count),
         }
     }

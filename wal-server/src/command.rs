@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use std::sync::atomic::Ordering;
 
-use crate::backend::{Backend, Db};
+use crate::backend::{Backend, Db, Pending};
 use crate::info::{Counters, info};
 use crate::scan::{self, Cursors};
 use crate::strings::{self, RMW_ATTEMPTS_MAX, len_i64};
@@ -34,6 +34,9 @@ pub struct Session {
     watched: Vec<(Bytes, Option<Bytes>)>,
     /// `SCAN`'s cursors.
     cursors: Cursors,
+    /// The latest write applied for it but not yet known durable: awaited
+    /// before its answer is sent or its next command runs.
+    pub(crate) pending: Pending,
     /// `READONLY`: on a cluster follower, reads answer from its own data
     /// (possibly behind the leader's) instead of redirecting.
     stale: bool,
@@ -174,7 +177,7 @@ pub(crate) fn execute(
         }
         "WATCH" if session.multi.is_some() => Reply::error("ERR WATCH inside MULTI is not allowed"),
         "WATCH" => {
-            let mut db = backend.db(session.stale);
+            let mut db = backend.db(session.stale, None);
             for k in a {
                 let now = db.get(k)?;
                 session.watched.push((k.clone(), now));
@@ -185,8 +188,16 @@ pub(crate) fn execute(
             session.watched.clear();
             Reply::ok()
         }
-        "SCAN" => scan::scan(&mut backend.db(session.stale), &mut session.cursors, a)?,
-        _ => strings::data(&mut backend.db(session.stale), &name, a)?,
+        "SCAN" => scan::scan(
+            &mut backend.db(session.stale, None),
+            &mut session.cursors,
+            a,
+        )?,
+        _ => strings::data(
+            &mut backend.db(session.stale, Some(&mut session.pending)),
+            &name,
+            a,
+        )?,
     })
 }
 
@@ -234,7 +245,7 @@ fn exec(backend: &Backend, session: &mut Session) -> Result<Reply, ServerError> 
         ));
     }
     for _ in 0..RMW_ATTEMPTS_MAX {
-        let mut txn = backend.begin()?;
+        let mut txn = backend.begin(Some(&mut session.pending))?;
         for (key, then) in &watched {
             if txn.get(key)? != *then {
                 return Ok(Reply::NullArray);

@@ -41,6 +41,9 @@ pub struct Config {
     pub http: Option<SocketAddr>,
     /// Run as a node of a cluster rather than as a single-node store.
     pub cluster: Option<ClusterConfig>,
+    /// A single-node store on this storage instead of `dir` (an embedding
+    /// application's own, or a fault-injecting simulated disk in tests).
+    pub storage: Option<Arc<dyn wal_io::Storage>>,
 }
 
 impl Config {
@@ -54,6 +57,7 @@ impl Config {
             sync: SyncMode::Always,
             http: None,
             cluster: None,
+            storage: None,
         }
     }
 }
@@ -91,7 +95,11 @@ impl Server {
         let backend = match &config.cluster {
             None => {
                 let (dir, store, sync) = (config.dir.clone(), config.store.clone(), config.sync);
-                let local = tokio::task::spawn_blocking(move || Local::open(&dir, store, sync))
+                let storage = config.storage.clone();
+                let local = tokio::task::spawn_blocking(move || match storage {
+                    Some(storage) => Local::open_on(storage, store, sync),
+                    None => Local::open(&dir, store, sync),
+                })
                     .await
                     .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
                 Backend::Local(local)
@@ -222,11 +230,24 @@ async fn serve(
         loop {
             match decoder.decode(&mut input) {
                 Ok(Some(args)) => {
-                    // Commands block on the store (a durable write waits
-                    // for its fsync): off the runtime's other tasks.
-                    let reply = tokio::task::block_in_place(|| {
+                    // A cluster's commands block on the Raft (a write
+                    // waits for a majority): off the runtime's other
+                    // tasks. A local command runs here: its write's sync
+                    // is awaited below, and handing the thread off costs
+                    // more than the rest of a command.
+                    let mut reply = if db.commands_block() {
+                        tokio::task::block_in_place(|| execute(&db, &counters, &mut session, &args))
+                    } else {
                         execute(&db, &counters, &mut session, &args)
-                    });
+                    };
+                    // The write this answer speaks for must be durable
+                    // before it is sent, and before the next command runs
+                    // (which may read it); waiting here holds no thread.
+                    if let Some(commit) = session.pending.take()
+                        && let Err(e) = commit.await
+                    {
+                        reply = Err(e.into());
+                    }
                     match reply {
                         Ok(reply) => {
                             reply.encode(session.protocol, &mut output);
@@ -299,8 +320,9 @@ async fn sweep(backend: Arc<Backend>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let from = after.take();
-        after =
-            tokio::task::block_in_place(|| strings::sweep(&mut backend.db(true), from, SWEEP_KEYS))
-                .unwrap_or_default();
+        after = tokio::task::block_in_place(|| {
+            strings::sweep(&mut backend.db(true, None), from, SWEEP_KEYS)
+        })
+        .unwrap_or_default();
     }
 }

@@ -23,6 +23,12 @@ Commands:
                      --rocksdb adds RocksDB to K1/K2 (builds its C++ sources, which
                      takes 10+ minutes the first time, and needs libclang).
                      Results: target/wal-bench/ (results.json, results.csv, SVG plots).
+  bench --server [--full]
+                     The network servers instead: redis-benchmark SET/GET at 1 and 64
+                     clients against walkv (one node; three nodes) and redis-server
+                     (appendfsync always), and durable puts against a three-node etcd.
+                     Installs nothing: apt-get install redis-tools redis-server
+                     etcd-server. Results: target/wal-bench/server.json.
   bench --micro [--full]
                      The criterion micro-benchmarks instead (format codec, raw I/O,
                      engine commit paths).
@@ -201,6 +207,9 @@ const MICRO_BENCHES: [(&str, &str); 3] = [
 ];
 
 fn bench(rest: &[String]) -> Result<(), String> {
+    if rest.iter().any(|a| a == "--server") {
+        return bench_server(rest);
+    }
     let micro = rest.iter().any(|a| a == "--micro");
     if !micro {
         let mut cmd = cargo();
@@ -232,6 +241,30 @@ fn bench(rest: &[String]) -> Result<(), String> {
         run(&format!("{package} micro-benchmarks"), cmd)?;
     }
     Ok(())
+}
+
+/// `bench --server`: a release `walkv`, then `wal-bench server` on it.
+fn bench_server(rest: &[String]) -> Result<(), String> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "wal-server",
+        "--bin",
+        "walkv",
+    ]);
+    run("walkv (release)", build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--package", "wal-bench", "--", "server"]);
+    cmd.arg("--walkv").arg(target.join("release").join("walkv"));
+    cmd.args(
+        rest.iter()
+            .filter(|a| a.as_str() != "--server" && a.as_str() != "--"),
+    );
+    run("wal-bench server", cmd)
 }
 
 fn torture(rest: &[String]) -> Result<(), String> {

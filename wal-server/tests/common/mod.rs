@@ -77,6 +77,13 @@ impl Running {
         let _ = self.stop.take().unwrap().send(());
         self.thread.take().unwrap().join().unwrap().unwrap();
     }
+
+    /// Stops it and returns how its run ended (a server whose disk failed
+    /// ends with the error).
+    pub fn stop_outcome(mut self) -> Result<(), ServerError> {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap()
+    }
 }
 
 /// Sends raw bytes and reads until `done` says what came is enough or the
