@@ -52,6 +52,14 @@ struct Cli {
     /// On a cluster node: Raft entries between snapshots [default: 100000].
     #[arg(long)]
     snapshot_every: Option<u64>,
+    /// On a cluster node: the HOST:PORT peers reach its --http at, when
+    /// that is not the bound address (needed when --http binds 0.0.0.0).
+    #[arg(long)]
+    advertise_http: Option<String>,
+    /// On a cluster node: the HOST:PORT clients reach it at, named in
+    /// redirects (needed when --bind is 0.0.0.0).
+    #[arg(long)]
+    advertise_client: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -113,6 +121,8 @@ struct File {
     http: Option<SocketAddr>,
     node_id: Option<u64>,
     snapshot_every: Option<u64>,
+    advertise_http: Option<String>,
+    advertise_client: Option<String>,
 }
 
 /// The settings: flags, then the file, then the defaults.
@@ -151,7 +161,13 @@ fn settings(cli: &Cli) -> Result<Config, String> {
             cluster.snapshot_every = n;
             cluster.logs_kept = cluster.logs_kept.min(n);
         }
+        cluster.advertise_http = cli.advertise_http.clone().or(file.advertise_http);
+        cluster.advertise_client = cli.advertise_client.clone().or(file.advertise_client);
         config.cluster = Some(cluster);
+    } else if cli.advertise_http.is_some() || cli.advertise_client.is_some() {
+        return Err(
+            "--advertise-http and --advertise-client are for a cluster node (--node-id)".into(),
+        );
     }
     Ok(config)
 }

@@ -100,8 +100,8 @@ impl Server {
                     Some(storage) => Local::open_on(storage, store, sync),
                     None => Local::open(&dir, store, sync),
                 })
-                    .await
-                    .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
+                .await
+                .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
                 Backend::Local(local)
             }
             Some(cluster) => {
@@ -112,13 +112,9 @@ impl Server {
                 };
                 let addr = |l: &TcpListener| {
                     l.local_addr()
-                        .map(|a| a.to_string())
                         .map_err(ServerError::io("read the listening address"))
                 };
-                let me = NodeAddr {
-                    peer: addr(http)?,
-                    client: addr(&listener)?,
-                };
+                let me = NodeAddr::advertised(cluster, addr(http)?, addr(&listener)?)?;
                 Backend::Cluster(Box::new(
                     Node::open(&config.dir, cluster, me, config.store.clone()).await?,
                 ))

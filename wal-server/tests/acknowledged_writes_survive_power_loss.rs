@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Running;
-use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
 use wal_io::Op;
+use wal_io::sim::{CrashMode, Fault, FaultError, SimDisk};
 
 const CLIENTS: usize = 8;
 

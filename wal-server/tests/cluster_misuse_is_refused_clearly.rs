@@ -129,3 +129,54 @@ fn a_single_node_cluster_serves_and_guards_its_own_keys() {
     assert!(body.contains("walkv_raft_write_seconds_count "), "{body}");
     server.stop();
 }
+
+#[test]
+fn a_node_bound_to_every_address_names_the_one_others_dial() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let any_http = format!("0.0.0.0:{}", free_port());
+    let (code, err) = walkv(&[
+        "--dir",
+        data.to_str().unwrap(),
+        "--node-id",
+        "1",
+        "--http",
+        &any_http,
+    ]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("--advertise-http"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (code, err) = walkv(&["--advertise-client", "example:1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--node-id"), "{err}");
+
+    let start = |http_port: u16, advertise_http: &str| {
+        let (advertise_http, data) = (advertise_http.to_owned(), data.clone());
+        Running::start_with(&data, move |config| {
+            let http = format!("0.0.0.0:{http_port}").parse().unwrap();
+            config.listen = "0.0.0.0:0".parse().unwrap();
+            config.http = Some(http);
+            let mut cluster = ClusterConfig::new(1, http);
+            cluster.advertise_http = Some(advertise_http);
+            cluster.advertise_client = Some("walkv.example:6379".into());
+            config.cluster = Some(cluster);
+        })
+    };
+    let port = free_port();
+    let err = start(port, "no-port").unwrap_err().to_string();
+    assert!(err.contains("--advertise-http"), "{err}");
+    let server = start(port, &format!("127.0.0.1:{port}")).unwrap();
+    let (code, err) = walkv(&["admin", "--node", &format!("127.0.0.1:{port}"), "init"]);
+    assert_eq!(code, 0, "{err}");
+    let want = format!("member 1 voter 127.0.0.1:{port} walkv.example:6379");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, status) = procs::http_get(port, "/admin/status").unwrap();
+        if status.contains(&want) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.stop();
+}

@@ -58,6 +58,12 @@ pub struct ClusterConfig {
     /// it is answered with an error (a node cut off from the others
     /// answers rather than holding its clients forever).
     pub request_timeout: Duration,
+    /// The HTTP address peers reach this node at (`HOST:PORT`), when it
+    /// is not the one it binds (`0.0.0.0`, a NAT, a proxy).
+    pub advertise_http: Option<String>,
+    /// The address clients reach this node at, named in redirects, when
+    /// it is not the one it binds.
+    pub advertise_client: Option<String>,
 }
 
 impl ClusterConfig {
@@ -75,6 +81,8 @@ impl ClusterConfig {
             heartbeat: Duration::from_millis(200),
             election_timeout: Duration::from_millis(1000),
             request_timeout: Duration::from_secs(5),
+            advertise_http: None,
+            advertise_client: None,
         }
     }
 }
@@ -89,6 +97,33 @@ pub struct NodeAddr {
 }
 
 impl NodeAddr {
+    /// This node's addresses: the advertised ones, else the bound ones.
+    ///
+    /// # Errors
+    /// An address that is not `HOST:PORT`, or a bound address nobody can
+    /// reach (`0.0.0.0`, `[::]`) with no advertised one instead.
+    pub(crate) fn advertised(
+        config: &ClusterConfig,
+        http: SocketAddr,
+        client: SocketAddr,
+    ) -> Result<NodeAddr, ServerError> {
+        let pick = |advertised: &Option<String>, bound: SocketAddr, flag: &str| match advertised {
+            Some(a) => check_host_port(a)
+                .map(|()| a.clone())
+                .map_err(|e| ServerError::Misconfigured(format!("{flag} {a:?}: {e}"))),
+            None if bound.ip().is_unspecified() => Err(ServerError::Misconfigured(format!(
+                "node {} listens on {bound}, which others cannot dial: \
+                     give {flag} HOST:PORT, the address they reach it at",
+                config.id
+            ))),
+            None => Ok(bound.to_string()),
+        };
+        Ok(NodeAddr {
+            peer: pick(&config.advertise_http, http, "--advertise-http")?,
+            client: pick(&config.advertise_client, client, "--advertise-client")?,
+        })
+    }
+
     /// The membership's form: `PEER CLIENT`.
     pub fn to_node(&self) -> BasicNode {
         BasicNode::new(format!("{} {}", self.peer, self.client))
@@ -108,6 +143,20 @@ impl NodeAddr {
                 "a node address is `PEER_ADDR CLIENT_ADDR`, not {text:?}"
             )),
         }
+    }
+}
+
+/// Whether `text` is `HOST:PORT` with a port of 1 to 65535.
+fn check_host_port(text: &str) -> Result<(), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or("an address is HOST:PORT".to_owned())?;
+    if host.is_empty() || text.contains(char::is_whitespace) {
+        return Err("an address is HOST:PORT, with no spaces".into());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{port:?} is not a port")),
     }
 }
 
