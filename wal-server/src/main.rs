@@ -244,11 +244,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    init_logs();
     let dir = config.dir.clone();
+    let node = config.cluster.as_ref().map(|c| c.id);
     let outcome = runtime.block_on(async {
         let server = Server::bind(config).await?;
         if let Ok(addr) = server.local_addr() {
-            eprintln!("walkv: serving {} on {addr}", dir.display());
+            let http = server.http_addr().map(|a| a.to_string());
+            tracing::info!(dir = %dir.display(), clients = %addr, http, node, "serving");
         }
         server.run(shutdown_signal()).await
     });
@@ -258,6 +261,36 @@ fn main() -> ExitCode {
             eprintln!("walkv: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The variable that picks what is logged, as `target=level` pairs.
+const LOG_VARIABLE: &str = "WALKV_LOG";
+/// What is logged without it: walkv's events, and openraft's warnings.
+const LOG_DEFAULT: &str = "info,openraft=warn";
+
+/// Logs go to stderr, filtered by `WALKV_LOG` (a filter that does not
+/// parse is reported, and the default used).
+fn init_logs() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (targets, bad) = match std::env::var(LOG_VARIABLE) {
+        Ok(text) => match text.parse::<Targets>() {
+            Ok(t) => (t, None),
+            Err(e) => (LOG_DEFAULT.parse().unwrap_or_default(), Some((text, e))),
+        },
+        Err(_) => (LOG_DEFAULT.parse().unwrap_or_default(), None),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(targets)
+        .init();
+    if let Some((text, e)) = bad {
+        tracing::warn!("{LOG_VARIABLE}={text:?} is not a filter ({e}); using {LOG_DEFAULT:?}");
     }
 }
 

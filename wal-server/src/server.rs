@@ -178,6 +178,10 @@ impl Server {
             }
         }
         drop(self.listener);
+        tracing::info!(
+            connections = connections.len(),
+            "stopping: no new connections, finishing the requests in flight"
+        );
         let _ = stop_tx.send(true);
         while connections.join_next().await.is_some() {}
         let _ = sweeper.await;
@@ -187,7 +191,9 @@ impl Server {
         let backend = Arc::try_unwrap(self.backend).map_err(|_| {
             ServerError::io("close the store")(std::io::Error::other("still in use"))
         })?;
-        backend.close().await
+        backend.close().await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
     }
 }
 
@@ -261,6 +267,9 @@ async fn serve(
                             // A store that failed stops this connection;
                             // a request over a limit does not.
                             close = !e.is_client_error();
+                            if close {
+                                tracing::error!(connection = id, "{e}; closing the connection");
+                            }
                         }
                     }
                     if session.closing || close {

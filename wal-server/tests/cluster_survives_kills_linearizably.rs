@@ -79,6 +79,11 @@ fn a_node_behind_a_purged_log_catches_up_by_snapshot_and_serves() {
     wait_for(&cluster, behind, "s399", "v399");
     let installed = cluster.node(behind).status("snapshot").unwrap();
     assert_ne!(installed, "none", "caught up without a snapshot");
+    // Its log says so, and names the leaders it saw.
+    let logged = std::fs::read_to_string(cluster.node(behind).dir.with_extension("log")).unwrap();
+    for said in ["installed a snapshot from the leader", "raft", "term="] {
+        assert!(logged.contains(said), "{said:?} not in the log: {logged}");
+    }
     let mut f = Client::new(cluster.node(behind).client_addr());
     assert_eq!(f.command(&["READONLY"]), Answer::Status("OK".into()));
     assert_eq!(f.command(&["DBSIZE"]), Answer::Int(400));

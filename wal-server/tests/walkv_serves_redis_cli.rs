@@ -142,6 +142,11 @@ fn redis_cli_commands_scan_pipe_and_a_clean_sigterm() {
     // SIGTERM: a clean exit, and everything is there after a restart.
     let out = terminate(server);
     assert!(out.status.success(), "{out:?}");
+    // The log says where it served, and that it stopped cleanly.
+    let logged = String::from_utf8_lossy(&out.stderr);
+    for said in ["serving", &format!("127.0.0.1:{port}"), "stopped cleanly"] {
+        assert!(logged.contains(said), "{said:?} not in the log: {logged}");
+    }
     let server = walkv(&data, port);
     wait_ready(port);
     assert_eq!(cli(port, &["GET", "bulk:0999"]), "999\n");

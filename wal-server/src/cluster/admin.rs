@@ -68,13 +68,33 @@ fn write_failed(
     }
 }
 
-/// Answers the admin request at `path` with body `body`.
+/// Answers the admin request at `path` with body `body`; a change is
+/// logged with its outcome.
 pub(crate) async fn handle(
     node: &Node,
     method: &Method,
     path: &str,
     body: &[u8],
 ) -> Result<Bytes, Failure> {
+    let outcome = answer(node, method, path, body).await;
+    if method == Method::POST {
+        let asked = String::from_utf8_lossy(body);
+        match &outcome {
+            Ok(said) => tracing::info!(
+                path,
+                body = %asked.trim(),
+                "admin: {}",
+                String::from_utf8_lossy(said).trim()
+            ),
+            Err((status, why)) => {
+                tracing::warn!(path, body = %asked.trim(), %status, "admin refused: {why}");
+            }
+        }
+    }
+    outcome
+}
+
+async fn answer(node: &Node, method: &Method, path: &str, body: &[u8]) -> Result<Bytes, Failure> {
     let text = std::str::from_utf8(body).map_err(bad_request)?.trim();
     let raft = node.raft();
     match (method, path) {

@@ -249,6 +249,7 @@ impl Node {
         let raft = Raft::new(config.id, Arc::new(raft_config), net, log, machine.clone())
             .await
             .map_err(|e| ServerError::Raft(format!("start Raft: {e}")))?;
+        tokio::spawn(log_leadership(config.id, raft.metrics()));
         Ok(Node {
             id: config.id,
             raft,
@@ -385,6 +386,31 @@ impl Node {
             .await
             .map_err(|e| ServerError::Raft(format!("checkpoint the store: {e}")))??;
         Ok(())
+    }
+}
+
+/// Logs each change of term or leader, until the Raft stops.
+async fn log_leadership(
+    id: u64,
+    mut metrics: openraft::type_config::alias::WatchReceiverOf<
+        TypeConfig,
+        openraft::RaftMetrics<TypeConfig>,
+    >,
+) {
+    let mut last = None;
+    loop {
+        let now = {
+            let m = metrics.borrow_watched();
+            (m.current_term, m.current_leader, m.state)
+        };
+        if last != Some(now) {
+            let (term, leader, state) = now;
+            tracing::info!(node = id, term, leader, ?state, "raft");
+            last = Some(now);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -135,6 +135,7 @@ async fn receive_snapshot(
         write(&mut buf, &mut at)?;
         let snap = SnapshotFile::open(&storage, &name).map_err(|e| failed(&e))?;
         let meta = snap.meta().map_err(bad_request)?;
+        let last = meta.last_log_id.map(|l| l.index);
         let answer = node
             .raft()
             .install_full_snapshot(
@@ -146,6 +147,11 @@ async fn receive_snapshot(
             )
             .await
             .map_err(unavailable)?;
+        tracing::info!(
+            bytes = at,
+            last_index = last,
+            "installed a snapshot from the leader"
+        );
         encoded(&answer)
     }
     .await;
