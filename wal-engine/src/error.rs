@@ -60,6 +60,21 @@ pub enum WalError {
         /// The decoder's verdict, where one applies.
         cause: Option<DecodeError>,
     },
+    /// A segment written in a newer format version than this build reads.
+    /// Refused in every recovery mode, before anything in the directory is
+    /// changed: a salvage mode must not set aside (or an empty last segment
+    /// be removed as) data an upgrade wrote.
+    #[error(
+        "segment {segment} is in format version {version}; this build reads versions up to {supported}: open the log with the newer build that wrote it"
+    )]
+    NewerFormat {
+        /// The segment file's name.
+        segment: String,
+        /// Its format version.
+        version: u16,
+        /// The newest version this build reads.
+        supported: u16,
+    },
     /// The LSN was removed by [`Wal::truncate_front`](crate::Wal::truncate_front).
     #[error("LSN {lsn} was purged: the log starts at LSN {first}")]
     Purged {

@@ -73,7 +73,7 @@ pub use options::{
     Options, OptionsBuilder, RecoveryMode, SYNC_DELAY_MAX, SyncPolicy, WRITES_IN_FLIGHT_MAX,
 };
 pub use reader::Reader;
-pub use recovery::{Cut, RecoveryReport, ReplayFrom, SegmentReport};
+pub use recovery::{Cut, RecoveryReport, ReplayFrom, SegmentReport, inspect};
 pub use segment::{
     CLEAN_CLOSE_NAME, SEGMENT_SUFFIX, SPARE_NAME, STAGED_NAME, parse_segment_name, segment_name,
 };

@@ -311,6 +311,18 @@ pub fn open_dir(
     }
 }
 
+/// Opens the directory at `path` (which must exist) for reading only,
+/// with the portable backend: see
+/// [`portable::PortableStorage::open_read_only`].
+///
+/// # Errors
+/// [`IoError`] if the directory cannot be opened.
+pub fn open_dir_read_only(path: impl AsRef<Path>) -> Result<Arc<dyn Storage>, IoError> {
+    Ok(Arc::new(portable::PortableStorage::open_read_only(
+        path.as_ref(),
+    )?))
+}
+
 /// Replaces the small file `name` with `bytes`, atomically and durably:
 /// written under `temp` (a leftover of that name is removed first), synced,
 /// renamed over `name`, the directory synced. After a crash at any point

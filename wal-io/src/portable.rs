@@ -42,6 +42,9 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
 pub struct PortableStorage {
     path: PathBuf,
     dir: Arc<OwnedFd>,
+    /// Files open read-only; nothing is created, removed, renamed, synced
+    /// or locked.
+    read_only: bool,
 }
 
 impl PortableStorage {
@@ -61,7 +64,33 @@ impl PortableStorage {
         Ok(PortableStorage {
             path: path.to_path_buf(),
             dir: Arc::new(dir),
+            read_only: false,
         })
+    }
+
+    /// Opens the directory at `path` for reading only: files open
+    /// `O_RDONLY`, and creating, removing, renaming, syncing and locking
+    /// fail with [`IoError::Unsupported`]. For tools that inspect a
+    /// directory another process may hold, or one on read-only media.
+    ///
+    /// # Errors
+    /// [`IoError::Os`] if it cannot be opened as a directory.
+    pub fn open_read_only(path: &Path) -> Result<Self, IoError> {
+        let mut storage = PortableStorage::open(path)?;
+        storage.read_only = true;
+        Ok(storage)
+    }
+
+    /// Refuses `op` on a read-only storage.
+    fn writable(&self, op: Op, name: &str) -> Result<(), IoError> {
+        if self.read_only {
+            return Err(IoError::Unsupported {
+                op,
+                path: self.path.join(name),
+                reason: "the directory was opened read-only".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// The directory's path.
@@ -78,7 +107,14 @@ impl PortableStorage {
     ) -> Result<FileRef, IoError> {
         check_name(name)?;
         let path = self.path.join(name);
-        let mut flags = OFlags::RDWR | OFlags::CLOEXEC;
+        let mut flags = if self.read_only {
+            if create {
+                self.writable(op, name)?;
+            }
+            OFlags::RDONLY | OFlags::CLOEXEC
+        } else {
+            OFlags::RDWR | OFlags::CLOEXEC
+        };
         if create {
             flags |= OFlags::CREATE | OFlags::EXCL;
         }
@@ -141,6 +177,7 @@ impl Storage for PortableStorage {
 
     fn remove(&self, name: &str) -> Result<(), IoError> {
         check_name(name)?;
+        self.writable(Op::Remove, name)?;
         retry(|| rustix::fs::unlinkat(self.dir.as_fd(), name, AtFlags::empty()))
             .map_err(|e| IoError::os(Op::Remove, self.path.join(name), e))
     }
@@ -148,6 +185,7 @@ impl Storage for PortableStorage {
     fn rename(&self, from: &str, to: &str) -> Result<(), IoError> {
         check_name(from)?;
         check_name(to)?;
+        self.writable(Op::Rename, from)?;
         retry(|| rustix::fs::renameat(self.dir.as_fd(), from, self.dir.as_fd(), to))
             .map_err(|e| IoError::os(Op::Rename, self.path.join(from), e))
     }
@@ -174,11 +212,13 @@ impl Storage for PortableStorage {
     }
 
     fn sync_dir(&self) -> Result<(), IoError> {
+        self.writable(Op::SyncDir, "")?;
         retry(|| rustix::fs::fsync(self.dir.as_fd()))
             .map_err(|e| IoError::os(Op::SyncDir, &self.path, e))
     }
 
     fn lock(&self) -> Result<DirLock, IoError> {
+        self.writable(Op::Lock, LOCK_FILE_NAME)?;
         let lock_file = self.path.join(LOCK_FILE_NAME);
         let fd = retry(|| {
             rustix::fs::openat(
@@ -216,6 +256,50 @@ impl Storage for PortableStorage {
 
     fn queue(&self, _depth: u32) -> Result<Box<dyn IoQueue>, IoError> {
         Ok(Box::<InOrderQueue>::default())
+    }
+}
+
+/// Whether a process holds the directory's lock (see [`Storage::lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockState {
+    /// No process holds it.
+    Free,
+    /// A process holds it; its pid, if it recorded one.
+    Held {
+        /// The holder's process id.
+        holder: Option<u32>,
+    },
+}
+
+/// Whether a process holds the lock of the directory at `path`, without
+/// creating or writing anything: the lock file is opened read-only and a
+/// shared lock tried and dropped at once. (For that instant, a process
+/// taking the lock is refused as if the directory were held.)
+///
+/// # Errors
+/// [`IoError::Os`] if the lock file exists but cannot be opened or locked.
+pub fn lock_state(path: &Path) -> Result<LockState, IoError> {
+    let lock_file = path.join(LOCK_FILE_NAME);
+    let fd = match retry(|| {
+        rustix::fs::open(&lock_file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+    }) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(LockState::Free),
+        Err(e) => return Err(IoError::os(Op::Lock, &lock_file, e)),
+    };
+    match retry(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockShared)) {
+        // Closing the descriptor below releases it.
+        Ok(()) => Ok(LockState::Free),
+        Err(Errno::WOULDBLOCK) => {
+            let mut text = [0u8; 32];
+            let n = retry(|| rustix::io::pread(&fd, &mut text, 0)).unwrap_or(0);
+            let holder = std::str::from_utf8(text.get(..n).unwrap_or_default())
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            Ok(LockState::Held { holder })
+        }
+        Err(e) => Err(IoError::os(Op::Lock, &lock_file, e)),
     }
 }
 

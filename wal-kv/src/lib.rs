@@ -49,6 +49,7 @@
 mod batch;
 mod compaction;
 mod error;
+pub mod inspect;
 mod locks;
 mod manifest;
 mod memtable;

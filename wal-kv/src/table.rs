@@ -571,6 +571,11 @@ impl Table {
     }
 
     /// The smallest and largest key; `None` for a table without entries.
+    /// Data blocks.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
     pub fn key_range(&self) -> Option<(&Bytes, &Bytes)> {
         Some((&self.first_key, &self.blocks.last()?.last_key))
     }

@@ -97,8 +97,53 @@ pub(crate) fn recover(
     storage: &dyn Storage,
     mode: RecoveryMode,
     clean_close: Option<CleanClose>,
-    mut replay: Option<Replay<'_>>,
+    replay: Option<Replay<'_>>,
 ) -> Result<Recovered, WalError> {
+    let (recovered, changes) = plan(storage, mode, clean_close, replay)?;
+    changes.apply(storage)?;
+    Ok(recovered)
+}
+
+/// What opening the log in `storage` in `mode` would find, cut and set
+/// aside, without changing anything: it only lists and reads files, so a
+/// read-only storage (`wal_io::open_dir_read_only`) serves, and a live
+/// log's directory can be inspected next to the process that holds it
+/// (what that process appends meanwhile may show as a torn tail).
+///
+/// The report is the one [`Wal::open`](crate::Wal::open) would return:
+/// `cuts` holds the torn tail it would cut and the interrupted segment it
+/// would remove, `discarded` the segments a salvage mode would rename
+/// aside.
+///
+/// ```
+/// let disk = wal_io::sim::SimDisk::new(1);
+/// let (wal, _) = wal_engine::Wal::open_with(disk.storage(), wal_engine::Options::default())?;
+/// wal.commit(b"hello")?;
+/// drop(wal);
+/// let report = wal_engine::inspect(&*disk.storage(), wal_engine::RecoveryMode::default())?;
+/// assert_eq!(report.next_lsn, 2);
+/// assert!(report.cuts.is_empty());
+/// # Ok::<(), wal_engine::WalError>(())
+/// ```
+///
+/// # Errors
+/// What [`Wal::open`](crate::Wal::open) would fail with in `mode`:
+/// [`WalError::Corrupt`] naming segment and offset,
+/// [`WalError::NewerFormat`]; and the storage's read errors.
+pub fn inspect(storage: &dyn Storage, mode: RecoveryMode) -> Result<RecoveryReport, WalError> {
+    let clean_close = crate::segment::read_clean_close(storage)?;
+    let (recovered, _unapplied) = plan(storage, mode, clean_close, None)?;
+    Ok(recovered.report)
+}
+
+/// Recovery's decision, and the directory changes it implies, not yet
+/// applied.
+fn plan(
+    storage: &dyn Storage,
+    mode: RecoveryMode,
+    clean_close: Option<CleanClose>,
+    mut replay: Option<Replay<'_>>,
+) -> Result<(Recovered, Changes), WalError> {
     let mut names: Vec<(String, u64)> = storage
         .list()?
         .into_iter()
@@ -120,9 +165,7 @@ pub(crate) fn recover(
     } else {
         usize::MAX
     };
-    let (recovered, changes) = with_scans(&job, &names, &keep, ahead, |scans| {
+    with_scans(&job, &names, &keep, ahead, |scans| {
         decide(scans, &names, mode, clean_close, replay.as_mut(), &job.pool)
-    })?;
-    changes.apply(storage)?;
-    Ok(recovered)
+    })
 }
