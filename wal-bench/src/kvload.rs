@@ -105,6 +105,7 @@ pub fn puts(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
     }
     store.close()?;
     Ok(RunResult {
+        peak_rss_bytes: None,
         measured,
         verified_records: verified,
         open_seconds: None,
@@ -142,6 +143,7 @@ pub fn load(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
     let elapsed = start.elapsed();
     store.close()?;
     Ok(RunResult {
+        peak_rss_bytes: None,
         measured: Measured {
             ops: spec.records,
             bytes: spec.records * (KEY_BYTES + VALUE_BYTES) as u64,
@@ -187,6 +189,7 @@ pub fn gets(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
     };
     store.close()?;
     Ok(RunResult {
+        peak_rss_bytes: None,
         measured,
         verified_records: n,
         open_seconds: Some(open_seconds),

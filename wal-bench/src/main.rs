@@ -261,10 +261,25 @@ pub const RESULT_MARKER: &str = "wal-bench-result ";
 fn child(spec: &str) -> Result<(), String> {
     let spec: workload::RunSpec =
         serde_json::from_str(spec).map_err(|e| format!("bad run spec: {e}"))?;
-    let result = workload::run(&spec)?;
+    let mut result = workload::run(&spec)?;
+    result.peak_rss_bytes = peak_rss_bytes();
     let line = serde_json::to_string(&result).map_err(|e| format!("encode result: {e}"))?;
     println!("{RESULT_MARKER}{line}");
     Ok(())
+}
+
+/// This process's peak resident set size so far (Linux `VmHWM`).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Where results go unless `--out` says otherwise.

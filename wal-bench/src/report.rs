@@ -61,6 +61,11 @@ pub struct Row {
     /// fsyncs per operation (K1, R1: the leader's), median round.
     #[serde(default)]
     pub syncs_per_op: Option<f64>,
+    /// The highest peak resident memory over the rounds, in MB (10^6
+    /// bytes): each round is a process of its own, so this is the
+    /// contender's own, from open to the last check.
+    #[serde(default)]
+    pub peak_rss_mb: Option<f64>,
     /// `ok`, `n/a: <why>` or `failed: <why>`.
     pub status: String,
 }
@@ -139,6 +144,7 @@ fn blank(workload: &str, contender: &str, kind: &'static str, config: &str) -> R
         cache: None,
         conflict_rate: None,
         syncs_per_op: None,
+        peak_rss_mb: None,
         status: "ok".into(),
     }
 }
@@ -230,6 +236,11 @@ pub fn rows(
             row.verified_records = Some(median.verified_records);
             row.open_ms = median.open_seconds.map(|s| s * 1e3);
             row.cache = median.cache.clone();
+            row.peak_rss_mb = good
+                .iter()
+                .filter_map(|r| r.peak_rss_bytes)
+                .max()
+                .map(|b| b as f64 / 1e6);
             rows.push(row);
         }
         // Ratios within the workload.
@@ -309,7 +320,7 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
         let _ = writeln!(out, "{}", title(w));
         let _ = writeln!(
             out,
-            "  {:<2}{:<14} {:>4} {:>9} {:>17} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
+            "  {:<2}{:<14} {:>4} {:>9} {:>17} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}",
             "",
             "contender",
             "thr",
@@ -321,7 +332,8 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
             "p999 us",
             "x peer",
             "x limit",
-            "open ms"
+            "open ms",
+            "RSS MB"
         );
         let in_w: Vec<&Row> = rows.iter().filter(|r| r.workload == w.name()).collect();
         let best = in_w
@@ -341,7 +353,7 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
             );
             let _ = writeln!(
                 out,
-                "  {:<2}{:<14} {:>4} {:>9} {:>17} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}{}",
+                "  {:<2}{:<14} {:>4} {:>9} {:>17} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>7}{}",
                 mark,
                 r.contender,
                 r.threads,
@@ -354,6 +366,7 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
                 fmt_opt(r.ratio_to_best_peer, 2),
                 fmt_opt(r.ratio_to_limit, 2),
                 fmt_opt(r.open_ms, 1),
+                fmt_opt(r.peak_rss_mb, 0),
                 match (r.status.as_str(), r.conflict_rate, r.syncs_per_op) {
                     ("ok", Some(rate), _) => format!("  conflicts {:.2}%", rate * 100.0),
                     ("ok", None, Some(syncs)) => format!("  fsyncs/op {syncs:.2}"),
@@ -384,7 +397,8 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
          are not peers). x limit: W1/W2/W5/K1/K3 over limit/{} ops/s; W3 and the K2 load (keys \
          and values) over the better 1 MiB durable write MB/s; W4 over the better cold read \
          MB/s; K2 gets have none. Figures are medians over \
-         rounds; spread is the lowest-highest round.",
+         rounds; spread is the lowest-highest round. RSS MB: the contender's process's peak \
+         resident memory, the highest over the rounds.",
         limit::SYNC_4K_WRITTEN
     );
     out
@@ -412,14 +426,14 @@ fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "workload,contender,kind,config,threads,ops,seconds,ops_per_s,mb_per_s,p50_us,p99_us,\
          p999_us,ratio_to_best_peer,ratio_to_limit,rounds,ops_per_s_min,ops_per_s_max,\
-         verified_records,open_ms,cache,conflict_rate,syncs_per_op,status\n",
+         verified_records,open_ms,cache,conflict_rate,syncs_per_op,peak_rss_mb,status\n",
     );
     let num = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v}"));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.workload,
             r.contender,
             r.kind,
@@ -443,6 +457,7 @@ fn csv(rows: &[Row]) -> String {
             quote(r.cache.as_deref().unwrap_or_default()),
             num(r.conflict_rate),
             num(r.syncs_per_op),
+            num(r.peak_rss_mb),
             quote(&r.status)
         );
     }

@@ -130,6 +130,7 @@ pub fn transactions(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunRe
         ));
     }
     Ok(RunResult {
+        peak_rss_bytes: None,
         measured,
         verified_records: K3_KEYS,
         open_seconds: None,

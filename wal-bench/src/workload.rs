@@ -133,6 +133,11 @@ pub struct RunResult {
     pub open_seconds: Option<f64>,
     /// How the page cache was emptied before a replay (W4).
     pub cache: Option<String>,
+    /// The child process's peak resident memory (`VmHWM`), set by the
+    /// child once the run is over: every contender runs in a process of
+    /// its own, so this is the contender's.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Runs `spec` in this process.
@@ -147,6 +152,7 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
                 contender.inflight(&spec.dir, spec.depth, spec.seconds, spec.record_bytes)?;
             let verified = verify(contender, spec, 1, measured.ops)?;
             Ok(RunResult {
+                peak_rss_bytes: None,
                 measured,
                 verified_records: verified,
                 open_seconds: None,
@@ -218,6 +224,7 @@ fn commits(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, Strin
     let measured = all.finish(elapsed);
     let verified = verify(contender, spec, spec.threads, measured.ops)?;
     Ok(RunResult {
+        peak_rss_bytes: None,
         measured,
         verified_records: verified,
         open_seconds: None,
@@ -240,6 +247,7 @@ fn ingest(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String
     };
     // The replay that follows (W4) reads it back and checks every record.
     Ok(RunResult {
+        peak_rss_bytes: None,
         measured,
         verified_records: 0,
         open_seconds: None,
@@ -262,6 +270,7 @@ fn replay(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String
         ));
     }
     Ok(RunResult {
+        peak_rss_bytes: None,
         measured: Measured {
             ops: tally.records(),
             bytes: tally.bytes(),

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 18] = [
     "workload",
     "contender",
     "config",
@@ -26,6 +26,7 @@ const FIELDS: [&str; 17] = [
     "verified_records",
     "conflict_rate",
     "syncs_per_op",
+    "peak_rss_mb",
 ];
 
 #[test]
@@ -83,6 +84,10 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
             continue;
         }
         assert_eq!(status, "ok", "{r}");
+        // Every contender's own process's peak memory, at least its
+        // binary's (a few MB), at most this machine's.
+        let rss = r["peak_rss_mb"].as_f64().unwrap_or(0.0);
+        assert!((1.0..24_000.0).contains(&rss), "peak_rss_mb: {r}");
         let ops = r["ops"].as_u64().unwrap();
         assert!(ops > 0, "{r}");
         assert!(r["ops_per_s"].as_f64().unwrap() > 0.0, "{r}");
