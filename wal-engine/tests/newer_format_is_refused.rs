@@ -108,3 +108,49 @@ fn a_newer_empty_last_segment_is_not_removed_as_an_interrupted_creation() {
     std::fs::write(dir.path().join(segment_name(next)), &header).unwrap();
     assert_refused(dir.path(), &segment_name(next));
 }
+
+#[test]
+fn a_newer_segment_after_damage_is_not_set_aside_by_a_point_in_time_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let names = segment_names(dir.path());
+    // Damage in the first segment (a point-in-time recovery would cut
+    // there and set aside everything after)...
+    let first = dir.path().join(&names[0]);
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[200] ^= 0x40;
+    std::fs::write(&first, &bytes).unwrap();
+    // ...and a newer build's segment at the end.
+    let last = names.last().unwrap();
+    let path = dir.path().join(last);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let lsn = u64::from_le_bytes(bytes[32..40].try_into().unwrap());
+    restamp(&mut bytes[..64], FORMAT_VERSION + 1, lsn);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_refused(dir.path(), last);
+}
+
+#[test]
+fn a_flipped_version_is_damage_not_a_newer_format() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let names = segment_names(dir.path());
+    let path = dir.path().join(&names[1]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The version changed, the checksum not: a flipped bit.
+    bytes[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    match Wal::open(dir.path(), small_segments()) {
+        Err(WalError::Corrupt { segment, .. }) => assert_eq!(segment, names[1]),
+        Err(e) => panic!("expected corruption, got {e}"),
+        Ok(_) => panic!("a damaged header was opened"),
+    }
+    // A salvage mode may set it aside, as it does any damaged segment.
+    let mut options = small_segments();
+    options.recovery = RecoveryMode::SkipCorrupted;
+    let (_, report) = Wal::open(dir.path(), options).unwrap();
+    assert!(
+        report.discarded.iter().any(|d| d.starts_with(&names[1])),
+        "{report:?}"
+    );
+}

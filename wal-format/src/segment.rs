@@ -152,6 +152,34 @@ impl SegmentHeader {
         out
     }
 
+    /// The version of a header a newer format wrote: this format's magic,
+    /// a version above [`FORMAT_VERSION`], and a matching checksum (every
+    /// version keeps magic, version and the header checksum where version 1
+    /// put them), so the version is not a flipped bit. `None` for anything
+    /// else: a header this build reads, or a damaged one.
+    ///
+    /// ```
+    /// use wal_format::SegmentHeader;
+    ///
+    /// let mut header = SegmentHeader::new(7, 42, 1)?.encode();
+    /// assert_eq!(SegmentHeader::newer_version(&header), None);
+    /// header[8..10].copy_from_slice(&9u16.to_le_bytes());
+    /// // A version changed without its checksum: damage, not a newer format.
+    /// assert_eq!(SegmentHeader::newer_version(&header), None);
+    /// let crc = crc32c::crc32c(&header[..60]);
+    /// header[60..64].copy_from_slice(&crc.to_le_bytes());
+    /// assert_eq!(SegmentHeader::newer_version(&header), Some(9));
+    /// # Ok::<(), wal_format::EncodeError>(())
+    /// ```
+    pub fn newer_version(buf: &[u8]) -> Option<u16> {
+        let head = buf.get(..SegmentHeader::LEN)?;
+        let magic: [u8; 8] = array(head, OFF_MAGIC)?;
+        let version = u16_at(head, OFF_VERSION)?;
+        let stored = u32_at(head, OFF_CRC)?;
+        let sound = magic == SEGMENT_MAGIC && stored == crc32c::crc32c(head.get(..OFF_CRC)?);
+        (sound && version > FORMAT_VERSION).then_some(version)
+    }
+
     /// Decodes and validates a header from the start of `buf`.
     ///
     /// # Errors

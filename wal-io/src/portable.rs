@@ -37,6 +37,12 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
     }
 }
 
+/// Extra tries for the directory lock when it is held, and the pause
+/// between them: long enough for a probe's instant, short enough that a
+/// refused open is still quick.
+const LOCK_TRIES: u32 = 20;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A directory on a real file system.
 #[derive(Debug)]
 pub struct PortableStorage {
@@ -229,8 +235,20 @@ impl Storage for PortableStorage {
             )
         })
         .map_err(|e| IoError::os(Op::Lock, &lock_file, e))?;
-        match retry(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive))
-        {
+        // A tool's probe (`lock_state`) holds a shared lock for an instant:
+        // a few tries apart tell it from a holder.
+        let mut tries = 0;
+        let taken = loop {
+            let exclusive = rustix::fs::FlockOperation::NonBlockingLockExclusive;
+            match retry(|| rustix::fs::flock(&fd, exclusive)) {
+                Err(Errno::WOULDBLOCK) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                other => break other,
+            }
+        };
+        match taken {
             Ok(()) => {}
             Err(Errno::WOULDBLOCK) => {
                 let mut text = [0u8; 32];
@@ -274,8 +292,8 @@ pub enum LockState {
 
 /// Whether a process holds the lock of the directory at `path`, without
 /// creating or writing anything: the lock file is opened read-only and a
-/// shared lock tried and dropped at once. (For that instant, a process
-/// taking the lock is refused as if the directory were held.)
+/// shared lock tried and dropped at once ([`Storage::lock`] tries again a
+/// few times, so a process taking the lock at that instant still gets it).
 ///
 /// # Errors
 /// [`IoError::Os`] if the lock file exists but cannot be opened or locked.

@@ -60,3 +60,30 @@ fn the_lock_probe_sees_a_holder_and_writes_nothing() {
     assert_eq!(lock_state(dir.path()).unwrap(), LockState::Free);
     storage.lock().unwrap();
 }
+
+#[test]
+fn a_probe_never_makes_a_process_taking_the_lock_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open_dir(dir.path(), wal_io::BackendChoice::Portable).unwrap();
+    drop(storage.lock().unwrap()); // the lock file exists from here on
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probes = {
+        let (stop, path) = (std::sync::Arc::clone(&stop), dir.path().to_owned());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = lock_state(&path).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for i in 0..2000 {
+        let held = storage
+            .lock()
+            .unwrap_or_else(|e| panic!("take {i}: refused while only probed: {e}"));
+        drop(held);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(probes.join().unwrap() > 0);
+}

@@ -59,6 +59,18 @@ pub fn salvage(target: &Target, to: &Path, mode: RecoveryMode) -> Result<Salvage
             copy(target, &name, to)?;
         }
     }
+    // A process that opened the source while it was copied may have cut,
+    // recycled or compacted files under the copy: the copy proves nothing.
+    if let wal_io::portable::LockState::Held { holder } =
+        wal_io::portable::lock_state(&target.path)?
+    {
+        return Err(CliError::Locked {
+            dir: target.path.clone(),
+            holder,
+            hint: "; it was opened during the salvage: salvage again into a new directory",
+        });
+    }
+    sync_dir(to)?;
     match &target.kind {
         Kind::Log => {
             let mut options = wal_engine::Options::default();
@@ -70,6 +82,7 @@ pub fn salvage(target: &Target, to: &Path, mode: RecoveryMode) -> Result<Salvage
         Kind::Store(manifest) => {
             if let Some(m) = manifest {
                 let kept = copy_tables(target, m, to, &mut report)?;
+                sync_dir(to)?;
                 let storage = wal_io::open_dir(to, wal_io::BackendChoice::Portable)?;
                 write_manifest(&*storage, &kept)?;
             }
@@ -104,10 +117,24 @@ fn fill(report: &mut Salvage, r: &wal_engine::RecoveryReport) {
     report.gaps.clone_from(&r.gaps);
 }
 
+/// Copies one file, durably: the copy is what the new directory's log and
+/// manifest will vouch for.
 fn copy(target: &Target, name: &str, to: &Path) -> Result<(), CliError> {
+    use std::io::Write as _;
     let bytes = target.read(name)?;
-    std::fs::write(to.join(name), &bytes)
-        .map_err(CliError::io(format!("write {}", to.join(name).display())))
+    let path = to.join(name);
+    let what = format!("write {}", path.display());
+    let mut file = std::fs::File::create(&path).map_err(CliError::io(what.clone()))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(CliError::io(what))
+}
+
+/// Makes the copies' names durable in `to`.
+fn sync_dir(to: &Path) -> Result<(), CliError> {
+    std::fs::File::open(to)
+        .and_then(|d| d.sync_all())
+        .map_err(CliError::io(format!("sync {}", to.display())))
 }
 
 /// Copies the tables that read back whole; the manifest to write, without

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use wal_format::{DecodeError, FORMAT_VERSION, SegmentHeader};
+use wal_format::{FORMAT_VERSION, SegmentHeader};
 use wal_io::portable::{LockState, lock_state};
 use wal_io::{FileOptions, Storage};
 use wal_kv::inspect::{MANIFEST_NAME, ManifestInfo, read_manifest};
@@ -154,15 +154,13 @@ fn refuse_newer(storage: &dyn Storage, name: &str) -> Result<(), CliError> {
         return Ok(()); // an interrupted creation: recovery's to judge
     }
     file.read_at(0, &mut header)?;
-    match SegmentHeader::decode(&header) {
-        Err(DecodeError::UnknownVersion { version, .. }) if version > FORMAT_VERSION => {
-            Err(CliError::NewerFormat {
-                segment: name.to_owned(),
-                version,
-                supported: FORMAT_VERSION,
-            })
-        }
-        _ => Ok(()),
+    match SegmentHeader::newer_version(&header) {
+        Some(version) => Err(CliError::NewerFormat {
+            segment: name.to_owned(),
+            version,
+            supported: FORMAT_VERSION,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -89,6 +89,19 @@ fn a_held_directory_is_read_but_not_verified_or_salvaged() {
 }
 
 #[test]
+fn bad_arguments_exit_3_not_verify_s_2() {
+    for args in [
+        &["verify"][..],
+        &["verify", "/tmp", "--bogus"],
+        &["frobnicate"],
+    ] {
+        let out = walctl(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {out:?}");
+        assert!(!stderr(&out).is_empty());
+    }
+}
+
+#[test]
 fn help_shows_examples_and_exit_codes() {
     let out = walctl(&["--help"]);
     assert!(out.status.success());

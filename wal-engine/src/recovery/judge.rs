@@ -162,18 +162,6 @@ impl<'j> Judge<'j> {
     /// header whose first LSN differs from the name, or that belongs to
     /// another log, is corruption. `None`: the segment goes no further.
     fn judge_header(&mut self, s: &Scanned, last: bool) -> Result<Option<Prefix>, WalError> {
-        if let Outcome::BadHeader {
-            error: DecodeError::UnknownVersion { version, .. },
-            ..
-        } = &s.outcome
-            && *version > wal_format::FORMAT_VERSION
-        {
-            return Err(WalError::NewerFormat {
-                segment: s.name.clone(),
-                version: *version,
-                supported: wal_format::FORMAT_VERSION,
-            });
-        }
         let prefix = match &s.outcome {
             Outcome::BadHeader {
                 never_held_records: true,

@@ -136,6 +136,28 @@ pub fn inspect(storage: &dyn Storage, mode: RecoveryMode) -> Result<RecoveryRepo
     Ok(recovered.report)
 }
 
+/// Refuses the log if any segment is of a newer format, before anything
+/// is judged: no mode may set aside, cut or remove what a newer build wrote
+/// (a point-in-time cut earlier in the log would otherwise discard it).
+fn refuse_newer(storage: &dyn Storage, names: &[(String, u64)]) -> Result<(), WalError> {
+    for (name, _) in names {
+        let file = storage.open(name, wal_io::FileOptions::BUFFERED)?;
+        let mut head = [0u8; wal_format::SegmentHeader::LEN];
+        if file.size()? < head.len() as u64 {
+            continue;
+        }
+        file.read_at(0, &mut head)?;
+        if let Some(version) = wal_format::SegmentHeader::newer_version(&head) {
+            return Err(WalError::NewerFormat {
+                segment: name.clone(),
+                version,
+                supported: wal_format::FORMAT_VERSION,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Recovery's decision, and the directory changes it implies, not yet
 /// applied.
 fn plan(
@@ -150,6 +172,7 @@ fn plan(
         .filter_map(|n| parse_segment_name(&n).map(|lsn| (n, lsn)))
         .collect();
     names.sort_by_key(|(_, lsn)| *lsn);
+    refuse_newer(storage, &names)?;
     let last = names.last().map(|&(_, lsn)| lsn);
     let job = ScanJob {
         storage,

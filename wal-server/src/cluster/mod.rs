@@ -242,9 +242,11 @@ impl Node {
         // Leaving from the address peers know this node by keeps a
         // firewall's (or a test's fault-injecting proxy's) view of who is
         // talking true on hosts with several addresses.
+        // Not when it advertises another address (a NAT, a proxy): the
+        // bound one may not even route to its peers.
         let source = config.peer_listen.ip();
         let net = network::Net {
-            source: (!source.is_unspecified()).then_some(source),
+            source: (config.advertise_http.is_none() && !source.is_unspecified()).then_some(source),
         };
         let raft = Raft::new(config.id, Arc::new(raft_config), net, log, machine.clone())
             .await
