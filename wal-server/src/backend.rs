@@ -425,11 +425,16 @@ impl Backend {
         })
     }
 
-    /// Whether a command may wait long (a cluster's for its majority); a
-    /// local command waits at most for memory (its sync is deferred, see
-    /// [`Pending`]).
+    /// Whether a command may wait long: a cluster's waits for its majority;
+    /// a local one only while the store's memory is full and a checkpoint
+    /// runs (its sync is deferred, see [`Pending`]). Such a command runs off
+    /// the runtime's threads, so that other connections, `/health` and the
+    /// wake-ups of finished syncs go on meanwhile.
     pub(crate) fn commands_block(&self) -> bool {
-        matches!(self, Backend::Cluster(_))
+        match self {
+            Backend::Local(local) => local.store().write_may_wait(),
+            Backend::Cluster(_) => true,
+        }
     }
 
     /// The store data is read from.

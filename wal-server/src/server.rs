@@ -233,10 +233,11 @@ async fn serve(
             match decoder.decode(&mut input) {
                 Ok(Some(args)) => {
                     // A cluster's commands block on the Raft (a write
-                    // waits for a majority): off the runtime's other
-                    // tasks. A local command runs here: its write's sync
-                    // is awaited below, and handing the thread off costs
-                    // more than the rest of a command.
+                    // waits for a majority), and a local write may wait
+                    // for a checkpoint when memory is full: off the
+                    // runtime's other tasks. Otherwise a local command runs
+                    // here: its write's sync is awaited below, and handing
+                    // the thread off costs more than the rest of a command.
                     let mut reply = if db.commands_block() {
                         tokio::task::block_in_place(|| execute(&db, &counters, &mut session, &args))
                     } else {

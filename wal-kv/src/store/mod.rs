@@ -171,6 +171,15 @@ impl Store {
         Ok(Commit::new(&self.inner, lsn))
     }
 
+    /// Whether a write now may wait for a checkpoint (the memtable is full,
+    /// or one is still being written): a hint for an async caller choosing
+    /// whether to write on its own thread. It can be stale by the time the
+    /// write runs; correctness never depends on it.
+    pub fn write_may_wait(&self) -> bool {
+        let tree = read(&self.inner.tree);
+        tree.frozen.is_some() || read(&tree.active).bytes() >= self.inner.options.memtable_bytes_max
+    }
+
     /// Sets one key, durably.
     ///
     /// # Errors
