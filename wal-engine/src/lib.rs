@@ -55,6 +55,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod clock;
 mod error;
 mod future;
 mod log;
@@ -66,6 +67,7 @@ mod stats;
 mod sync;
 mod write_buf;
 
+pub use clock::Clock;
 pub use error::WalError;
 pub use future::DurableFuture;
 pub use log::Wal;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use wal_format::{
     Compression, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PAYLOAD_BYTES_MAX, PADDED_BLOCK_BYTES,
-    SegmentHeader, TERMINATOR_LEN,
+    SegmentHeader, TERMINATOR_LEN, TIMESTAMP_LEN,
 };
 
 use crate::WalError;
@@ -83,7 +83,8 @@ pub struct Options {
     /// When records become durable. Default [`SyncPolicy::Always`].
     pub sync: SyncPolicy,
     /// Longest record. Default 1 MiB; at least 1; at most `queue_bytes_max`
-    /// less a frame header, its padding and the record's 4-byte prefix (60 bytes).
+    /// less a frame header, its time, its padding and the record's 4-byte
+    /// prefix (68 bytes).
     pub record_bytes_max: usize,
     /// Encoded bytes waiting for the writer, at most: a full queue makes
     /// appenders wait (backpressure), it never grows. It also bounds one
@@ -136,6 +137,11 @@ pub struct Options {
     /// operating system's randomness; a seed makes a run reproducible (for
     /// simulation tests).
     pub identity_seed: Option<u64>,
+    /// Where each frame's commit time comes from (format version 4: every
+    /// frame carries the time it was written, microseconds since the Unix
+    /// epoch, never below an earlier frame's, even across reopens).
+    /// Default [`Clock::system`].
+    pub clock: crate::Clock,
 }
 
 impl Default for Options {
@@ -153,6 +159,7 @@ impl Default for Options {
             direct_io: false,
             writes_in_flight_max: 8,
             identity_seed: None,
+            clock: crate::Clock::system(),
         }
     }
 }
@@ -187,8 +194,10 @@ impl Options {
                 ),
             );
         }
-        // A record must fit one frame of the queue: header, padding, prefix.
-        let record_fits = self.queue_bytes_max - (FRAME_HEADER_LEN + FRAME_ALIGN + 4);
+        // A record must fit one frame of the queue: header, time, padding,
+        // prefix.
+        let record_fits =
+            self.queue_bytes_max - (FRAME_HEADER_LEN + TIMESTAMP_LEN + FRAME_ALIGN + 4);
         if self.record_bytes_max == 0 || self.record_bytes_max > record_fits {
             return bad(
                 "record_bytes_max",
@@ -366,7 +375,7 @@ impl OptionsBuilder {
             // One record, its prefix and a frame header (with padding) fit the queue.
             let fits = options
                 .queue_bytes_max
-                .saturating_sub(FRAME_HEADER_LEN + FRAME_ALIGN + 4)
+                .saturating_sub(FRAME_HEADER_LEN + TIMESTAMP_LEN + FRAME_ALIGN + 4)
                 .max(1);
             options.record_bytes_max = options.record_bytes_max.min(fits);
         }
@@ -393,7 +402,7 @@ mod tests {
             .build()
             .unwrap();
         assert!(
-            o.record_bytes_max + 4 + FRAME_HEADER_LEN + FRAME_ALIGN <= 4096,
+            o.record_bytes_max + 4 + FRAME_HEADER_LEN + TIMESTAMP_LEN + FRAME_ALIGN <= 4096,
             "{o:?}"
         );
         let err = Options::builder()

@@ -97,9 +97,11 @@ fn frames_after_a_torn_write_are_cut_and_never_resurrected() {
     let nine = ends[7].1 as usize;
     let ten = ends[8].1 as usize;
     let segment_id = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
+    // The frame's commit time, right after its header, kept as it was.
+    let time = u64::from_le_bytes(bytes[ten + 48..ten + 56].try_into().unwrap());
     let mut frame = Vec::new();
     wal_format::FrameEncoder::new(wal_format::Compression::NONE)
-        .encode(&mut frame, segment_id, 10, 8, [&record(10)[..]])
+        .encode_timestamped(&mut frame, segment_id, 10, 8, time, [&record(10)[..]])
         .unwrap();
     assert_eq!(frame.len(), ends[9].1 as usize - ten);
     bytes[ten..ten + frame.len()].copy_from_slice(&frame);

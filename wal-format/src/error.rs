@@ -245,4 +245,8 @@ pub enum EncodeError {
         /// Length found.
         found: usize,
     },
+    /// A time set on a frame begun without one
+    /// ([`FrameBuilder::begin_timestamped`](crate::FrameBuilder::begin_timestamped) reserves it).
+    #[error("the frame was begun without a time")]
+    NotTimestamped,
 }

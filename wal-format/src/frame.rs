@@ -23,6 +23,14 @@ pub const RECORD_BYTES_MAX: usize = FRAME_PAYLOAD_BYTES_MAX - RECORD_PREFIX_LEN;
 /// length (LZ4 cannot expand more than 255:1, Snappy less), so a header that
 /// claims more is rejected before anything is allocated.
 pub const COMPRESSION_RATIO_MAX: usize = 255;
+/// Frame header flag (bit 0 of `flags`, format version 4 on): the payload
+/// starts with the commit's wall-clock time, a `u64` little-endian count of
+/// microseconds since the Unix epoch, before the first record. Only records
+/// frames carry it.
+pub const FRAME_FLAG_TIMESTAMP: u16 = 1;
+/// Bytes of that time at the start of the payload.
+pub const TIMESTAMP_LEN: usize = 8;
+
 /// Offset of the segment-identity field (`segment_id`, a `u64`
 /// little-endian) within a frame header (docs/FORMAT.md, "Frames"). A
 /// scanner looking for frames in bytes it cannot otherwise trust can compare
@@ -234,6 +242,8 @@ pub struct FrameBuilder {
     segment_id: u64,
     first_lsn: u64,
     record_count: u32,
+    /// The payload starts with a time ([`FRAME_FLAG_TIMESTAMP`]).
+    timestamped: bool,
 }
 
 impl FrameBuilder {
@@ -263,7 +273,53 @@ impl FrameBuilder {
             segment_id,
             first_lsn,
             record_count: 0,
+            timestamped: false,
         })
+    }
+
+    /// As [`FrameBuilder::begin`], for a frame that carries the commit's
+    /// wall-clock time (microseconds since the Unix epoch) before its
+    /// records; [`FrameBuilder::set_time`] changes it until the frame is
+    /// finished.
+    ///
+    /// # Errors
+    /// As [`FrameBuilder::begin`].
+    pub fn begin_timestamped<B: FrameBuf + ?Sized>(
+        out: &mut B,
+        segment_id: u64,
+        first_lsn: u64,
+        time_us: u64,
+    ) -> Result<Self, EncodeError> {
+        let mut b = FrameBuilder::begin(out, segment_id, first_lsn)?;
+        out.extend_from_slice(&time_us.to_le_bytes());
+        b.len_expected = out.len();
+        b.timestamped = true;
+        Ok(b)
+    }
+
+    /// Sets the time a timestamped frame carries (the writer's clock when
+    /// it writes the frame, rather than when the first record came).
+    ///
+    /// # Errors
+    /// [`EncodeError::BufferMismatch`]; [`EncodeError::NotTimestamped`] for
+    /// a frame begun without a time.
+    pub fn set_time<B: FrameBuf + ?Sized>(
+        &mut self,
+        out: &mut B,
+        time_us: u64,
+    ) -> Result<(), EncodeError> {
+        self.check(out.as_bytes())?;
+        if !self.timestamped {
+            return Err(EncodeError::NotTimestamped);
+        }
+        let at = self.start + FRAME_HEADER_LEN;
+        out.as_bytes_mut()[at..at + TIMESTAMP_LEN].copy_from_slice(&time_us.to_le_bytes());
+        Ok(())
+    }
+
+    /// Whether the frame carries a time.
+    pub fn is_timestamped(&self) -> bool {
+        self.timestamped
     }
 
     fn check(&self, out: &[u8]) -> Result<(), EncodeError> {
@@ -356,7 +412,8 @@ impl FrameBuilder {
         Ok(())
     }
 
-    /// Raw payload bytes so far (length prefixes included).
+    /// Raw payload bytes so far (the time, if any, and length prefixes
+    /// included).
     pub fn raw_len(&self) -> usize {
         self.len_expected - self.start - FRAME_HEADER_LEN
     }
@@ -419,6 +476,34 @@ impl FrameEncoder {
         self.finish(builder, out, durable_lsn)
     }
 
+    /// As [`FrameEncoder::encode`], for a frame carrying the commit's
+    /// wall-clock time, `time_us` microseconds since the Unix epoch.
+    ///
+    /// # Errors
+    /// As [`FrameEncoder::encode`].
+    pub fn encode_timestamped<'r, B, I>(
+        &mut self,
+        out: &mut B,
+        segment_id: u64,
+        first_lsn: u64,
+        durable_lsn: u64,
+        time_us: u64,
+        records: I,
+    ) -> Result<FrameSummary, EncodeError>
+    where
+        B: FrameBuf + ?Sized,
+        I: IntoIterator<Item = &'r [u8]>,
+    {
+        let mut builder = FrameBuilder::begin_timestamped(out, segment_id, first_lsn, time_us)?;
+        for record in records {
+            if let Err(e) = builder.push(out, record) {
+                builder.abandon(out);
+                return Err(e);
+            }
+        }
+        self.finish(builder, out, durable_lsn)
+    }
+
     /// Finishes a frame built with `builder` in `out`. On error the partial
     /// frame is removed from `out`.
     ///
@@ -463,6 +548,11 @@ impl FrameEncoder {
             HeaderFields {
                 kind: FrameKind::Records,
                 codec,
+                flags: if builder.timestamped {
+                    FRAME_FLAG_TIMESTAMP
+                } else {
+                    0
+                },
                 record_count: builder.record_count,
                 first_lsn: builder.first_lsn,
                 segment_id: builder.segment_id,
@@ -501,6 +591,7 @@ pub fn encode_seal<B: FrameBuf + ?Sized>(
         HeaderFields {
             kind: FrameKind::Seal,
             codec: Codec::None,
+            flags: 0,
             record_count: 0,
             first_lsn: next_lsn,
             segment_id,
@@ -513,6 +604,7 @@ pub fn encode_seal<B: FrameBuf + ?Sized>(
 struct HeaderFields {
     kind: FrameKind,
     codec: Codec,
+    flags: u16,
     record_count: u32,
     first_lsn: u64,
     segment_id: u64,
@@ -535,7 +627,7 @@ fn seal_header<B: FrameBuf + ?Sized>(out: &mut B, start: usize, f: HeaderFields)
         h[OFF_STORED_LEN..OFF_STORED_LEN + 4].copy_from_slice(&stored_u32.to_le_bytes());
         h[OFF_KIND] = f.kind.to_byte();
         h[OFF_CODEC] = f.codec.to_byte();
-        h[OFF_FLAGS..OFF_FLAGS + 2].copy_from_slice(&0u16.to_le_bytes());
+        h[OFF_FLAGS..OFF_FLAGS + 2].copy_from_slice(&f.flags.to_le_bytes());
         h[OFF_RECORD_COUNT..OFF_RECORD_COUNT + 4].copy_from_slice(&f.record_count.to_le_bytes());
         h[OFF_FIRST_LSN..OFF_FIRST_LSN + 8].copy_from_slice(&f.first_lsn.to_le_bytes());
         h[OFF_SEGMENT_ID..OFF_SEGMENT_ID + 8].copy_from_slice(&f.segment_id.to_le_bytes());
@@ -579,7 +671,10 @@ pub struct Frame {
     header: FrameHeader,
     offset: u64,
     encoded_len: usize,
+    /// The decompressed payload's records (after the time, if any).
     payload: Bytes,
+    /// The commit's wall-clock time, for a frame that carries one.
+    timestamp_us: Option<u64>,
 }
 
 impl Frame {
@@ -627,9 +722,18 @@ impl Frame {
         self.header.record_count
     }
 
-    /// The decompressed payload: length-prefixed records.
+    /// The decompressed payload's records: length-prefixed, after the
+    /// frame's time if it carries one.
     pub fn payload(&self) -> &Bytes {
         &self.payload
+    }
+
+    /// The commit's wall-clock time, microseconds since the Unix epoch, for
+    /// a frame that carries one (format version 4 on; a seal carries none).
+    /// Informational: monotonic within a log, but only as true as the
+    /// writer's clock.
+    pub fn timestamp_us(&self) -> Option<u64> {
+        self.timestamp_us
     }
 
     /// The records, in LSN order, each an owned [`Bytes`] that shares the
@@ -896,13 +1000,15 @@ pub fn decode_frame(
         offset: at,
         codec: codec_byte,
     })?;
-    if flags != 0 {
+    let timestamped = kind == FrameKind::Records && flags == u64::from(FRAME_FLAG_TIMESTAMP);
+    if flags != 0 && !timestamped {
         return Err(DecodeError::ReservedNonZero {
             offset: at,
             field: "flags",
             value: flags,
         });
     }
+    let records_at = if timestamped { wide(TIMESTAMP_LEN) } else { 0 };
     if reserved != 0 {
         return Err(DecodeError::ReservedNonZero {
             offset: at,
@@ -984,7 +1090,11 @@ pub fn decode_frame(
                     "exceeds COMPRESSION_RATIO_MAX times stored_len",
                 ));
             }
-            if record_count.saturating_mul(wide(RECORD_PREFIX_LEN)) > raw_len {
+            if record_count
+                .saturating_mul(wide(RECORD_PREFIX_LEN))
+                .saturating_add(records_at)
+                > raw_len
+            {
                 return Err(bad(
                     hdr,
                     "record_count",
@@ -1009,6 +1119,9 @@ pub fn decode_frame(
             Bytes::from(bytes)
         }
     };
+    // The checks above keep the time inside the payload.
+    let timestamp_us = timestamped.then(|| u64_at(&payload, 0)).flatten();
+    let payload = payload.slice(usize::try_from(records_at).unwrap_or(0).min(payload.len())..);
     validate_records(&payload, record_count, at)?;
     let header = FrameHeader {
         crc: u32::try_from(crc).unwrap_or_default(),
@@ -1026,6 +1139,7 @@ pub fn decode_frame(
         offset: at,
         encoded_len: align_up(frame_len),
         payload,
+        timestamp_us,
     })
 }
 

@@ -53,10 +53,11 @@ pub use clean::{CLEAN_CLOSE_MAGIC, CleanClose};
 pub use codec::{Codec, Compression};
 pub use error::{DecodeError, EncodeError, Structure};
 pub use frame::{
-    COMPRESSION_RATIO_MAX, FRAME_ALIGN, FRAME_HEADER_LEN, FRAME_PAYLOAD_BYTES_MAX,
-    FRAME_SEGMENT_ID_OFFSET, Frame, FrameBuf, FrameBuilder, FrameEncoder, FrameExpect, FrameHeader,
-    FrameKind, FrameSummary, IntoRecords, RECORD_BYTES_MAX, RECORD_PREFIX_LEN, Record,
-    RecordSlices, Records, decode_frame, encode_seal, peek_frame_segment_id,
+    COMPRESSION_RATIO_MAX, FRAME_ALIGN, FRAME_FLAG_TIMESTAMP, FRAME_HEADER_LEN,
+    FRAME_PAYLOAD_BYTES_MAX, FRAME_SEGMENT_ID_OFFSET, Frame, FrameBuf, FrameBuilder, FrameEncoder,
+    FrameExpect, FrameHeader, FrameKind, FrameSummary, IntoRecords, RECORD_BYTES_MAX,
+    RECORD_PREFIX_LEN, Record, RecordSlices, Records, TIMESTAMP_LEN, decode_frame, encode_seal,
+    peek_frame_segment_id,
 };
 pub use scan::{LaterFrame, ScanPoint, ScanSummary, SegmentEnd, SegmentScanner};
 pub use segment::{
@@ -74,8 +75,10 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"\x89WAL\r\n\x1a\n";
 /// that every write into a recycled segment ends with a zeroed frame header
 /// ([`TERMINATOR_LEN`] bytes). Version 3 added the [`FLAG_PADDED`] flag:
 /// a segment written in whole blocks, for O_DIRECT, where a zeroed frame
-/// header is padding up to the next block boundary.
-pub const FORMAT_VERSION: u16 = 3;
+/// header is padding up to the next block boundary. Version 4 added the
+/// [`FRAME_FLAG_TIMESTAMP`] frame flag: a records frame's payload may start
+/// with the commit's wall-clock time.
+pub const FORMAT_VERSION: u16 = 4;
 
 /// Bytes of zeros a writer puts right after the last frame of every write
 /// into a recycled segment (and after a recycled segment's header): a zeroed

@@ -73,6 +73,8 @@ pub struct ScanSummary {
     pub valid_end: u64,
     /// The highest durable watermark recorded by a frame of the prefix (0 if none).
     pub durable_lsn_recorded: u64,
+    /// The latest commit time a frame of the prefix carries (version 4 on).
+    pub last_timestamp_us: Option<u64>,
     /// How the prefix ends.
     pub end: SegmentEnd,
 }
@@ -87,6 +89,7 @@ pub struct ScanPoint {
     frames: u64,
     records: u64,
     durable_lsn_recorded: u64,
+    last_timestamp_us: Option<u64>,
 }
 
 impl ScanPoint {
@@ -137,6 +140,7 @@ pub struct SegmentScanner {
     frames: u64,
     records: u64,
     durable_lsn_recorded: u64,
+    last_timestamp_us: Option<u64>,
     end: Option<SegmentEnd>,
 }
 
@@ -157,6 +161,7 @@ impl SegmentScanner {
             frames: 0,
             records: 0,
             durable_lsn_recorded: 0,
+            last_timestamp_us: None,
             end: None,
         })
     }
@@ -189,6 +194,7 @@ impl SegmentScanner {
             frames: self.frames,
             records: self.records,
             durable_lsn_recorded: self.durable_lsn_recorded,
+            last_timestamp_us: self.last_timestamp_us,
         }
     }
 
@@ -249,6 +255,7 @@ impl SegmentScanner {
             frames: point.frames,
             records: point.records,
             durable_lsn_recorded: point.durable_lsn_recorded,
+            last_timestamp_us: point.last_timestamp_us,
             end: None,
         })
     }
@@ -263,6 +270,7 @@ impl SegmentScanner {
             next_lsn: self.next_lsn,
             valid_end: self.base.saturating_add(wide(self.offset)),
             durable_lsn_recorded: self.durable_lsn_recorded,
+            last_timestamp_us: self.last_timestamp_us,
             end: self.end.take().unwrap_or(SegmentEnd::Clean),
         }
     }
@@ -378,6 +386,9 @@ impl Iterator for SegmentScanner {
                 self.records += u64::from(frame.record_count());
                 self.durable_lsn_recorded =
                     self.durable_lsn_recorded.max(frame.header().durable_lsn);
+                if let Some(t) = frame.timestamp_us() {
+                    self.last_timestamp_us = Some(self.last_timestamp_us.map_or(t, |l| l.max(t)));
+                }
                 if frame.kind() == FrameKind::Seal {
                     self.end = Some(SegmentEnd::Sealed {
                         next_lsn: frame.first_lsn(),

@@ -11,12 +11,16 @@ use wal_format::{Compression, FrameEncoder, SegmentEnd, SegmentHeader, SegmentSc
 const BEGIN: &str = "<!-- example-bytes:begin -->";
 const END: &str = "<!-- example-bytes:end -->";
 
+/// The example's commit time: 2025-12-05T02:00:00Z.
+const TIME_US: u64 = 1_764_900_000_000_000;
+
 /// The example of docs/FORMAT.md: log 1, segment identity 0x2a, first LSN 1,
-/// one frame holding the records "hello" and "wal", nothing durable yet.
+/// one frame committed at [`TIME_US`] holding the records "hello" and "wal",
+/// nothing durable yet.
 fn example() -> Vec<u8> {
     let mut out = SegmentHeader::new(1, 0x2a, 1).unwrap().encode().to_vec();
     FrameEncoder::new(Compression::NONE)
-        .encode(&mut out, 0x2a, 1, 0, [&b"hello"[..], b"wal"])
+        .encode_timestamped(&mut out, 0x2a, 1, 0, TIME_US, [&b"hello"[..], b"wal"])
         .unwrap();
     out
 }
@@ -70,8 +74,10 @@ fn the_documented_example_is_what_the_encoder_writes() {
 #[test]
 fn the_documented_example_decodes() {
     let mut scan = SegmentScanner::new(Bytes::from(documented())).unwrap();
-    let records: Vec<_> = scan
-        .by_ref()
+    let frames: Vec<_> = scan.by_ref().collect();
+    assert_eq!(frames[0].timestamp_us(), Some(TIME_US));
+    let records: Vec<_> = frames
+        .iter()
         .flat_map(|f| f.records().collect::<Vec<_>>())
         .collect();
     assert_eq!(records.len(), 2);

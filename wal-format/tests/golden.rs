@@ -17,6 +17,10 @@ use wal_format::{
     SegmentEnd, SegmentHeader, SegmentScanner, TERMINATOR_LEN, encode_seal,
 };
 
+/// The commit time the current version's frames carry (plus a small
+/// offset per frame): 2025-12-05T02:00:00Z.
+const T0: u64 = 1_764_900_000_000_000;
+
 /// The current version's fixtures are at the top; each older version's stay
 /// in their own folder, never regenerated, and must keep reading as they did.
 fn fixture_path(name: &str) -> PathBuf {
@@ -46,7 +50,8 @@ fn recycled() -> Vec<u8> {
     let mut enc = FrameEncoder::new(Compression::NONE);
     for i in 0..3u64 {
         let rec = format!("old life, frame {i}").into_bytes();
-        enc.encode(&mut out, old_id, 1 + i, i, [&rec[..]]).unwrap();
+        enc.encode_timestamped(&mut out, old_id, 1 + i, i, T0 + i, [&rec[..]])
+            .unwrap();
     }
     let header = SegmentHeader::new(LOG_ID, SEGMENT_ID, 1)
         .unwrap()
@@ -54,7 +59,7 @@ fn recycled() -> Vec<u8> {
         .encode();
     out[..header.len()].copy_from_slice(&header);
     let mut frame = Vec::new();
-    enc.encode(&mut frame, SEGMENT_ID, 1, 0, plain_records())
+    enc.encode_timestamped(&mut frame, SEGMENT_ID, 1, 0, T0 + 10, plain_records())
         .unwrap();
     frame.resize(frame.len() + TERMINATOR_LEN, 0);
     out[header.len()..header.len() + frame.len()].copy_from_slice(&frame);
@@ -73,11 +78,12 @@ fn padded() -> Vec<u8> {
     let second: [&[u8]; 1] = [b"after the padding"];
     for (first_lsn, durable, records) in [(1, 0, &plain_records()[..]), (4, 3, &second[..])] {
         out.resize(out.len().next_multiple_of(PADDED_BLOCK_BYTES), 0);
-        enc.encode(
+        enc.encode_timestamped(
             &mut out,
             SEGMENT_ID,
             first_lsn,
             durable,
+            T0 + first_lsn,
             records.iter().copied(),
         )
         .unwrap();
@@ -105,7 +111,7 @@ fn encode_compressed(out: &mut Vec<u8>, codec: Codec) {
         codec,
         min_bytes: 0,
     })
-    .encode(out, SEGMENT_ID, 1, 0, recs.iter().map(Vec::as_slice))
+    .encode_timestamped(out, SEGMENT_ID, 1, 0, T0, recs.iter().map(Vec::as_slice))
     .unwrap();
     assert_eq!(s.codec, codec);
 }
@@ -119,11 +125,12 @@ fn three_frames(out: &mut Vec<u8>) -> Vec<usize> {
             let recs: Vec<Vec<u8>> = (0..5)
                 .map(|j| format!("frame {i} record {j}").into_bytes())
                 .collect();
-            enc.encode(
+            enc.encode_timestamped(
                 out,
                 SEGMENT_ID,
                 1 + 5 * i,
                 5 * i,
+                T0 + i,
                 recs.iter().map(Vec::as_slice),
             )
             .unwrap()
@@ -143,7 +150,7 @@ fn fixtures() -> Vec<Fixture> {
             name: "records_none.seg",
             bytes: segment(|out| {
                 FrameEncoder::new(Compression::NONE)
-                    .encode(out, SEGMENT_ID, 1, 0, plain_records())
+                    .encode_timestamped(out, SEGMENT_ID, 1, 0, T0, plain_records())
                     .unwrap();
             }),
         },
@@ -159,7 +166,7 @@ fn fixtures() -> Vec<Fixture> {
             name: "sealed.seg",
             bytes: segment(|out| {
                 FrameEncoder::new(Compression::NONE)
-                    .encode(out, SEGMENT_ID, 1, 0, plain_records())
+                    .encode_timestamped(out, SEGMENT_ID, 1, 0, T0, plain_records())
                     .unwrap();
                 encode_seal(out, SEGMENT_ID, 4, 3).unwrap();
             }),
@@ -225,6 +232,16 @@ fn read(name: &str, version: u16) -> Read {
     let mut records = Vec::new();
     let mut frames = Vec::new();
     for frame in scan.by_ref() {
+        // Version 4's records frames carry their commit time; older ones none.
+        let timed = version >= 4 && frame.kind() == FrameKind::Records;
+        assert_eq!(
+            frame
+                .timestamp_us()
+                .is_some_and(|t| (T0..T0 + 100).contains(&t)),
+            timed,
+            "{name}: {:?}",
+            frame.timestamp_us()
+        );
         frames.push((frame.kind(), frame.header().codec));
         records.extend(frame.records().map(|r| (r.lsn, r.data.to_vec())));
     }
@@ -242,28 +259,40 @@ fn numbered(records: &[&[u8]]) -> Vec<(u64, Vec<u8>)> {
 #[test]
 fn every_fixture_reads_as_recorded() {
     check_version(FORMAT_VERSION, "");
+    check_version(3, "v3/");
     check_version(2, "v2/");
     check_version(1, "v1/");
 
-    for (name, version) in [("recycled.seg", FORMAT_VERSION), ("v2/recycled.seg", 2)] {
+    for (name, version) in [
+        ("recycled.seg", FORMAT_VERSION),
+        ("v3/recycled.seg", 3),
+        ("v2/recycled.seg", 2),
+    ] {
         let (records, frames, summary) = read(name, version);
         assert_eq!(records, numbered(&plain_records()), "{name}");
         assert_eq!(frames, [(FrameKind::Records, Codec::None)], "{name}");
         assert_eq!(summary.end, SegmentEnd::Clean, "{name}");
     }
 
-    let (records, frames, summary) = read("padded.seg", FORMAT_VERSION);
-    let mut expected = plain_records().to_vec();
-    expected.push(b"after the padding");
-    assert_eq!(records, numbered(&expected));
-    assert_eq!(frames, [(FrameKind::Records, Codec::None); 2]);
-    assert_eq!(summary.end, SegmentEnd::Clean);
-    assert!(summary.header.padded());
-    assert_eq!(
-        summary.valid_end % PADDED_BLOCK_BYTES as u64,
-        48 + 24,
-        "the prefix ends inside the second block, before its padding"
-    );
+    // The second write's frame: header, (a time from version 4 on), the
+    // record's prefix and 17 bytes, aligned to 8.
+    for (name, version, end) in [
+        ("padded.seg", FORMAT_VERSION, 48 + 8 + 24),
+        ("v3/padded.seg", 3, 48 + 24),
+    ] {
+        let (records, frames, summary) = read(name, version);
+        let mut expected = plain_records().to_vec();
+        expected.push(b"after the padding");
+        assert_eq!(records, numbered(&expected), "{name}");
+        assert_eq!(frames, [(FrameKind::Records, Codec::None); 2], "{name}");
+        assert_eq!(summary.end, SegmentEnd::Clean, "{name}");
+        assert!(summary.header.padded(), "{name}");
+        assert_eq!(
+            summary.valid_end % PADDED_BLOCK_BYTES as u64,
+            end,
+            "{name}: the prefix ends inside the second block, before its padding"
+        );
+    }
 }
 
 /// The fixtures every version has, read from `dir`.

@@ -64,8 +64,9 @@ fn header_field_violations_are_named() {
         decode(Forge { codec: 7, ..f }.bytes(&p)),
         Err(DecodeError::UnknownCodec { codec: 7, .. })
     ));
+    // Bit 0 is the time flag (version 4); every other bit is reserved.
     assert!(matches!(
-        decode(Forge { flags: 1, ..f }.bytes(&p)),
+        decode(Forge { flags: 2, ..f }.bytes(&p)),
         Err(DecodeError::ReservedNonZero { field: "flags", .. })
     ));
     assert!(matches!(
@@ -353,7 +354,7 @@ fn segment_header_violations_are_named() {
         SegmentHeader::decode(&magic),
         Err(DecodeError::BadMagic { .. })
     ));
-    for unknown in [0u8, 4] {
+    for unknown in [0u8, 5] {
         let version = forged_segment_header(|h| h[8] = unknown);
         assert!(
             matches!(
@@ -514,4 +515,45 @@ fn a_full_frame_stays_valid_after_a_refused_push() {
         .unwrap();
     let frame = decode(out).unwrap();
     assert_eq!(frame.records().next().unwrap().data.len(), half.len());
+}
+
+/// Version 4's time flag: the payload starts with the commit's time, which
+/// the frame reports; the flag on a seal, or a payload too short for the
+/// time and the records' prefixes, is refused.
+#[test]
+fn the_time_flag_is_read_and_checked() {
+    let time: u64 = 1_764_900_000_123_456;
+    let mut p = time.to_le_bytes().to_vec();
+    p.extend_from_slice(&two_records());
+    let timed = Forge {
+        flags: 1,
+        ..Forge::records(p.len() as u32, 2, 7)
+    };
+    let frame = decode(timed.bytes(&p)).unwrap();
+    assert_eq!(frame.timestamp_us(), Some(time));
+    let records: Vec<Vec<u8>> = frame.records().map(|r| r.data.to_vec()).collect();
+    assert_eq!(records, [b"abc".to_vec(), b"defg".to_vec()]);
+    assert_eq!(
+        frame.payload().len(),
+        two_records().len(),
+        "the payload is the records'"
+    );
+    // Without the flag the same payload is records only: the time's bytes
+    // do not parse as records.
+    assert!(decode(Forge { flags: 0, ..timed }.bytes(&p)).is_err());
+    // A payload with room for the prefixes but not the time.
+    let short = two_records();
+    assert!(
+        decode(
+            Forge {
+                flags: 1,
+                ..Forge::records(short.len() as u32, 2, 7)
+            }
+            .bytes(&short)
+        )
+        .is_err()
+    );
+    // A frame without the flag reports no time.
+    let plain = decode(forge().bytes(&two_records())).unwrap();
+    assert_eq!(plain.timestamp_us(), None);
 }

@@ -37,6 +37,12 @@ struct Line<'a> {
     frame_first_lsn: u64,
     bytes: usize,
     codec: &'static str,
+    /// The commit time, microseconds since the Unix epoch, and as RFC 3339
+    /// (format version 4 on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ops: Option<Vec<JsonOp>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +95,8 @@ impl<W: Write> Printer<W> {
                 frame_first_lsn: f.first_lsn(),
                 bytes: r.data.len(),
                 codec,
+                time_us: f.timestamp_us(),
+                time: f.timestamp_us().map(show::time),
                 ops,
                 undecodable,
             };
@@ -102,8 +110,11 @@ impl<W: Write> Printer<W> {
                 Some(Ok(b)) => format!("  {}", show::batch(b).join("; ")),
                 Some(Err(e)) => format!("  undecodable batch: {e}"),
             };
+            let time = f
+                .timestamp_us()
+                .map_or(String::new(), |t| format!("  {}", show::time(t)));
             format!(
-                "{}  {}@{}  {} B  {codec}{ops}",
+                "{}  {}@{}  {} B  {codec}{time}{ops}",
                 r.lsn,
                 self.segment,
                 f.offset(),

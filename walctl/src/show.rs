@@ -41,8 +41,56 @@ pub fn batch(b: &WriteBatch) -> Vec<String> {
         .collect()
 }
 
+/// Microseconds since the Unix epoch as RFC 3339 in UTC, to the
+/// microsecond: `2025-12-05T02:00:00.000000Z`.
+pub fn time(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        us % 1_000_000
+    )
+}
+
+/// The calendar date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(super::time(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            super::time(1_764_900_000_000_000),
+            "2025-12-05T02:00:00.000000Z"
+        );
+        // A leap day, and the microseconds.
+        assert_eq!(
+            super::time(951_782_400_000_001),
+            "2000-02-29T00:00:00.000001Z"
+        );
+        assert_eq!(
+            super::time(4_102_444_799_999_999),
+            "2099-12-31T23:59:59.999999Z"
+        );
+    }
+
     #[test]
     fn unprintable_bytes_are_escaped_and_long_ones_cut() {
         assert_eq!(super::bytes(b"key:1"), "\"key:1\"");

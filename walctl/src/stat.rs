@@ -33,6 +33,9 @@ pub struct Stat {
     pub stored_bytes: u64,
     pub raw_bytes: u64,
     pub compression_ratio: Option<f64>,
+    /// The first and last commit times the frames carry (version 4 on).
+    pub first_time: Option<String>,
+    pub last_time: Option<String>,
     /// How the last segment's valid prefix ends.
     pub tail: Option<String>,
     /// Why the default recovery would refuse the log, if it would.
@@ -74,6 +77,7 @@ pub fn stat(target: &Target) -> Result<Stat, CliError> {
         }
         Err(e) => s.damage = Some(e.to_string()),
     }
+    let (mut first_time, mut last_time) = (None, None);
     scan::each(target, |seg| {
         s.bytes_on_disk += seg.size;
         for f in &seg.frames {
@@ -83,12 +87,18 @@ pub fn stat(target: &Target) -> Result<Stat, CliError> {
                     .entry(codec_name(f.header().codec))
                     .or_default() += 1;
             }
+            if let Some(t) = f.timestamp_us() {
+                first_time.get_or_insert(t);
+                last_time = Some(last_time.map_or(t, |l: u64| l.max(t)));
+            }
             s.stored_bytes += u64::from(f.header().stored_len);
             s.raw_bytes += u64::from(f.header().raw_len);
         }
         s.tail = Some(scan::describe_end(seg));
         Ok(ControlFlow::Continue(()))
     })?;
+    s.first_time = first_time.map(crate::show::time);
+    s.last_time = last_time.map(crate::show::time);
     s.compression_ratio = (s.stored_bytes > 0).then(|| s.raw_bytes as f64 / s.stored_bytes as f64);
     if let Kind::Store(Some(m)) = &target.kind {
         s.checkpoint_lsn = Some(m.checkpoint_lsn);
@@ -153,6 +163,9 @@ pub fn render(s: &Stat) -> String {
         s.compression_ratio
             .map_or("-".to_owned(), |r| format!("{r:.2}"))
     );
+    if let (Some(a), Some(b)) = (&s.first_time, &s.last_time) {
+        let _ = writeln!(out, "commits       {a} .. {b}");
+    }
     let _ = writeln!(out, "tail          {}", s.tail.as_deref().unwrap_or("-"));
     if let Some(d) = &s.damage {
         let _ = writeln!(out, "damage        {d}");

@@ -27,12 +27,18 @@ fn a_log_s_figures_and_records_are_reported_exactly() {
         segments(dir.path()).len() > 2,
         "the test wants several segments"
     );
-    let raw: u64 = (1..=1000).map(|l| record(l).len() as u64 + 4).sum();
+    // One frame per commit: its time (8 bytes), then the record and its
+    // length prefix.
+    let raw: u64 = (1..=1000).map(|l| 8 + record(l).len() as u64 + 4).sum();
     assert_eq!(
         s["raw_bytes"], raw,
         "payload bytes: records and their length prefixes"
     );
     assert!(s["held_by"].is_null());
+    // Commit times (format version 4): the frames were written just now.
+    let first = s["first_time"].as_str().unwrap();
+    let last = s["last_time"].as_str().unwrap();
+    assert!(first.ends_with('Z') && first <= last, "{first} .. {last}");
 
     let out = walctl(&["dump", d, "--json"]);
     assert!(out.status.success(), "{out:?}");
@@ -41,8 +47,20 @@ fn a_log_s_figures_and_records_are_reported_exactly() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 1000);
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    let now_us = u64::try_from(now_us).unwrap();
+    let mut previous = 0;
     for (i, l) in lines.iter().enumerate() {
         let lsn = i as u64 + 1;
+        let t = l["time_us"].as_u64().unwrap();
+        assert!(
+            previous <= t && t <= now_us && now_us - t < 3_600_000_000,
+            "{l}"
+        );
+        previous = t;
         assert_eq!(l["lsn"], lsn);
         assert_eq!(l["bytes"], record(lsn).len());
         assert_eq!(l["codec"], "none");
@@ -52,7 +70,7 @@ fn a_log_s_figures_and_records_are_reported_exactly() {
     // Each record in the segment its line names, at the frame offset given.
     let l = &lines[900];
     let seg = std::fs::read(dir.path().join(l["segment"].as_str().unwrap())).unwrap();
-    let at = usize::try_from(l["frame_offset"].as_u64().unwrap()).unwrap() + 48 + 4;
+    let at = usize::try_from(l["frame_offset"].as_u64().unwrap()).unwrap() + 48 + 8 + 4;
     assert_eq!(&seg[at..at + record(901).len()], &record(901)[..]);
 
     let out = walctl(&["dump", d, "--from", "100", "--to", "120", "--limit", "5"]);

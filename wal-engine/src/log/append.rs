@@ -4,7 +4,9 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use wal_format::{FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuf, FrameBuilder, RECORD_PREFIX_LEN};
+use wal_format::{
+    FRAME_ALIGN, FRAME_HEADER_LEN, FrameBuf, FrameBuilder, RECORD_PREFIX_LEN, TIMESTAMP_LEN,
+};
 
 use super::Wal;
 use crate::sync::Ordering;
@@ -50,7 +52,7 @@ impl Wal {
         if records.is_empty() {
             return Err(WalError::EmptyBatch);
         }
-        let mut encoded = FRAME_HEADER_LEN + FRAME_ALIGN;
+        let mut encoded = FRAME_HEADER_LEN + TIMESTAMP_LEN + FRAME_ALIGN;
         for r in records {
             if r.len() > options.record_bytes_max {
                 return Err(WalError::RecordTooLarge {
@@ -84,8 +86,10 @@ impl Wal {
         let builder = match &mut state.frame {
             Some(b) => b,
             None => {
-                let b = FrameBuilder::begin(&mut state.buf, UNBOUND_SEGMENT_ID, first)
-                    .map_err(|e| internal(&e))?;
+                // The time is set when the frame is written.
+                let b =
+                    FrameBuilder::begin_timestamped(&mut state.buf, UNBOUND_SEGMENT_ID, first, 0)
+                        .map_err(|e| internal(&e))?;
                 state.pending_since = Some(Instant::now());
                 state.frame.insert(b)
             }

@@ -74,18 +74,36 @@ fn frame_holding(seg: &SegMeta, lsn: u64) -> Result<Option<(u64, Frame)>, IoErro
 /// it carries: `lsn + 1` and none, unless `lsn + 1` falls inside a frame of
 /// `seg` (the segment holding `lsn`); then that frame's first LSN and its
 /// records up to `lsn`.
-pub(super) fn split(seg: Option<&SegMeta>, lsn: u64) -> Result<(u64, Vec<Record>), IoError> {
+pub(super) fn split(seg: Option<&SegMeta>, lsn: u64) -> Result<Carried, IoError> {
+    let none = Carried {
+        first: lsn + 1,
+        records: Vec::new(),
+        time_us: None,
+    };
     let Some(seg) = seg else {
-        return Ok((lsn + 1, Vec::new()));
+        return Ok(none);
     };
     match frame_holding(seg, lsn + 1)? {
         Some((_, frame)) if frame.first_lsn() <= lsn => {
             let first = frame.first_lsn();
-            let kept = frame.into_iter().take_while(|r| r.lsn <= lsn).collect();
-            Ok((first, kept))
+            let time_us = frame.timestamp_us();
+            let records = frame.into_iter().take_while(|r| r.lsn <= lsn).collect();
+            Ok(Carried {
+                first,
+                records,
+                time_us,
+            })
         }
-        _ => Ok((lsn + 1, Vec::new())),
+        _ => Ok(none),
     }
+}
+
+/// The records a cut carries into the new segment: from `first`, with the
+/// commit time of the frame they came from, if it had one.
+pub(super) struct Carried {
+    pub(super) first: u64,
+    pub(super) records: Vec<Record>,
+    pub(super) time_us: Option<u64>,
 }
 
 /// Cuts off, in the file, the frames of `seg` from `end` (the first LSN of
@@ -119,20 +137,19 @@ pub(super) fn cut_stale(
 pub(super) fn write_carried(
     file: &FileRef,
     id: u64,
-    first: u64,
-    records: &[Record],
+    carried: &Carried,
     options: &Options,
 ) -> Result<(u64, u64), Failure> {
     let mut buf = Vec::new();
-    let summary = FrameEncoder::new(options.compression)
-        .encode(
-            &mut buf,
-            id,
-            first,
-            first - 1,
-            records.iter().map(|r| &r.data[..]),
-        )
-        .map_err(|e| Failure::Internal(format!("re-encoding records a cut splits: {e}")))?;
+    let first = carried.first;
+    let records = carried.records.iter().map(|r| &r.data[..]);
+    let mut encoder = FrameEncoder::new(options.compression);
+    // The records keep the commit time they had.
+    let summary = match carried.time_us {
+        Some(t) => encoder.encode_timestamped(&mut buf, id, first, first - 1, t, records),
+        None => encoder.encode(&mut buf, id, first, first - 1, records),
+    }
+    .map_err(|e| Failure::Internal(format!("re-encoding records a cut splits: {e}")))?;
     // Where a new segment's first write goes, as the writer would put it.
     let padded = options.direct_io;
     let at = write_start(padded, SegmentHeader::LEN as u64);

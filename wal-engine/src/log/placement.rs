@@ -62,7 +62,8 @@ pub(super) fn place(
         let sealed = first_lsn - 1;
         woken.extend(shared.publish(Ok((Some(sealed), Some(sealed)))));
     }
-    let summary = finish_write(io, frame, durable)?;
+    let now = shared.options.clock.now_us();
+    let summary = finish_write(io, frame, durable, now)?;
     Ok((io.active.write_at(), summary))
 }
 
@@ -92,10 +93,17 @@ fn finish_write(
     io: &mut Io,
     mut frame: FrameBuilder,
     durable: u64,
+    now_us: u64,
 ) -> Result<FrameSummary, Failure> {
     frame
         .set_segment_id(io.active.meta.id)
         .map_err(|e| internal("binding a frame to its segment", &e))?;
+    // Monotonic within the log: a clock stepped back stamps the last
+    // frame's time again rather than an earlier one.
+    io.last_time_us = io.last_time_us.max(now_us);
+    frame
+        .set_time(&mut io.batch, io.last_time_us)
+        .map_err(|e| internal("stamping a frame's time", &e))?;
     let summary = io
         .encoder
         .finish(frame, &mut io.batch, durable)

@@ -133,6 +133,9 @@ pub(crate) struct Io {
     pub(super) seal: Vec<u8>,
     /// The spare for the rotation after this segment has been asked for.
     pub(super) spare_requested: bool,
+    /// The last frame's time: the next is never below it, whatever the
+    /// clock says.
+    pub(super) last_time_us: u64,
 }
 
 /// The hand-over between the preparer thread and rotation.

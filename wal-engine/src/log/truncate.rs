@@ -229,7 +229,8 @@ fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
     // The segment holding `lsn`, and where the new one starts among its
     // frames (cut.rs).
     let holder = segs.iter().rposition(|s| s.first_lsn <= lsn);
-    let (first, carried) = cut::split(holder.and_then(|i| segs.get(i)).map(|s| &**s), lsn)?;
+    let carried = cut::split(holder.and_then(|i| segs.get(i)).map(|s| &**s), lsn)?;
+    let first = carried.first;
     // The segment the removals below leave last until the rename: frames it
     // holds past the next one's start were cut before, and must not come
     // back if a crash comes first.
@@ -248,13 +249,12 @@ fn cut_back(shared: &Shared, io: &mut Io, lsn: u64) -> Result<(), Failure> {
     // Staged after the removals, which free their space: on a full disk the
     // truncation then fails where the old code did, not earlier.
     let staged = segment::stage(storage, options, shared.log_id, io.ids.next(), first)?;
-    let frames = if carried.is_empty() {
+    let frames = if carried.records.is_empty() {
         None
     } else {
         Some(cut::write_carried(
             staged.file(),
             staged.id(),
-            first,
             &carried,
             options,
         )?)

@@ -430,6 +430,10 @@ impl<'j> Judge<'j> {
             summary,
             index,
         } = prefix;
+        if let Some(t) = summary.last_timestamp_us {
+            let last = self.report.last_timestamp_us.get_or_insert(t);
+            *last = (*last).max(t);
+        }
         self.report.segments.push(SegmentReport {
             name: s.name.clone(),
             first_lsn: s.first_lsn,

@@ -56,4 +56,8 @@ pub struct RecoveryReport {
     /// LSN ranges (`start..end`) missing from the log after a salvage mode
     /// skipped damage.
     pub gaps: Vec<(u64, u64)>,
+    /// The latest commit time a kept frame carries (format version 4 on),
+    /// microseconds since the Unix epoch: the log's next frames are stamped
+    /// no earlier.
+    pub last_timestamp_us: Option<u64>,
 }
