@@ -145,6 +145,7 @@ impl PortableStorage {
             name: name.to_owned(),
             path,
             options,
+            read_only: self.read_only,
             closed: AtomicBool::new(false),
         }))
     }
@@ -328,6 +329,9 @@ pub struct PortableFile {
     name: String,
     path: PathBuf,
     options: FileOptions,
+    /// Opened through a read-only storage: it changes nothing, not even
+    /// the page cache another process relies on.
+    read_only: bool,
     closed: AtomicBool,
 }
 
@@ -426,6 +430,11 @@ impl StorageFile for PortableFile {
 
     fn drop_cache(&self) -> Result<(), IoError> {
         self.check_open(Op::DropCache)?;
+        if self.read_only {
+            // A reader beside a live writer must not evict (or start the
+            // writeback of) the writer's pages.
+            return Ok(());
+        }
         drop_cache(&self.fd).map_err(|e| self.err(Op::DropCache, e))
     }
 

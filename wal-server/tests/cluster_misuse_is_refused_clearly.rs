@@ -180,3 +180,56 @@ fn a_node_bound_to_every_address_names_the_one_others_dial() {
     }
     server.stop();
 }
+
+#[test]
+fn a_node_restarted_with_other_addresses_is_told_the_cluster_knows_the_old() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n1");
+    let (port, http) = (free_port(), free_port());
+    let http_addr = format!("127.0.0.1:{http}");
+    let start = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_walkv"))
+            .args(["--dir", data.to_str().unwrap(), "--port", &port.to_string()])
+            .args(["--node-id", "1", "--http", &http_addr])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        child.wait().unwrap();
+        err
+    };
+    let first = start(&[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while walkv(&["admin", "--node", &http_addr, "init"]).0 != 0 {
+        assert!(std::time::Instant::now() < deadline, "init never succeeded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    while !procs::http_get(http, "/admin/status").is_some_and(|(_, b)| b.contains("member 1 voter"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no membership");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let said = stop(first);
+    assert!(!said.contains("other addresses"), "{said}");
+    let second = start(&["--advertise-client", "moved.example:6379"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let said = stop(second);
+    assert!(
+        said.contains("the cluster knows this node by other addresses"),
+        "{said}"
+    );
+}

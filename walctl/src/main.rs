@@ -30,7 +30,7 @@ use target::{AsKind, Target};
     name = "walctl",
     version,
     about = "Inspect, verify and salvage a write-ahead log or a store, without writing to it",
-    after_help = "Examples:\n  walctl stat /var/lib/walkv\n  walctl dump /var/lib/walkv --from 1000 --limit 20\n  walctl dump /var/lib/walkv --follow --json\n  walctl verify /var/lib/walkv; echo $?   # 0 clean, 1 repairable, 2 refused\n  walctl salvage /var/lib/walkv --to /tmp/rescued\n\nExit codes: verify 0 clean, 1 damage that opening repairs, 2 damage that\nopening refuses; 3 for a directory walctl cannot read (not a log, held by a\nprocess where that matters, a newer format)."
+    after_help = "Examples:\n  walctl stat /var/lib/walkv\n  walctl dump /var/lib/walkv --from 1000 --limit 20\n  walctl dump /var/lib/walkv --follow --json\n  walctl verify /var/lib/walkv; echo $?   # 0 clean, 1 repairable, 2 refused\n  walctl salvage /var/lib/walkv --to /tmp/rescued\n\nExit codes: verify 0 clean, 1 damage that opening repairs, 2 damage that\nopening refuses or that loses data (a table block that does not read back);\n3 for a directory walctl cannot read (not a log, held by a process where that\nmatters, a newer format) or bad arguments."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -82,7 +82,8 @@ enum Command {
     },
     /// Reads everything and says what opening would do in each recovery
     /// mode; for a store, checks every table. Exit 0 clean, 1 damage
-    /// opening repairs, 2 damage opening refuses.
+    /// opening repairs, 2 damage opening refuses or data that does not read
+    /// back.
     Verify {
         #[command(flatten)]
         dir: Dir,

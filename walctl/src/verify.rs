@@ -16,7 +16,9 @@ use crate::target::{Kind, Target};
 pub const CLEAN: u8 = 0;
 /// Opening would repair something (cut a torn tail, remove leftovers).
 pub const REPAIRABLE: u8 = 1;
-/// Opening would refuse (corruption; a table or the manifest damaged).
+/// Opening would refuse (corruption; the manifest damaged), or data does
+/// not read back (a table block: opening checks only a table's footer,
+/// index and filter, so the store would open and fail on reads).
 pub const REFUSED: u8 = 2;
 
 /// What each recovery mode would do.
@@ -332,7 +334,7 @@ pub fn render(v: &Verdict) -> String {
         match v.verdict {
             CLEAN => "clean",
             REPAIRABLE => "damage that opening repairs (exit 1)",
-            _ => "damage that opening refuses (exit 2)",
+            _ => "damage that opening refuses or that loses data (exit 2)",
         }
     );
     out

@@ -252,6 +252,7 @@ impl Node {
             .await
             .map_err(|e| ServerError::Raft(format!("start Raft: {e}")))?;
         tokio::spawn(log_leadership(config.id, raft.metrics()));
+        tokio::spawn(warn_if_moved(config.id, me.clone(), raft.metrics()));
         Ok(Node {
             id: config.id,
             raft,
@@ -388,6 +389,45 @@ impl Node {
             .await
             .map_err(|e| ServerError::Raft(format!("checkpoint the store: {e}")))??;
         Ok(())
+    }
+}
+
+/// The membership keeps the addresses a node had when it joined: a node
+/// restarted with others is told how to change them, rather than being
+/// silently unreachable at the old ones.
+async fn warn_if_moved(
+    id: u64,
+    me: NodeAddr,
+    mut metrics: openraft::type_config::alias::WatchReceiverOf<
+        TypeConfig,
+        openraft::RaftMetrics<TypeConfig>,
+    >,
+) {
+    // The membership is known once the log is read: look at it then, once.
+    loop {
+        let known = {
+            let m = metrics.borrow_watched();
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        };
+        if let Some(known) = known {
+            if NodeAddr::parse(&known).ok().as_ref() != Some(&me) {
+                tracing::warn!(
+                    node = id,
+                    %known,
+                    now = %me.to_node().addr,
+                    "the cluster knows this node by other addresses; peers and redirects use \
+                     those until it is removed (remove-node) and added again (add-learner, \
+                     change-membership)"
+                );
+            }
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 
