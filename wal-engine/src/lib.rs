@@ -58,6 +58,7 @@
 mod clock;
 mod error;
 mod future;
+mod hold;
 mod log;
 mod options;
 mod reader;
@@ -70,6 +71,7 @@ mod write_buf;
 pub use clock::Clock;
 pub use error::WalError;
 pub use future::DurableFuture;
+pub use hold::PurgeHold;
 pub use log::Wal;
 pub use options::{
     Options, OptionsBuilder, RecoveryMode, SYNC_DELAY_MAX, SyncPolicy, WRITES_IN_FLIGHT_MAX,

@@ -142,6 +142,9 @@ pub struct Options {
     /// epoch, never below an earlier frame's, even across reopens).
     /// Default [`Clock::system`].
     pub clock: crate::Clock,
+    /// Segments [`Wal::truncate_front`](crate::Wal::truncate_front) must
+    /// keep until they are released (archiving). Default none.
+    pub purge_hold: Option<crate::PurgeHold>,
 }
 
 impl Default for Options {
@@ -160,6 +163,7 @@ impl Default for Options {
             writes_in_flight_max: 8,
             identity_seed: None,
             clock: crate::Clock::system(),
+            purge_hold: None,
         }
     }
 }

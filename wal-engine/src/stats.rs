@@ -99,6 +99,10 @@ pub struct Stats {
     pub batch_records: Histogram,
     /// Data sync latency in microseconds.
     pub sync_micros: Histogram,
+    /// Segments the last [`Wal::truncate_front`](crate::Wal::truncate_front)
+    /// kept because [`Options::purge_hold`](crate::Options::purge_hold) had
+    /// not released them (0 when nothing waits).
+    pub segments_held: u64,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +131,10 @@ impl StatsCollector {
             s.sync_micros
                 .record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         });
+    }
+
+    pub(crate) fn held(&self, segments: u64) {
+        self.with(|s| s.segments_held = segments);
     }
 
     pub(crate) fn rotated(&self, spare: Option<bool>) {

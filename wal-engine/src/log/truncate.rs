@@ -115,9 +115,19 @@ fn front_locked(
     Err(poison(shared, &mut st, failure, woken))
 }
 
-/// Removes (or recycles) the segments wholly before `lsn`, oldest first.
-fn remove_front(shared: &Shared, lsn: u64) -> Result<usize, wal_io::IoError> {
+/// Removes (or recycles) the segments wholly before `lsn`, oldest first,
+/// but none the purge hold has not released.
+fn remove_front(shared: &Shared, asked: u64) -> Result<usize, wal_io::IoError> {
     let mut segs = shared.segments_write();
+    let released = shared.options.purge_hold.as_ref().map(|h| h.released());
+    // A segment may go once the next one starts at or before `lsn`: all of
+    // its LSNs are then below it.
+    let lsn = released.map_or(asked, |r| asked.min(r.saturating_add(1)));
+    let wanted = segs
+        .iter()
+        .skip(1)
+        .take_while(|s| s.first_lsn <= asked)
+        .count();
     let mut removed = 0;
     while segs.len() >= 2 && segs.get(1).is_some_and(|s| s.first_lsn <= lsn) {
         if let Some(oldest) = segs.first() {
@@ -142,6 +152,16 @@ fn remove_front(shared: &Shared, lsn: u64) -> Result<usize, wal_io::IoError> {
         removed += 1;
     }
     drop(segs);
+    let held = (wanted - removed) as u64;
+    shared.stats.held(held);
+    if held > 0 {
+        tracing::warn!(
+            held,
+            released = released.unwrap_or(0),
+            asked,
+            "segments kept until they are released (archived)"
+        );
+    }
     if removed > 0 {
         shared.storage.sync_dir()?;
     }
