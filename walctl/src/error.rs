@@ -69,6 +69,12 @@ pub enum CliError {
     /// The storage layer failed.
     #[error(transparent)]
     Storage(#[from] wal_io::IoError),
+    /// Archiving or restore failed.
+    #[error(transparent)]
+    Archive(#[from] wal_archive::ArchiveError),
+    /// An argument that does not parse.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CliError {

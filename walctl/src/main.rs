@@ -30,7 +30,7 @@ use target::{AsKind, Target};
     name = "walctl",
     version,
     about = "Inspect, verify and salvage a write-ahead log or a store, without writing to it",
-    after_help = "Examples:\n  walctl stat /var/lib/walkv\n  walctl dump /var/lib/walkv --from 1000 --limit 20\n  walctl dump /var/lib/walkv --follow --json\n  walctl verify /var/lib/walkv; echo $?   # 0 clean, 1 repairable, 2 refused\n  walctl salvage /var/lib/walkv --to /tmp/rescued\n\nExit codes: verify 0 clean, 1 damage that opening repairs, 2 damage that\nopening refuses or that loses data (a table block that does not read back);\n3 for a directory walctl cannot read (not a log, held by a process where that\nmatters, a newer format) or bad arguments."
+    after_help = "Examples:\n  walctl stat /var/lib/walkv\n  walctl dump /var/lib/walkv --from 1000 --limit 20\n  walctl dump /var/lib/walkv --follow --json\n  walctl verify /var/lib/walkv; echo $?   # 0 clean, 1 repairable, 2 refused\n  walctl salvage /var/lib/walkv --to /tmp/rescued\n  walctl restore --archive /backup/walkv --to /tmp/then --time 2025-12-05T02:00:00Z\n\nExit codes: verify 0 clean, 1 damage that opening repairs, 2 damage that\nopening refuses or that loses data (a table block that does not read back);\n3 for a directory walctl cannot read (not a log, held by a process where that\nmatters, a newer format) or bad arguments."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -95,6 +95,33 @@ enum Command {
         #[arg(long)]
         live: bool,
     },
+    /// Rebuilds a store (or log) from an archive, as it was at a moment:
+    /// the newest base backup before it, then the archived segments up to
+    /// it.
+    Restore {
+        /// The archive (a directory, or a file:// URL).
+        #[arg(long)]
+        archive: String,
+        /// The new directory (absent or empty).
+        #[arg(long)]
+        to: PathBuf,
+        /// Up to this LSN.
+        #[arg(long, conflicts_with_all = ["time", "latest"])]
+        lsn: Option<u64>,
+        /// Up to this commit time (RFC 3339, e.g. 2025-12-05T02:00:00Z).
+        #[arg(long, conflicts_with_all = ["lsn", "latest"])]
+        time: Option<String>,
+        /// Everything the archive holds (the default).
+        #[arg(long)]
+        latest: bool,
+        /// Leave out the record at the LSN, or commits at exactly the time
+        /// (the default keeps them).
+        #[arg(long)]
+        exclusive: bool,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copies what can be recovered into a new directory, and says what
     /// was lost.
     Salvage {
@@ -118,6 +145,15 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
         what: "encode JSON".into(),
         source: e.into(),
     })
+}
+
+/// What `restore` did.
+#[derive(serde::Serialize)]
+struct RestoreReport {
+    to: String,
+    base_checkpoint_lsn: Option<u64>,
+    segments: usize,
+    last_lsn: u64,
 }
 
 fn run(cli: Cli) -> Result<u8, CliError> {
@@ -168,6 +204,49 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 }
             );
             Ok(v.verdict)
+        }
+        Command::Restore {
+            archive,
+            to,
+            lsn,
+            time,
+            latest: _,
+            exclusive,
+            json: j,
+        } => {
+            let inclusive = !exclusive;
+            let target = match (lsn, time) {
+                (Some(lsn), _) => wal_archive::Target::Lsn { lsn, inclusive },
+                (_, Some(t)) => wal_archive::Target::Time {
+                    us: show::parse_time(&t).map_err(CliError::Usage)?,
+                    inclusive,
+                },
+                _ => wal_archive::Target::Latest,
+            };
+            let archive = wal_archive::Archive::open(&archive)?;
+            let done = wal_archive::restore(&archive, &to, target)?;
+            let report = RestoreReport {
+                to: to.display().to_string(),
+                base_checkpoint_lsn: done.base,
+                segments: done.segments,
+                last_lsn: done.last_lsn,
+            };
+            if j {
+                println!("{}", json(&report)?);
+            } else {
+                println!(
+                    "restored into {}: up to LSN {}, from {} and {} archived segments",
+                    report.to,
+                    report.last_lsn,
+                    report
+                        .base_checkpoint_lsn
+                        .map_or("no base backup (a log)".to_owned(), |b| format!(
+                            "the base backup at LSN {b}"
+                        )),
+                    report.segments
+                );
+            }
+            Ok(0)
         }
         Command::Salvage {
             dir,

@@ -56,6 +56,80 @@ pub fn time(us: u64) -> String {
     )
 }
 
+/// Parses RFC 3339 (`2025-12-05T02:00:00Z`, `...00.5+01:00`) into
+/// microseconds since the Unix epoch.
+///
+/// # Errors
+/// What is wrong with the text.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let bad =
+        |why: &str| format!("{text:?} is not an RFC 3339 time ({why}), e.g. 2025-12-05T02:00:00Z");
+    let b = text.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(bad("layout"));
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<u64, String> {
+        text.get(r)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("digits"))
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > 31
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || year < 1970
+    {
+        return Err(bad("out of range"));
+    }
+    let mut rest = &text[19..];
+    let mut micros = 0u64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return Err(bad("fraction"));
+        }
+        let padded = format!("{:0<6}", &frac[..digits.min(6)]);
+        micros = padded.parse().map_err(|_| bad("fraction"))?;
+        rest = &frac[digits..];
+    }
+    let offset_secs: i64 = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let h: i64 = o[1..3].parse().map_err(|_| bad("offset"))?;
+            let m: i64 = o[4..6].parse().map_err(|_| bad("offset"))?;
+            let s = h * 3600 + m * 60;
+            if o.starts_with('-') { -s } else { s }
+        }
+        _ => return Err(bad("zone: Z or +HH:MM")),
+    };
+    let days = days_from_civil(year, month, day);
+    let local = i64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second)
+        .map_err(|_| bad("range"))?;
+    let utc = u64::try_from(local - offset_secs).map_err(|_| bad("before 1970"))?;
+    Ok(utc * 1_000_000 + micros)
+}
+
+/// Days from 1970-01-01 to a calendar date on or after it (Hinnant).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// The calendar date `days` after 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, for days on or after the epoch).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -73,6 +147,34 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_times_parse_back() {
+        for us in [
+            0,
+            1_764_900_000_000_000,
+            951_782_400_000_001,
+            4_102_444_799_999_999,
+        ] {
+            assert_eq!(super::parse_time(&super::time(us)), Ok(us));
+        }
+        assert_eq!(
+            super::parse_time("2025-12-05T03:00:00+01:00"),
+            Ok(1_764_900_000_000_000)
+        );
+        assert_eq!(
+            super::parse_time("2025-12-05T02:00:00.5Z"),
+            Ok(1_764_900_000_500_000)
+        );
+        for bad in [
+            "2025-12-05",
+            "2025-13-05T00:00:00Z",
+            "2025-12-05T00:00:00",
+            "yesterday",
+        ] {
+            assert!(super::parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn times_are_rfc3339_utc() {
         assert_eq!(super::time(0), "1970-01-01T00:00:00.000000Z");

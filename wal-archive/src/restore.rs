@@ -1,0 +1,220 @@
+//! Point-in-time restore: the newest base backup before the target, then
+//! the archived segments from its checkpoint on, the log cut at the target.
+//! The result opens as a normal store (or log). A segment missing from the
+//! chain is an error naming it, never a restore that stops short.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use wal_format::{FrameKind, SegmentScanner};
+
+use crate::archive::{Archive, base_object, segment_object};
+use crate::archiver::sealed_next;
+use crate::error::ArchiveError;
+
+/// Where to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Everything the archive holds.
+    Latest,
+    /// Up to an LSN: that record included, or not.
+    Lsn {
+        /// The LSN.
+        lsn: u64,
+        /// Whether the record at `lsn` is kept.
+        inclusive: bool,
+    },
+    /// Up to a commit time (microseconds since the Unix epoch): commits at
+    /// exactly that time included, or not.
+    Time {
+        /// The time.
+        us: u64,
+        /// Whether commits at exactly `us` are kept.
+        inclusive: bool,
+    },
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Restored {
+    /// The base backup used (its checkpoint LSN), for a store.
+    pub base: Option<u64>,
+    /// Segments copied.
+    pub segments: usize,
+    /// The last LSN the restored log holds.
+    pub last_lsn: u64,
+}
+
+/// One archived segment: its name, first LSN, bytes and next LSN.
+struct Archived {
+    name: String,
+    first: u64,
+    bytes: Bytes,
+    next: u64,
+}
+
+/// Restores `archive` into `to` (absent or empty) up to `target`.
+///
+/// # Errors
+/// [`ArchiveError::Target`] for a target the archive cannot reach (before
+/// its oldest base backup or first commit); [`ArchiveError::Missing`]
+/// naming the first segment missing from the chain; the archive's, the
+/// directory's, the log's and the store's errors.
+pub fn restore(archive: &Archive, to: &Path, target: Target) -> Result<Restored, ArchiveError> {
+    if to.exists()
+        && std::fs::read_dir(to)
+            .map_err(ArchiveError::io(format!("read {}", to.display())))?
+            .next()
+            .is_some()
+    {
+        return Err(ArchiveError::Target(format!(
+            "{} is not empty: restore writes only into a new directory",
+            to.display()
+        )));
+    }
+    let segments = load_segments(archive)?;
+    let last = resolve(&segments, target)?;
+    let bases = archive.bases()?;
+    let base = bases.iter().rev().find(|&&b| b <= last).copied();
+    if base.is_none() && !bases.is_empty() {
+        return Err(ArchiveError::Target(format!(
+            "the oldest base backup is at LSN {}, after the target LSN {last}",
+            bases[0]
+        )));
+    }
+    std::fs::create_dir_all(to).map_err(ArchiveError::io(format!("create {}", to.display())))?;
+    if let Some(b) = base {
+        for file in archive.base_files(b)? {
+            let bytes = archive.get(&base_object(b, &file))?;
+            write(to, &file, &bytes)?;
+        }
+    }
+    let chain = chain(&segments, base.map_or(1, |b| b + 1), last)?;
+    for s in &chain {
+        write(to, &s.name, &s.bytes)?;
+    }
+    sync_dir(to)?;
+    // Cut the log at the target; its later records were copied with the
+    // segment that holds it.
+    let (wal, report) = wal_engine::Wal::open(to, wal_engine::Options::default())?;
+    if report.next_lsn > last + 1 {
+        wal.truncate_back(last)?;
+    }
+    wal.close()?;
+    if base.is_some() {
+        wal_kv::Store::open(to, wal_kv::Options::default())?.close()?;
+    }
+    Ok(Restored {
+        base,
+        segments: chain.len(),
+        last_lsn: last,
+    })
+}
+
+/// Every archived segment with its bytes, in LSN order.
+fn load_segments(archive: &Archive) -> Result<Vec<Archived>, ArchiveError> {
+    let mut out = Vec::new();
+    for name in archive.segments()? {
+        let bytes = archive.get(&segment_object(&name))?;
+        let first = wal_engine::parse_segment_name(&name).unwrap_or(0);
+        let next = sealed_next(&bytes).ok_or_else(|| ArchiveError::Corrupt {
+            name: segment_object(&name),
+            detail: "not a sealed segment".into(),
+        })?;
+        out.push(Archived {
+            name,
+            first,
+            bytes,
+            next,
+        });
+    }
+    Ok(out)
+}
+
+/// The last LSN the restored log keeps.
+fn resolve(segments: &[Archived], target: Target) -> Result<u64, ArchiveError> {
+    let end = segments.last().map_or(0, |s| s.next - 1);
+    match target {
+        Target::Latest => Ok(end),
+        Target::Lsn { lsn, inclusive } => {
+            let last = if inclusive {
+                lsn
+            } else {
+                lsn.saturating_sub(1)
+            };
+            if last > end {
+                return Err(ArchiveError::Target(format!(
+                    "the archive holds LSNs up to {end}, not {last}"
+                )));
+            }
+            Ok(last)
+        }
+        Target::Time { us, inclusive } => {
+            let mut last = None;
+            'scan: for s in segments {
+                let Ok(scan) = SegmentScanner::new(s.bytes.clone()) else {
+                    continue;
+                };
+                for f in scan.filter(|f| f.kind() == FrameKind::Records) {
+                    let Some(t) = f.timestamp_us() else { continue };
+                    if t > us || (t == us && !inclusive) {
+                        break 'scan;
+                    }
+                    last = Some(f.next_lsn() - 1);
+                }
+            }
+            last.ok_or_else(|| {
+                ArchiveError::Target(format!(
+                    "no archived commit is {} {us} µs",
+                    if inclusive { "at or before" } else { "before" }
+                ))
+            })
+        }
+    }
+}
+
+/// The segments holding LSNs `from..=last`, each starting where the one
+/// before ends.
+fn chain(segments: &[Archived], from: u64, last: u64) -> Result<Vec<&Archived>, ArchiveError> {
+    let mut out = Vec::new();
+    let mut want = from;
+    while want <= last {
+        let Some(s) = segments
+            .iter()
+            .rev()
+            .find(|s| s.first <= want && want < s.next)
+        else {
+            return Err(ArchiveError::Missing(format!(
+                "the segment holding LSN {want} ({} or one starting before it)",
+                wal_engine::segment_name(want)
+            )));
+        };
+        out.push(s);
+        want = s.next;
+    }
+    if out.is_empty() {
+        // Nothing after the base: a segment that starts where it ends
+        // tells the log where to go on.
+        if let Some(s) = segments.iter().find(|s| s.first <= from && from <= s.next) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn write(to: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
+    use std::io::Write as _;
+    let path = to.join(name);
+    let what = format!("write {}", path.display());
+    let mut f = std::fs::File::create(&path).map_err(ArchiveError::io(what.clone()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(ArchiveError::io(what))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(ArchiveError::io(format!("sync {}", dir.display())))
+}
