@@ -18,6 +18,9 @@ use wal_kv::inspect::{MANIFEST_NAME, read_manifest, table_name};
 use crate::archive::{Archive, base_object, segment_object};
 use crate::error::ArchiveError;
 
+/// How often a waiting archiver thread looks for a stop.
+const STOP_CHECK: Duration = Duration::from_millis(10);
+
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -181,7 +184,11 @@ impl Archiver {
                     if let Err(e) = self.round() {
                         tracing::warn!(error = %e, "archiving round failed; trying again");
                     }
-                    std::thread::sleep(every);
+                    // Waits `every`, but a stop ends the wait.
+                    let until = std::time::Instant::now() + every;
+                    while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                        std::thread::sleep(STOP_CHECK.min(every));
+                    }
                 }
                 // A last round, so that a clean stop leaves nothing behind
                 // that was sealed.

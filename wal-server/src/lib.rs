@@ -49,4 +49,4 @@ pub use cluster::{ClusterConfig, NodeAddr};
 pub use error::ServerError;
 pub use reply::{Protocol, Reply};
 pub use request::{Decoder, Limits, ProtocolError, encode_request};
-pub use server::{Config, Server};
+pub use server::{ArchiveConfig, Config, Server};

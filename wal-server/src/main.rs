@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use serde::Deserialize;
-use wal_server::{ClusterConfig, Config, Server, SyncMode};
+use wal_server::{ArchiveConfig, ClusterConfig, Config, Server, SyncMode};
 
 /// A durable key-value server speaking the Redis protocol.
 #[derive(Debug, Parser)]
@@ -52,6 +52,14 @@ struct Cli {
     /// On a cluster node: Raft entries between snapshots [default: 100000].
     #[arg(long)]
     snapshot_every: Option<u64>,
+    /// Archive the store continuously into this directory (a single-node
+    /// store): its sealed segments and base backups; the log then purges
+    /// nothing the archive has not taken. Restore with `walctl restore`.
+    #[arg(long)]
+    archive: Option<String>,
+    /// With --archive: base backups kept [default: 2].
+    #[arg(long)]
+    archive_keep: Option<usize>,
     /// On a cluster node: the HOST:PORT peers reach its --http at, when
     /// that is not the bound address (needed when --http binds 0.0.0.0).
     #[arg(long)]
@@ -123,6 +131,8 @@ struct File {
     snapshot_every: Option<u64>,
     advertise_http: Option<String>,
     advertise_client: Option<String>,
+    archive: Option<String>,
+    archive_keep: Option<usize>,
 }
 
 /// The settings: flags, then the file, then the defaults.
@@ -149,6 +159,18 @@ fn settings(cli: &Cli) -> Result<Config, String> {
         Sync::No => SyncMode::No,
     };
     config.http = cli.http.or(file.http);
+    if let Some(url) = cli.archive.clone().or(file.archive) {
+        let mut archive = ArchiveConfig::new(url);
+        if let Some(keep) = cli.archive_keep.or(file.archive_keep) {
+            if keep == 0 {
+                return Err("--archive-keep must be at least 1".into());
+            }
+            archive.keep_bases = keep;
+        }
+        config.archive = Some(archive);
+    } else if cli.archive_keep.is_some() {
+        return Err("--archive-keep needs --archive".into());
+    }
     if let Some(id) = cli.node_id.or(file.node_id) {
         let Some(http) = config.http else {
             return Err("a cluster node (--node-id) needs --http, where its peers reach it".into());

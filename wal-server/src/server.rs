@@ -44,6 +44,33 @@ pub struct Config {
     /// A single-node store on this storage instead of `dir` (an embedding
     /// application's own, or a fault-injecting simulated disk in tests).
     pub storage: Option<Arc<dyn wal_io::Storage>>,
+    /// Continuous archiving of a single-node store: its sealed segments and
+    /// base backups go to this archive, and the log purges nothing the
+    /// archive has not taken.
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// Where and how a single-node store is archived.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ArchiveConfig {
+    /// The archive: a directory, or a `file://` URL.
+    pub url: String,
+    /// Base backups kept (with the segments they need). Default 2.
+    pub keep_bases: usize,
+    /// Time between archiving rounds. Default 1 s.
+    pub every: std::time::Duration,
+}
+
+impl ArchiveConfig {
+    /// Archiving into `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> ArchiveConfig {
+        ArchiveConfig {
+            url: url.into(),
+            keep_bases: 2,
+            every: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 impl Config {
@@ -58,6 +85,7 @@ impl Config {
             http: None,
             cluster: None,
             storage: None,
+            archive: None,
         }
     }
 }
@@ -69,6 +97,9 @@ pub struct Server {
     http: Option<TcpListener>,
     backend: Arc<Backend>,
     limits: Limits,
+    /// The archiver, when archiving: stopped (after a last round) once the
+    /// store is closed.
+    archiver: Option<wal_archive::Running>,
 }
 
 impl Server {
@@ -92,9 +123,22 @@ impl Server {
             ),
             None => None,
         };
-        let backend = match &config.cluster {
+        if config.archive.is_some() && (config.cluster.is_some() || config.storage.is_some()) {
+            return Err(ServerError::Misconfigured(
+                "archiving is for a single-node store in a directory (a cluster node's log is \
+                 its Raft log)"
+                    .into(),
+            ));
+        }
+        let (backend, archiver) = match &config.cluster {
             None => {
-                let (dir, store, sync) = (config.dir.clone(), config.store.clone(), config.sync);
+                let (dir, mut store, sync) =
+                    (config.dir.clone(), config.store.clone(), config.sync);
+                let hold = config
+                    .archive
+                    .as_ref()
+                    .map(|_| wal_engine::PurgeHold::new());
+                store.log.purge_hold.clone_from(&hold);
                 let storage = config.storage.clone();
                 let local = tokio::task::spawn_blocking(move || match storage {
                     Some(storage) => Local::open_on(storage, store, sync),
@@ -102,7 +146,13 @@ impl Server {
                 })
                 .await
                 .map_err(|e| ServerError::io("open the store")(std::io::Error::other(e)))??;
-                Backend::Local(local)
+                let archiver = match (&config.archive, hold) {
+                    (Some(archive), Some(hold)) => {
+                        Some(start_archiver(&config.dir, archive, hold).await?)
+                    }
+                    _ => None,
+                };
+                (Backend::Local(local), archiver)
             }
             Some(cluster) => {
                 let Some(http) = &http else {
@@ -115,9 +165,12 @@ impl Server {
                         .map_err(ServerError::io("read the listening address"))
                 };
                 let me = NodeAddr::advertised(cluster, addr(http)?, addr(&listener)?)?;
-                Backend::Cluster(Box::new(
-                    Node::open(&config.dir, cluster, me, config.store.clone()).await?,
-                ))
+                (
+                    Backend::Cluster(Box::new(
+                        Node::open(&config.dir, cluster, me, config.store.clone()).await?,
+                    )),
+                    None,
+                )
             }
         };
         Ok(Server {
@@ -125,6 +178,7 @@ impl Server {
             http,
             backend: Arc::new(backend),
             limits: config.limits,
+            archiver,
         })
     }
 
@@ -192,9 +246,39 @@ impl Server {
             ServerError::io("close the store")(std::io::Error::other("still in use"))
         })?;
         backend.close().await?;
+        if let Some(archiver) = self.archiver {
+            // A last round ships what the close sealed.
+            match tokio::task::spawn_blocking(move || archiver.stop()).await {
+                Ok(Ok(round)) => tracing::info!(
+                    archived_through = round.archived_through,
+                    "archiver stopped"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "the archiver's last round failed"),
+                Err(e) => tracing::warn!(error = %e, "the archiver did not stop cleanly"),
+            }
+        }
         tracing::info!("stopped cleanly");
         Ok(())
     }
+}
+
+/// Starts archiving the store in `dir` (its log holds `hold`).
+async fn start_archiver(
+    dir: &std::path::Path,
+    config: &ArchiveConfig,
+    hold: wal_engine::PurgeHold,
+) -> Result<wal_archive::Running, ServerError> {
+    let (dir, config) = (dir.to_owned(), config.clone());
+    tokio::task::spawn_blocking(move || {
+        let archive = wal_archive::Archive::open(&config.url)
+            .map_err(|e| ServerError::Misconfigured(format!("archive {}: {e}", config.url)))?;
+        let archiver = wal_archive::Archiver::new(&dir, archive, hold, config.keep_bases)
+            .map_err(|e| ServerError::Misconfigured(format!("archive {}: {e}", config.url)))?;
+        tracing::info!(archive = %config.url, keep_bases = config.keep_bases, "archiving");
+        Ok(archiver.spawn(config.every))
+    })
+    .await
+    .map_err(|e| ServerError::io("start the archiver")(std::io::Error::other(e)))?
 }
 
 /// Counts a connection as open while it lives.
