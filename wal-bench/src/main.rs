@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+mod archiving;
 mod contenders;
 mod kvload;
 mod limit;
@@ -214,6 +215,9 @@ enum Command {
     /// redis-server (appendfsync always) with redis-benchmark, and against
     /// a three-node etcd with durable puts.
     Server(server::ServerArgs),
+    /// Archiving: the archiver's throughput into a local archive beside a
+    /// plain copy, and a restore beside a cold replay of the same log.
+    Archive(archiving::ArchiveArgs),
     /// Runs one workload for one contender and prints its result (internal).
     #[command(hide = true)]
     Child {
@@ -233,6 +237,7 @@ fn main() {
         }
         Some(Command::Child { spec }) => child(&spec),
         Some(Command::Server(args)) => server::run(&args),
+        Some(Command::Archive(args)) => archiving::run(&args),
     };
     if let Err(e) = outcome {
         eprintln!("wal-bench: {e}");

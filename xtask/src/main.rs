@@ -29,6 +29,10 @@ Commands:
                      (appendfsync always), and durable puts against a three-node etcd.
                      Installs nothing: apt-get install redis-tools redis-server
                      etcd-server. Results: target/wal-bench/server.json.
+  bench --archive [--full]
+                     Archiving instead: the archiver's MB/s into a local archive beside a
+                     plain copy of the same segments, and a restore beside a cold replay of
+                     the same log (256 MiB; --full 1 GiB). Results: target/wal-bench/archive.json.
   bench --micro [--full]
                      The criterion micro-benchmarks instead (format codec, raw I/O,
                      engine commit paths).
@@ -209,6 +213,22 @@ const MICRO_BENCHES: [(&str, &str); 3] = [
 fn bench(rest: &[String]) -> Result<(), String> {
     if rest.iter().any(|a| a == "--server") {
         return bench_server(rest);
+    }
+    if rest.iter().any(|a| a == "--archive") {
+        let mut cmd = cargo();
+        cmd.args([
+            "run",
+            "--release",
+            "--package",
+            "wal-bench",
+            "--",
+            "archive",
+        ]);
+        cmd.args(
+            rest.iter()
+                .filter(|a| a.as_str() != "--archive" && a.as_str() != "--"),
+        );
+        return run("wal-bench archive", cmd);
     }
     let micro = rest.iter().any(|a| a == "--micro");
     if !micro {
