@@ -39,23 +39,28 @@ impl Archive {
     /// [`ArchiveError::Unsupported`] for another scheme; the directory's
     /// errors.
     pub fn open(url: &str) -> Result<Archive, ArchiveError> {
-        let path = match url.split_once("://") {
-            None => url,
-            Some(("file", rest)) => rest,
+        let store: Arc<dyn ObjectStore> = match url.split_once("://") {
+            None => local(url)?,
+            Some(("file", rest)) => local(rest)?,
+            #[cfg(feature = "s3")]
+            Some(("s3", rest)) => s3(url, rest)?,
             Some((scheme, _)) => {
                 return Err(ArchiveError::Unsupported(format!(
-                    "{url}: archives are directories (or file:// URLs); {scheme}:// is not \
-                     supported by this build"
+                    "{url}: this build archives to directories (or file:// URLs){}; not {scheme}://",
+                    if cfg!(feature = "s3") {
+                        " and s3://"
+                    } else {
+                        "; s3:// needs the s3 feature"
+                    }
                 )));
             }
         };
-        std::fs::create_dir_all(path).map_err(ArchiveError::io(format!("create {path}")))?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(FsPath::new(path))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .map_err(ArchiveError::io("start the archive's runtime"))?;
         Ok(Archive {
-            store: Arc::new(store),
+            store,
             runtime,
             url: url.to_owned(),
         })
@@ -195,6 +200,33 @@ impl Archive {
             .filter_map(|o| o.location.filename().map(str::to_owned))
             .collect())
     }
+}
+
+/// A directory (created if missing) as an archive.
+fn local(path: &str) -> Result<Arc<dyn ObjectStore>, ArchiveError> {
+    std::fs::create_dir_all(path).map_err(ArchiveError::io(format!("create {path}")))?;
+    Ok(Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(FsPath::new(path))?,
+    ))
+}
+
+/// `s3://bucket[/prefix]`: conditional puts (`If-None-Match`) make an upload
+/// to a taken name fail, as on a directory.
+#[cfg(feature = "s3")]
+fn s3(url: &str, rest: &str) -> Result<Arc<dyn ObjectStore>, ArchiveError> {
+    use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+    let bucket = rest.split('/').next().unwrap_or_default();
+    let prefix = rest[bucket.len()..].trim_matches('/');
+    let store = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .build()
+        .map_err(|e| ArchiveError::Unsupported(format!("{url}: {e}")))?;
+    Ok(if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+    })
 }
 
 /// The object name of archived segment `name`.
