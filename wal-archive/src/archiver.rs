@@ -21,6 +21,23 @@ use crate::error::ArchiveError;
 /// How often a waiting archiver thread looks for a stop.
 const STOP_CHECK: Duration = Duration::from_millis(10);
 
+/// Where the archiver reads the log.
+enum Source {
+    /// A directory, opened read-only each round.
+    Dir(PathBuf),
+    /// A storage handle.
+    Storage(Arc<dyn Storage>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Dir(d) => write!(f, "Dir({})", d.display()),
+            Source::Storage(_) => f.write_str("Storage"),
+        }
+    }
+}
+
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -38,7 +55,7 @@ pub struct Round {
 /// Archives one directory into one archive.
 #[derive(Debug)]
 pub struct Archiver {
-    dir: PathBuf,
+    source: Source,
     archive: Archive,
     hold: PurgeHold,
     keep_bases: usize,
@@ -61,10 +78,33 @@ impl Archiver {
         hold: PurgeHold,
         keep_bases: usize,
     ) -> Result<Archiver, ArchiveError> {
+        Archiver::with_source(Source::Dir(dir.to_owned()), archive, hold, keep_bases)
+    }
+
+    /// As [`Archiver::new`], for a log or store on `storage` (the
+    /// simulated disk, in tests; the archiver only reads from it).
+    ///
+    /// # Errors
+    /// As [`Archiver::new`].
+    pub fn on_storage(
+        storage: Arc<dyn Storage>,
+        archive: Archive,
+        hold: PurgeHold,
+        keep_bases: usize,
+    ) -> Result<Archiver, ArchiveError> {
+        Archiver::with_source(Source::Storage(storage), archive, hold, keep_bases)
+    }
+
+    fn with_source(
+        source: Source,
+        archive: Archive,
+        hold: PurgeHold,
+        keep_bases: usize,
+    ) -> Result<Archiver, ArchiveError> {
         let archived = archive.segments()?.into_iter().collect();
         let last_base = archive.bases()?.last().copied();
         Ok(Archiver {
-            dir: dir.to_owned(),
+            source,
             archive,
             hold,
             keep_bases: keep_bases.max(1),
@@ -80,7 +120,10 @@ impl Archiver {
     /// The directory's and the archive's errors; nothing is released past
     /// what was uploaded and verified.
     pub fn round(&mut self) -> Result<Round, ArchiveError> {
-        let storage = wal_io::open_dir_read_only(&self.dir)?;
+        let storage = match &self.source {
+            Source::Dir(dir) => wal_io::open_dir_read_only(dir)?,
+            Source::Storage(storage) => Arc::clone(storage),
+        };
         let mut round = Round::default();
         let mut names: Vec<(u64, String)> = storage
             .list()?
