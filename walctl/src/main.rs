@@ -114,8 +114,11 @@ enum Command {
         /// Everything the archive holds (the default).
         #[arg(long)]
         latest: bool,
-        /// Leave out the record at the LSN, or commits at exactly the time
-        /// (the default keeps them).
+        /// Keep the record at the LSN, and commits at exactly the time
+        /// (the default).
+        #[arg(long, conflicts_with = "exclusive")]
+        inclusive: bool,
+        /// Leave out the record at the LSN, or commits at exactly the time.
         #[arg(long)]
         exclusive: bool,
         /// One JSON object.
@@ -211,6 +214,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             lsn,
             time,
             latest: _,
+            inclusive: _,
             exclusive,
             json: j,
         } => {

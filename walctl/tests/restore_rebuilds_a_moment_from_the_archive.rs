@@ -93,7 +93,7 @@ fn restore_by_lsn_time_and_latest() {
 
     // Batch b (LSN b + 1) committed at 02:00:00 + (b + 1) s: LSN 281 at
     // 02:04:41; exclusive leaves it out.
-    for (flag, want) in [("", 281), ("--exclusive", 280)] {
+    for (flag, want) in [("", 281), ("--inclusive", 281), ("--exclusive", 280)] {
         let to = work.path().join(format!("by-time{flag}"));
         let mut args = vec!["restore", "--archive", a, "--to", to.to_str().unwrap()];
         args.extend(["--time", "2025-12-05T02:04:41Z"]);
