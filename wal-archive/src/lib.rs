@@ -1,7 +1,8 @@
 //! Continuous archiving and point-in-time restore for a `wal-engine` log or
 //! a `wal-kv` store, through the `object_store` crate (a local directory).
 //!
-//! The [`Archiver`] ships every sealed segment, and for a store a base
+//! [`ArchivedStore`] opens a store with archiving configured; underneath,
+//! the [`Archiver`] ships every sealed segment, and for a store a base
 //! backup (its manifest and tables) each time its checkpoint moves; it
 //! releases the log's [`PurgeHold`](wal_engine::PurgeHold) only over what
 //! the archive holds, verified, so the log never purges an unarchived
@@ -40,8 +41,10 @@ mod archive;
 mod archiver;
 mod error;
 mod restore;
+mod store;
 
 pub use archive::{Archive, base_object, segment_object};
 pub use archiver::{Archiver, Round, Running};
 pub use error::ArchiveError;
 pub use restore::{Restored, Target, restore};
+pub use store::ArchivedStore;

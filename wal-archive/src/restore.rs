@@ -74,8 +74,14 @@ pub fn restore(archive: &Archive, to: &Path, target: Target) -> Result<Restored,
         )));
     }
     let segments = load_segments(archive)?;
-    let last = resolve(&segments, target)?;
     let bases = archive.bases()?;
+    // A base backup is a whole state on its own: the archive reaches its
+    // checkpoint even before the segments after it are archived.
+    let reach = segments
+        .last()
+        .map_or(0, |s| s.next - 1)
+        .max(bases.last().copied().unwrap_or(0));
+    let last = resolve(&segments, target, reach)?;
     let base = bases.iter().rev().find(|&&b| b <= last).copied();
     if base.is_none() && !bases.is_empty() {
         return Err(ArchiveError::Target(format!(
@@ -93,6 +99,15 @@ pub fn restore(archive: &Archive, to: &Path, target: Target) -> Result<Restored,
     let chain = chain(&segments, base.map_or(1, |b| b + 1), last)?;
     for s in &chain {
         write(to, &s.name, &s.bytes)?;
+    }
+    if chain.is_empty()
+        && let Some(b) = base
+    {
+        // No archived segment reaches the checkpoint yet: a segment that
+        // starts right after it, with nothing in it, tells the log where
+        // to go on.
+        let header = empty_segment_header(b + 1)?;
+        write(to, &wal_engine::segment_name(b + 1), &header)?;
     }
     sync_dir(to)?;
     // Cut the log at the target; its later records were copied with the
@@ -133,8 +148,7 @@ fn load_segments(archive: &Archive) -> Result<Vec<Archived>, ArchiveError> {
 }
 
 /// The last LSN the restored log keeps.
-fn resolve(segments: &[Archived], target: Target) -> Result<u64, ArchiveError> {
-    let end = segments.last().map_or(0, |s| s.next - 1);
+fn resolve(segments: &[Archived], target: Target, end: u64) -> Result<u64, ArchiveError> {
     match target {
         Target::Latest => Ok(end),
         Target::Lsn { lsn, inclusive } => {
@@ -201,6 +215,23 @@ fn chain(segments: &[Archived], from: u64, last: u64) -> Result<Vec<&Archived>, 
         }
     }
     Ok(out)
+}
+
+/// The header of a new, empty segment starting at `first_lsn`, with
+/// identities of its own (never zero).
+fn empty_segment_header(first_lsn: u64) -> Result<Vec<u8>, ArchiveError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let log_id = nanos | 1;
+    let segment_id = (nanos.rotate_left(29) ^ u64::from(std::process::id())) | 1;
+    let header = wal_format::SegmentHeader::new(log_id, segment_id, first_lsn).map_err(|e| {
+        ArchiveError::Corrupt {
+            name: wal_engine::segment_name(first_lsn),
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(header.encode().to_vec())
 }
 
 fn write(to: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
