@@ -136,19 +136,23 @@ impl Archiver {
             // segment with no successor yet may hold bytes a power loss
             // would take back (and the log then write again otherwise).
             // Only one that was followed when listed is durable, and whole.
-            if k + 1 == names.len() {
+            let Some((successor, _)) = names.get(k + 1) else {
                 break;
+            };
+            if self.archived.contains(name) {
+                // Not read again (a checkpoint may purge it meanwhile): it
+                // ends at or after where its successor starts.
+                round.archived_through = successor - 1;
+                continue;
             }
             let bytes = read(&*storage, name)?;
             let Some(next_lsn) = sealed_next(&bytes) else {
                 break;
             };
-            if !self.archived.contains(name) {
-                self.archive.put_verified(&segment_object(name), &bytes)?;
-                self.archived.insert(name.clone());
-                round.segments += 1;
-                tracing::debug!(segment = %name, "archived");
-            }
+            self.archive.put_verified(&segment_object(name), &bytes)?;
+            self.archived.insert(name.clone());
+            round.segments += 1;
+            tracing::debug!(segment = %name, "archived");
             round.archived_through = next_lsn - 1;
         }
         self.hold.release_through(round.archived_through);
