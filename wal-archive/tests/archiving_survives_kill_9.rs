@@ -7,74 +7,21 @@
 //! put. The child is this test binary, re-run with an environment
 //! variable naming its role.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::ops::Bound;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::batches::{batch, contents, expected, last_of, options};
 use wal_archive::{Archive, Archiver, Target, restore};
 use wal_engine::PurgeHold;
-use wal_kv::{Durability, Options, Store, WriteBatch};
+use wal_kv::{Durability, Options, Store};
 
 const CHILD_ENV: &str = "WAL_ARCHIVE_KILL_CHILD";
 const CYCLES_ENV: &str = "WAL_ARCHIVE_KILL_CYCLES";
 const CYCLES_DEFAULT: u64 = 12;
-const KEYS: u64 = 48;
-
-fn options(hold: &PurgeHold) -> Options {
-    let mut o = Options::default();
-    // A tiny memtable: checkpoints (and so purges and base backups) often.
-    o.memtable_bytes_max = 32 << 10;
-    o.log.segment_bytes = 64 << 10;
-    o.log.queue_bytes_max = 8 << 10;
-    o.log.record_bytes_max = 4 << 10;
-    o.log.purge_hold = Some(hold.clone());
-    o
-}
-
-fn value(s: u64) -> Vec<u8> {
-    format!("{s}:")
-        .repeat(20 + usize::try_from(s % 30).unwrap())
-        .into_bytes()
-}
-
-/// Batch `s` (at LSN `s`: the log holds nothing else) sets key `s % KEYS`
-/// and the counter.
-fn batch(s: u64) -> WriteBatch {
-    let mut b = WriteBatch::new();
-    b.put(format!("k{:02}", s % KEYS), value(s));
-    b.put("last", s.to_string());
-    b
-}
-
-/// The store's contents once batches 1..=`last` are applied.
-fn expected(last: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = (last.saturating_sub(KEYS - 1).max(1)..=last)
-        .map(|s| (format!("k{:02}", s % KEYS).into_bytes(), value(s)))
-        .collect();
-    if last > 0 {
-        out.push((b"last".to_vec(), last.to_string().into_bytes()));
-    }
-    out.sort();
-    out
-}
-
-fn contents(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    store
-        .scan(Bound::Unbounded, Bound::Unbounded)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect()
-}
-
-fn last_of(store: &Store) -> u64 {
-    store
-        .get(b"last")
-        .unwrap()
-        .map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap())
-}
 
 /// The child: archives while it writes, printing each acknowledged batch.
 fn child(dir: &Path, archive: &str) {

@@ -9,66 +9,16 @@
 //! `only_durable_segments_are_archived.rs`: rounds here run between
 //! acknowledged writes.)
 
-use std::ops::Bound;
+mod common;
 
+use common::batches::{batch, contents, expected, last_of, options};
 use wal_archive::{Archive, Archiver, Target, restore, segment_object};
 use wal_engine::PurgeHold;
 use wal_io::sim::{CrashMode, SimDisk};
-use wal_kv::{Durability, Options, Store, WriteBatch};
+use wal_kv::{Durability, Options, Store};
 
 const SEEDS: u64 = 4;
 const CYCLES: u64 = 6;
-const KEYS: u64 = 32;
-
-fn options(hold: &PurgeHold) -> Options {
-    let mut o = Options::default();
-    o.memtable_bytes_max = 16 << 10;
-    o.log.segment_bytes = 64 << 10;
-    o.log.queue_bytes_max = 8 << 10;
-    o.log.record_bytes_max = 4 << 10;
-    o.log.purge_hold = Some(hold.clone());
-    o
-}
-
-fn value(s: u64) -> Vec<u8> {
-    format!("{s}:")
-        .repeat(16 + usize::try_from(s % 20).unwrap())
-        .into_bytes()
-}
-
-fn batch(s: u64) -> WriteBatch {
-    let mut b = WriteBatch::new();
-    b.put(format!("k{:02}", s % KEYS), value(s));
-    b.put("last", s.to_string());
-    b
-}
-
-fn expected(last: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = (last.saturating_sub(KEYS - 1).max(1)..=last)
-        .map(|s| (format!("k{:02}", s % KEYS).into_bytes(), value(s)))
-        .collect();
-    if last > 0 {
-        out.push((b"last".to_vec(), last.to_string().into_bytes()));
-    }
-    out.sort();
-    out
-}
-
-fn contents(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    store
-        .scan(Bound::Unbounded, Bound::Unbounded)
-        .unwrap()
-        .into_iter()
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect()
-}
-
-fn last_of(store: &Store) -> u64 {
-    store
-        .get(b"last")
-        .unwrap()
-        .map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap())
-}
 
 fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;

@@ -2,6 +2,8 @@
 //! run (an opt-in suite against a server on loopback).
 #![allow(dead_code)]
 
+pub mod batches;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
