@@ -466,14 +466,8 @@ impl FrameEncoder {
         B: FrameBuf + ?Sized,
         I: IntoIterator<Item = &'r [u8]>,
     {
-        let mut builder = FrameBuilder::begin(out, segment_id, first_lsn)?;
-        for record in records {
-            if let Err(e) = builder.push(out, record) {
-                builder.abandon(out);
-                return Err(e);
-            }
-        }
-        self.finish(builder, out, durable_lsn)
+        let builder = FrameBuilder::begin(out, segment_id, first_lsn)?;
+        self.fill_and_finish(builder, out, durable_lsn, records)
     }
 
     /// As [`FrameEncoder::encode`], for a frame carrying the commit's
@@ -494,7 +488,23 @@ impl FrameEncoder {
         B: FrameBuf + ?Sized,
         I: IntoIterator<Item = &'r [u8]>,
     {
-        let mut builder = FrameBuilder::begin_timestamped(out, segment_id, first_lsn, time_us)?;
+        let builder = FrameBuilder::begin_timestamped(out, segment_id, first_lsn, time_us)?;
+        self.fill_and_finish(builder, out, durable_lsn, records)
+    }
+
+    /// Pushes `records` into `builder`'s frame and finishes it; on error
+    /// the frame is removed from `out`.
+    fn fill_and_finish<'r, B, I>(
+        &mut self,
+        mut builder: FrameBuilder,
+        out: &mut B,
+        durable_lsn: u64,
+        records: I,
+    ) -> Result<FrameSummary, EncodeError>
+    where
+        B: FrameBuf + ?Sized,
+        I: IntoIterator<Item = &'r [u8]>,
+    {
         for record in records {
             if let Err(e) = builder.push(out, record) {
                 builder.abandon(out);

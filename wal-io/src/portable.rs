@@ -252,11 +252,7 @@ impl Storage for PortableStorage {
         match taken {
             Ok(()) => {}
             Err(Errno::WOULDBLOCK) => {
-                let mut text = [0u8; 32];
-                let n = retry(|| rustix::io::pread(&fd, &mut text, 0)).unwrap_or(0);
-                let holder = std::str::from_utf8(text.get(..n).unwrap_or_default())
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok());
+                let holder = recorded_holder(&fd);
                 return Err(IoError::Locked {
                     dir: self.path.clone(),
                     lock_file,
@@ -276,6 +272,15 @@ impl Storage for PortableStorage {
     fn queue(&self, _depth: u32) -> Result<Box<dyn IoQueue>, IoError> {
         Ok(Box::<InOrderQueue>::default())
     }
+}
+
+/// The pid a lock holder wrote into the lock file, if it did (best effort).
+fn recorded_holder(fd: &OwnedFd) -> Option<u32> {
+    let mut text = [0u8; 32];
+    let n = retry(|| rustix::io::pread(fd, &mut text, 0)).unwrap_or(0);
+    std::str::from_utf8(text.get(..n).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
 }
 
 /// Whether a process holds the directory's lock (see [`Storage::lock`]).
@@ -310,14 +315,9 @@ pub fn lock_state(path: &Path) -> Result<LockState, IoError> {
     match retry(|| rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockShared)) {
         // Closing the descriptor below releases it.
         Ok(()) => Ok(LockState::Free),
-        Err(Errno::WOULDBLOCK) => {
-            let mut text = [0u8; 32];
-            let n = retry(|| rustix::io::pread(&fd, &mut text, 0)).unwrap_or(0);
-            let holder = std::str::from_utf8(text.get(..n).unwrap_or_default())
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
-            Ok(LockState::Held { holder })
-        }
+        Err(Errno::WOULDBLOCK) => Ok(LockState::Held {
+            holder: recorded_holder(&fd),
+        }),
         Err(e) => Err(IoError::os(Op::Lock, &lock_file, e)),
     }
 }

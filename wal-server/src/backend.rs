@@ -302,23 +302,7 @@ impl Local {
             self.store.write(&request.batch, self.durability)?;
             return Ok(None);
         }
-        loop {
-            // Serializable: the guards' reads are validated at commit, so
-            // a write in between makes the commit fail and the guards are
-            // checked again.
-            let mut txn = self.store.transaction_with(Isolation::Serializable);
-            for g in &request.guards {
-                if txn.get(&g.key)? != g.expect {
-                    return Ok(Some(g.key.clone()));
-                }
-            }
-            apply(&mut txn, &request.batch)?;
-            match txn.commit(self.durability) {
-                Ok(_) => return Ok(None),
-                Err(e) if e.is_retryable() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.write_guarded(request, |txn| txn.commit(self.durability).map(|_| ()))
     }
 
     /// As [`Local::write`], but a `Sync` write's durability is left in
@@ -338,6 +322,19 @@ impl Local {
             pending.defer(self.store.write_async(&request.batch)?);
             return Ok(None);
         }
+        self.write_guarded(request, |txn| txn.commit_async().map(|c| pending.defer(c)))
+    }
+
+    /// Writes the request's batch in a serializable transaction if every
+    /// guard holds, committing with `commit`; otherwise the key of the first
+    /// guard that did not, and nothing is written. The guards' reads are
+    /// validated at commit, so a write in between makes the commit fail and
+    /// the guards are checked again.
+    fn write_guarded(
+        &self,
+        request: &Request,
+        mut commit: impl FnMut(Transaction<'_>) -> Result<(), wal_kv::KvError>,
+    ) -> Result<Option<Bytes>, ServerError> {
         loop {
             let mut txn = self.store.transaction_with(Isolation::Serializable);
             for g in &request.guards {
@@ -346,11 +343,8 @@ impl Local {
                 }
             }
             apply(&mut txn, &request.batch)?;
-            match txn.commit_async() {
-                Ok(commit) => {
-                    pending.defer(commit);
-                    return Ok(None);
-                }
+            match commit(txn) {
+                Ok(()) => return Ok(None),
                 Err(e) if e.is_retryable() => {}
                 Err(e) => return Err(e.into()),
             }
