@@ -72,7 +72,7 @@ pub use clock::Clock;
 pub use error::WalError;
 pub use future::DurableFuture;
 pub use hold::PurgeHold;
-pub use log::Wal;
+pub use log::{PendingCommit, Wal};
 pub use options::{
     Options, OptionsBuilder, RecoveryMode, SYNC_DELAY_MAX, SyncPolicy, WRITES_IN_FLIGHT_MAX,
 };

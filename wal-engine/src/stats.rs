@@ -103,6 +103,10 @@ pub struct Stats {
     /// kept because [`Options::purge_hold`](crate::Options::purge_hold) had
     /// not released them (0 when nothing waits).
     pub segments_held: u64,
+    /// Times the owner thread woke to look for work. A thread committing
+    /// alone writes its own rounds and wakes it not at all; this grows
+    /// with appends nobody waits on, group commits and timed policies.
+    pub owner_wakes: u64,
 }
 
 #[derive(Debug, Default)]

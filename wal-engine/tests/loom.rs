@@ -136,3 +136,38 @@ fn a_waiter_is_woken_by_the_batch_that_covers_it() {
         assert!(wal.durable_lsn() >= second);
     });
 }
+
+/// A committer leads its own round and wakes no one; one that finds the
+/// I/O taken by something that is not a round (here a front truncation)
+/// wakes the owner, which writes its record once the I/O is free. Were it
+/// to park without waking the owner, it would wait for ever.
+#[test]
+fn a_committer_that_finds_the_io_taken_wakes_the_owner() {
+    model(Some(2), || {
+        let wal = Arc::new(open());
+        wal.commit(b"a").unwrap();
+        let committer = {
+            let wal = wal.clone();
+            loom::thread::spawn(move || wal.commit(b"b"))
+        };
+        wal.truncate_front(1).unwrap();
+        let lsn = committer.join().unwrap().unwrap();
+        assert!(wal.durable_lsn() >= lsn);
+    });
+}
+
+/// Records of a commit begun and dropped unwaited are handed to the owner,
+/// which writes them under the policy (`Always`: written and synced) with
+/// no one asking: a tail sees them.
+#[test]
+fn a_commit_dropped_unwaited_is_written_by_the_owner() {
+    model(Some(2), || {
+        let wal = open();
+        let commit = wal.begin_commit(&[b"a"]).unwrap();
+        assert_eq!(commit.lsns(), 1..2);
+        drop(commit);
+        let mut tail = wal.reader(1).unwrap();
+        let record = tail.next_wait(None).unwrap().unwrap();
+        assert_eq!(record.lsn, 1);
+    });
+}

@@ -208,20 +208,34 @@ impl Shared {
     /// Registers `wake` for `lsn` and asks the owner for a sync covering it,
     /// unless the state decides it already.
     pub(crate) fn register(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> Registered {
+        let (registered, asked) = self.register_asking(lsn, wake);
+        if asked {
+            self.work.notify_one();
+        }
+        registered
+    }
+
+    /// [`Shared::register`] without waking the owner: also returns whether
+    /// this registration raised the sync mark, in which case the caller
+    /// must lead a round covering it or wake the owner.
+    fn register_asking(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> (Registered, bool) {
         let mut st = self.state();
         if let Some(result) = decided(&st, lsn) {
-            return Registered::Now(result);
+            return (Registered::Now(result), false);
         }
         if lsn >= st.next_lsn {
             let next = st.next_lsn;
-            return Registered::Now(Err(WalError::BeyondEnd { lsn, next }));
+            return (
+                Registered::Now(Err(WalError::BeyondEnd { lsn, next })),
+                false,
+            );
         }
         let id = Self::insert_waiter(&mut st, lsn, wake());
-        if st.sync_upto < lsn {
+        let asked = st.sync_upto < lsn;
+        if asked {
             st.sync_upto = lsn;
-            self.work.notify_one();
         }
-        Registered::Later(id)
+        (Registered::Later(id), asked)
     }
 
     /// Registers a tail's `wake` for `lsn`: no sync asked for, and `lsn`
@@ -282,12 +296,23 @@ impl Shared {
 
     /// Waits until `lsn` is durable, asking the owner to sync if its policy
     /// would not, or leading the round itself if no one is doing I/O.
+    ///
+    /// It leads before it wakes anyone: a thread committing alone writes and
+    /// syncs its own record, and the owner sleeps through it. Only when
+    /// someone else holds the I/O does it wake the owner (once), since that
+    /// holder may finish with a round that does not cover this LSN.
     pub(crate) fn wait_durable(&self, lsn: u64) -> Result<(), WalError> {
-        if let Registered::Now(result) = self.register(lsn, || Wake::Thread(thread::current())) {
+        let (registered, asked) = self.register_asking(lsn, || Wake::Thread(thread::current()));
+        if let Registered::Now(result) = registered {
             return result;
         }
+        let mut owner_told = !asked;
         loop {
             if !self.try_lead() {
+                if !owner_told {
+                    self.work.notify_one();
+                    owner_told = true;
+                }
                 // On std an unpark before park is never lost; loom's model of
                 // a blocked lock can swallow it, and looking first keeps the
                 // models honest about what the code relies on.
@@ -453,8 +478,11 @@ impl Shared {
         if st.frame.is_some() {
             self.work.notify_one();
         }
+        let space_waited = st.space_waiters > 0;
         drop(st);
-        self.space.notify_all();
+        if space_waited {
+            self.space.notify_all();
+        }
         woken
     }
 }

@@ -27,6 +27,7 @@ use std::path::Path;
 use wal_format::Record;
 use wal_io::{BackendChoice, Storage};
 
+pub use append::PendingCommit;
 pub(crate) use durability::{Registered, Wake};
 pub(crate) use state::Shared;
 
@@ -301,6 +302,7 @@ impl Wal {
         stats.appends = st.appends;
         stats.append_bytes = st.append_bytes;
         stats.waiters = st.waiters.len() as u64;
+        stats.owner_wakes = st.owner_wakes;
         stats
     }
 }

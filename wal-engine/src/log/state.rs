@@ -56,6 +56,12 @@ pub(crate) struct State {
     pub(super) waiters: BTreeMap<(u64, u64), Wake>,
     /// The next registration number.
     pub(super) next_waiter: u64,
+    /// Appenders waiting for queue space: `space` is notified only when
+    /// one is, since a notification is a system call whether or not anyone
+    /// waits, and the write path would pay two per round for nothing.
+    pub(super) space_waiters: usize,
+    /// Times the owner woke from waiting for work ([`crate::Stats::owner_wakes`]).
+    pub(super) owner_wakes: u64,
 }
 
 impl State {
@@ -77,6 +83,8 @@ impl State {
             append_bytes: 0,
             waiters: BTreeMap::new(),
             next_waiter: 0,
+            space_waiters: 0,
+            owner_wakes: 0,
         }
     }
 

@@ -108,7 +108,9 @@ fn take_round(shared: &Shared, io: &mut Io) -> Option<Round> {
     if frame.is_some() {
         std::mem::swap(&mut st.buf, &mut io.batch);
         st.pending_since = None;
-        shared.space.notify_all();
+        if st.space_waiters > 0 {
+            shared.space.notify_all();
+        }
     }
     Some(Round {
         frame,
@@ -357,7 +359,10 @@ pub(super) fn run_owner(shared: &Shared) {
                 match decide(&st.view(), &shared.options, Instant::now()) {
                     Decision::Round { .. } => break,
                     Decision::Stop => return,
-                    Decision::Wait(timeout) => st = st.wait(&shared.work, timeout),
+                    Decision::Wait(timeout) => {
+                        st = st.wait(&shared.work, timeout);
+                        st.owner_wakes += 1;
+                    }
                 }
             }
         }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use wal_engine::{DurableFuture, Wal};
+use wal_engine::{DurableFuture, PendingCommit, Wal};
 use wal_io::Storage;
 
 use crate::batch::{Op, WriteBatch};
@@ -95,6 +95,22 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A batch logged and applied: a `Sync` one still to be waited for (the
+/// wait leads the log's write when it is idle), or one at an LSN.
+pub(crate) enum Logged<'a> {
+    Pending(PendingCommit<'a>),
+    At(u64),
+}
+
+impl Logged<'_> {
+    pub(crate) fn lsn(&self) -> u64 {
+        match self {
+            Logged::Pending(commit) => commit.lsns().start,
+            Logged::At(lsn) => *lsn,
+        }
+    }
+}
+
 /// A batch applied and visible, resolving once durable (see
 /// [`Store::write_async`]).
 pub struct Commit {
@@ -157,8 +173,8 @@ impl Store {
     /// after a background failure.
     pub fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<u64, KvError> {
         let sync = durability == Durability::Sync;
-        let lsn = self.inner.apply(batch, sync, |_| Ok(()))?;
-        self.inner.settle(lsn, durability)
+        let logged = self.inner.apply(batch, sync, |_| Ok(()))?;
+        self.inner.settle(logged, durability)
     }
 
     /// Applies `batch` at once and returns a future that resolves with its
@@ -167,7 +183,7 @@ impl Store {
     /// # Errors
     /// As [`Store::write`], for the apply; durability errors come from the future.
     pub fn write_async(&self, batch: &WriteBatch) -> Result<Commit, KvError> {
-        let lsn = self.inner.apply(batch, true, |_| Ok(()))?;
+        let lsn = self.inner.apply(batch, true, |_| Ok(()))?.lsn();
         Ok(Commit::new(&self.inner, lsn))
     }
 
@@ -367,12 +383,24 @@ impl Inner {
         }
     }
 
-    /// Waits for what `durability` asks of applied write `lsn`; returns it.
-    pub(crate) fn settle(&self, lsn: u64, durability: Durability) -> Result<u64, KvError> {
+    /// Waits for what `durability` asks of applied write `logged`; returns
+    /// its LSN.
+    pub(crate) fn settle(
+        &self,
+        logged: Logged<'_>,
+        durability: Durability,
+    ) -> Result<u64, KvError> {
+        let lsn = logged.lsn();
         if durability == Durability::Sync {
-            // The wait rides on the log's group commit; the write becomes
-            // visible here (or earlier, by a later write's durability).
-            self.wal.wait_durable(lsn)?;
+            // The wait rides on the log's group commit, leading the write
+            // when the log is idle; the write becomes visible here (or
+            // earlier, by a later write's durability).
+            match logged {
+                Logged::Pending(commit) => {
+                    commit.wait()?;
+                }
+                Logged::At(lsn) => self.wal.wait_durable(lsn)?,
+            }
             self.visibility.durable(lsn);
         }
         Ok(lsn)
@@ -387,7 +415,7 @@ impl Inner {
         batch: &WriteBatch,
         sync: bool,
         check: impl FnOnce(&mut Recent) -> Result<(), KvError>,
-    ) -> Result<u64, KvError> {
+    ) -> Result<Logged<'_>, KvError> {
         self.check_failed()?;
         let record = batch.encode(self.options.key_bytes_max, self.options.value_bytes_max)?;
         let max = self.options.log.record_bytes_max;
@@ -412,7 +440,12 @@ impl Inner {
             let tree = read(&self.tree);
             Arc::clone(&tree.active)
         };
-        let lsn = self.wal.append(&record)?;
+        let logged = if sync {
+            Logged::Pending(self.wal.begin_commit(&[&record])?)
+        } else {
+            Logged::At(self.wal.append(&record)?)
+        };
+        let lsn = logged.lsn();
         write(&active).apply(batch, lsn);
         self.visibility.applied_batch(lsn, sync);
         recent.record(lsn, batch.ops().iter().map(Op::key));
@@ -421,7 +454,7 @@ impl Inner {
         drop(recent);
         self.user_bytes
             .fetch_add(record.len() as u64, Ordering::Relaxed);
-        Ok(lsn)
+        Ok(logged)
     }
 
     /// The LSN no open read-write transaction's snapshot is below: the

@@ -29,7 +29,7 @@ pub use iter::TxnIter;
 pub use retry::TransactOptions;
 
 use crate::locks::lock;
-use crate::store::{Commit, Snapshot};
+use crate::store::{Commit, Logged, Snapshot};
 use crate::{Durability, Isolation, KvError, Store, WriteBatch};
 use conflict::Reads;
 
@@ -240,14 +240,14 @@ impl<'a> Transaction<'a> {
     /// (a failed sync) does not say it was not written: the log may hold it
     /// after a reopen, so check before running it again.
     pub fn commit(self, durability: Durability) -> Result<u64, KvError> {
-        let lsn = self.log(durability == Durability::Sync)?;
+        let logged = self.log(durability == Durability::Sync)?;
         let inner = &self.snapshot.store.inner;
-        if self.writes.is_empty() && lsn <= inner.wal.durable_lsn() {
+        if self.writes.is_empty() && logged.lsn() <= inner.wal.durable_lsn() {
             // Nothing written, everything read durable: nothing to wait for
             // (even on a log that failed since).
-            return Ok(lsn);
+            return Ok(logged.lsn());
         }
-        inner.settle(lsn, durability)
+        inner.settle(logged, durability)
     }
 
     /// As [`Transaction::commit`] with [`Durability::Sync`], returning once
@@ -257,7 +257,7 @@ impl<'a> Transaction<'a> {
     /// As [`Transaction::commit`], for the check and the append; durability
     /// errors come from the future.
     pub fn commit_async(self) -> Result<Commit, KvError> {
-        let lsn = self.log(true)?;
+        let lsn = self.log(true)?.lsn();
         Ok(Commit::new(&self.snapshot.store.inner, lsn))
     }
 
@@ -265,9 +265,9 @@ impl<'a> Transaction<'a> {
     pub fn rollback(self) {}
 
     /// Checks and logs the writes; the LSN the transaction commits at.
-    fn log(&self, sync: bool) -> Result<u64, KvError> {
+    fn log(&self, sync: bool) -> Result<Logged<'_>, KvError> {
         if self.writes.is_empty() {
-            return Ok(self.snapshot.lsn);
+            return Ok(Logged::At(self.snapshot.lsn));
         }
         let mut batch = WriteBatch::new();
         for (key, value) in &self.writes {
