@@ -24,20 +24,28 @@ pub struct Facts {
     pub io_uring: String,
     /// The profile's name and sizes.
     pub profile: String,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute load averages when the run
+    /// began, and when it ended: a busy machine explains a slow run.
+    pub load_average_start: String,
+    /// The same at the end (empty until the run has ended).
+    pub load_average_end: String,
 }
 
 impl Facts {
     /// The facts as a few lines of text.
     pub fn render(&self) -> String {
         format!(
-            "date {} | cpu {} ({} cores) | kernel {} | fs {} | io_uring {}\nprofile {}",
+            "date {} | cpu {} ({} cores) | kernel {} | fs {} | io_uring {}\nprofile {}\n\
+             load average (1, 5, 15 min): {} at the start, {} at the end",
             self.date,
             self.cpu,
             self.cores,
             self.kernel,
             self.file_system,
             self.io_uring,
-            self.profile
+            self.profile,
+            self.load_average_start,
+            self.load_average_end
         )
     }
 }
@@ -84,7 +92,17 @@ pub fn facts(dir: &Path, profile: &Profile) -> Facts {
             profile.kv_keys,
             profile.kv_rounds
         ),
+        load_average_start: load_average(),
+        load_average_end: String::new(),
     }
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn file_system(dir: &Path) -> String {

@@ -68,7 +68,18 @@ pub struct Row {
     pub peak_rss_mb: Option<f64>,
     /// `ok`, `n/a: <why>` or `failed: <why>`.
     pub status: String,
+    /// Why a figure is not to be trusted as it stands: a row above a limit
+    /// that should bound it (the probe did not find the limit), or a
+    /// probe that moved more than 2x between its runs.
+    #[serde(default)]
+    pub warning: Option<String>,
 }
+
+/// A row above its limit by more than this is flagged: the probe did not
+/// measure what bounds it.
+const ABOVE_LIMIT_TOLERANCE: f64 = 1.05;
+/// A probe whose highest run is more than this times its lowest is flagged.
+const PROBE_MOVED_MAX: f64 = 2.0;
 
 /// The headline of a workload.
 pub fn title(w: Workload) -> &'static str {
@@ -93,26 +104,45 @@ pub fn title(w: Workload) -> &'static str {
     }
 }
 
-/// The limit probe each workload is measured against, and whether the
-/// comparison is in operations (true) or bytes (false) per second.
-fn limit_of(w: Workload) -> (&'static [&'static str], bool) {
-    match w {
-        Workload::W1
-        | Workload::W2
-        | Workload::W5
-        | Workload::K1
-        | Workload::K1Many
-        | Workload::K3
-        | Workload::K3Many
-        | Workload::R1
-        | Workload::R1Many => (&[limit::SYNC_4K_WRITTEN], true),
-        Workload::W3Big | Workload::W3Small | Workload::K2Load => {
-            (&[limit::SYNC_1M_BUFFERED, limit::SYNC_1M_DIRECT], false)
+/// How a workload compares with the disk's limit.
+struct LimitOf {
+    /// The probes; the best of them is the limit.
+    probes: &'static [&'static str],
+    /// In operations (true) or bytes (false) per second.
+    in_ops: bool,
+    /// Whether the limit bounds the workload, so that a row above it means
+    /// the probe is wrong. A group commit's ratio is records per durable
+    /// write instead, and is meant to pass 1.
+    bounds: bool,
+}
+
+/// The limit each workload is measured against.
+fn limit_of(w: Workload) -> LimitOf {
+    // One durable write at a time, by either way of making one.
+    const ONE_DURABLE_WRITE: &[&str] = &[limit::SYNC_4K_WRITTEN, limit::DIRECT_4K_QD1];
+    let (probes, in_ops, bounds): (&'static [&'static str], bool, bool) = match w {
+        Workload::W1 | Workload::K1 | Workload::K3 | Workload::R1 => {
+            (ONE_DURABLE_WRITE, true, true)
         }
-        Workload::W4Big | Workload::W4Small => (&[limit::READ_BUFFERED, limit::READ_DIRECT], false),
+        Workload::W2 | Workload::W5 | Workload::K1Many | Workload::K3Many | Workload::R1Many => {
+            (ONE_DURABLE_WRITE, true, false)
+        }
+        Workload::W3Big | Workload::W3Small | Workload::K2Load => (
+            &[limit::SYNC_1M_BUFFERED, limit::SYNC_1M_DIRECT],
+            false,
+            true,
+        ),
+        Workload::W4Big | Workload::W4Small => {
+            (&[limit::READ_BUFFERED, limit::READ_DIRECT], false, true)
+        }
         // Point reads of a store whose data fits the page cache: no disk
         // figure bounds them.
-        Workload::K2Get => (&[], true),
+        Workload::K2Get => (&[], true, false),
+    };
+    LimitOf {
+        probes,
+        in_ops,
+        bounds,
     }
 }
 
@@ -146,6 +176,7 @@ fn blank(workload: &str, contender: &str, kind: &'static str, config: &str) -> R
         syncs_per_op: None,
         peak_rss_mb: None,
         status: "ok".into(),
+        warning: None,
     }
 }
 
@@ -164,31 +195,58 @@ impl Row {
     }
 }
 
-/// Builds every row: limits first, then each workload's contenders.
-pub fn rows(
-    workloads: &[Workload],
-    names: &[String],
-    outcomes: &Outcomes,
-    limits: &[Probe],
-    profile: &Profile,
-) -> Vec<Row> {
+/// One row per probe from every set of probes (one set before the first
+/// round, one after each): the median run's figures, the lowest and
+/// highest as the spread, flagged when they are more than 2x apart.
+fn limit_rows(sets: &[Vec<Probe>]) -> Vec<Row> {
+    let Some(first) = sets.first() else {
+        return Vec::new();
+    };
     let mut rows = Vec::new();
-    for probe in limits {
+    for probe in first {
         let mut row = blank(
             "limit",
             &format!("limit/{}", probe.name),
             "limit",
             &probe.config,
         );
-        match &probe.outcome {
-            Ok(m) => {
-                row.set_figures(m);
-                row.rounds = 1;
+        let runs = sets
+            .iter()
+            .flatten()
+            .filter(|p| p.name == probe.name)
+            .map(|p| &p.outcome);
+        let mut good: Vec<&Measured> = runs.clone().filter_map(|o| o.as_ref().ok()).collect();
+        if let Some(Err(e)) = runs.clone().find(|o| o.is_err()) {
+            row.status = format!("failed: {e}");
+        }
+        let rate = |m: &Measured| per_s(m.ops, m.seconds).unwrap_or(0.0);
+        good.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        if let (Some(low), Some(high)) = (good.first(), good.last()) {
+            row.set_figures(good[good.len() / 2]);
+            row.rounds = good.len();
+            row.ops_per_s_min = Some(rate(low));
+            row.ops_per_s_max = Some(rate(high));
+            if rate(high) > PROBE_MOVED_MAX * rate(low) {
+                row.warning = Some(format!(
+                    "moved {:.1}x during the run: every ratio to it is suspect",
+                    rate(high) / rate(low).max(f64::MIN_POSITIVE)
+                ));
             }
-            Err(e) => row.status = format!("failed: {e}"),
         }
         rows.push(row);
     }
+    rows
+}
+
+/// Builds every row: limits first, then each workload's contenders.
+pub fn rows(
+    workloads: &[Workload],
+    names: &[String],
+    outcomes: &Outcomes,
+    limit_sets: &[Vec<Probe>],
+    profile: &Profile,
+) -> Vec<Row> {
+    let mut rows = limit_rows(limit_sets);
     for &w in workloads {
         let start = rows.len();
         for c in crate::contenders::entrants(w, names) {
@@ -251,11 +309,15 @@ pub fn rows(
             .fold(None, |best: Option<f64>, x| {
                 Some(best.map_or(x, |b| b.max(x)))
             });
-        let (probes, in_ops) = limit_of(w);
+        let of = limit_of(w);
         let limit = rows[..start]
             .iter()
-            .filter(|r| probes.iter().any(|p| r.contender == format!("limit/{p}")))
-            .filter_map(|r| if in_ops { r.ops_per_s } else { r.mb_per_s })
+            .filter(|r| {
+                of.probes
+                    .iter()
+                    .any(|p| r.contender == format!("limit/{p}"))
+            })
+            .filter_map(|r| if of.in_ops { r.ops_per_s } else { r.mb_per_s })
             .fold(None, |best: Option<f64>, x| {
                 Some(best.map_or(x, |b| b.max(x)))
             });
@@ -263,9 +325,19 @@ pub fn rows(
             if let (Some(x), Some(best)) = (row.ops_per_s, best_peer) {
                 row.ratio_to_best_peer = Some(x / best);
             }
-            let mine = if in_ops { row.ops_per_s } else { row.mb_per_s };
+            let mine = if of.in_ops {
+                row.ops_per_s
+            } else {
+                row.mb_per_s
+            };
             if let (Some(x), Some(limit)) = (mine, limit) {
                 row.ratio_to_limit = Some(x / limit);
+                if of.bounds && x > ABOVE_LIMIT_TOLERANCE * limit {
+                    row.warning = Some(format!(
+                        "{:.2}x its limit: the probe did not find what bounds this workload",
+                        x / limit
+                    ));
+                }
             }
         }
     }
@@ -294,15 +366,21 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
         let _ = writeln!(out, "Disk limit");
         let _ = writeln!(
             out,
-            "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8}  what",
-            "probe", "ops/s", "MB/s", "p50 us", "p99 us", "p999 us"
+            "  {:<28} {:>9} {:>17} {:>4} {:>9} {:>8} {:>8} {:>8}  what",
+            "probe", "ops/s", "spread", "runs", "MB/s", "p50 us", "p99 us", "p999 us"
         );
         for r in limits {
             let _ = writeln!(
                 out,
-                "  {:<28} {:>9} {:>9} {:>8} {:>8} {:>8}  {}",
+                "  {:<28} {:>9} {:>17} {:>4} {:>9} {:>8} {:>8} {:>8}  {}",
                 r.contender,
                 fmt_rate(r.ops_per_s),
+                format!(
+                    "{}-{}",
+                    fmt_rate(r.ops_per_s_min),
+                    fmt_rate(r.ops_per_s_max)
+                ),
+                r.rounds,
                 fmt_opt(r.mb_per_s, 1),
                 fmt_opt(r.p50_us, 0),
                 fmt_opt(r.p99_us, 0),
@@ -374,6 +452,9 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
                     (status, _, _) => format!("  ({status})"),
                 }
             );
+            if let Some(warning) = &r.warning {
+                let _ = writeln!(out, "  {:<2}{:<14} ! {warning}", "", r.contender);
+            }
         }
         let mut caches: Vec<&str> = rows
             .iter()
@@ -391,15 +472,35 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
         }
         let _ = writeln!(out);
     }
+    let warnings: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let w = r.warning.as_ref()?;
+            Some(format!("  {} {}: {w}", r.workload, r.contender))
+        })
+        .collect();
+    if !warnings.is_empty() {
+        let _ = writeln!(
+            out,
+            "Warnings ({}): figures to read with care\n{}\n",
+            warnings.len(),
+            warnings.join("\n")
+        );
+    }
     let _ = writeln!(
         out,
         "* marks the highest ops/s. x peer: over the best peer (ours and the naive baseline \
-         are not peers). x limit: W1/W2/W5/K1/K3 over limit/{} ops/s; W3 and the K2 load (keys \
-         and values) over the better 1 MiB durable write MB/s; W4 over the better cold read \
-         MB/s; K2 gets have none. Figures are medians over \
-         rounds; spread is the lowest-highest round. RSS MB: the contender's process's peak \
-         resident memory, the highest over the rounds.",
-        limit::SYNC_4K_WRITTEN
+         are not peers). x limit: W1/K1/K3/R1 over the better of limit/{} and limit/{} ops/s \
+         (one durable write at a time; flagged if a row passes it by 5%); W2/W5 and the many-\
+         thread rows over the same, which group commit passes by design (records per durable \
+         write); W3 and the K2 load (keys and values) over the better 1 MiB durable write \
+         MB/s; W4 over the better cold read MB/s; K2 gets have none. The limits are probed \
+         before, between and after the rounds; a probe's spread is over those runs, flagged \
+         if it moved more than 2x. Figures are medians over rounds; spread is the \
+         lowest-highest round. RSS MB: the contender's process's peak resident memory, the \
+         highest over the rounds.",
+        limit::SYNC_4K_WRITTEN,
+        limit::DIRECT_4K_QD1
     );
     out
 }
@@ -426,14 +527,14 @@ fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "workload,contender,kind,config,threads,ops,seconds,ops_per_s,mb_per_s,p50_us,p99_us,\
          p999_us,ratio_to_best_peer,ratio_to_limit,rounds,ops_per_s_min,ops_per_s_max,\
-         verified_records,open_ms,cache,conflict_rate,syncs_per_op,peak_rss_mb,status\n",
+         verified_records,open_ms,cache,conflict_rate,syncs_per_op,peak_rss_mb,status,warning\n",
     );
     let num = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v}"));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.workload,
             r.contender,
             r.kind,
@@ -458,7 +559,8 @@ fn csv(rows: &[Row]) -> String {
             num(r.conflict_rate),
             num(r.syncs_per_op),
             num(r.peak_rss_mb),
-            quote(&r.status)
+            quote(&r.status),
+            quote(r.warning.as_deref().unwrap_or_default())
         );
     }
     out
@@ -602,4 +704,107 @@ fn plots(out: &Path, rows: &[Row]) -> Result<(), String> {
         root.present().map_err(|e| plot_err(&e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrate::Profile;
+
+    fn probe(name: &'static str, ops: u64) -> Probe {
+        Probe {
+            name,
+            config: String::new(),
+            outcome: Ok(Measured {
+                ops,
+                bytes: ops * 4096,
+                seconds: 1.0,
+                ..Measured::default()
+            }),
+        }
+    }
+
+    fn result(ops: u64) -> Result<RunResult, String> {
+        Ok(RunResult {
+            measured: Measured {
+                ops,
+                bytes: ops * 128,
+                seconds: 1.0,
+                ..Measured::default()
+            },
+            verified_records: ops,
+            open_seconds: None,
+            cache: None,
+            peak_rss_bytes: None,
+        })
+    }
+
+    #[test]
+    fn a_probe_is_the_median_of_its_runs_and_flagged_when_it_moved_2x() {
+        let sets = vec![
+            vec![
+                probe(limit::SYNC_4K_WRITTEN, 9000),
+                probe(limit::DIRECT_4K_QD1, 10_000),
+            ],
+            vec![
+                probe(limit::SYNC_4K_WRITTEN, 300),
+                probe(limit::DIRECT_4K_QD1, 10_500),
+            ],
+            vec![
+                probe(limit::SYNC_4K_WRITTEN, 8000),
+                probe(limit::DIRECT_4K_QD1, 9_800),
+            ],
+        ];
+        let rows = limit_rows(&sets);
+        assert_eq!(rows.len(), 2);
+        let sync = &rows[0];
+        assert_eq!((sync.ops_per_s, sync.rounds), (Some(8000.0), 3));
+        assert_eq!(
+            (sync.ops_per_s_min, sync.ops_per_s_max),
+            (Some(300.0), Some(9000.0))
+        );
+        assert!(sync.warning.as_deref().is_some_and(|w| w.contains("moved")));
+        assert_eq!(rows[1].ops_per_s, Some(10_000.0));
+        assert_eq!(rows[1].warning, None, "a steady probe is not flagged");
+    }
+
+    #[test]
+    fn a_row_above_a_limit_that_bounds_it_is_flagged_and_group_commit_is_not() {
+        let sets = vec![vec![
+            probe(limit::SYNC_4K_WRITTEN, 9000),
+            probe(limit::DIRECT_4K_QD1, 10_000),
+        ]];
+        let name = "naive".to_owned();
+        let mut outcomes = Outcomes::new();
+        outcomes.insert((Workload::W1, name.clone()), vec![result(11_000)]);
+        outcomes.insert((Workload::W2, name.clone()), vec![result(100_000)]);
+        let profile = Profile::pick_named("smoke");
+        let rows = rows(
+            &[Workload::W1, Workload::W2],
+            &[name],
+            &outcomes,
+            &sets,
+            &profile,
+        );
+        let w1 = rows.iter().find(|r| r.workload == "w1").unwrap();
+        assert_eq!(
+            w1.ratio_to_limit,
+            Some(1.1),
+            "over the better of the two probes"
+        );
+        assert!(
+            w1.warning
+                .as_deref()
+                .is_some_and(|w| w.contains("1.10x its limit"))
+        );
+        let w2 = rows.iter().find(|r| r.workload == "w2").unwrap();
+        assert_eq!(w2.ratio_to_limit, Some(10.0));
+        assert_eq!(w2.warning, None, "group commit passes the limit by design");
+        let text = tables(
+            &crate::machine::facts(Path::new("."), &profile),
+            &[Workload::W1],
+            &rows,
+        );
+        assert!(text.contains("Warnings (1)"), "{text}");
+    }
 }

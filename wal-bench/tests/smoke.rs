@@ -57,7 +57,14 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
         // io_uring may be refused on some kernels; everything else must run.
         if !r["contender"].as_str().unwrap().contains("qd") {
             assert_eq!(status, "ok", "{r}");
+            // Probed before the first round and again after it.
+            assert!(r["rounds"].as_u64().unwrap() >= 2, "{r}");
+            assert!(r["ops_per_s_min"].as_f64().unwrap() <= r["ops_per_s_max"].as_f64().unwrap());
         }
+    }
+    for when in ["load_average_start", "load_average_end"] {
+        let load = doc["machine"][when].as_str().unwrap();
+        assert_eq!(load.split(' ').count(), 3, "{when}: {load}");
     }
 
     let workloads = [
