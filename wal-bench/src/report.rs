@@ -476,7 +476,11 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
         .iter()
         .filter_map(|r| {
             let w = r.warning.as_ref()?;
-            Some(format!("  {} {}: {w}", r.workload, r.contender))
+            Some(if r.kind == "limit" {
+                format!("  {}: {w}", r.contender)
+            } else {
+                format!("  {} {}: {w}", r.workload, r.contender)
+            })
         })
         .collect();
     if !warnings.is_empty() {

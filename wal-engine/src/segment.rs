@@ -367,14 +367,19 @@ pub(crate) fn remove_staged(storage: &dyn Storage) -> Result<(), IoError> {
 }
 
 /// Creates the spare segment file (replacing a leftover), its data synced,
-/// with zeros over its whole length where [`fills_with_zeros`] says so, and
-/// otherwise only preallocated (as [`create`] would). The caller syncs the
-/// directory: the preparer does it so that the owner's syncs meanwhile are
-/// held back until it passes (`Shared::sync_dir_aside`).
-pub(crate) fn prepare_spare(storage: &dyn Storage, options: &Options) -> Result<FileRef, IoError> {
+/// with zeros over its whole length if `zeros` (the writer decides, by
+/// [`fills_with_zeros`] and the size of its writes), and otherwise only
+/// preallocated (as [`create`] would). The caller syncs the directory: the
+/// preparer does it so that the owner's syncs meanwhile are held back until
+/// it passes (`Shared::sync_dir_aside`).
+pub(crate) fn prepare_spare(
+    storage: &dyn Storage,
+    options: &Options,
+    zeros: bool,
+) -> Result<FileRef, IoError> {
     remove_if_present(storage, SPARE_NAME)?;
     let file = storage.create(SPARE_NAME, FileOptions::BUFFERED)?;
-    if fills_with_zeros(options) {
+    if zeros {
         zero_fill(&file, options.segment_bytes)?;
     } else if options.preallocate {
         file.allocate(0, options.segment_bytes)?;
@@ -568,7 +573,7 @@ mod tests {
                 segment_bytes: 3 << 20,
                 ..Options::default()
             };
-            let file = prepare_spare(&*storage, &options).unwrap();
+            let file = prepare_spare(&*storage, &options, fills_with_zeros(&options)).unwrap();
             // Its directory entry is the caller's to sync (the preparer's).
             storage.sync_dir().unwrap();
             let writes = disk.op_count(wal_io::Op::Write);

@@ -92,6 +92,10 @@ pub struct Stats {
     /// Rotations that took the file of a purged segment
     /// ([`Options::recycle_segments`](crate::Options::recycle_segments)).
     pub rotations_recycled: u64,
+    /// Spares the preparer wrote with zeros (only while the log's writes
+    /// are small: their syncs then find blocks already written); the
+    /// others it only preallocated.
+    pub spares_zero_filled: u64,
     /// With [`Options::direct_io`](crate::Options::direct_io): the most
     /// writes that were in flight at once.
     pub writes_in_flight_peak: u64,
@@ -135,6 +139,10 @@ impl StatsCollector {
             s.sync_micros
                 .record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
         });
+    }
+
+    pub(crate) fn spare_zero_filled(&self) {
+        self.with(|s| s.spares_zero_filled += 1);
     }
 
     pub(crate) fn held(&self, segments: u64) {

@@ -117,6 +117,7 @@ pub fn all() -> Vec<&'static dyn Contender> {
         &wal::PORTABLE,
         &wal::URING,
         &wal::DIRECT,
+        &wal::DEFAULTS,
         &naive::NAIVE,
         &okaywal_peer::OKAYWAL,
         &raft_engine_peer::RAFT_ENGINE,

@@ -23,6 +23,7 @@ pub static PORTABLE: WalContender = WalContender {
     choice: BackendChoice::Portable,
     expect: Backend::Portable,
     direct: false,
+    defaults: false,
 };
 
 /// `wal/uring`: the io_uring backend, buffered writes.
@@ -34,6 +35,7 @@ pub static URING: WalContender = WalContender {
     choice: BackendChoice::Uring,
     expect: Backend::Uring,
     direct: false,
+    defaults: false,
 };
 
 /// `wal/direct`: the pipelined O_DIRECT writer through io_uring.
@@ -45,6 +47,19 @@ pub static DIRECT: WalContender = WalContender {
     choice: BackendChoice::Uring,
     expect: Backend::Uring,
     direct: true,
+    defaults: false,
+};
+
+/// `wal/defaults`: what a user who sets nothing gets, ingest included.
+pub static DEFAULTS: WalContender = WalContender {
+    name: "wal/defaults",
+    config: "Options::default() throughout: ingest under SyncPolicy::Always too (the owner \
+             writes and syncs appends as they come) + Wal::sync; replay: \
+             Wal::open_with_replaying. W3 and W4 only: its commits are wal/uring's",
+    choice: BackendChoice::Uring,
+    expect: Backend::Uring,
+    direct: false,
+    defaults: true,
 };
 
 /// One configuration of this project's log.
@@ -55,6 +70,8 @@ pub struct WalContender {
     choice: BackendChoice,
     expect: Backend,
     direct: bool,
+    /// Ingests with the default policy instead of `SyncPolicy::Never`.
+    defaults: bool,
 }
 
 impl WalContender {
@@ -119,16 +136,20 @@ impl Entrant for WalContender {
         true
     }
 
-    fn not_applicable(&self, _workload: Workload) -> Option<&'static str> {
-        None
+    fn not_applicable(&self, workload: Workload) -> Option<&'static str> {
+        let ingest = matches!(
+            workload,
+            Workload::W3Big | Workload::W3Small | Workload::W4Big | Workload::W4Small
+        );
+        (self.defaults && !ingest).then_some("the same as wal/uring outside ingest and replay")
     }
 }
 
 impl Contender for WalContender {
     fn open(&self, dir: &Path, _writers: u32, purpose: Purpose) -> Result<Box<dyn Log>, String> {
         let sync = match purpose {
-            Purpose::Commits => SyncPolicy::Always,
-            Purpose::Ingest => SyncPolicy::Never,
+            Purpose::Ingest if !self.defaults => SyncPolicy::Never,
+            Purpose::Commits | Purpose::Ingest => Options::default().sync,
         };
         Ok(Box::new(OpenWal(self.open_wal(dir, sync)?)))
     }

@@ -74,6 +74,8 @@ pub(super) fn open(
             encoder: FrameEncoder::new(options.compression),
             seal: Vec::with_capacity(FRAME_HEADER_LEN),
             spare_requested: false,
+            segment_frames: 0,
+            segment_frame_bytes: 0,
             last_time_us: report.last_timestamp_us.unwrap_or(0),
         },
         storage,

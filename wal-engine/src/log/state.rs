@@ -141,6 +141,10 @@ pub(crate) struct Io {
     pub(super) seal: Vec<u8>,
     /// The spare for the rotation after this segment has been asked for.
     pub(super) spare_requested: bool,
+    /// Frames and bytes written to the active segment since it became
+    /// active: their mean tells whether the spare is worth zero-filling.
+    pub(super) segment_frames: u64,
+    pub(super) segment_frame_bytes: u64,
     /// The last frame's time: the next is never below it, whatever the
     /// clock says.
     pub(super) last_time_us: u64,
@@ -151,6 +155,9 @@ pub(crate) struct Io {
 pub(super) struct Spare {
     pub(super) ready: Option<SpareFile>,
     pub(super) wanted: bool,
+    /// Whether the spare wanted is to be written with zeros (else only
+    /// preallocated): [`crate::segment::prepare_spare`].
+    pub(super) zero_fill: bool,
     /// The preparer is filling the spare file: nothing else may take its name.
     pub(super) filling: bool,
     pub(super) closing: bool,
