@@ -26,6 +26,7 @@ mod record;
 mod report;
 mod server;
 mod stores;
+mod sweep;
 mod txnload;
 mod workload;
 

@@ -24,6 +24,11 @@ pub struct RunArgs {
     /// A tiny profile that only checks that everything runs (used by tests).
     #[arg(long)]
     pub smoke: bool,
+    /// Only the sweeps (W2 by threads, W4 by log size, K2 by keys), which
+    /// `--full` runs after its tables; sizes as `--full`'s, or tiny with
+    /// `--smoke`.
+    #[arg(long)]
+    pub sweep: bool,
     /// Workloads to run (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<Workload>,
@@ -88,6 +93,7 @@ impl Profile {
         let mut args = RunArgs {
             full: name == "full",
             smoke: name == "smoke",
+            sweep: false,
             workloads: Vec::new(),
             contenders: Vec::new(),
             rounds: None,
@@ -159,7 +165,7 @@ impl Profile {
     }
 
     /// The spec of one run (the directory filled in by the caller).
-    fn spec(&self, workload: Workload, contender: &str, dir: PathBuf) -> RunSpec {
+    pub(crate) fn spec(&self, workload: Workload, contender: &str, dir: PathBuf) -> RunSpec {
         RunSpec {
             workload,
             contender: contender.to_owned(),
@@ -200,6 +206,11 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     };
     let work = args.dir.clone().unwrap_or_else(|| args.out.join("work"));
     reset_dir(&work)?;
+    if args.sweep {
+        let result = crate::sweep::run(&profile, names, &work, &args.out, args.timeout);
+        let _ = std::fs::remove_dir_all(&work);
+        return result;
+    }
     let mut facts = machine::facts(&work, &profile);
 
     // The limits are probed before the first round, between rounds and
@@ -332,6 +343,12 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64(),
         args.out.display()
     );
+    if args.full {
+        reset_dir(&work)?;
+        let swept = crate::sweep::run(&profile, names, &work, &args.out, args.timeout);
+        let _ = std::fs::remove_dir_all(&work);
+        swept?;
+    }
     let failed: Vec<String> = rows
         .iter()
         .filter(|r| r.status.starts_with("failed"))
@@ -363,7 +380,7 @@ fn progress(len: u64) -> ProgressBar {
 }
 
 /// Runs one spec in a child process of this binary, killed after `timeout`.
-fn run_child(spec: &RunSpec, timeout: f64) -> Result<RunResult, String> {
+pub(crate) fn run_child(spec: &RunSpec, timeout: f64) -> Result<RunResult, String> {
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let json = serde_json::to_string(spec).map_err(|e| format!("encode spec: {e}"))?;
     let mut child = Command::new(exe)

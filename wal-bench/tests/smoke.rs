@@ -217,3 +217,59 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
     assert!(stdout.contains("K2 gets"), "{stdout}");
     assert!(stdout.contains("W1 durable commits"), "{stdout}");
 }
+
+/// The sweeps (part of `--full`) at a tiny size: every contender at every
+/// point of every sweep, its figures in `sweeps.json` and a plot per sweep.
+#[test]
+fn every_sweep_runs_every_contender_at_every_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_wal-bench"))
+        .args(["--sweep", "--smoke", "--out"])
+        .arg(&out)
+        .arg("--dir")
+        .arg(tmp.path().join("work"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let points: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweeps.json")).unwrap()).unwrap();
+    for (sweep, values, contenders) in [
+        (
+            "w2-threads",
+            [1, 4],
+            ["wal/uring", "wal/direct", "naive", "raft-engine"],
+        ),
+        (
+            "w4-size",
+            [1, 4],
+            ["wal/uring", "naive", "rusqlite", "fjall"],
+        ),
+        (
+            "k2-keys",
+            [1000, 3000],
+            ["wal/kv", "raft-engine", "fjall", "redb"],
+        ),
+    ] {
+        for value in values {
+            for c in contenders {
+                let p = points
+                    .iter()
+                    .find(|p| p["sweep"] == sweep && p["value"] == value && p["contender"] == c)
+                    .unwrap_or_else(|| panic!("{sweep} {value} {c} missing"));
+                assert_eq!(p["status"], "ok", "{p}");
+                assert!(p["ops_per_s"].as_f64().unwrap() > 0.0, "{p}");
+            }
+        }
+        assert!(
+            out.join(format!("sweep-{sweep}.svg")).exists(),
+            "{sweep} plot"
+        );
+        assert!(stdout.contains(sweep.split('-').next().unwrap().to_uppercase().as_str()));
+    }
+}
