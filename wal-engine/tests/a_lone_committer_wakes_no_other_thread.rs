@@ -70,3 +70,28 @@ fn appends_nobody_waits_on_wake_the_owner() {
         "plain appends were written without the owner waking"
     );
 }
+
+#[test]
+fn an_append_into_a_frame_a_held_commit_opened_is_written_all_the_same() {
+    let wal = open();
+    // The owner thread settles into its wait (else it may find the frame
+    // on its first look and prove nothing).
+    wal.commit(b"warm-up").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let held = wal.begin_commit(&[b"held"]).unwrap();
+    let lsn = wal.append(b"plain").unwrap();
+    // The plain append wakes the owner, which writes the whole frame (the
+    // held commit's record with it): a tail sees both while it is held.
+    let mut tail = wal.reader(2).unwrap();
+    let bound = Some(std::time::Duration::from_secs(30));
+    let first = tail
+        .next_wait(bound)
+        .unwrap()
+        .expect("the held frame was never written");
+    let second = tail
+        .next_wait(bound)
+        .unwrap()
+        .expect("the plain append was never written");
+    assert_eq!((first.lsn, second.lsn), (2, lsn));
+    assert_eq!(held.wait().unwrap(), 2..3);
+}

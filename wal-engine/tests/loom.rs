@@ -171,3 +171,33 @@ fn a_commit_dropped_unwaited_is_written_by_the_owner() {
         assert_eq!(record.lsn, 1);
     });
 }
+
+/// Under `SyncPolicy::Interval` a round may write without syncing. A
+/// committer whose record such a round wrote, and which woke the owner
+/// while another thread held the I/O, must not be left parked: whoever lets
+/// go of the I/O with a sync still owed wakes the owner.
+#[test]
+fn a_sync_owed_after_a_write_only_round_is_not_lost() {
+    model(Some(3), || {
+        let mut o = Options::default();
+        o.sync = wal_engine::SyncPolicy::Interval(std::time::Duration::from_secs(3600));
+        o.segment_bytes = 16 << 10;
+        o.queue_bytes_max = 4 << 10;
+        o.record_bytes_max = 256;
+        o.identity_seed = Some(1);
+        o.prepare_segments = false;
+        let wal = Arc::new(Wal::open_with(SimDisk::new(1).storage(), o).unwrap().0);
+        let threads: Vec<_> = (0..2u8)
+            .map(|i| {
+                let wal = wal.clone();
+                loom::thread::spawn(move || wal.commit_durable(&[i]).unwrap())
+            })
+            .collect();
+        let mine = wal.commit_durable(&[9]).unwrap();
+        for t in threads {
+            let lsn = t.join().unwrap();
+            assert!(wal.durable_lsn() >= lsn);
+        }
+        assert!(wal.durable_lsn() >= mine);
+    });
+}

@@ -132,8 +132,14 @@ impl Wal {
             SyncPolicy::Always | SyncPolicy::Interval(_) => None,
         };
         let crossed = threshold.is_some_and(|t| before < t && state.buf.len() >= t);
+        // A frame a committer opened quietly is announced by the first
+        // append nobody leads for: the committer may hold its commit a while.
+        let announce = wake_owner && (new_frame || state.frame_unannounced);
+        if new_frame || announce {
+            state.frame_unannounced = !wake_owner;
+        }
         drop(st);
-        if (new_frame && wake_owner) || crossed {
+        if announce || crossed {
             self.shared.work.notify_one();
         }
         Ok(first..first + count)
@@ -146,7 +152,9 @@ impl Wal {
     /// other thread. Use it where the append and the wait are apart (the
     /// append under a lock of the caller's, the wait after it); dropping
     /// the commit unwaited hands the records to the owner thread, as
-    /// [`Wal::append_batch`] would have.
+    /// [`Wal::append_batch`] would have. Until it is waited for or dropped
+    /// its records are not written (a tail does not see them), so keep the
+    /// two close; appends by other threads meanwhile still wake the owner.
     ///
     /// ```
     /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;

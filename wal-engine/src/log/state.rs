@@ -62,6 +62,9 @@ pub(crate) struct State {
     pub(super) space_waiters: usize,
     /// Times the owner woke from waiting for work ([`crate::Stats::owner_wakes`]).
     pub(super) owner_wakes: u64,
+    /// The pending frame was opened by a committer that did not wake the
+    /// owner (it leads its own round): the first plain append into it does.
+    pub(super) frame_unannounced: bool,
 }
 
 impl State {
@@ -85,6 +88,7 @@ impl State {
             next_waiter: 0,
             space_waiters: 0,
             owner_wakes: 0,
+            frame_unannounced: false,
         }
     }
 

@@ -314,6 +314,9 @@ fn drive<'a>(shared: &'a Shared, mut io: IoGuard<'a>, lead: bool) -> bool {
             }
             drop(io);
             woken.fire();
+            if lead {
+                wake_owner_if_owed(shared);
+            }
             return took;
         }
         if !woken.is_empty() {
@@ -324,6 +327,25 @@ fn drive<'a>(shared: &'a Shared, mut io: IoGuard<'a>, lead: bool) -> bool {
                 None => return took,
             }
         }
+    }
+}
+
+/// After a leader lets go of `io`: wakes the owner if a round is due that
+/// no one was told of. A round can write without syncing (`Interval`,
+/// `Never`), and a committer whose record it wrote may have woken the owner
+/// while the leader held `io`, when the owner found nothing to do and went
+/// back to sleep; that committer would wait for ever (a loom model found
+/// it). A frame still pending was told of when the round published.
+fn wake_owner_if_owed(shared: &Shared) {
+    let st = shared.state();
+    let owed = st.frame.is_none()
+        && matches!(
+            decide(&st.view(), &shared.options, Instant::now()),
+            Decision::Round { .. }
+        );
+    drop(st);
+    if owed {
+        shared.work.notify_one();
     }
 }
 
