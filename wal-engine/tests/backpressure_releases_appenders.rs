@@ -125,3 +125,36 @@ fn an_appender_waiting_for_queue_space_goes_on_once_the_owner_takes_the_frame() 
     assert_eq!(read.len() as u64, APPENDS);
     assert!(read.iter().enumerate().all(|(i, r)| *r == record(i as u64)));
 }
+
+/// Under `SyncPolicy::Never` the owner writes only once half the queue is
+/// pending. A batch larger than half the queue, arriving behind a smaller
+/// frame, fits only once that frame is written: the appender's wait for
+/// space makes the owner write it, else it would wait for ever.
+#[test]
+fn a_batch_larger_than_half_the_queue_is_taken_under_never() {
+    let mut o = Options::default();
+    o.sync = wal_engine::SyncPolicy::Never;
+    o.queue_bytes_max = 8 << 10;
+    o.record_bytes_max = 4 << 10;
+    o.prepare_segments = false;
+    o.identity_seed = Some(SEED);
+    let (wal, _) = Wal::open_with(SimDisk::new(SEED).storage(), o).unwrap();
+    let wal = Arc::new(wal);
+    wal.append(&[1u8; 1024]).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let appender = {
+        let wal = wal.clone();
+        thread::spawn(move || {
+            let big = vec![2u8; 3584];
+            let _ = tx.send(wal.append_batch(&[&big, &big]));
+        })
+    };
+    let lsns = rx
+        .recv_timeout(BOUND)
+        .expect("a batch waiting for queue space was never taken")
+        .unwrap();
+    appender.join().unwrap();
+    assert_eq!(lsns, 2..4);
+    wal.sync().unwrap();
+    assert_eq!(wal.reader(1).unwrap().count(), 3);
+}

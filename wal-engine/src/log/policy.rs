@@ -21,6 +21,10 @@ pub(super) struct View {
     pub(super) last_sync: Instant,
     pub(super) closing: bool,
     pub(super) poisoned: bool,
+    /// An appender waits for queue space: what is pending must go out,
+    /// whatever the policy's threshold (a batch larger than half the queue
+    /// would otherwise wait for ever under `Never`).
+    pub(super) space_wanted: bool,
 }
 
 /// What the next round does.
@@ -46,6 +50,7 @@ fn writes(v: &View, options: &Options, now: Instant) -> bool {
         return false;
     };
     v.closing
+        || v.space_wanted
         || v.sync_upto >= first
         || match options.sync {
             SyncPolicy::Always | SyncPolicy::Interval(_) => true,
@@ -108,6 +113,7 @@ mod tests {
             last_sync: now,
             closing: false,
             poisoned: false,
+            space_wanted: false,
         }
     }
 
@@ -125,6 +131,24 @@ mod tests {
             pending_since: Some(now),
             ..idle(now)
         }
+    }
+
+    /// Under `Never` a frame below half the queue waits for more, unless an
+    /// appender waits for space: then it is written (not synced).
+    #[test]
+    fn never_writes_a_small_frame_once_an_appender_waits_for_space() {
+        let now = Instant::now();
+        let o = options(SyncPolicy::Never);
+        assert_eq!(decide(&pending(now, 100), &o, now), Decision::Wait(None));
+        let wanted = View {
+            space_wanted: true,
+            ..pending(now, 100)
+        };
+        let write = Decision::Round {
+            write: true,
+            sync: false,
+        };
+        assert_eq!(decide(&wanted, &o, now), write);
     }
 
     #[test]

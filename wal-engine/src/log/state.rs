@@ -118,6 +118,7 @@ impl State {
             last_sync: self.last_sync,
             closing: self.closing,
             poisoned: self.poisoned.is_some(),
+            space_wanted: self.space_waiters > 0,
         }
     }
 
