@@ -22,6 +22,7 @@ mod kvload;
 mod limit;
 mod machine;
 mod orchestrate;
+mod output;
 mod record;
 mod report;
 mod server;

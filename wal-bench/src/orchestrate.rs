@@ -336,7 +336,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     print!("{}", report::tables(&facts, &workloads, &rows));
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("create {}: {e}", args.out.display()))?;
-    report::write_files(&args.out, &facts, &rows)?;
+    crate::output::write_files(&args.out, &facts, &rows)?;
     eprintln!(
         "wal-bench: {} runs in {:.0} s; results in {}",
         runs_total,

@@ -29,20 +29,29 @@ const FIELDS: [&str; 18] = [
     "peak_rss_mb",
 ];
 
-#[test]
-fn every_workload_and_contender_runs_and_reads_back_its_data() {
+/// Runs the benchmark with `args` at the smoke size into a temporary
+/// directory; fails unless it succeeds. Returns the directory (kept alive
+/// by the caller), the output directory and what it printed.
+fn run_smoke(args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let output = Command::new(env!("CARGO_BIN_EXE_wal-bench"))
-        .args(["--smoke", "--strict", "--out"])
+        .args(args)
+        .args(["--smoke", "--out"])
         .arg(&out)
         .arg("--dir")
         .arg(tmp.path().join("work"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    (tmp, out, stdout)
+}
+
+#[test]
+fn every_workload_and_contender_runs_and_reads_back_its_data() {
+    let (_tmp, out, stdout) = run_smoke(&["--strict"]);
 
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
@@ -222,21 +231,7 @@ fn every_workload_and_contender_runs_and_reads_back_its_data() {
 /// point of every sweep, its figures in `sweeps.json` and a plot per sweep.
 #[test]
 fn every_sweep_runs_every_contender_at_every_point() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_wal-bench"))
-        .args(["--sweep", "--smoke", "--out"])
-        .arg(&out)
-        .arg("--dir")
-        .arg(tmp.path().join("work"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (_tmp, out, stdout) = run_smoke(&["--sweep"]);
     let points: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("sweeps.json")).unwrap()).unwrap();
     for (sweep, values, contenders) in [

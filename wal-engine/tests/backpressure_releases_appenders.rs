@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wal_engine::{Options, Wal};
 use wal_io::sim::SimDisk;
@@ -44,19 +44,8 @@ impl HoldFirstSync {
         if self.appends.load(Ordering::SeqCst) == 0 || self.used.swap(true, Ordering::SeqCst) {
             return;
         }
-        let start = Instant::now();
-        let mut seen = self.appends.load(Ordering::SeqCst);
-        let mut since = Instant::now();
-        while start.elapsed() < HOLD_MAX {
-            thread::sleep(Duration::from_millis(5));
-            let now = self.appends.load(Ordering::SeqCst);
-            if now != seen {
-                seen = now;
-                since = Instant::now();
-            } else if now > 0 && since.elapsed() >= STILL {
-                self.stalled.store(true, Ordering::SeqCst);
-                return;
-            }
+        if common::wait_for_stall(&self.appends, STILL, HOLD_MAX) {
+            self.stalled.store(true, Ordering::SeqCst);
         }
     }
 }

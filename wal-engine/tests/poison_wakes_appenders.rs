@@ -52,19 +52,7 @@ impl FailingDirSync {
     /// moved for `STILL` (it waits for queue space), or after `HOLD_MAX`.
     fn hold_until_the_appender_blocks(&self) {
         self.entered.store(true, Ordering::SeqCst);
-        let start = Instant::now();
-        let mut seen = self.appends.load(Ordering::SeqCst);
-        let mut since = Instant::now();
-        while start.elapsed() < HOLD_MAX {
-            thread::sleep(Duration::from_millis(5));
-            let now = self.appends.load(Ordering::SeqCst);
-            if now != seen {
-                seen = now;
-                since = Instant::now();
-            } else if now > 0 && since.elapsed() >= STILL {
-                return;
-            }
-        }
+        common::wait_for_stall(&self.appends, STILL, HOLD_MAX);
     }
 }
 

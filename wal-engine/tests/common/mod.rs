@@ -5,6 +5,8 @@
 pub mod hooked;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wal_engine::{Options, Wal};
 
@@ -51,4 +53,23 @@ pub fn frame_ends(bytes: &[u8]) -> Vec<(u64, u64)> {
         ends.push((body as u64, at as u64));
     }
     ends
+}
+
+/// Returns true once `count` has moved at least once and then stood still
+/// for `still` (the thread counting has blocked), or false after `max`.
+pub fn wait_for_stall(count: &AtomicU64, still: Duration, max: Duration) -> bool {
+    let start = Instant::now();
+    let mut seen = count.load(Ordering::SeqCst);
+    let mut since = Instant::now();
+    while start.elapsed() < max {
+        std::thread::sleep(Duration::from_millis(5));
+        let now = count.load(Ordering::SeqCst);
+        if now != seen {
+            seen = now;
+            since = Instant::now();
+        } else if now > 0 && since.elapsed() >= still {
+            return true;
+        }
+    }
+    false
 }
