@@ -55,7 +55,7 @@ impl Wal {
     /// for these records next ([`Shared::wait_durable`]): that wait writes
     /// them itself when no one is doing I/O, or wakes the owner when someone
     /// is, so waking the owner here would only cost a system call and a
-    /// thread that wakes to find the work taken (W1: 4.4 context switches
+    /// thread that wakes to find the work taken (W1: 4.3 context switches
     /// per commit against raft-engine's 2.1).
     pub(crate) fn append_records(
         &self,
@@ -186,9 +186,7 @@ impl Wal {
         if !self.shared.options.sync.commit_waits() {
             return self.append(record);
         }
-        let lsn = self.append_records(&[record], false)?.start;
-        self.shared.wait_durable(lsn)?;
-        Ok(lsn)
+        Ok(self.begin_commit(&[record])?.wait()?.start)
     }
 
     /// Appends a record and waits until it is durable, whatever the policy:
@@ -197,9 +195,7 @@ impl Wal {
     /// # Errors
     /// As [`Wal::append`] and [`Wal::wait_durable`].
     pub fn commit_durable(&self, record: &[u8]) -> Result<u64, WalError> {
-        let lsn = self.append_records(&[record], false)?.start;
-        self.shared.wait_durable(lsn)?;
-        Ok(lsn)
+        Ok(self.begin_commit(&[record])?.wait()?.start)
     }
 }
 

@@ -30,7 +30,8 @@ const SPARE_AT_FRACTION: u64 = 4;
 /// never-written blocks, which pays for small commits (W1 writes about
 /// 200 bytes per sync); it also writes the whole segment twice, which for
 /// an ingest writing megabytes per sync is the larger cost (1 GiB of 4 KiB
-/// records under the default policy ran at half the speed with it).
+/// records under the default policy: 0.73-0.76 of the naive writer with
+/// it, 0.83-0.85 without).
 const ZERO_FILL_FRAME_BYTES_MAX: u64 = 64 << 10;
 
 /// Whether a frame of `encoded` bytes (before compression, which only
