@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod bloom;
 mod compaction;
 mod error;
 pub mod inspect;

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use wal_io::{FileOptions, FileRef, Storage};
 
 use crate::KvError;
+use crate::bloom;
 use crate::memtable::{Entry, prefix};
 
 const MAGIC: &[u8; 8] = b"WALKVSST";
@@ -31,14 +32,6 @@ const VERSION: u32 = 3;
 const VERSION_NO_FIRST_KEY: u32 = 2;
 const FOOTER_LEN: usize = 8 + 4 + 8 + 4 + 8 + 4 + 8 + 8 + 4;
 const TRAILER_LEN: usize = 9;
-const BLOOM_BITS_PER_KEY: usize = 10;
-const BLOOM_HASHES: u32 = 7;
-/// A key's filter bits all fall in one line of this many bytes (a cache
-/// line), so a probe costs one memory access, not one per hash.
-const BLOOM_LINE_BYTES: usize = 64;
-const BLOOM_LINE_BITS: u32 = 512;
-const _: () = assert!(BLOOM_LINE_BITS as usize == 8 * BLOOM_LINE_BYTES);
-
 /// How table blocks are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -73,22 +66,6 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
-}
-
-/// A key's two filter hashes: computed once per get, asked of every table.
-pub(crate) fn bloom_hashes(key: &[u8]) -> (u32, u32) {
-    let h1 = crc32c::crc32c(key);
-    let h2 = crc32c::crc32c_append(0x9e37_79b9, key);
-    (h1, h2)
-}
-
-/// The filter bits of a key with hashes (`h1`, `h2`) in a filter of `lines`
-/// lines: `h1` picks the line, `h2` and a step derived from it the bits.
-fn bloom_bits(h1: u32, h2: u32, hashes: u32, lines: usize) -> impl Iterator<Item = usize> {
-    let base = (h1 as usize % lines.max(1)) * BLOOM_LINE_BYTES * 8;
-    let step = h2.rotate_right(17) | 1;
-    (0..hashes)
-        .map(move |i| base + (h2.wrapping_add(i.wrapping_mul(step)) % BLOOM_LINE_BITS) as usize)
 }
 
 /// Writes a table from entries given in order.
@@ -140,7 +117,7 @@ impl TableBuilder {
             assert!(last <= &e.key, "table entries must be added in key order");
         }
         if self.last_key.as_ref() != Some(&e.key) {
-            self.key_hashes.push(bloom_hashes(&e.key));
+            self.key_hashes.push(bloom::hashes(&e.key));
         }
         if self.first_key.is_none() {
             self.first_key = Some(e.key.clone());
@@ -212,14 +189,11 @@ impl TableBuilder {
         index.extend_from_slice(&crc.to_le_bytes());
         self.file.write_at(index_offset, &[&index])?;
         let filter_offset = index_offset + index.len() as u64;
-        let bits = self.key_hashes.len() * BLOOM_BITS_PER_KEY;
-        let lines = bits.div_ceil(BLOOM_LINE_BYTES * 8).max(1);
-        let mut filter = vec![0u8; 4 + lines * BLOOM_LINE_BYTES];
-        filter[..4].copy_from_slice(&BLOOM_HASHES.to_le_bytes());
-        for &(h1, h2) in &self.key_hashes {
-            for bit in bloom_bits(h1, h2, BLOOM_HASHES, lines) {
-                filter[4 + bit / 8] |= 1 << (bit % 8);
-            }
+        let lines = bloom::lines_for(self.key_hashes.len());
+        let mut filter = vec![0u8; 4 + lines * bloom::LINE_BYTES];
+        filter[..4].copy_from_slice(&bloom::HASHES.to_le_bytes());
+        for &h in &self.key_hashes {
+            bloom::add(&mut filter[4..], bloom::HASHES, h);
         }
         let crc = crc32c::crc32c(&filter);
         filter.extend_from_slice(&crc.to_le_bytes());
@@ -535,7 +509,7 @@ impl Table {
             .u32()
             .ok_or_else(|| bad(filter_offset, "filter truncated"))?;
         let bits = body.get(4..).unwrap_or_default().to_vec();
-        if bits.is_empty() || bits.len() % BLOOM_LINE_BYTES != 0 || hashes == 0 || hashes > 32 {
+        if bits.is_empty() || bits.len() % bloom::LINE_BYTES != 0 || hashes == 0 || hashes > 32 {
             return Err(bad(filter_offset, "filter malformed"));
         }
         let mut table = Table {
@@ -586,14 +560,9 @@ impl Table {
             .is_some_and(|(first, last)| first.as_ref() <= hi && last.as_ref() >= lo)
     }
 
-    /// False when the key with these [`bloom_hashes`] is certainly absent.
-    pub fn may_contain(&self, (h1, h2): (u32, u32)) -> bool {
-        let lines = self.filter.len() / BLOOM_LINE_BYTES;
-        bloom_bits(h1, h2, self.hashes, lines).all(|bit| {
-            self.filter
-                .get(bit / 8)
-                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
-        })
+    /// False when the key with these [`bloom::hashes`] is certainly absent.
+    pub fn may_contain(&self, hashes: (u32, u32)) -> bool {
+        bloom::may_contain(&self.filter, self.hashes, hashes)
     }
 
     /// Block `i`, from the cache or read, checked and decoded; a block read
@@ -1083,10 +1052,10 @@ mod tests {
         let storage = disk.storage();
         let t = build(&*storage, 5000, &block_cache(0));
         for i in 0..5000u64 {
-            assert!(t.may_contain(bloom_hashes(format!("key{i:08}").as_bytes())));
+            assert!(t.may_contain(bloom::hashes(format!("key{i:08}").as_bytes())));
         }
         let false_positives = (5000..25_000u64)
-            .filter(|i| t.may_contain(bloom_hashes(format!("key{i:08}").as_bytes())))
+            .filter(|i| t.may_contain(bloom::hashes(format!("key{i:08}").as_bytes())))
             .count();
         // 10 bits per key and 7 hashes in one line: about 1 % expected.
         assert!(false_positives < 600, "{false_positives} of 20000");

@@ -483,7 +483,10 @@ impl Inner {
         // Everything applied goes with the memtable, visible yet or not:
         // the checkpoint LSN must cover every LSN its table holds.
         let upto = self.visibility.applied();
-        let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(Memtable::default())));
+        let full = std::mem::replace(
+            &mut tree.active,
+            Arc::new(RwLock::new(Memtable::new(self.options.memtable_bytes_max))),
+        );
         tree.frozen = Some((full, upto));
         tree.refresh_view();
         drop(tree);

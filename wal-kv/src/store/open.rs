@@ -54,7 +54,7 @@ impl Store {
         if replayed_after != Some(manifest.checkpoint_lsn) {
             // Another process checkpointed between the guess and the lock,
             // or the log starts past the guess: replay again from the truth.
-            memtable = Memtable::default();
+            memtable = Memtable::new(options.memtable_bytes_max);
             let from = (manifest.checkpoint_lsn + 1).max(wal.first_lsn());
             if from <= wal.appended_lsn() {
                 for record in wal.reader(from)? {
@@ -118,7 +118,7 @@ fn open_log(
     options: &Options,
 ) -> Result<(Wal, Memtable, Option<u64>), KvError> {
     let guess = Manifest::read(&**storage)?.map_or(0, |m| m.checkpoint_lsn);
-    let mut memtable = Memtable::default();
+    let mut memtable = Memtable::new(options.memtable_bytes_max);
     let mut replay_failed = None;
     let opened = Wal::open_with_replaying(
         Arc::clone(storage),
@@ -143,7 +143,7 @@ fn open_log(
         // The log starts past the guess: the caller replays with a reader.
         Err(WalError::Purged { .. }) => {
             let (wal, _report) = Wal::open_with(Arc::clone(storage), options.log.clone())?;
-            Ok((wal, Memtable::default(), None))
+            Ok((wal, Memtable::new(options.memtable_bytes_max), None))
         }
         Err(e) => Err(e.into()),
     }

@@ -9,11 +9,12 @@ use bytes::Bytes;
 
 use super::Inner;
 use crate::KvError;
+use crate::bloom;
 use crate::compaction::{LevelIter, Levels, Merge, Source};
 use crate::locks::{lock, read};
 use crate::manifest::Manifest;
 use crate::memtable::{Entry, Memtable};
-use crate::table::{self, Table};
+use crate::table::Table;
 
 /// The memtables and tables of the store, and the view reads take of them.
 pub(super) struct Tree {
@@ -67,8 +68,9 @@ impl Inner {
     pub(super) fn get_at(&self, key: &[u8], lsn: u64) -> Result<Option<Bytes>, KvError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
         let view = self.sources();
+        let hashes = bloom::hashes(key);
         for m in &view.mems {
-            if let Some(v) = read(m).get(key, lsn) {
+            if let Some(v) = read(m).get(key, hashes, lsn) {
                 return Ok(v);
             }
         }
@@ -82,7 +84,6 @@ impl Inner {
                 .get(at)
                 .filter(|t| t.key_range().is_some_and(|(first, _)| first <= key))
         });
-        let hashes = table::bloom_hashes(key);
         for t in level0.iter().chain(below) {
             if t.may_contain(hashes) {
                 self.probes.fetch_add(1, Ordering::Relaxed);
