@@ -89,7 +89,7 @@ impl Entrant for WalKv {
     }
 
     fn config(&self) -> &'static str {
-        "wal-kv defaults (64 MiB memtable, 16 KiB blocks, no compression, io_uring \
+        "wal-kv defaults (32 MiB memtable, 16 KiB blocks, no compression, io_uring \
          backend where available); put: a one-put batch with Durability::Sync; load: \
          one batch per 1000 keys, Durability::Sync; gets: one snapshot; transactions: \
          Isolation::Serializable, committed with Durability::Sync"
@@ -109,5 +109,20 @@ impl KvContender for WalKv {
     fn open_txn(&self, dir: &Path) -> Option<Result<Box<dyn TxnStore>, String>> {
         let store = Store::open(dir, Options::default()).map_err(err("open"));
         Some(store.map(|s| Box::new(OpenStore(s)) as Box<dyn TxnStore>))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_configuration_matches_the_defaults() {
+        let defaults = Options::default();
+        let config = WalKv.config();
+        let memtable = format!("{} MiB memtable", defaults.memtable_bytes_max >> 20);
+        let blocks = format!("{} KiB blocks", defaults.block_bytes >> 10);
+        assert!(config.contains(&memtable), "{config:?} lacks {memtable:?}");
+        assert!(config.contains(&blocks), "{config:?} lacks {blocks:?}");
     }
 }
