@@ -31,6 +31,7 @@ pub(crate) fn bits(h1: u32, h2: u32, hashes: u32, lines: usize) -> impl Iterator
 /// Whether every bit of a key is set in `filter` (whole lines, `hashes` bits
 /// per key): false means the key was never added.
 pub(crate) fn may_contain(filter: &[u8], hashes: u32, (h1, h2): (u32, u32)) -> bool {
+    debug_assert!(whole_lines(filter), "a filter is whole lines");
     let lines = filter.len() / LINE_BYTES;
     bits(h1, h2, hashes, lines).all(|bit| {
         filter
@@ -41,12 +42,20 @@ pub(crate) fn may_contain(filter: &[u8], hashes: u32, (h1, h2): (u32, u32)) -> b
 
 /// Sets a key's bits in `filter` (whole lines).
 pub(crate) fn add(filter: &mut [u8], hashes: u32, (h1, h2): (u32, u32)) {
+    // A bit past the end would be dropped here and then read as clear: a
+    // false negative. Whole lines keep every bit inside.
+    debug_assert!(whole_lines(filter), "a filter is whole lines");
     let lines = filter.len() / LINE_BYTES;
     for bit in bits(h1, h2, hashes, lines) {
         if let Some(b) = filter.get_mut(bit / 8) {
             *b |= 1 << (bit % 8);
         }
     }
+}
+
+/// Whether `filter` is one or more whole lines.
+fn whole_lines(filter: &[u8]) -> bool {
+    !filter.is_empty() && filter.len().is_multiple_of(LINE_BYTES)
 }
 
 /// The lines a filter of `keys` keys needs at [`BITS_PER_KEY`]; at least one.

@@ -21,6 +21,11 @@ pub(crate) struct Entry {
 /// Bytes charged per version beyond its key and value (map node, LSN).
 const VERSION_OVERHEAD_BYTES: usize = 56;
 
+/// The most keys a memtable's filter is sized for: a budget past about
+/// 900 MiB (or `usize::MAX`, "checkpoint only when asked") gets a 20 MiB
+/// filter, not one proportional to the budget, allocated before any data.
+pub(crate) const FILTER_KEYS_MAX: usize = 1 << 24;
+
 /// The first 8 bytes of a key as a big-endian number, zero-padded. Ordering
 /// by it never contradicts the keys' byte order, so comparing it first
 /// settles most comparisons without touching the keys' bytes.
@@ -65,10 +70,12 @@ impl Memtable {
     /// An empty memtable for a budget of `budget_bytes` (the store's
     /// `memtable_bytes_max`), which sizes its filter: about 1/45 of the
     /// budget, enough for 10 bits per key were every version the smallest
-    /// possible. A memtable may outgrow its budget (a replay, one large
-    /// batch); its filter then answers "maybe" more often, never wrongly.
+    /// possible, and at most [`FILTER_KEYS_MAX`] keys' worth (20 MiB). A
+    /// memtable may outgrow what its filter was sized for (a replay, one
+    /// large batch, a huge budget); its filter then answers "maybe" more
+    /// often, never wrongly.
     pub fn new(budget_bytes: usize) -> Memtable {
-        let keys = budget_bytes / VERSION_OVERHEAD_BYTES;
+        let keys = (budget_bytes / VERSION_OVERHEAD_BYTES).min(FILTER_KEYS_MAX);
         Memtable {
             map: BTreeMap::new(),
             bytes: 0,
@@ -236,6 +243,15 @@ mod tests {
             batch.put(format!("key{i}"), "v");
         }
         m.apply(&batch, 1);
+        // Every key added is found, through a filter far from full (a
+        // filter that disagreed with itself would turn some away)...
+        for i in 0..50_000u64 {
+            assert_eq!(
+                get_of(&m, format!("key{i}").as_bytes()),
+                Some(Some(Bytes::from("v")))
+            );
+        }
+        // ...and most keys never added are turned away by it alone.
         let passed = (0..50_000u64)
             .filter(|i| {
                 bloom::may_contain(

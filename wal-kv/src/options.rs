@@ -10,15 +10,15 @@ use crate::table::TableCompression;
 /// What the store holds is bounded by these options: up to two memtables
 /// (the active one and, while a checkpoint writes it, the frozen one) of
 /// [`Options::memtable_bytes_max`] each, each with a key filter of about
-/// 1/45 of that (750 KB by default), the block cache
+/// 1/45 of that (750 KB by default, 20 MiB at most), the block cache
 /// ([`Options::block_cache_bytes`]), the log's queue (two buffers of the
 /// log's `queue_bytes_max`, 8 MiB by default), and, only while read-write
 /// transactions are open, the conflict window
 /// ([`Options::conflict_window_bytes_max`], about twice that with its
-/// index). With the defaults: 2 x 32 MiB + 256 MiB + 16 MiB, plus the
-/// allocator's slack. Loading 1M keys peaked at about 240 MB per process
-/// in the benchmark (K2, 2026-12-05), and reading them back at 170 MB,
-/// the benchmark's own bookkeeping included.
+/// index). With the defaults: 2 x (32 MiB + 0.7 MiB) + 256 MiB + 16 MiB,
+/// plus the allocator's slack. Loading 1M keys peaked at about 240 MB per
+/// process in the benchmark (K2, 2026-12-05), and reading them back at
+/// 170 MB, the benchmark's own bookkeeping included.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {

@@ -476,6 +476,8 @@ impl Inner {
     /// caller holds the write lock. False when there is nothing to freeze.
     fn freeze(&self) -> Result<bool, KvError> {
         self.wait_work(|_| read(&self.tree).frozen.is_none())?;
+        // Allocated before the tree's lock, which readers wait on.
+        let fresh = Memtable::new(self.options.memtable_bytes_max);
         let mut tree = write(&self.tree);
         if read(&tree.active).is_empty() {
             return Ok(false);
@@ -483,10 +485,7 @@ impl Inner {
         // Everything applied goes with the memtable, visible yet or not:
         // the checkpoint LSN must cover every LSN its table holds.
         let upto = self.visibility.applied();
-        let full = std::mem::replace(
-            &mut tree.active,
-            Arc::new(RwLock::new(Memtable::new(self.options.memtable_bytes_max))),
-        );
+        let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(fresh)));
         tree.frozen = Some((full, upto));
         tree.refresh_view();
         drop(tree);
