@@ -16,7 +16,7 @@ use crate::table::TableCompression;
 /// transactions are open, the conflict window
 /// ([`Options::conflict_window_bytes_max`], about twice that with its
 /// index). With the defaults: 2 x (32 MiB + 0.7 MiB) + 256 MiB + 16 MiB,
-/// plus the allocator's slack. Loading 1M keys peaked at about 240 MB per
+/// plus the allocator's slack. Loading 1M keys peaked at about 270 MB per
 /// process in the benchmark (K2, 2026-12-05), and reading them back at
 /// 170 MB, the benchmark's own bookkeeping included.
 #[derive(Debug, Clone)]

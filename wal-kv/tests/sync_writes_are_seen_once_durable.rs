@@ -1,6 +1,9 @@
 //! A batch written with `Durability::Sync` is seen by readers only once it
 //! is durable, and never if its sync failed: no reader sees what a crash
-//! can take back. `Durability::Buffered` batches are seen at once.
+//! can take back. `Durability::Buffered` batches are seen at once. Small
+//! and large batches take different paths to the log (a large one is
+//! handed to the log's owner thread before the memtable is filled), so
+//! both are checked.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -121,8 +124,25 @@ fn options() -> Options {
     o
 }
 
+/// Operations in a batch large enough for the hand-off path.
+const LARGE_OPS: usize = 200;
+
+fn large_batch(name: &str) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for i in 0..LARGE_OPS {
+        batch.put(format!("{name}{i:04}"), format!("{i}"));
+    }
+    batch
+}
+
 #[test]
 fn a_sync_write_is_seen_once_durable_and_what_follows_it_waits() {
+    for large in [false, true] {
+        sync_write_is_seen_once_durable(large);
+    }
+}
+
+fn sync_write_is_seen_once_durable(large: bool) {
     let disk = SimDisk::new(3);
     let gate = Arc::new(Gate::default());
     let storage = Arc::new(GatedDir(disk.storage(), gate.clone()));
@@ -142,10 +162,24 @@ fn a_sync_write_is_seen_once_durable_and_what_follows_it_waits() {
     gate.closed.store(true, Ordering::SeqCst);
     let writer = {
         let store = Arc::clone(&store);
-        std::thread::spawn(move || store.put("synced", "3"))
+        std::thread::spawn(move || {
+            if large {
+                let mut batch = large_batch("synced");
+                batch.put("synced", "3");
+                store.write(&batch, Durability::Sync)
+            } else {
+                store.put("synced", "3")
+            }
+        })
     };
-    // The sync write is applied and its sync is held.
+    // The sync write is logged and its sync is held. A large batch's
+    // owner may reach the sync before the writer has filled the memtable:
+    // wait until it has, so that a wrongly early "seen" cannot hide.
     gate.wait_until(|s| s.0);
+    let applied_bytes = if large { 4096 } else { 0 };
+    while store.stats().memtable_bytes < applied_bytes {
+        std::thread::yield_now();
+    }
     assert_eq!(
         store.get(b"synced").unwrap(),
         None,
@@ -164,6 +198,12 @@ fn a_sync_write_is_seen_once_durable_and_what_follows_it_waits() {
     writer.join().unwrap().unwrap();
     assert_eq!(store.get(b"synced").unwrap().as_deref(), Some(&b"3"[..]));
     assert_eq!(store.get(b"after").unwrap().as_deref(), Some(&b"4"[..]));
+    if large {
+        assert_eq!(
+            store.get(b"synced0199").unwrap().as_deref(),
+            Some(&b"199"[..])
+        );
+    }
 }
 
 #[test]
@@ -181,6 +221,27 @@ fn a_sync_write_whose_sync_failed_is_never_seen() {
     assert_eq!(store.get(b"kept").unwrap().as_deref(), Some(&b"1"[..]));
     let snapshot = store.snapshot();
     assert_eq!(snapshot.get(b"lost").unwrap(), None);
+}
+
+#[test]
+fn a_large_sync_write_whose_sync_failed_is_never_seen() {
+    let disk = SimDisk::new(6);
+    let store = Store::open_with(disk.storage(), options()).unwrap();
+    store.put("kept", "1").unwrap();
+    disk.inject(Fault::once(
+        Op::SyncData,
+        disk.op_count(Op::SyncData) + 1,
+        FaultError::Eio,
+    ));
+    assert!(store.write(&large_batch("lost"), Durability::Sync).is_err());
+    for key in ["lost0000", "lost0199"] {
+        assert_eq!(
+            store.get(key.as_bytes()).unwrap(),
+            None,
+            "a failed write is seen"
+        );
+    }
+    assert_eq!(store.get(b"kept").unwrap().as_deref(), Some(&b"1"[..]));
 }
 
 #[test]
