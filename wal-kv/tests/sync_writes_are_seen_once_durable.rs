@@ -177,7 +177,12 @@ fn sync_write_is_seen_once_durable(large: bool) {
     // wait until it has, so that a wrongly early "seen" cannot hide.
     gate.wait_until(|s| s.0);
     let applied_bytes = if large { 4096 } else { 0 };
+    let start = std::time::Instant::now();
     while store.stats().memtable_bytes < applied_bytes {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the batch never reached the memtable"
+        );
         std::thread::yield_now();
     }
     assert_eq!(
@@ -193,6 +198,12 @@ fn sync_write_is_seen_once_durable(large: bool) {
         None,
         "a buffered batch after a waiting sync batch is seen before it"
     );
+    // The buffered write took the store's write lock, which the sync
+    // batch held until it was fully applied: it is surely applied now.
+    for key in ["synced", "synced0000"] {
+        let seen = store.get(key.as_bytes()).unwrap();
+        assert_eq!(seen, None, "{key} seen before it was durable");
+    }
     gate.closed.store(false, Ordering::SeqCst);
     gate.set(|s| s.1 = true);
     writer.join().unwrap().unwrap();

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use wal_engine::{DurableFuture, PendingCommit, Wal};
+use wal_engine::{DurableFuture, PendingCommit, SyncPolicy, Wal};
 use wal_io::Storage;
 
 use crate::batch::{Op, WriteBatch};
@@ -96,15 +96,17 @@ impl std::fmt::Debug for Store {
 }
 
 /// A `Sync` batch of this many operations or more is handed to the log's
-/// owner thread as soon as it is appended, so the write and sync overlap the
-/// memtable's insertion; a smaller one is written by its own thread when it
-/// waits (the log's quiet commit), which saves the two thread switches a
+/// owner thread as soon as it is appended (under `SyncPolicy::Always`), so
+/// the write and sync overlap the memtable's insertion; a smaller one is
+/// written by its own thread when it waits (the log's quiet commit), which saves the two thread switches a
 /// hand-off costs. A memtable insert costs about a microsecond and a switch
 /// some ten on this machine class: at 64 operations the overlap pays.
 const SYNC_OVERLAP_OPS_MIN: usize = 64;
 
-/// A batch logged and applied: a `Sync` one still to be waited for (the
-/// wait leads the log's write when it is idle), or one at an LSN.
+/// A batch logged and applied: a small `Sync` one still to be waited for
+/// (the wait leads the log's write when it is idle), or one at an LSN (a
+/// `Buffered` one, or a large `Sync` one handed to the log's owner, which
+/// the caller still waits for).
 pub(crate) enum Logged<'a> {
     Pending(PendingCommit<'a>),
     At(u64),
@@ -448,12 +450,16 @@ impl Inner {
             let tree = read(&self.tree);
             Arc::clone(&tree.active)
         };
-        let logged = if sync && batch.ops().len() < SYNC_OVERLAP_OPS_MIN {
+        // A large `Sync` batch hands its record to the log's owner thread
+        // at once, which writes and syncs it while this thread fills the
+        // memtable below. Only under `Always`: under the other policies the
+        // owner would not sync it before the wait asks, so the hand-off
+        // would cost its switches and overlap nothing.
+        let hand_off = batch.ops().len() >= SYNC_OVERLAP_OPS_MIN
+            && matches!(self.options.log.sync, SyncPolicy::Always);
+        let logged = if sync && !hand_off {
             Logged::Pending(self.wal.begin_commit(&[&record])?)
         } else {
-            // A large `Sync` batch hands its record to the log's owner
-            // thread at once, which writes (and, under the default policy,
-            // syncs) it while this thread fills the memtable below.
             Logged::At(self.wal.append(&record)?)
         };
         let lsn = logged.lsn();
