@@ -5,6 +5,7 @@
 //! keys a batch, ran some 20% faster so). Both are durable and visible when
 //! `write` returns.
 
+use wal_engine::SyncPolicy;
 use wal_kv::{Durability, Options, Store, WriteBatch};
 
 /// Wakes allowed over the small batches: a condition variable may wake
@@ -19,45 +20,49 @@ fn batch(name: &str, ops: usize) -> WriteBatch {
     b
 }
 
-#[test]
-fn small_batches_wake_no_thread_and_large_ones_hand_over() {
-    let disk = wal_io::sim::SimDisk::new(11);
+/// A store on a simulated disk under the log's `policy`, warmed up.
+fn open(seed: u64, policy: SyncPolicy) -> Store {
+    let disk = wal_io::sim::SimDisk::new(seed);
     let mut options = Options::default();
-    options.log.identity_seed = Some(11);
+    options.log.identity_seed = Some(seed);
+    options.log.sync = policy;
     let store = Store::open_with(disk.storage(), options).unwrap();
     store.put("warm-up", "0").unwrap();
+    store
+}
 
-    let before = store.log().stats();
-    for i in 0..100 {
+/// Writes `count` `Sync` batches of `ops` operations, each durable when
+/// `write` returns; the owner's wakes meanwhile.
+fn owner_wakes_over(store: &Store, name: &str, count: usize, ops: usize) -> u64 {
+    let before = store.log().stats().owner_wakes;
+    for i in 0..count {
         let lsn = store
-            .write(&batch(&format!("small{i}"), 2), Durability::Sync)
-            .unwrap();
-        assert!(store.log().durable_lsn() >= lsn);
-    }
-    let wakes = store.log().stats().owner_wakes - before.owner_wakes;
-    assert!(
-        wakes <= SPURIOUS_MAX,
-        "100 small batches woke the owner {wakes} times"
-    );
-
-    let before = store.log().stats();
-    for i in 0..20 {
-        let lsn = store
-            .write(&batch(&format!("large{i}"), 500), Durability::Sync)
+            .write(&batch(&format!("{name}{i}"), ops), Durability::Sync)
             .unwrap();
         assert!(
             store.log().durable_lsn() >= lsn,
             "durable when write returns"
         );
-        let key = format!("large{i}/0499");
-        assert_eq!(
-            store.get(key.as_bytes()).unwrap().as_deref(),
-            Some(&b"499"[..])
+        let last = format!("{name}{i}/{:04}", ops - 1);
+        assert!(
+            store.get(last.as_bytes()).unwrap().is_some(),
+            "seen when write returns"
         );
     }
+    store.log().stats().owner_wakes - before
+}
+
+#[test]
+fn small_batches_wake_no_thread_and_large_ones_hand_over() {
+    let store = open(11, SyncPolicy::Always);
+    let wakes = owner_wakes_over(&store, "small", 100, 2);
+    assert!(
+        wakes <= SPURIOUS_MAX,
+        "100 small batches woke the owner {wakes} times"
+    );
     // Not one wake per batch: a notify finds the owner not yet waiting
     // when it is still busy with the previous batch, and counts nothing.
-    let wakes = store.log().stats().owner_wakes - before.owner_wakes;
+    let wakes = owner_wakes_over(&store, "large", 20, 500);
     assert!(
         wakes > SPURIOUS_MAX,
         "20 large batches woke the owner {wakes} times: not handed over"
@@ -70,23 +75,8 @@ fn small_batches_wake_no_thread_and_large_ones_hand_over() {
 /// quiet commit too.
 #[test]
 fn under_a_policy_that_syncs_only_when_asked_large_batches_wake_no_thread() {
-    let disk = wal_io::sim::SimDisk::new(12);
-    let mut options = Options::default();
-    options.log.identity_seed = Some(12);
-    options.log.sync = wal_engine::SyncPolicy::Never;
-    let store = Store::open_with(disk.storage(), options).unwrap();
-    store.put("warm-up", "0").unwrap();
-    let before = store.log().stats();
-    for i in 0..20 {
-        let lsn = store
-            .write(&batch(&format!("large{i}"), 500), Durability::Sync)
-            .unwrap();
-        assert!(
-            store.log().durable_lsn() >= lsn,
-            "durable when write returns"
-        );
-    }
-    let wakes = store.log().stats().owner_wakes - before.owner_wakes;
+    let store = open(12, SyncPolicy::Never);
+    let wakes = owner_wakes_over(&store, "large", 20, 500);
     assert!(
         wakes <= SPURIOUS_MAX,
         "20 large batches under Never woke the owner {wakes} times"

@@ -219,40 +219,33 @@ fn sync_write_is_seen_once_durable(large: bool) {
 
 #[test]
 fn a_sync_write_whose_sync_failed_is_never_seen() {
-    let disk = SimDisk::new(4);
-    let store = Store::open_with(disk.storage(), options()).unwrap();
-    store.put("kept", "1").unwrap();
-    disk.inject(Fault::once(
-        Op::SyncData,
-        disk.op_count(Op::SyncData) + 1,
-        FaultError::Eio,
-    ));
-    assert!(store.put("lost", "2").is_err());
-    assert_eq!(store.get(b"lost").unwrap(), None, "a failed write is seen");
-    assert_eq!(store.get(b"kept").unwrap().as_deref(), Some(&b"1"[..]));
-    let snapshot = store.snapshot();
-    assert_eq!(snapshot.get(b"lost").unwrap(), None);
-}
-
-#[test]
-fn a_large_sync_write_whose_sync_failed_is_never_seen() {
-    let disk = SimDisk::new(6);
-    let store = Store::open_with(disk.storage(), options()).unwrap();
-    store.put("kept", "1").unwrap();
-    disk.inject(Fault::once(
-        Op::SyncData,
-        disk.op_count(Op::SyncData) + 1,
-        FaultError::Eio,
-    ));
-    assert!(store.write(&large_batch("lost"), Durability::Sync).is_err());
-    for key in ["lost0000", "lost0199"] {
-        assert_eq!(
-            store.get(key.as_bytes()).unwrap(),
-            None,
-            "a failed write is seen"
-        );
+    for large in [false, true] {
+        let disk = SimDisk::new(4);
+        let store = Store::open_with(disk.storage(), options()).unwrap();
+        store.put("kept", "1").unwrap();
+        disk.inject(Fault::once(
+            Op::SyncData,
+            disk.op_count(Op::SyncData) + 1,
+            FaultError::Eio,
+        ));
+        let mut batch = if large {
+            large_batch("lost")
+        } else {
+            WriteBatch::new()
+        };
+        batch.put("lost", "2");
+        assert!(store.write(&batch, Durability::Sync).is_err());
+        for key in ["lost", "lost0000"] {
+            assert_eq!(
+                store.get(key.as_bytes()).unwrap(),
+                None,
+                "a failed write is seen"
+            );
+        }
+        assert_eq!(store.get(b"kept").unwrap().as_deref(), Some(&b"1"[..]));
+        let snapshot = store.snapshot();
+        assert_eq!(snapshot.get(b"lost").unwrap(), None);
     }
-    assert_eq!(store.get(b"kept").unwrap().as_deref(), Some(&b"1"[..]));
 }
 
 #[test]
