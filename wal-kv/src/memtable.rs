@@ -61,8 +61,8 @@ pub(crate) struct Memtable {
     bytes: usize,
     /// A Bloom filter of every key applied, so that a get for a key the
     /// memtable lacks costs one memory access instead of a descent through
-    /// the map (five or six node visits at 250k keys, each a likely cache
-    /// miss). Sized once, for the most versions the budget admits.
+    /// the map (a node visit per level, each a likely cache miss). Sized
+    /// once, for the most versions the budget admits.
     filter: Vec<u8>,
 }
 

@@ -98,9 +98,10 @@ impl std::fmt::Debug for Store {
 /// A `Sync` batch of this many operations or more is handed to the log's
 /// owner thread as soon as it is appended (under `SyncPolicy::Always`), so
 /// the write and sync overlap the memtable's insertion; a smaller one is
-/// written by its own thread when it waits (the log's quiet commit), which saves the two thread switches a
-/// hand-off costs. A memtable insert costs about a microsecond and a switch
-/// some ten on this machine class: at 64 operations the overlap pays.
+/// written by its own thread when it waits (the log's quiet commit), which
+/// saves the two thread switches a hand-off costs. One put (K1) must not
+/// pay them; a batch of 1000 (K2's load) gains from the overlap. 64 lies
+/// between and was not swept (docs/DECISIONS.md).
 const SYNC_OVERLAP_OPS_MIN: usize = 64;
 
 /// A batch logged and applied: a small `Sync` one still to be waited for
