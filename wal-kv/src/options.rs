@@ -17,8 +17,9 @@ use crate::table::TableCompression;
 /// ([`Options::conflict_window_bytes_max`], about twice that with its
 /// index). With the defaults: 2 x (32 MiB + 0.7 MiB) + 256 MiB + 16 MiB,
 /// plus the allocator's slack. Loading 1M keys peaked at about 270 MB per
-/// process in the benchmark (K2, 2026-12-05), and reading them back at
-/// 170 MB, the benchmark's own bookkeeping included.
+/// process in the benchmark (K2, 2026-12-05), and reading them back after
+/// a reopen at 170 to 190 MB (the more, the more log the reopen replayed),
+/// the benchmark's own bookkeeping included.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
