@@ -142,6 +142,13 @@ pub struct SegmentScanner {
     durable_lsn_recorded: u64,
     last_timestamp_us: Option<u64>,
     end: Option<SegmentEnd>,
+    /// The bytes are a prefix of what is to be scanned (see
+    /// [`SegmentScanner::more_follows`]).
+    more_follows: bool,
+    /// A scan with more to follow stopped at a frame it could not take.
+    paused: bool,
+    /// Where the frame it stopped in ends, if the bytes ended inside it.
+    wanted_end: Option<u64>,
 }
 
 impl SegmentScanner {
@@ -163,7 +170,33 @@ impl SegmentScanner {
             durable_lsn_recorded: 0,
             last_timestamp_us: None,
             end: None,
+            more_follows: false,
+            paused: false,
+            wanted_end: None,
         })
+    }
+
+    /// Says that the bytes handed over are a prefix of the segment with
+    /// more to follow, to be scanned by a [`SegmentScanner::resume`] from
+    /// [`SegmentScanner::point`]: where a frame does not decode (it runs
+    /// past the bytes, or the bytes there are damaged or zero), the scan
+    /// stops without judging the end, which would take every byte after
+    /// that point. [`SegmentScanner::end`] then stays `None`, and
+    /// [`SegmentScanner::wanted_end`] says how far the bytes must reach
+    /// for the frame that ran past them. A seal still ends the scan.
+    #[must_use]
+    pub fn more_follows(mut self) -> Self {
+        self.more_follows = true;
+        self
+    }
+
+    /// Where, in the segment, the frame a scan with more to follow stopped
+    /// at ends, when the bytes ended inside it: a resume over bytes reaching
+    /// at least that far can take it. Read from the frame's unverified
+    /// header (bounded by [`crate::FRAME_PAYLOAD_BYTES_MAX`]): a hint for how
+    /// much to read, never evidence.
+    pub fn wanted_end(&self) -> Option<u64> {
+        self.wanted_end
     }
 
     /// The segment's header.
@@ -257,12 +290,22 @@ impl SegmentScanner {
             durable_lsn_recorded: point.durable_lsn_recorded,
             last_timestamp_us: point.last_timestamp_us,
             end: None,
+            more_follows: false,
+            paused: false,
+            wanted_end: None,
         })
     }
 
     /// Reads the rest of the prefix, classifies the end and returns the summary.
+    ///
+    /// A scan with more to follow has no verdict unless a seal ended it:
+    /// finish the scan of the last part instead.
     pub fn finish(mut self) -> ScanSummary {
         self.by_ref().for_each(drop);
+        debug_assert!(
+            !self.paused,
+            "a scan with more to follow has no verdict: finish the last part's"
+        );
         ScanSummary {
             header: self.header,
             frames: self.frames,
@@ -362,11 +405,15 @@ impl Iterator for SegmentScanner {
     type Item = Frame;
 
     fn next(&mut self) -> Option<Frame> {
-        if self.end.is_some() {
+        if self.end.is_some() || self.paused {
             return None;
         }
         if self.offset >= self.data.len() {
-            self.end = Some(SegmentEnd::Clean);
+            if self.more_follows {
+                self.paused = true;
+            } else {
+                self.end = Some(SegmentEnd::Clean);
+            }
             return None;
         }
         let expect = FrameExpect {
@@ -395,6 +442,13 @@ impl Iterator for SegmentScanner {
                     });
                 }
                 Some(frame)
+            }
+            Err(error) if self.more_follows => {
+                self.paused = true;
+                if let DecodeError::Incomplete { offset, needed, .. } = error {
+                    self.wanted_end = Some(self.base.saturating_add(offset.saturating_add(needed)));
+                }
+                None
             }
             Err(error) => {
                 self.end = Some(self.classify(error.shifted(self.base)));

@@ -25,11 +25,16 @@ fn whole(bytes: &Bytes) -> Option<Scan> {
 
 /// The way a reader of a segment in parts of `part` bytes uses the scanner:
 /// each part after the first starts at the 4 KiB block the last one stopped
-/// in; one that makes no progress is followed by the whole rest.
-fn in_parts(bytes: &Bytes, part: usize) -> Option<Scan> {
+/// in; one that makes no progress is followed by the whole rest. With
+/// `pausing`, every part but the last is scanned with `more_follows`, and a
+/// part that ended inside a frame is followed by one holding all of it.
+fn in_parts(bytes: &Bytes, part: usize, pausing: bool) -> Option<Scan> {
     let len = bytes.len();
     let mut end = part.min(len);
     let mut scanner = SegmentScanner::new(bytes.slice(..end)).ok()?;
+    if pausing && end < len {
+        scanner = scanner.more_follows();
+    }
     let mut frames = Vec::new();
     let mut last_stop = None;
     loop {
@@ -38,27 +43,40 @@ fn in_parts(bytes: &Bytes, part: usize) -> Option<Scan> {
                 .by_ref()
                 .map(|f| (f.offset(), f.first_lsn(), f.record_count())),
         );
-        if end == len || matches!(scanner.end(), Some(SegmentEnd::Sealed { .. })) {
+        let done = if pausing {
+            scanner.end().is_some()
+        } else {
+            end == len || matches!(scanner.end(), Some(SegmentEnd::Sealed { .. }))
+        };
+        if done {
             return Some((frames, scanner.finish()));
         }
         let point = scanner.point();
         let stop = point.offset();
+        let wanted = scanner
+            .wanted_end()
+            .map_or(0, |w| usize::try_from(w).unwrap());
         let base = usize::try_from(stop).unwrap() / 4096 * 4096;
         end = if last_stop == Some(stop) {
             len
         } else {
-            (base + part).min(len)
+            (base + part).max(wanted).min(len)
         };
         last_stop = Some(stop);
         scanner = SegmentScanner::resume(bytes.slice(base..end), base as u64, &point).unwrap();
+        if pausing && end < len {
+            scanner = scanner.more_follows();
+        }
     }
 }
 
 fn check(bytes: &[u8], part: usize) {
     let bytes = Bytes::copy_from_slice(bytes);
     let whole = whole(&bytes);
-    let parts = in_parts(&bytes, part);
-    assert_eq!(whole, parts, "part of {part} bytes");
+    for pausing in [false, true] {
+        let parts = in_parts(&bytes, part, pausing);
+        assert_eq!(whole, parts, "part of {part} bytes, pausing {pausing}");
+    }
 }
 
 #[test]
@@ -98,6 +116,51 @@ fn a_resume_point_outside_the_part_is_refused() {
     assert!(SegmentScanner::resume(bytes.slice(..8), 4096, &point).is_err());
     assert!(SegmentScanner::resume(bytes.slice(..8), 0, &point).is_err());
     assert!(SegmentScanner::resume(bytes.clone(), 0, &point).is_ok());
+}
+
+/// A scan told that more follows stops where a frame runs past its bytes,
+/// or where they are zero, without a verdict, and says where that frame
+/// ends; without being told, it judges the end there.
+#[test]
+fn a_scan_with_more_to_follow_pauses_without_a_verdict() {
+    let built = build(
+        SEGMENT_ID,
+        1,
+        &[vec![text(1, 100)], vec![text(2, 3000)]],
+        Compression::NONE,
+        all_durable,
+        false,
+    );
+    let mut bytes = built.bytes;
+    let second = built.frames[1].offset;
+    let second_len = second + built.frames[1].encoded_len;
+    let second_end = second_len as u64;
+    bytes.resize(bytes.len() + 8192, 0);
+    let bytes = Bytes::from(bytes);
+
+    // The part ends inside the second frame.
+    let cut = bytes.slice(..second + 1000);
+    let mut paused = SegmentScanner::new(cut.clone()).unwrap().more_follows();
+    assert_eq!(paused.by_ref().count(), 1);
+    assert_eq!(paused.end(), None);
+    // The frame's end before the padding that aligns the next one.
+    let wanted = paused.wanted_end().unwrap();
+    assert!(wanted > second_end - wal_format::FRAME_ALIGN as u64 && wanted <= second_end);
+    assert_eq!(paused.point().offset(), second as u64);
+    let mut judged = SegmentScanner::new(cut).unwrap();
+    assert_eq!(judged.by_ref().count(), 1);
+    assert!(matches!(judged.end(), Some(SegmentEnd::TornTail { .. })));
+
+    // The part ends in the zeros after the last frame, or exactly at a
+    // frame's end: no verdict either, and no frame to ask for.
+    for end in [second_len + 100, second_len] {
+        let mut paused = SegmentScanner::new(bytes.slice(..end))
+            .unwrap()
+            .more_follows();
+        assert_eq!(paused.by_ref().count(), 2);
+        assert_eq!(paused.end(), None);
+        assert_eq!(paused.wanted_end(), None);
+    }
 }
 
 proptest! {
