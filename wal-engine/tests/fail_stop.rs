@@ -333,6 +333,7 @@ fn preparer_fails(disk: &SimDisk, flags: &Arc<Flags>) -> Arc<dyn wal_io::Storage
                 source: std::io::Error::from_raw_os_error(5),
             })
         })),
+        read: None,
     };
     hooked(disk.storage(), hooks)
 }

@@ -7,6 +7,17 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::read::{Part, ScanJob, scan};
 
+/// Parts of one segment read ahead of the consumer, at most: a scan waits
+/// for the consumer to take one before it reads more, so the buffers the
+/// consumer hands back are reused instead of new memory faulted in, and a
+/// segment is never all in memory just because the consumer is slower.
+/// One is enough to keep a fast consumer busy: W4 replayed as fast with
+/// one as with two (alternating runs), and three parts in memory per
+/// segment scanned (the consumer's, the queued one, the one being read)
+/// instead of four.
+#[cfg(not(loom))]
+const PARTS_QUEUED_MAX: usize = 1;
+
 /// Under loom the scan runs on the calling thread, lazily: the models are
 /// about the group-commit hand-off, and real threads have no place in a loom
 /// model.
@@ -116,8 +127,27 @@ impl Feed {
         !st.stop
     }
 
+    /// Queues segment `k`'s next part, once fewer than
+    /// [`PARTS_QUEUED_MAX`] of its parts wait for the consumer (or the
+    /// consumer is gone: then the part is dropped).
     fn put(&self, k: usize, part: Part) {
-        self.lock().parts.entry(k).or_default().push_back(part);
+        let mut st = self.lock();
+        while !st.stop
+            && st
+                .parts
+                .get(&k)
+                .is_some_and(|q| q.len() >= PARTS_QUEUED_MAX)
+        {
+            st = self
+                .changed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if st.stop {
+            return;
+        }
+        st.parts.entry(k).or_default().push_back(part);
+        drop(st);
         self.changed.notify_all();
     }
 
@@ -163,9 +193,10 @@ impl Iterator for InOrder<'_> {
                     st.parts.remove(&self.next);
                     self.next += 1;
                     st.taken = self.next;
-                    drop(st);
-                    self.feed.changed.notify_all();
                 }
+                // A scan may be waiting for room in its queue, or its turn.
+                drop(st);
+                self.feed.changed.notify_all();
                 return Some(part);
             }
             // The scope re-raises the scan thread's panic after this one.

@@ -19,6 +19,9 @@ const READ_CHUNK_BYTES: usize = 4 << 20;
 /// one part are handed out while the next is read.
 const PART_BYTES_MAX: usize = 8 << 20;
 
+/// Bytes of a segment read first, at most: see `scan_parts`.
+const FIRST_PART_BYTES_MAX: usize = 1 << 20;
+
 /// A scanned segment file and what its scan found.
 pub(super) struct Scanned {
     pub(super) name: String,
@@ -65,7 +68,12 @@ impl Pool {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let i = free.iter().position(|b| b.capacity() >= len)?;
+        // The smallest that fits, so a larger part finds a larger buffer.
+        let (i, _) = free
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| b.capacity())?;
         Some(free.swap_remove(i))
     }
 
@@ -84,13 +92,36 @@ impl Pool {
     fn read(&self, file: &FileRef, offset: u64, len: usize) -> Result<Bytes, IoError> {
         // A fresh zeroed allocation maps zero pages lazily; `resize` of a
         // reused one writes only the bytes it adds.
-        let mut buf = self.take(len).unwrap_or_else(|| BytesMut::zeroed(len));
+        let mut buf = self.take(len).unwrap_or_else(|| page_aligned_zeroed(len));
         buf.resize(len, 0);
         for (i, chunk) in buf.chunks_mut(READ_CHUNK_BYTES).enumerate() {
             file.read_at(offset + (i * READ_CHUNK_BYTES) as u64, chunk)?;
         }
         Ok(buf.freeze())
     }
+}
+
+/// A zeroed buffer of `len` bytes that starts on a page boundary.
+///
+/// Why: the kernel copies a read out of the page cache with `rep movsb`,
+/// which on this project's test machine (AMD EPYC) ran about four times
+/// slower into a buffer starting 16 bytes past a page boundary, which is
+/// where the allocator puts a large allocation, than into one that starts
+/// on the boundary. A replay from a warm cache took 44 ms instead of 29.
+///
+/// The capacity is rounded up to whole MiB, so that parts a little longer
+/// than the one it was made for (a part grows to hold a frame that runs
+/// past it) reuse it too. Pages past `len` are mapped only when written.
+fn page_aligned_zeroed(len: usize) -> BytesMut {
+    const PAGE_BYTES: usize = 4096;
+    const ROUND_BYTES: usize = 1 << 20;
+    let capacity = len.next_multiple_of(ROUND_BYTES);
+    let mut buf = BytesMut::zeroed(capacity.saturating_add(PAGE_BYTES));
+    let skip = buf.as_ptr().align_offset(PAGE_BYTES).min(PAGE_BYTES);
+    bytes::Buf::advance(&mut buf, skip);
+    buf.truncate(len);
+    debug_assert_eq!(buf.as_ptr().align_offset(PAGE_BYTES), 0);
+    buf
 }
 
 /// Whether any valid frame (of whatever identity: the header that would
@@ -234,9 +265,13 @@ fn scan_parts(
         reason: format!("a segment of {limit} bytes does not fit in memory"),
     })?;
     let part_len = part_bytes(file.size()?);
-    let mut end = part_len.min(limit);
+    // A short first part: if the segment's frames are large, its scan stops
+    // inside the first one, and every later part is sized by its frame
+    // (`next_part`); a first part of `part_len` would be read twice.
+    let mut end = part_len.min(FIRST_PART_BYTES_MAX).min(limit);
     let mut part = job.pool.read(file, 0, end)?;
     let mut scanner = match SegmentScanner::new(part.clone()) {
+        Ok(scanner) if end < limit => scanner.more_follows(),
         Ok(scanner) => scanner,
         Err(error) => {
             job.pool.give(part);
@@ -252,8 +287,12 @@ fn scan_parts(
     let mut last_stop = None;
     loop {
         let frames = part_frames(&mut scanner, &mut index, keep, &mut seen, *emitted);
-        let done = end == limit || matches!(scanner.end(), Some(SegmentEnd::Sealed { .. }));
+        // The last part's scan judges the end; a part with more to follow
+        // ends the scan only with a seal.
+        let done = scanner.end().is_some();
+        debug_assert!(done || end < limit, "the last part's scan always ends");
         let point = scanner.point();
+        let wanted_end = scanner.wanted_end();
         // The scanner holds the part too: let go of it first.
         let summary = if done {
             Some(scanner.finish())
@@ -277,7 +316,7 @@ fn scan_parts(
             });
         }
         let stop = point.offset();
-        let (base, start, next_end) = next_part(stop, last_stop, part_len, limit);
+        let (base, start, next_end) = next_part(stop, last_stop, wanted_end, part_len, limit);
         end = next_end;
         last_stop = Some(stop);
         part = job.pool.read(file, base, end - start)?;
@@ -290,29 +329,47 @@ fn scan_parts(
                     file.name()
                 ),
             })?;
+        if end < limit {
+            scanner = scanner.more_follows();
+        }
     }
 }
 
 /// The part to read after a scan that stopped at offset `stop`, as its
-/// offset in the segment and its range of the first `limit` bytes: on from
-/// the start of the block the scan stopped in (reads on block boundaries;
-/// the scanner counts blocks from the segment's start whatever the base);
-/// the whole rest if the last part did not get the scan past that point
-/// (`last_stop`), so the verdict on the end sees every byte after the break.
+/// offset in the segment and its range of the first `limit` bytes. It
+/// starts at the block the scan stopped in (reads on block boundaries; the
+/// scanner counts blocks from the segment's start whatever the base).
+///
+/// - The last part did not get the scan past that point (`last_stop`):
+///   the whole rest, so the verdict on the end sees every byte after the
+///   break.
+/// - The last part ended inside a frame of at least a quarter of
+///   `part_len`, which ends at `wanted_end`: up to that end and two blocks
+///   more, which hold the next frame's header (after any padding), so the
+///   part after this one is sized by that frame in turn. Reading a fixed
+///   length instead would end inside the next large frame as well, and
+///   read its bytes twice: 1.2 times the log for frames of 4 MiB.
+/// - Otherwise `part_len` bytes, or to `wanted_end` if that is further.
 fn next_part(
     stop: u64,
     last_stop: Option<u64>,
+    wanted_end: Option<u64>,
     part_len: usize,
     limit: usize,
 ) -> (u64, usize, usize) {
-    let base = stop - stop % PADDED_BLOCK_BYTES as u64;
+    let block = PADDED_BLOCK_BYTES;
+    let base = stop - stop % block as u64;
     let start = usize::try_from(base).unwrap_or(limit).min(limit);
+    let wanted = wanted_end.map_or(0, |w| usize::try_from(w).unwrap_or(limit));
+    let frame = wanted.saturating_sub(usize::try_from(stop).unwrap_or(limit));
     let end = if last_stop == Some(stop) {
         limit
+    } else if frame >= part_len / 4 {
+        wanted.saturating_add(2 * block)
     } else {
-        start.saturating_add(part_len).min(limit)
+        start.saturating_add(part_len).max(wanted)
     };
-    (base, start, end)
+    (base, start, end.min(limit))
 }
 
 /// The frames the scanner finds in its part: every one goes into the sparse
@@ -355,4 +412,37 @@ fn bad_header(
         error,
         never_held_records,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_buffers_start_on_a_page_and_serve_slightly_longer_parts() {
+        let buf = page_aligned_zeroed(5000);
+        assert_eq!(buf.len(), 5000);
+        assert_eq!(buf.as_ptr().align_offset(4096), 0);
+        assert!(buf.iter().all(|&b| b == 0));
+        let at = buf.as_ptr();
+        let pool = Pool::default();
+        pool.give(buf.freeze());
+        // A part grown to hold a frame that ran past the last one.
+        let again = pool.take(5000 + 4096).expect("the buffer is reused");
+        assert_eq!(again.as_ptr(), at);
+        assert!(pool.take(1).is_none());
+    }
+
+    #[test]
+    fn the_smallest_buffer_that_fits_is_taken() {
+        let pool = Pool::default();
+        for len in [3 << 20, 1 << 20, 2 << 20] {
+            pool.give(page_aligned_zeroed(len).freeze());
+        }
+        // Each holds its length rounded up to a MiB, and at most a page more.
+        let mib = |b: BytesMut| b.capacity() >> 20;
+        assert_eq!(mib(pool.take(1 << 19).unwrap()), 1);
+        assert_eq!(mib(pool.take(1 << 19).unwrap()), 2);
+        assert_eq!(mib(pool.take(1 << 19).unwrap()), 3);
+    }
 }

@@ -11,6 +11,9 @@ type Hook = Box<dyn Fn() -> Option<IoError> + Send + Sync>;
 /// The same, given a file's name.
 type NameHook = Box<dyn Fn(&str) -> Option<IoError> + Send + Sync>;
 
+/// Told of a read: the file's name and the bytes asked for.
+type ReadHook = Box<dyn Fn(&str, usize) + Send + Sync>;
+
 /// What a test hooks in. Each hook runs on the calling thread, before the
 /// call; it may block (to hold the call) and may fail it.
 #[derive(Default)]
@@ -21,6 +24,8 @@ pub struct Hooks {
     pub sync_data: Option<NameHook>,
     /// Before a file is created, with its name.
     pub create: Option<NameHook>,
+    /// Before a read, to watch it (it may block, not fail).
+    pub read: Option<ReadHook>,
 }
 
 /// Wraps `inner`, giving `hooks` a say.
@@ -114,6 +119,9 @@ impl StorageFile for HookedFile {
         self.inner.write_at(offset, bufs)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        if let Some(h) = &self.hooks.read {
+            h(self.inner.name(), buf.len());
+        }
         self.inner.read_at(offset, buf)
     }
     fn sync_data(&self) -> Result<(), IoError> {
