@@ -18,6 +18,14 @@ impl WriteBuf {
         WriteBuf(IoBuf::with_capacity(capacity))
     }
 
+    /// A buffer that holds the largest batch a queue of `queue_bytes_max`
+    /// takes, and the padding and terminator an O_DIRECT write adds, so it
+    /// never grows. A large `IoBuf` is mapped memory whose pages cost
+    /// nothing until written, so the room batches do not use is free.
+    pub(crate) fn for_queue(queue_bytes_max: usize) -> Self {
+        Self::with_capacity(queue_bytes_max.saturating_add(2 * wal_io::DIRECT_IO_ALIGN))
+    }
+
     /// A buffer for a write, around one a completed write handed back.
     pub(crate) fn from_io_buf(mut buf: IoBuf) -> Self {
         buf.clear();
@@ -115,6 +123,17 @@ mod tests {
         assert!(buf.as_slice()[want.len()..].iter().all(|b| *b == 9));
         buf.truncate(3);
         assert_eq!(buf.as_slice(), &want[..3]);
+    }
+
+    #[test]
+    fn a_buffer_for_the_queue_holds_its_largest_batch_without_moving() {
+        let queue_bytes_max = 8 << 20;
+        let mut buf = WriteBuf::for_queue(queue_bytes_max);
+        let at = buf.as_slice().as_ptr();
+        buf.resize(queue_bytes_max, 3);
+        // The padding and terminator block of an O_DIRECT write.
+        buf.resize(queue_bytes_max + 2 * DIRECT_IO_ALIGN, 0);
+        assert_eq!(buf.as_slice().as_ptr(), at, "the buffer grew");
     }
 
     #[test]

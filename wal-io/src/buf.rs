@@ -46,11 +46,13 @@ impl IoBuf {
     /// (as `Vec` does).
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.max(1).div_ceil(DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
-        let layout = Self::layout(capacity);
-        // SAFETY: `layout` has a non-zero size (at least DIRECT_IO_ALIGN).
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
+        let ptr = if capacity >= MAPPED_BYTES_MIN {
+            map_zeroed(capacity)
+        } else {
+            let layout = Self::layout(capacity);
+            // SAFETY: `layout` has a non-zero size (at least DIRECT_IO_ALIGN).
+            let raw = unsafe { alloc::alloc_zeroed(layout) };
+            NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout))
         };
         IoBuf {
             ptr,
@@ -181,9 +183,48 @@ impl IoBuf {
 
 impl Drop for IoBuf {
     fn drop(&mut self) {
-        // SAFETY: `ptr` was allocated in `with_capacity` with exactly this
-        // layout and is freed only here, once.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+        if self.capacity >= MAPPED_BYTES_MIN {
+            // SAFETY: `ptr` was mapped in `map_zeroed` with exactly this
+            // length (the capacity never changes) and is unmapped only here,
+            // once; no borrow of the buffer outlives `self`.
+            let unmapped = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.capacity) };
+            debug_assert!(unmapped.is_ok(), "munmap of an IoBuf: {unmapped:?}");
+        } else {
+            // SAFETY: `ptr` was allocated in `with_capacity` with exactly this
+            // layout and is freed only here, once.
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.capacity)) }
+        }
+    }
+}
+
+/// Buffers at least this large are mapped straight from the kernel: their
+/// pages read as zero and cost nothing until written, so a buffer sized for
+/// the largest batch costs only what the batches use. The allocator's
+/// aligned zeroed allocation writes every byte up front instead: for the
+/// log's write buffers, which grew 1, 2, 4, 8 MiB by copying, that was a
+/// memset of each size and a fault on every page, in every process.
+const MAPPED_BYTES_MIN: usize = 256 << 10;
+
+/// `capacity` bytes of fresh anonymous memory, page-aligned (so aligned to
+/// [`DIRECT_IO_ALIGN`]) and zero.
+fn map_zeroed(capacity: usize) -> NonNull<u8> {
+    // SAFETY: a private anonymous mapping at an address of the kernel's
+    // choosing aliases no existing memory; a failure returns an error and
+    // maps nothing.
+    let mapped = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            capacity,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE,
+        )
+    };
+    match mapped.ok().and_then(|p| NonNull::new(p.cast::<u8>())) {
+        Some(ptr) => {
+            debug_assert_eq!(ptr.as_ptr().align_offset(DIRECT_IO_ALIGN), 0);
+            ptr
+        }
+        None => alloc::handle_alloc_error(IoBuf::layout(capacity)),
     }
 }
 
@@ -210,11 +251,27 @@ mod tests {
 
     #[test]
     fn buffers_are_aligned_and_round_capacity_up() {
-        for cap in [0, 1, 4095, 4096, 4097, 1 << 20] {
-            let buf = IoBuf::with_capacity(cap);
+        // Allocated below MAPPED_BYTES_MIN, mapped from it on.
+        let mapped = MAPPED_BYTES_MIN;
+        for cap in [
+            0,
+            1,
+            4095,
+            4096,
+            4097,
+            mapped - 1,
+            mapped,
+            mapped + 1,
+            1 << 20,
+        ] {
+            let mut buf = IoBuf::with_capacity(cap);
             assert_eq!(buf.as_ptr() as usize % DIRECT_IO_ALIGN, 0);
             assert_eq!(buf.capacity() % DIRECT_IO_ALIGN, 0);
             assert!(buf.capacity() >= cap.max(1));
+            // Every byte up to the capacity is there to write and read.
+            let full = buf.capacity();
+            buf.resize(full, 0xa5);
+            assert!(buf.as_slice().iter().all(|&b| b == 0xa5));
         }
     }
 

@@ -64,10 +64,9 @@ pub(super) fn open(
     let durable = next_lsn - 1;
     let mut writer = Writer::new(&*storage, &options)?;
     writer.switch_to(&active.meta, &*storage, &options, durable)?;
-    let batch_bytes = options.queue_bytes_max.min(1 << 20);
     let shared = Arc::new(Shared::new(Parts {
         io: Io {
-            batch: WriteBuf::with_capacity(batch_bytes),
+            batch: WriteBuf::for_queue(options.queue_bytes_max),
             active,
             writer,
             ids,

@@ -70,7 +70,7 @@ pub(crate) struct State {
 impl State {
     pub(super) fn new(durable: u64, queue_bytes_max: usize) -> Self {
         State {
-            buf: WriteBuf::with_capacity(queue_bytes_max.min(1 << 20)),
+            buf: WriteBuf::for_queue(queue_bytes_max),
             frame: None,
             next_lsn: durable + 1,
             written: durable,
