@@ -325,6 +325,16 @@ impl SegmentScanner {
     /// followed by a whole block of padding: its write's terminator.) Without such a frame, the end is classified from the
     /// zeroed header: it is the terminator of the last write.
     fn after_padding(&self, expect: FrameExpect) -> Option<(usize, Frame)> {
+        let boundary = self.padding_boundary()?;
+        let frame = decode_frame(&self.data, boundary, expect).ok()?;
+        Some((boundary, frame))
+    }
+
+    /// In a padded segment with a zeroed frame header at the current
+    /// offset, the first block boundary at or after the end of that header,
+    /// as an offset in `data` (possibly past its end): where the next
+    /// write's first frame would start.
+    fn padding_boundary(&self) -> Option<usize> {
         if !self.header.padded() {
             return None;
         }
@@ -341,9 +351,29 @@ impl SegmentScanner {
             .base
             .checked_add(wide(self.offset.checked_add(FRAME_HEADER_LEN)?))?;
         let boundary_abs = end_abs.next_multiple_of(PADDED_BLOCK_BYTES as u64);
-        let boundary = usize::try_from(boundary_abs.checked_sub(self.base)?).ok()?;
-        let frame = decode_frame(&self.data, boundary, expect).ok()?;
-        Some((boundary, frame))
+        usize::try_from(boundary_abs.checked_sub(self.base)?).ok()
+    }
+
+    /// For a scan with more to follow that stopped at `error`: where, in
+    /// the segment, the frame the bytes ended inside ends (after padding,
+    /// the frame at the next boundary), if they did.
+    fn wanted_end_after(&self, error: &DecodeError) -> Option<u64> {
+        let (at, needed) = match *error {
+            DecodeError::Incomplete { offset, needed, .. } => (offset, needed),
+            DecodeError::Zeroed { .. } => {
+                let boundary = self.padding_boundary()?;
+                let expect = FrameExpect {
+                    segment_id: self.header.segment_id(),
+                    first_lsn: Some(self.next_lsn),
+                };
+                match decode_frame(&self.data, boundary, expect) {
+                    Err(DecodeError::Incomplete { offset, needed, .. }) => (offset, needed),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some(self.base.saturating_add(at.saturating_add(needed)))
     }
 
     fn classify(&self, error: DecodeError) -> SegmentEnd {
@@ -445,9 +475,7 @@ impl Iterator for SegmentScanner {
             }
             Err(error) if self.more_follows => {
                 self.paused = true;
-                if let DecodeError::Incomplete { offset, needed, .. } = error {
-                    self.wanted_end = Some(self.base.saturating_add(offset.saturating_add(needed)));
-                }
+                self.wanted_end = self.wanted_end_after(&error);
                 None
             }
             Err(error) => {

@@ -7,9 +7,12 @@ mod common;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use wal_format::{Codec, Compression, ScanSummary, SegmentEnd, SegmentScanner};
+use wal_format::{
+    Codec, Compression, FRAME_ALIGN, FRAME_HEADER_LEN, FrameEncoder, PADDED_BLOCK_BYTES,
+    ScanSummary, SegmentEnd, SegmentHeader, SegmentScanner, TERMINATOR_LEN,
+};
 
-use common::{SEGMENT_ID, all_durable, build, none_durable, text};
+use common::{LOG_ID, SEGMENT_ID, all_durable, build, none_durable, text};
 
 /// (offset, first LSN, records) of each frame, and the summary.
 type Scan = (Vec<(u64, u64, u32)>, ScanSummary);
@@ -145,7 +148,7 @@ fn a_scan_with_more_to_follow_pauses_without_a_verdict() {
     assert_eq!(paused.end(), None);
     // The frame's end before the padding that aligns the next one.
     let wanted = paused.wanted_end().unwrap();
-    assert!(wanted > second_end - wal_format::FRAME_ALIGN as u64 && wanted <= second_end);
+    assert!(wanted > second_end - FRAME_ALIGN as u64 && wanted <= second_end);
     assert_eq!(paused.point().offset(), second as u64);
     let mut judged = SegmentScanner::new(cut).unwrap();
     assert_eq!(judged.by_ref().count(), 1);
@@ -160,6 +163,72 @@ fn a_scan_with_more_to_follow_pauses_without_a_verdict() {
         assert_eq!(paused.by_ref().count(), 2);
         assert_eq!(paused.end(), None);
         assert_eq!(paused.wanted_end(), None);
+    }
+}
+
+/// A padded segment as O_DIRECT writes lay it out: each frame at a 4 KiB
+/// boundary, after the zeroed terminator header and padding of the last.
+fn padded() -> Vec<u8> {
+    let header = SegmentHeader::new(LOG_ID, SEGMENT_ID, 1)
+        .unwrap()
+        .with_padded(true);
+    let mut bytes = header.encode().to_vec();
+    bytes.resize(PADDED_BLOCK_BYTES, 0);
+    let mut encoder = FrameEncoder::new(Compression::NONE);
+    for (i, len) in [3000, 9000, 200, 5000].into_iter().enumerate() {
+        let lsn = i as u64 + 1;
+        encoder
+            .encode(&mut bytes, SEGMENT_ID, lsn, lsn - 1, [&text(lsn, len)[..]])
+            .unwrap();
+        bytes.resize(
+            (bytes.len() + TERMINATOR_LEN).next_multiple_of(PADDED_BLOCK_BYTES),
+            0,
+        );
+    }
+    bytes
+}
+
+/// Over every frame of a plain and a padded segment: a part that
+/// ends inside a frame pauses before it and asks for bytes up to its end,
+/// also where padding (a zeroed terminator header) comes first.
+#[test]
+fn a_pause_asks_for_the_end_of_the_frame_it_stopped_in() {
+    let built = build(
+        SEGMENT_ID,
+        1,
+        &[
+            vec![text(1, 3000)],
+            vec![text(2, 5000), text(3, 10)],
+            vec![text(4, 4000)],
+        ],
+        Compression::NONE,
+        all_durable,
+        false,
+    );
+    for (name, bytes) in [("built", built.bytes), ("padded", padded())] {
+        let bytes = Bytes::from(bytes);
+        let mut whole = SegmentScanner::new(bytes.clone()).unwrap();
+        let frames: Vec<(u64, u64)> = whole
+            .by_ref()
+            .map(|f| (f.offset(), f.offset() + f.encoded_len() as u64))
+            .collect();
+        assert!(frames.len() > 1, "{name}: {frames:?}");
+        for &(start, end) in &frames {
+            if end - start <= 2 * FRAME_HEADER_LEN as u64 {
+                continue;
+            }
+            let cut = usize::try_from(start).unwrap() + FRAME_HEADER_LEN + 1;
+            let mut paused = SegmentScanner::new(bytes.slice(..cut))
+                .unwrap()
+                .more_follows();
+            paused.by_ref().for_each(drop);
+            assert_eq!(paused.end(), None, "{name}: frame at {start}");
+            let wanted = paused.wanted_end();
+            assert!(
+                wanted.is_some_and(|w| w > end - FRAME_ALIGN as u64 && w <= end),
+                "{name}: frame at {start}..{end}, asked for {wanted:?}"
+            );
+        }
     }
 }
 

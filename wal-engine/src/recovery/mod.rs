@@ -38,7 +38,8 @@ use crate::sync::Arc;
 use crate::{RecoveryMode, WalError};
 
 /// Segments a replaying recovery scans ahead of the one it hands out, at
-/// most: each one ahead is a whole segment in memory.
+/// most: each one ahead holds two of its parts in memory (one queued, one
+/// read and waiting for room; `order.rs`).
 const REPLAY_SEGMENTS_AHEAD_MAX: usize = 4;
 
 /// Where the last segment's valid prefix ends.

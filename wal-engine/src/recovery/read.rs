@@ -109,13 +109,20 @@ impl Pool {
 /// where the allocator puts a large allocation, than into one that starts
 /// on the boundary. A replay from a warm cache took 44 ms instead of 29.
 ///
-/// The capacity is rounded up to whole MiB, so that parts a little longer
-/// than the one it was made for (a part grows to hold a frame that runs
-/// past it) reuse it too. Pages past `len` are mapped only when written.
+/// A buffer of 1 MiB or more has its capacity rounded up to whole MiB, so
+/// that parts a little longer than the one it was made for (a part grows
+/// to hold a frame that runs past it) reuse it too; pages past `len` are
+/// mapped only when written. A smaller one is rounded up to whole pages
+/// only: the store's replay keeps slices of a part in its memtable, which
+/// keep the whole buffer alive.
 fn page_aligned_zeroed(len: usize) -> BytesMut {
     const PAGE_BYTES: usize = 4096;
     const ROUND_BYTES: usize = 1 << 20;
-    let capacity = len.next_multiple_of(ROUND_BYTES);
+    let capacity = if len >= ROUND_BYTES {
+        len.next_multiple_of(ROUND_BYTES)
+    } else {
+        len.next_multiple_of(PAGE_BYTES)
+    };
     let mut buf = BytesMut::zeroed(capacity.saturating_add(PAGE_BYTES));
     let skip = buf.as_ptr().align_offset(PAGE_BYTES).min(PAGE_BYTES);
     bytes::Buf::advance(&mut buf, skip);
@@ -420,17 +427,22 @@ mod tests {
 
     #[test]
     fn part_buffers_start_on_a_page_and_serve_slightly_longer_parts() {
-        let buf = page_aligned_zeroed(5000);
-        assert_eq!(buf.len(), 5000);
+        let len = (1 << 20) + 5000;
+        let buf = page_aligned_zeroed(len);
+        assert_eq!(buf.len(), len);
         assert_eq!(buf.as_ptr().align_offset(4096), 0);
         assert!(buf.iter().all(|&b| b == 0));
         let at = buf.as_ptr();
         let pool = Pool::default();
         pool.give(buf.freeze());
         // A part grown to hold a frame that ran past the last one.
-        let again = pool.take(5000 + 4096).expect("the buffer is reused");
+        let again = pool.take(len + 8192).expect("the buffer is reused");
         assert_eq!(again.as_ptr(), at);
         assert!(pool.take(1).is_none());
+        // A small part's buffer is only rounded to whole pages.
+        let small = page_aligned_zeroed(5000);
+        assert_eq!(small.as_ptr().align_offset(4096), 0);
+        assert!(small.capacity() >= 5000 && small.capacity() < 5000 + 2 * 4096);
     }
 
     #[test]
@@ -439,7 +451,7 @@ mod tests {
         for len in [3 << 20, 1 << 20, 2 << 20] {
             pool.give(page_aligned_zeroed(len).freeze());
         }
-        // Each holds its length rounded up to a MiB, and at most a page more.
+        // Each holds its length (whole MiB here), and at most a page more.
         let mib = |b: BytesMut| b.capacity() >> 20;
         assert_eq!(mib(pool.take(1 << 19).unwrap()), 1);
         assert_eq!(mib(pool.take(1 << 19).unwrap()), 2);
