@@ -295,6 +295,17 @@ impl RaftNetworkFactory<TypeConfig> for Net {
     }
 }
 
+/// A copy of `sent` in a disk of its own, as a transport would write it.
+fn received(sent: &SnapshotFile) -> Result<SnapshotFile, wal_raft::RaftStoreError> {
+    const NAME: &str = "received-snapshot";
+    let mut bytes = vec![0; usize::try_from(sent.len()).expect("a test snapshot fits memory")];
+    sent.read_at(0, &mut bytes)?;
+    let storage = SimDisk::new(0).storage();
+    let file = storage.create(NAME, wal_io::FileOptions::BUFFERED)?;
+    file.write_at(0, &[&bytes])?;
+    SnapshotFile::open(&storage, NAME)
+}
+
 fn lost<E: std::error::Error + 'static>(e: &E) -> Unreachable<TypeConfig> {
     Unreachable::new(e)
 }
@@ -346,6 +357,14 @@ impl RaftNetworkV2<TypeConfig> for Client {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let node = self.send().await?;
+        // As over a real network, the bytes land on the receiver's side
+        // before it installs them: a sender that crashes meanwhile fails
+        // the transfer, not the receiver's storage (the sender's file
+        // handle dies with its simulated process).
+        let snapshot = StoreSnapshot {
+            meta: snapshot.meta,
+            snapshot: received(&snapshot.snapshot).map_err(|e| lost(&e))?,
+        };
         let response = node
             .install_full_snapshot(vote, snapshot)
             .await
