@@ -18,8 +18,9 @@ use crate::table::TableCompression;
 /// index). With the defaults: 2 x (32 MiB + 0.7 MiB) + 256 MiB + 16 MiB,
 /// plus the allocator's slack. Loading 1M keys peaked at about 270 MB per
 /// process in the benchmark (K2, 2026-12-05), and reading them back after
-/// a reopen at 170 to 190 MB (the more, the more log the reopen replayed),
-/// the benchmark's own bookkeeping included.
+/// a reopen at about 160 MB (a closed store replays nothing; after a crash
+/// the replay refills a memtable first), the benchmark's own bookkeeping
+/// included.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {

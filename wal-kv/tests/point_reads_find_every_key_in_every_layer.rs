@@ -48,9 +48,10 @@ fn keys_are_found_in_the_memtable_tables_and_after_a_reopen() {
     store.checkpoint().unwrap();
     write(KEYS / 2, KEYS);
     check(&store, KEYS);
-    store.close().unwrap();
+    // Dropped, not closed: a close would checkpoint the memtable, and this
+    // wants the replay to refill it (and its filter) from the log.
+    drop(store);
 
-    // The replay refills the memtable (and its filter) from the log.
     let store = Store::open(dir.path(), Options::default()).unwrap();
     assert!(
         store.stats().memtable_bytes > 0,

@@ -245,7 +245,9 @@ impl Server {
         let backend = Arc::try_unwrap(self.backend).map_err(|_| {
             ServerError::io("close the store")(std::io::Error::other("still in use"))
         })?;
-        backend.close().await?;
+        // The archiver's last round runs even if the close failed: what
+        // the log sealed is still to be shipped.
+        let closed = backend.close().await;
         if let Some(archiver) = self.archiver {
             // A last round ships what the close sealed.
             match tokio::task::spawn_blocking(move || archiver.stop()).await {
@@ -257,6 +259,7 @@ impl Server {
                 Err(e) => tracing::warn!(error = %e, "the archiver did not stop cleanly"),
             }
         }
+        closed?;
         tracing::info!("stopped cleanly");
         Ok(())
     }

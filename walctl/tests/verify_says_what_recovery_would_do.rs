@@ -103,7 +103,9 @@ fn store(dir: &Path) {
     }
     store.checkpoint().unwrap();
     store.put("after", "checkpoint").unwrap();
-    store.close().unwrap();
+    // Dropped, not closed: a close would checkpoint the put after the
+    // checkpoint, which stays in the log here.
+    drop(store);
 }
 
 fn tables(dir: &Path) -> Vec<String> {

@@ -322,14 +322,22 @@ impl Store {
     /// # Errors
     /// The checkpoint's I/O errors ([`KvError::Failed`] after a background failure).
     pub fn checkpoint(&self) -> Result<(), KvError> {
-        let done = lock(&self.inner.work).checkpoints;
-        {
+        let frozen = {
             let _w = lock(&self.inner.write_lock);
-            if !self.inner.freeze()? {
-                return Ok(()); // nothing to checkpoint
+            match self.inner.freeze()? {
+                Some(frozen) => frozen,
+                None => return Ok(()), // nothing to checkpoint
             }
-        }
-        self.inner.wait_work(|w| w.checkpoints > done)
+        };
+        // Done once this memtable is no longer the frozen one: its table is
+        // in the manifest. (Counting checkpoints instead could count one
+        // that finished while `freeze` waited for it, before this one ran.)
+        self.inner.wait_work(|_| {
+            !read(&self.inner.tree)
+                .frozen
+                .as_ref()
+                .is_some_and(|(m, _)| Arc::ptr_eq(m, &frozen))
+        })
     }
 
     /// Merges every table into one sorted run at the deepest level in use
@@ -364,15 +372,24 @@ impl Store {
         &self.inner.wal
     }
 
-    /// Stops the background worker and closes the log. Everything written
+    /// Checkpoints the memtable, then stops the background worker and
+    /// closes the log, so the next open has nothing to replay: a close
+    /// costs one table write of up to `memtable_bytes_max`, and saves the
+    /// next open replaying that much log into memory. Everything written
     /// with [`Durability::Sync`] is durable already; buffered batches are
-    /// synced first.
+    /// made durable first (a table never holds what the log could lose).
+    /// Dropping the store instead skips the checkpoint, as a crash would:
+    /// the next open replays the log.
     ///
     /// # Errors
-    /// A failed final sync.
+    /// A failed final sync; else a failed checkpoint, or the worker's
+    /// earlier failure (the log is synced all the same).
     pub fn close(self) -> Result<(), KvError> {
+        // Synced even if the checkpoint failed: what was written stays in
+        // the log, for the next open to replay.
+        let checkpointed = self.checkpoint();
         self.inner.wal.sync()?;
-        Ok(())
+        checkpointed
     }
 }
 
@@ -491,24 +508,25 @@ impl Inner {
     }
 
     /// Makes the active memtable the frozen one and wakes the worker. The
-    /// caller holds the write lock. False when there is nothing to freeze.
-    fn freeze(&self) -> Result<bool, KvError> {
+    /// caller holds the write lock. Returns the memtable frozen, or `None`
+    /// when there was nothing to freeze.
+    fn freeze(&self) -> Result<Option<Arc<RwLock<Memtable>>>, KvError> {
         self.wait_work(|_| read(&self.tree).frozen.is_none())?;
         // Allocated before the tree's lock, which readers wait on.
         let fresh = Memtable::new(self.options.memtable_bytes_max);
         let mut tree = write(&self.tree);
         if read(&tree.active).is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         // Everything applied goes with the memtable, visible yet or not:
         // the checkpoint LSN must cover every LSN its table holds.
         let upto = self.visibility.applied();
         let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(fresh)));
-        tree.frozen = Some((full, upto));
+        tree.frozen = Some((Arc::clone(&full), upto));
         tree.refresh_view();
         drop(tree);
         lock(&self.work).checkpoint = true;
         self.work_cv.notify_all();
-        Ok(true)
+        Ok(Some(full))
     }
 }

@@ -51,6 +51,9 @@ impl Inner {
     }
 
     pub(super) fn run_worker(self: &Arc<Self>) {
+        // A panic here would otherwise leave whoever waits for the worker
+        // (a checkpoint, a close) waiting forever.
+        let _guard = PanicGuard(self);
         // Per level, the last key a compaction step took out of it.
         let mut cursors: Vec<Option<Bytes>> = vec![None; LEVELS_MAX];
         loop {
@@ -215,5 +218,17 @@ impl Inner {
             }
             self.storage.remove(&t.name).is_err()
         });
+    }
+}
+
+/// Marks the store failed if the worker thread unwinds.
+struct PanicGuard<'a>(&'a Inner);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.work).failed = Some("the background worker panicked".to_owned());
+            self.0.done_cv.notify_all();
+        }
     }
 }
