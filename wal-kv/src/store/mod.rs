@@ -322,22 +322,18 @@ impl Store {
     /// # Errors
     /// The checkpoint's I/O errors ([`KvError::Failed`] after a background failure).
     pub fn checkpoint(&self) -> Result<(), KvError> {
-        let frozen = {
+        let upto = {
             let _w = lock(&self.inner.write_lock);
             match self.inner.freeze()? {
-                Some(frozen) => frozen,
+                Some(upto) => upto,
                 None => return Ok(()), // nothing to checkpoint
             }
         };
-        // Done once this memtable is no longer the frozen one: its table is
-        // in the manifest. (Counting checkpoints instead could count one
-        // that finished while `freeze` waited for it, before this one ran.)
-        self.inner.wait_work(|_| {
-            !read(&self.inner.tree)
-                .frozen
-                .as_ref()
-                .is_some_and(|(m, _)| Arc::ptr_eq(m, &frozen))
-        })
+        // Done once a checkpoint covering this memtable's LSNs finished,
+        // the log's cut included. (Counting checkpoints instead could count
+        // one that finished while `freeze` waited for it, before this one
+        // ran; and the frozen memtable leaves before the log is cut.)
+        self.inner.wait_work(|w| w.checkpointed_upto >= upto)
     }
 
     /// Merges every table into one sorted run at the deepest level in use
@@ -508,9 +504,9 @@ impl Inner {
     }
 
     /// Makes the active memtable the frozen one and wakes the worker. The
-    /// caller holds the write lock. Returns the memtable frozen, or `None`
-    /// when there was nothing to freeze.
-    fn freeze(&self) -> Result<Option<Arc<RwLock<Memtable>>>, KvError> {
+    /// caller holds the write lock. Returns the LSN the frozen memtable
+    /// covers, or `None` when there was nothing to freeze.
+    fn freeze(&self) -> Result<Option<u64>, KvError> {
         self.wait_work(|_| read(&self.tree).frozen.is_none())?;
         // Allocated before the tree's lock, which readers wait on.
         let fresh = Memtable::new(self.options.memtable_bytes_max);
@@ -522,11 +518,11 @@ impl Inner {
         // the checkpoint LSN must cover every LSN its table holds.
         let upto = self.visibility.applied();
         let full = std::mem::replace(&mut tree.active, Arc::new(RwLock::new(fresh)));
-        tree.frozen = Some((Arc::clone(&full), upto));
+        tree.frozen = Some((full, upto));
         tree.refresh_view();
         drop(tree);
         lock(&self.work).checkpoint = true;
         self.work_cv.notify_all();
-        Ok(Some(full))
+        Ok(Some(upto))
     }
 }

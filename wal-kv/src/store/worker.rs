@@ -28,6 +28,8 @@ pub(super) struct Work {
     pub(super) closing: bool,
     pub(super) failed: Option<String>,
     pub(super) checkpoints: u64,
+    /// The LSN the last finished checkpoint covers, its log cut included.
+    pub(super) checkpointed_upto: u64,
     pub(super) compactions: u64,
     pub(super) full_compactions: u64,
     pub(super) checkpoint_time: Duration,
@@ -75,8 +77,12 @@ impl Inner {
             let mut result = Ok(());
             if checkpoint {
                 let start = Instant::now();
-                result = self.run_checkpoint();
+                let written = self.run_checkpoint();
                 let mut work = lock(&self.work);
+                if let Ok(Some(upto)) = written {
+                    work.checkpointed_upto = work.checkpointed_upto.max(upto);
+                }
+                result = written.map(drop);
                 work.checkpoints += 1;
                 work.checkpoint_time += start.elapsed();
             }
@@ -115,11 +121,13 @@ impl Inner {
         }
     }
 
-    fn run_checkpoint(&self) -> Result<(), KvError> {
+    /// Writes the frozen memtable as a table, installs it and cuts the log
+    /// in front of it; returns the LSN it covers (`None`: nothing frozen).
+    fn run_checkpoint(&self) -> Result<Option<u64>, KvError> {
         let (frozen, upto, id) = {
             let tree = read(&self.tree);
             let Some((m, upto)) = &tree.frozen else {
-                return Ok(());
+                return Ok(None);
             };
             (Arc::clone(m), *upto, tree.manifest.next_table_id)
         };
@@ -159,7 +167,7 @@ impl Inner {
         lock(&self.work).reshape = true;
         self.done_cv.notify_all();
         self.wal.truncate_front(upto + 1)?;
-        Ok(())
+        Ok(Some(upto))
     }
 
     fn run_compaction(&self, job: &Job) -> Result<(), KvError> {
