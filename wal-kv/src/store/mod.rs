@@ -326,7 +326,9 @@ impl Store {
             let _w = lock(&self.inner.write_lock);
             match self.inner.freeze()? {
                 Some(upto) => upto,
-                None => return Ok(()), // nothing to checkpoint
+                // Nothing new to freeze: the last frozen memtable's table
+                // may be written while its log cut is still under way.
+                None => lock(&self.inner.work).frozen_upto,
             }
         };
         // Done once a checkpoint covering this memtable's LSNs finished,
@@ -521,7 +523,10 @@ impl Inner {
         tree.frozen = Some((full, upto));
         tree.refresh_view();
         drop(tree);
-        lock(&self.work).checkpoint = true;
+        let mut work = lock(&self.work);
+        work.checkpoint = true;
+        work.frozen_upto = upto;
+        drop(work);
         self.work_cv.notify_all();
         Ok(Some(upto))
     }

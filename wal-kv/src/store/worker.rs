@@ -30,6 +30,8 @@ pub(super) struct Work {
     pub(super) checkpoints: u64,
     /// The LSN the last finished checkpoint covers, its log cut included.
     pub(super) checkpointed_upto: u64,
+    /// The LSN the last memtable frozen covers.
+    pub(super) frozen_upto: u64,
     pub(super) compactions: u64,
     pub(super) full_compactions: u64,
     pub(super) checkpoint_time: Duration,
