@@ -14,10 +14,15 @@ const LINE_BITS: u32 = 512;
 const _: () = assert!(LINE_BITS as usize == 8 * LINE_BYTES);
 
 /// A key's two filter hashes: computed once per get, asked of every filter.
+/// The first is also the key's hash in a table block's index.
 pub(crate) fn hashes(key: &[u8]) -> (u32, u32) {
-    let h1 = crc32c::crc32c(key);
     let h2 = crc32c::crc32c_append(0x9e37_79b9, key);
-    (h1, h2)
+    (key_hash(key), h2)
+}
+
+/// The first of a key's [`hashes`].
+pub(crate) fn key_hash(key: &[u8]) -> u32 {
+    crc32c::crc32c(key)
 }
 
 /// The filter bits of a key with hashes (`h1`, `h2`) in a filter of `lines`

@@ -87,7 +87,7 @@ impl Inner {
         for t in level0.iter().chain(below) {
             if t.may_contain(hashes) {
                 self.probes.fetch_add(1, Ordering::Relaxed);
-                if let Some(v) = t.get(key, lsn)? {
+                if let Some(v) = t.get(key, hashes.0, lsn)? {
                     return Ok(v);
                 }
             }

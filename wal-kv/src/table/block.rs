@@ -1,6 +1,7 @@
 //! A table's blocks: checked decoding of untrusted bytes, the search inside
 //! a block, and the cache of decoded blocks shared by a store's tables.
 
+use super::hash_index::HashIndex;
 use super::*;
 
 /// The positions in sorted `prefixes` where they equal `p`: everything
@@ -79,21 +80,34 @@ pub(super) struct BlockHandle {
     pub(super) len: u32,
 }
 
-/// A decoded block: its entries' bytes and where each entry starts. Checked
-/// once when read, so lookups parse only the entries they touch.
+/// A decoded block: its entries' bytes, where each entry starts, and where
+/// each key's newest version starts by the key's hash. Checked once when
+/// read, so lookups parse only the entries they touch.
 #[derive(Debug, Default)]
 pub(crate) struct Block {
     data: Bytes,
     starts: Vec<u32>,
-    /// Each entry's key prefix ([`prefix`]), for a search that compares
-    /// numbers first.
-    prefixes: Vec<u64>,
+    /// `None` when the block is too large for one (a get searches it).
+    index: Option<HashIndex>,
+}
+
+/// Where a block leaves a point read (see [`Block::find`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Found {
+    /// The newest version at or below the snapshot: a value, or `None` for
+    /// a deletion.
+    Version(Option<Bytes>),
+    /// No version of the key is here, and none can follow in later blocks.
+    Absent,
+    /// Every version here is newer than the snapshot, and the key's last:
+    /// older ones may begin the next block.
+    MayContinue,
 }
 
 /// Decoded blocks shared by every table of a store, weighed in bytes, and a
 /// count of the blocks read from files.
 pub(crate) struct BlockCache {
-    pub(super) map: quick_cache::sync::Cache<(u64, u32), Arc<Block>, BlockWeight>,
+    pub(super) map: quick_cache::sync::Cache<(u64, u32), Arc<Block>, BlockWeight, BlockHasher>,
     /// Blocks read from table files (cache misses and uncached reads).
     pub reads: AtomicU64,
 }
@@ -105,10 +119,19 @@ pub(crate) fn block_cache(bytes: u64) -> Arc<BlockCache> {
         .unwrap_or(1 << 16)
         .max(16);
     Arc::new(BlockCache {
-        map: quick_cache::sync::Cache::with_weighter(items, bytes, BlockWeight),
+        map: quick_cache::sync::Cache::with(
+            items,
+            bytes,
+            BlockWeight,
+            BlockHasher::default(),
+            quick_cache::sync::DefaultLifecycle::default(),
+        ),
         reads: AtomicU64::new(0),
     })
 }
+
+/// Hashes a block's (table id, block number) for the cache.
+type BlockHasher = foldhash::fast::RandomState;
 
 /// Weighs a cached block by the memory it holds.
 #[derive(Debug, Clone, Copy)]
@@ -116,19 +139,27 @@ pub(crate) struct BlockWeight;
 
 impl quick_cache::Weighter<(u64, u32), Arc<Block>> for BlockWeight {
     fn weight(&self, _key: &(u64, u32), block: &Arc<Block>) -> u64 {
-        (block.data.len() + 12 * block.starts.len() + 64) as u64
+        let index = block.index.as_ref().map_or(0, HashIndex::bytes);
+        (block.data.len() + 4 * block.starts.len() + index + 64) as u64
     }
 }
 
 impl Block {
-    /// Walks every entry of `raw`, checking its structure.
+    /// Walks every entry of `raw`, checking its structure, and indexes the
+    /// first (newest) entry of each key.
     pub(super) fn decode(raw: Bytes) -> Option<Block> {
         let mut c = Cursor { data: &raw, at: 0 };
         let mut starts = Vec::new();
-        let mut prefixes = Vec::new();
+        let mut firsts = Vec::new();
+        let mut last: Option<&[u8]> = None;
         while !c.done() {
-            starts.push(u32::try_from(c.at).ok()?);
-            prefixes.push(prefix(c.bytes()?));
+            let start = c.at;
+            starts.push(u32::try_from(start).ok()?);
+            let key = c.bytes()?;
+            if last != Some(key) {
+                firsts.push((bloom::key_hash(key), start));
+                last = Some(key);
+            }
             c.u64()?;
             match c.u8()? {
                 0 => {}
@@ -139,9 +170,9 @@ impl Block {
             }
         }
         Some(Block {
+            index: HashIndex::build(&firsts),
             data: raw,
             starts,
-            prefixes,
         })
     }
 
@@ -166,20 +197,159 @@ impl Block {
         Some(Entry { key, lsn, value })
     }
 
-    /// The first entry at or after (`key`, newest version at or below
-    /// `snapshot`) in the table's order.
-    pub(super) fn seek(&self, key: &[u8], snapshot: u64) -> usize {
-        let (lo, hi) = equal_range(&self.prefixes, prefix(key));
-        let starts = self.starts.get(lo..hi).unwrap_or_default();
-        lo + starts.partition_point(|&start| {
+    /// The newest version of `key` (whose [`bloom::key_hash`] is `hash`) at
+    /// or below `snapshot` in this block. `None`: an entry is malformed
+    /// (unreachable: decoding checked every entry).
+    pub(super) fn find(&self, key: &[u8], hash: u32, snapshot: u64) -> Option<Found> {
+        let first = match &self.index {
+            Some(index) => index
+                .candidates(hash)
+                .find(|&at| self.key_at(at) == Some(key)),
+            None => {
+                let i = self
+                    .starts
+                    .partition_point(|&s| self.key_at(s as usize).is_some_and(|k| k < key));
+                let at = self.starts.get(i).map(|&s| s as usize);
+                at.filter(|&at| self.key_at(at) == Some(key))
+            }
+        };
+        let Some(mut at) = first else {
+            return Some(Found::Absent);
+        };
+        // The key's versions follow each other, newest first.
+        loop {
+            if at == self.data.len() {
+                return Some(Found::MayContinue);
+            }
             let mut c = Cursor {
                 data: &self.data,
-                at: start as usize,
+                at,
             };
-            match (c.bytes(), c.u64()) {
-                (Some(k), Some(lsn)) => k < key || (k == key && lsn > snapshot),
-                _ => false, // unreachable: decode checked every entry
+            if c.bytes()? != key {
+                return Some(Found::Absent);
             }
-        })
+            let lsn = c.u64()?;
+            let value = match c.u8()? {
+                0 => None,
+                1 => Some(c.bytes()?),
+                _ => return None,
+            };
+            if lsn <= snapshot {
+                return Some(Found::Version(value.map(|v| self.data.slice_ref(v))));
+            }
+            at = c.at;
+        }
+    }
+
+    /// The key of the entry starting at byte `at`.
+    fn key_at(&self, at: usize) -> Option<&[u8]> {
+        Cursor {
+            data: &self.data,
+            at,
+        }
+        .bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A version as a block stores it: key, LSN, value (`None`: deleted).
+    type Version = (Vec<u8>, u64, Option<Vec<u8>>);
+
+    fn len32(bytes: &[u8]) -> [u8; 4] {
+        u32::try_from(bytes.len()).expect("small").to_le_bytes()
+    }
+
+    /// A block's raw bytes: entries as the table layout has them.
+    fn encode(entries: &[Version]) -> Bytes {
+        let mut raw = Vec::new();
+        for (key, lsn, value) in entries {
+            raw.extend_from_slice(&len32(key));
+            raw.extend_from_slice(key);
+            raw.extend_from_slice(&lsn.to_le_bytes());
+            match value {
+                None => raw.push(0),
+                Some(v) => {
+                    raw.push(1);
+                    raw.extend_from_slice(&len32(v));
+                    raw.extend_from_slice(v);
+                }
+            }
+        }
+        Bytes::from(raw)
+    }
+
+    /// What a block of sorted `entries` answers, read off the list.
+    fn model(entries: &[Version], key: &[u8], snapshot: u64) -> Found {
+        let versions: Vec<_> = entries.iter().filter(|e| e.0 == key).collect();
+        if let Some(v) = versions.iter().find(|e| e.1 <= snapshot) {
+            return Found::Version(v.2.clone().map(Bytes::from));
+        }
+        match entries.last() {
+            Some(last) if !versions.is_empty() && last.0 == key => Found::MayContinue,
+            _ => Found::Absent,
+        }
+    }
+
+    proptest! {
+        /// The index and the search it replaces agree with the list, for
+        /// keys present, absent, and cut off at the block's end.
+        #[test]
+        fn find_agrees_with_the_entries_indexed_or_not(
+            keys in prop::collection::btree_map(
+                prop::collection::vec(0u8..4, 0..4),
+                prop::collection::btree_set(1u64..20, 1..4),
+                0..40,
+            ),
+            deleted in any::<u64>(),
+            queries in prop::collection::vec((prop::collection::vec(0u8..4, 0..4), 0u64..22), 1..40),
+        ) {
+            let mut entries = Vec::new();
+            for (i, (key, lsns)) in keys.iter().enumerate() {
+                for &lsn in lsns.iter().rev() {
+                    // A value that names its key and version.
+                    let value = (deleted >> (i % 64) & 1 == 0)
+                        .then(|| format!("{i}@{lsn}").into_bytes());
+                    entries.push((key.clone(), lsn, value));
+                }
+            }
+            let indexed = Block::decode(encode(&entries)).expect("well formed");
+            prop_assert!(indexed.index.is_some());
+            let searched = Block { index: None, ..Block::decode(encode(&entries)).expect("well formed") };
+            for (key, snapshot) in &queries {
+                let hash = bloom::key_hash(key);
+                let want = model(&entries, key, *snapshot);
+                prop_assert_eq!(indexed.find(key, hash, *snapshot), Some(want));
+                let want = model(&entries, key, *snapshot);
+                prop_assert_eq!(searched.find(key, hash, *snapshot), Some(want));
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_whose_versions_outlast_the_block_may_continue() {
+        let entries = vec![
+            (b"a".to_vec(), 9, Some(b"a9".to_vec())),
+            (b"b".to_vec(), 8, Some(b"b8".to_vec())),
+            (b"b".to_vec(), 7, None),
+        ];
+        let block = Block::decode(encode(&entries)).expect("well formed");
+        let find = |key: &[u8], snapshot| block.find(key, bloom::key_hash(key), snapshot);
+        assert_eq!(find(b"b", 6), Some(Found::MayContinue));
+        assert_eq!(
+            find(b"a", 8),
+            Some(Found::Absent),
+            "older versions would be here"
+        );
+        assert_eq!(find(b"b", 7), Some(Found::Version(None)));
+        assert_eq!(
+            find(b"b", 100),
+            Some(Found::Version(Some(Bytes::from("b8"))))
+        );
+        assert_eq!(find(b"c", 100), Some(Found::Absent));
     }
 }

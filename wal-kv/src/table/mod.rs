@@ -70,11 +70,12 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
 
 mod block;
 mod build;
+mod hash_index;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use block::{Block, BlockCache, block_cache};
-use block::{BlockHandle, Cursor, checked, equal_range};
+use block::{BlockHandle, Cursor, Found, checked, equal_range};
 pub(crate) use build::TableBuilder;
 
 /// An open table: index and filter in memory, blocks read on demand through
@@ -242,13 +243,18 @@ impl Table {
     /// Block `i`, from the cache or read, checked and decoded; a block read
     /// goes into the cache when `keep` says so.
     fn block(&self, i: usize, keep: bool) -> Result<Arc<Block>, KvError> {
-        let Some(handle) = self.blocks.get(i) else {
+        if i >= self.blocks.len() {
             return Ok(Arc::new(Block::default()));
-        };
+        }
         let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
         if let Some(block) = self.cache.map.get(&key) {
             return Ok(block);
         }
+        // Only a miss reads the handle: on a large table it is a cache miss
+        // of its own.
+        let Some(handle) = self.blocks.get(i) else {
+            return Ok(Arc::new(Block::default()));
+        };
         let block = Arc::new(self.read_block(handle)?);
         if keep {
             self.cache.map.insert(key, Arc::clone(&block));
@@ -299,20 +305,24 @@ impl Table {
     }
 
     /// The newest version of `key` at or below `snapshot`, as
-    /// [`crate::memtable::Memtable::get`].
-    /// Reads blocks without asking the filter: callers ask it first.
-    pub fn get(&self, key: &[u8], snapshot: u64) -> Result<Option<Option<Bytes>>, KvError> {
+    /// [`crate::memtable::Memtable::get`]; `hash` is the key's
+    /// [`bloom::key_hash`]. Reads blocks without asking the filter: callers
+    /// ask it first.
+    pub fn get(
+        &self,
+        key: &[u8],
+        hash: u32,
+        snapshot: u64,
+    ) -> Result<Option<Option<Bytes>>, KvError> {
         // Versions of one key may continue into the next block.
         for i in self.block_for(key)..self.blocks.len() {
             let block = self.block(i, true)?;
-            let at = block.seek(key, snapshot);
-            if at == block.len() {
-                continue;
+            match block.find(key, hash, snapshot) {
+                Some(Found::Version(value)) => return Ok(Some(value)),
+                Some(Found::Absent) => return Ok(None),
+                Some(Found::MayContinue) => {}
+                None => return Err(KvError::corrupt(&self.name, 0, "entry malformed")),
             }
-            let e = block
-                .entry(at)
-                .ok_or_else(|| KvError::corrupt(&self.name, 0, "entry malformed"))?;
-            return Ok((e.key.as_ref() == key).then_some(e.value));
         }
         Ok(None)
     }
