@@ -46,6 +46,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod arena;
 mod batch;
 mod bloom;
 mod compaction;

@@ -7,6 +7,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
+use crate::arena::Arena;
 use crate::batch::{Op, WriteBatch};
 use crate::bloom;
 
@@ -64,6 +65,8 @@ pub(crate) struct Memtable {
     /// the map (a node visit per level, each a likely cache miss). Sized
     /// once, for the most versions the budget admits.
     filter: Vec<u8>,
+    /// Holds the small keys and values (see [`crate::arena`]).
+    arena: Arena,
 }
 
 impl Memtable {
@@ -80,6 +83,7 @@ impl Memtable {
             map: BTreeMap::new(),
             bytes: 0,
             filter: vec![0; bloom::lines_for(keys) * bloom::LINE_BYTES],
+            arena: Arena::default(),
         }
     }
 
@@ -87,8 +91,8 @@ impl Memtable {
     pub fn apply(&mut self, batch: &WriteBatch, lsn: u64) {
         for op in batch.ops() {
             let (key, value) = match op {
-                Op::Put { key, value } => (key.clone(), Some(value.clone())),
-                Op::Delete { key } => (key.clone(), None),
+                Op::Put { key, value } => (self.arena.keep(key), Some(self.arena.keep(value))),
+                Op::Delete { key } => (self.arena.keep(key), None),
             };
             let key_len = key.len();
             bloom::add(&mut self.filter, bloom::HASHES, bloom::hashes(&key));
