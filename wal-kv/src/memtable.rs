@@ -116,7 +116,9 @@ impl Memtable {
     /// or below `snapshot`: `Some(None)` is a tombstone, `None` means this
     /// table does not know the key.
     pub fn get(&self, key: &[u8], hashes: (u32, u32), snapshot: u64) -> Option<Option<Bytes>> {
-        if !bloom::may_contain(&self.filter, bloom::HASHES, hashes) {
+        // An empty memtable (the usual one after a reopen) would still cost
+        // a filter line that is rarely in the CPU caches.
+        if self.map.is_empty() || !bloom::may_contain(&self.filter, bloom::HASHES, hashes) {
             return None;
         }
         let start = Place::new(Bytes::copy_from_slice(key), snapshot);
