@@ -31,6 +31,9 @@ impl Arena {
         if bytes.len() > COPIED_BYTES_MAX {
             return bytes.clone();
         }
+        if bytes.is_empty() {
+            return Bytes::new();
+        }
         if self.chunk.capacity() < bytes.len() {
             self.chunk = BytesMut::with_capacity(CHUNK_BYTES);
         }
@@ -57,6 +60,17 @@ mod tests {
         assert_eq!(ka.as_ptr().wrapping_add(100), kb.as_ptr());
         let long = Bytes::from(vec![3u8; COPIED_BYTES_MAX + 1]);
         assert_eq!(arena.keep(&long).as_ptr(), long.as_ptr(), "shared");
+    }
+
+    #[test]
+    fn what_was_kept_stays_as_it_was_across_chunks() {
+        let mut arena = Arena::default();
+        let items: Vec<Bytes> = (0..2000u32)
+            .map(|i| Bytes::from(format!("{i}:").repeat(1 + i as usize % 97)))
+            .collect();
+        let kept: Vec<Bytes> = items.iter().map(|b| arena.keep(b)).collect();
+        assert_eq!(kept, items);
+        assert!(arena.keep(&Bytes::new()).is_empty());
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub(super) struct BlockHandle {
 pub(crate) struct Block {
     data: Bytes,
     starts: Vec<u32>,
-    /// `None` when the block is too large for one (a get searches it).
+    /// `None` for a block decoded only to be walked, or one with a key
+    /// starting past what a slot holds: a get searches those.
     index: Option<HashIndex>,
 }
 
@@ -97,7 +98,8 @@ pub(super) enum Found {
     /// The newest version at or below the snapshot: a value, or `None` for
     /// a deletion.
     Version(Option<Bytes>),
-    /// No version of the key is here, and none can follow in later blocks.
+    /// No version at or below the snapshot is here, and none can follow in
+    /// later blocks.
     Absent,
     /// Every version here is newer than the snapshot, and the key's last:
     /// older ones may begin the next block.
@@ -145,9 +147,10 @@ impl quick_cache::Weighter<(u64, u32), Arc<Block>> for BlockWeight {
 }
 
 impl Block {
-    /// Walks every entry of `raw`, checking its structure, and indexes the
-    /// first (newest) entry of each key.
-    pub(super) fn decode(raw: Bytes) -> Option<Block> {
+    /// Walks every entry of `raw`, checking its structure; with `indexed`,
+    /// also indexes each key's first (newest) entry, which costs a CRC32C
+    /// per key that a block only walked (by compaction) does not need.
+    pub(super) fn decode(raw: Bytes, indexed: bool) -> Option<Block> {
         let mut c = Cursor { data: &raw, at: 0 };
         let mut starts = Vec::new();
         let mut firsts = Vec::new();
@@ -156,7 +159,7 @@ impl Block {
             let start = c.at;
             starts.push(u32::try_from(start).ok()?);
             let key = c.bytes()?;
-            if last != Some(key) {
+            if indexed && last != Some(key) {
                 firsts.push((bloom::key_hash(key), start));
                 last = Some(key);
             }
@@ -170,7 +173,7 @@ impl Block {
             }
         }
         Some(Block {
-            index: HashIndex::build(&firsts),
+            index: indexed.then(|| HashIndex::build(&firsts)).flatten(),
             data: raw,
             starts,
         })
@@ -317,9 +320,10 @@ mod tests {
                     entries.push((key.clone(), lsn, value));
                 }
             }
-            let indexed = Block::decode(encode(&entries)).expect("well formed");
+            let indexed = Block::decode(encode(&entries), true).expect("well formed");
             prop_assert!(indexed.index.is_some());
-            let searched = Block { index: None, ..Block::decode(encode(&entries)).expect("well formed") };
+            let searched = Block::decode(encode(&entries), false).expect("well formed");
+            prop_assert!(searched.index.is_none());
             for (key, snapshot) in &queries {
                 let hash = bloom::key_hash(key);
                 let want = model(&entries, key, *snapshot);
@@ -330,6 +334,42 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Bytes that pass the CRC but break the order (unsorted keys, a key
+        /// in two separate runs) get some answer, never a panic or a hang.
+        #[test]
+        fn find_answers_on_unsorted_blocks(
+            entries in prop::collection::vec(
+                (prop::collection::vec(0u8..3, 0..3), 0u64..6, prop::option::of(prop::collection::vec(any::<u8>(), 0..3))),
+                0..30,
+            ),
+            queries in prop::collection::vec((prop::collection::vec(0u8..3, 0..3), 0u64..7), 1..20),
+        ) {
+            for indexed in [true, false] {
+                let block = Block::decode(encode(&entries), indexed).expect("well formed");
+                for (key, snapshot) in &queries {
+                    prop_assert!(block.find(key, bloom::key_hash(key), *snapshot).is_some());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_starting_past_the_slot_bits_leaves_the_block_searched() {
+        use super::super::hash_index::ENTRY_OFFSET_MAX;
+        let big = vec![0u8; ENTRY_OFFSET_MAX];
+        let entries = vec![
+            (b"a".to_vec(), 2, Some(big)),
+            (b"b".to_vec(), 1, Some(b"small".to_vec())),
+        ];
+        let block = Block::decode(encode(&entries), true).expect("well formed");
+        assert!(block.index.is_none(), "b starts past what a slot holds");
+        let found = block.find(b"b", bloom::key_hash(b"b"), 5);
+        assert_eq!(found, Some(Found::Version(Some(Bytes::from("small")))));
+        let found = block.find(b"c", bloom::key_hash(b"c"), 5);
+        assert_eq!(found, Some(Found::Absent));
+    }
+
     #[test]
     fn a_key_whose_versions_outlast_the_block_may_continue() {
         let entries = vec![
@@ -337,7 +377,7 @@ mod tests {
             (b"b".to_vec(), 8, Some(b"b8".to_vec())),
             (b"b".to_vec(), 7, None),
         ];
-        let block = Block::decode(encode(&entries)).expect("well formed");
+        let block = Block::decode(encode(&entries), true).expect("well formed");
         let find = |key: &[u8], snapshot| block.find(key, bloom::key_hash(key), snapshot);
         assert_eq!(find(b"b", 6), Some(Found::MayContinue));
         assert_eq!(

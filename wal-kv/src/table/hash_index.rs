@@ -11,9 +11,9 @@
 /// Bits of a slot that hold an entry's offset plus one (0: an empty slot).
 const OFFSET_BITS: u32 = 24;
 const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
-/// The largest entry offset a slot holds. A block with an entry starting
-/// past it (past 16 MiB; default blocks are 16 KiB) gets no index, and a
-/// get searches it instead.
+/// The largest entry offset a slot holds. A block in which some key's first
+/// entry starts past it (about 16 MiB in; default blocks are 16 KiB) gets no
+/// index, and a get searches it instead.
 pub(super) const ENTRY_OFFSET_MAX: usize = OFFSET_MASK as usize - 1;
 
 /// An open-addressed table of slots, `tag << 24 | (offset + 1)`, probed
@@ -54,7 +54,7 @@ impl HashIndex {
         let start = hash as usize & mask;
         let tag = tag(hash);
         // Every slot from `start` on, wrapping, up to the first empty one;
-        // an index always has one empty slot, and `take` bounds the walk.
+        // an index always has one, and the range bounds the walk anyway.
         (0..self.slots.len())
             .map(move |k| self.slots[(start + k) & mask])
             .take_while(|&slot| slot != 0)

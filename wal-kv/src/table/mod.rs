@@ -204,7 +204,7 @@ impl Table {
         if version == Some(VERSION_NO_FIRST_KEY)
             && let Some(handle) = table.blocks.first()
         {
-            let block = table.read_block(handle)?;
+            let block = table.read_block(handle, false)?;
             let first = block
                 .entry(0)
                 .ok_or_else(|| KvError::corrupt(&table.name, 0, "first block empty"))?;
@@ -255,14 +255,17 @@ impl Table {
         let Some(handle) = self.blocks.get(i) else {
             return Ok(Arc::new(Block::default()));
         };
-        let block = Arc::new(self.read_block(handle)?);
+        // A block kept in the cache is there for point reads: it gets its
+        // index now, weighed with it. Compaction's blocks are only walked.
+        let block = Arc::new(self.read_block(handle, keep)?);
         if keep {
             self.cache.map.insert(key, Arc::clone(&block));
         }
         Ok(block)
     }
 
-    fn read_block(&self, handle: &BlockHandle) -> Result<Block, KvError> {
+    /// Reads, checks and decodes a block, with a hash index if `indexed`.
+    fn read_block(&self, handle: &BlockHandle, indexed: bool) -> Result<Block, KvError> {
         self.cache.reads.fetch_add(1, Ordering::Relaxed);
         let mut data = vec![0u8; handle.len as usize];
         self.file.read_at(handle.offset, &mut data)?;
@@ -294,7 +297,7 @@ impl Table {
         if raw.len() != raw_len {
             return Err(bad("block length mismatch"));
         }
-        Block::decode(raw).ok_or_else(|| bad("entry malformed"))
+        Block::decode(raw, indexed).ok_or_else(|| bad("entry malformed"))
     }
 
     /// The first block that may hold `key`.

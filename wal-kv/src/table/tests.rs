@@ -272,3 +272,22 @@ fn the_filter_has_no_false_negatives_and_few_false_positives() {
     // 10 bits per key and 7 hashes in one line: about 1 % expected.
     assert!(false_positives < 600, "{false_positives} of 20000");
 }
+
+#[test]
+fn a_get_for_an_absent_key_reads_one_block() {
+    let disk = wal_io::sim::SimDisk::new(8);
+    let storage = disk.storage();
+    // No cache: every block a get looks at is read and counted.
+    let cache = block_cache(0);
+    let t = build(&*storage, 2000, &cache);
+    assert!(t.block_count() > 10);
+    for i in (0..2000u64).step_by(97) {
+        // Between two stored keys, and past the last version of one.
+        for (key, snapshot) in [(format!("key{i:08}a"), u64::MAX), (format!("key{i:08}"), 0)] {
+            let before = cache.reads.load(Ordering::Relaxed);
+            assert_eq!(get(&t, key.as_bytes(), snapshot).unwrap(), None);
+            let read = cache.reads.load(Ordering::Relaxed) - before;
+            assert!(read <= 2, "{key} at {snapshot}: {read} blocks read");
+        }
+    }
+}
