@@ -1,6 +1,8 @@
 //! A table's blocks: checked decoding of untrusted bytes, the search inside
 //! a block, and the cache of decoded blocks shared by a store's tables.
 
+use std::sync::OnceLock;
+
 use super::hash_index::HashIndex;
 use super::*;
 
@@ -87,9 +89,10 @@ pub(super) struct BlockHandle {
 pub(crate) struct Block {
     data: Bytes,
     starts: Vec<u32>,
-    /// `None` for a block decoded only to be walked, or one with a key
-    /// starting past what a slot holds: a get searches those.
-    index: Option<HashIndex>,
+    /// Built by the first get that finds the block in the cache (see
+    /// [`Block::find`]); `None` inside when a key starts past what a slot
+    /// holds, and a get searches the block instead.
+    index: OnceLock<Option<HashIndex>>,
 }
 
 /// Where a block leaves a point read (see [`Block::find`]).
@@ -141,28 +144,20 @@ pub(crate) struct BlockWeight;
 
 impl quick_cache::Weighter<(u64, u32), Arc<Block>> for BlockWeight {
     fn weight(&self, _key: &(u64, u32), block: &Arc<Block>) -> u64 {
-        let index = block.index.as_ref().map_or(0, HashIndex::bytes);
+        // The index is weighed before it is built, as large as it can be.
+        let index = HashIndex::bytes_for(block.starts.len());
         (block.data.len() + 4 * block.starts.len() + index + 64) as u64
     }
 }
 
 impl Block {
-    /// Walks every entry of `raw`, checking its structure; with `indexed`,
-    /// also indexes each key's first (newest) entry, which costs a CRC32C
-    /// per key that a block only walked (by compaction) does not need.
-    pub(super) fn decode(raw: Bytes, indexed: bool) -> Option<Block> {
+    /// Walks every entry of `raw`, checking its structure.
+    pub(super) fn decode(raw: Bytes) -> Option<Block> {
         let mut c = Cursor { data: &raw, at: 0 };
         let mut starts = Vec::new();
-        let mut firsts = Vec::new();
-        let mut last: Option<&[u8]> = None;
         while !c.done() {
-            let start = c.at;
-            starts.push(u32::try_from(start).ok()?);
-            let key = c.bytes()?;
-            if indexed && last != Some(key) {
-                firsts.push((bloom::key_hash(key), start));
-                last = Some(key);
-            }
+            starts.push(u32::try_from(c.at).ok()?);
+            c.bytes()?;
             c.u64()?;
             match c.u8()? {
                 0 => {}
@@ -173,10 +168,35 @@ impl Block {
             }
         }
         Some(Block {
-            index: indexed.then(|| HashIndex::build(&firsts)).flatten(),
             data: raw,
             starts,
+            index: OnceLock::new(),
         })
+    }
+
+    /// The block's hash index, built on first use: each key's first
+    /// (newest) entry by its [`bloom::key_hash`].
+    fn index(&self) -> Option<&HashIndex> {
+        self.index
+            .get_or_init(|| {
+                let mut firsts = Vec::new();
+                let mut last = None;
+                for &start in &self.starts {
+                    let key = self.key_at(start as usize);
+                    if key != last {
+                        firsts.push((key.map_or(0, bloom::key_hash), start as usize));
+                        last = key;
+                    }
+                }
+                HashIndex::build(&firsts)
+            })
+            .as_ref()
+    }
+
+    /// Whether the block's index has been built.
+    #[cfg(test)]
+    pub(super) fn is_indexed(&self) -> bool {
+        self.index.get().is_some()
     }
 
     pub(super) fn len(&self) -> usize {
@@ -201,10 +221,19 @@ impl Block {
     }
 
     /// The newest version of `key` (whose [`bloom::key_hash`] is `hash`) at
-    /// or below `snapshot` in this block. `None`: an entry is malformed
-    /// (unreachable: decoding checked every entry).
-    pub(super) fn find(&self, key: &[u8], hash: u32, snapshot: u64) -> Option<Found> {
-        let first = match &self.index {
+    /// or below `snapshot` in this block, through its hash index if
+    /// `indexed` (building it the first time), else by a binary search.
+    /// `None`: an entry is malformed (unreachable: decoding checked every
+    /// entry).
+    pub(super) fn find(
+        &self,
+        key: &[u8],
+        hash: u32,
+        snapshot: u64,
+        indexed: bool,
+    ) -> Option<Found> {
+        let index = if indexed { self.index() } else { None };
+        let first = match index {
             Some(index) => index
                 .candidates(hash)
                 .find(|&at| self.key_at(at) == Some(key)),
@@ -320,16 +349,14 @@ mod tests {
                     entries.push((key.clone(), lsn, value));
                 }
             }
-            let indexed = Block::decode(encode(&entries), true).expect("well formed");
-            prop_assert!(indexed.index.is_some());
-            let searched = Block::decode(encode(&entries), false).expect("well formed");
-            prop_assert!(searched.index.is_none());
+            let block = Block::decode(encode(&entries)).expect("well formed");
+            prop_assert!(block.index().is_some());
             for (key, snapshot) in &queries {
                 let hash = bloom::key_hash(key);
-                let want = model(&entries, key, *snapshot);
-                prop_assert_eq!(indexed.find(key, hash, *snapshot), Some(want));
-                let want = model(&entries, key, *snapshot);
-                prop_assert_eq!(searched.find(key, hash, *snapshot), Some(want));
+                for indexed in [true, false] {
+                    let want = model(&entries, key, *snapshot);
+                    prop_assert_eq!(block.find(key, hash, *snapshot, indexed), Some(want));
+                }
             }
         }
     }
@@ -345,10 +372,10 @@ mod tests {
             ),
             queries in prop::collection::vec((prop::collection::vec(0u8..3, 0..3), 0u64..7), 1..20),
         ) {
+            let block = Block::decode(encode(&entries)).expect("well formed");
             for indexed in [true, false] {
-                let block = Block::decode(encode(&entries), indexed).expect("well formed");
                 for (key, snapshot) in &queries {
-                    prop_assert!(block.find(key, bloom::key_hash(key), *snapshot).is_some());
+                    prop_assert!(block.find(key, bloom::key_hash(key), *snapshot, indexed).is_some());
                 }
             }
         }
@@ -362,11 +389,11 @@ mod tests {
             (b"a".to_vec(), 2, Some(big)),
             (b"b".to_vec(), 1, Some(b"small".to_vec())),
         ];
-        let block = Block::decode(encode(&entries), true).expect("well formed");
-        assert!(block.index.is_none(), "b starts past what a slot holds");
-        let found = block.find(b"b", bloom::key_hash(b"b"), 5);
+        let block = Block::decode(encode(&entries)).expect("well formed");
+        assert!(block.index().is_none(), "b starts past what a slot holds");
+        let found = block.find(b"b", bloom::key_hash(b"b"), 5, true);
         assert_eq!(found, Some(Found::Version(Some(Bytes::from("small")))));
-        let found = block.find(b"c", bloom::key_hash(b"c"), 5);
+        let found = block.find(b"c", bloom::key_hash(b"c"), 5, true);
         assert_eq!(found, Some(Found::Absent));
     }
 
@@ -377,8 +404,8 @@ mod tests {
             (b"b".to_vec(), 8, Some(b"b8".to_vec())),
             (b"b".to_vec(), 7, None),
         ];
-        let block = Block::decode(encode(&entries), true).expect("well formed");
-        let find = |key: &[u8], snapshot| block.find(key, bloom::key_hash(key), snapshot);
+        let block = Block::decode(encode(&entries)).expect("well formed");
+        let find = |key: &[u8], snapshot| block.find(key, bloom::key_hash(key), snapshot, true);
         assert_eq!(find(b"b", 6), Some(Found::MayContinue));
         assert_eq!(
             find(b"a", 8),

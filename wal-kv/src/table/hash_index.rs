@@ -28,8 +28,7 @@ impl HashIndex {
     /// An index of `keys`, each (hash, offset of its first entry).
     /// `None` when an offset does not fit a slot.
     pub(super) fn build(keys: &[(u32, usize)]) -> Option<HashIndex> {
-        // A quarter or more of the slots stay empty, so every probe ends.
-        let capacity = (keys.len() + keys.len() / 3 + 1).next_power_of_two();
+        let capacity = capacity(keys.len());
         let mut slots = vec![0u32; capacity].into_boxed_slice();
         let mask = capacity - 1;
         for &(hash, offset) in keys {
@@ -62,10 +61,16 @@ impl HashIndex {
             .map(|slot| (slot & OFFSET_MASK) as usize - 1)
     }
 
-    /// Memory held, in bytes.
-    pub(super) fn bytes(&self) -> usize {
-        4 * self.slots.len()
+    /// The memory an index of at most `keys` keys holds, in bytes.
+    pub(super) fn bytes_for(keys: usize) -> usize {
+        4 * capacity(keys)
     }
+}
+
+/// Slots for `keys` keys: a quarter or more of them stay empty, so every
+/// probe ends.
+fn capacity(keys: usize) -> usize {
+    (keys + keys / 3 + 1).next_power_of_two()
 }
 
 /// The slot bits a hash contributes: its top 8 bits (the low ones pick the

@@ -204,7 +204,7 @@ impl Table {
         if version == Some(VERSION_NO_FIRST_KEY)
             && let Some(handle) = table.blocks.first()
         {
-            let block = table.read_block(handle, false)?;
+            let block = table.read_block(handle)?;
             let first = block
                 .entry(0)
                 .ok_or_else(|| KvError::corrupt(&table.name, 0, "first block empty"))?;
@@ -243,29 +243,31 @@ impl Table {
     /// Block `i`, from the cache or read, checked and decoded; a block read
     /// goes into the cache when `keep` says so.
     fn block(&self, i: usize, keep: bool) -> Result<Arc<Block>, KvError> {
+        self.block_and_hit(i, keep).map(|(block, _)| block)
+    }
+
+    /// [`Table::block`], and whether the cache had it.
+    fn block_and_hit(&self, i: usize, keep: bool) -> Result<(Arc<Block>, bool), KvError> {
         if i >= self.blocks.len() {
-            return Ok(Arc::new(Block::default()));
+            return Ok((Arc::new(Block::default()), false));
         }
         let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
         if let Some(block) = self.cache.map.get(&key) {
-            return Ok(block);
+            return Ok((block, true));
         }
         // Only a miss reads the handle: on a large table it is a cache miss
         // of its own.
         let Some(handle) = self.blocks.get(i) else {
-            return Ok(Arc::new(Block::default()));
+            return Ok((Arc::new(Block::default()), false));
         };
-        // A block kept in the cache is there for point reads: it gets its
-        // index now, weighed with it. Compaction's blocks are only walked.
-        let block = Arc::new(self.read_block(handle, keep)?);
+        let block = Arc::new(self.read_block(handle)?);
         if keep {
             self.cache.map.insert(key, Arc::clone(&block));
         }
-        Ok(block)
+        Ok((block, false))
     }
 
-    /// Reads, checks and decodes a block, with a hash index if `indexed`.
-    fn read_block(&self, handle: &BlockHandle, indexed: bool) -> Result<Block, KvError> {
+    fn read_block(&self, handle: &BlockHandle) -> Result<Block, KvError> {
         self.cache.reads.fetch_add(1, Ordering::Relaxed);
         let mut data = vec![0u8; handle.len as usize];
         self.file.read_at(handle.offset, &mut data)?;
@@ -297,7 +299,7 @@ impl Table {
         if raw.len() != raw_len {
             return Err(bad("block length mismatch"));
         }
-        Block::decode(raw, indexed).ok_or_else(|| bad("entry malformed"))
+        Block::decode(raw).ok_or_else(|| bad("entry malformed"))
     }
 
     /// The first block that may hold `key`.
@@ -319,8 +321,12 @@ impl Table {
     ) -> Result<Option<Option<Bytes>>, KvError> {
         // Versions of one key may continue into the next block.
         for i in self.block_for(key)..self.blocks.len() {
-            let block = self.block(i, true)?;
-            match block.find(key, hash, snapshot) {
+            // A block just read is in the CPU caches, where a binary search
+            // costs little. Its index is built by the first get that finds
+            // it in the block cache: a block read for one get and evicted
+            // before the next (a data set past the cache) never pays for one.
+            let (block, hit) = self.block_and_hit(i, true)?;
+            match block.find(key, hash, snapshot, hit) {
                 Some(Found::Version(value)) => return Ok(Some(value)),
                 Some(Found::Absent) => return Ok(None),
                 Some(Found::MayContinue) => {}

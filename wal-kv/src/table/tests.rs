@@ -291,3 +291,45 @@ fn a_get_for_an_absent_key_reads_one_block() {
         }
     }
 }
+
+#[test]
+fn a_block_is_indexed_by_the_first_get_that_finds_it_cached() {
+    let disk = wal_io::sim::SimDisk::new(9);
+    let storage = disk.storage();
+    let cache = block_cache(1 << 20);
+    let t = build(&*storage, 2000, &cache);
+    let key = b"key00000500";
+    let cached = || {
+        let i = t.block_for(key);
+        cache
+            .map
+            .get(&(t.id, u32::try_from(i).unwrap()))
+            .expect("cached")
+    };
+    // Read from the file: searched, not indexed.
+    assert_eq!(
+        get(&t, key, u64::MAX).unwrap(),
+        Some(Some(Bytes::from("v1002")))
+    );
+    assert!(!cached().is_indexed());
+    // Found in the cache: indexed from now on.
+    assert_eq!(
+        get(&t, key, 1001).unwrap(),
+        Some(Some(Bytes::from("v1001")))
+    );
+    assert!(cached().is_indexed());
+    // Without a cache no block is found there, and none is indexed.
+    let uncached = block_cache(0);
+    let t = build(&*storage, 2000, &uncached);
+    for _ in 0..2 {
+        assert_eq!(
+            get(&t, key, u64::MAX).unwrap(),
+            Some(Some(Bytes::from("v1002")))
+        );
+    }
+    assert_eq!(
+        uncached.reads.load(Ordering::Relaxed),
+        2,
+        "each get read its block"
+    );
+}
