@@ -204,6 +204,19 @@ pub trait StorageFile: Send + Sync + std::fmt::Debug {
     /// on an O_DIRECT file, [`IoError::Closed`], or [`IoError`] from the system.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError>;
 
+    /// Reads `len` bytes from `offset` into a new vector, as
+    /// [`StorageFile::read_at`]; a backend that can reads into uninitialised
+    /// memory, where zeroing it first cost a table's block reads a twelfth
+    /// of their time.
+    ///
+    /// # Errors
+    /// As [`StorageFile::read_at`].
+    fn read_vec(&self, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
+        let mut buf = vec![0; len];
+        self.read_at(offset, &mut buf)?;
+        Ok(buf)
+    }
+
     /// Makes the file's written data durable (`fdatasync`).
     ///
     /// # Errors

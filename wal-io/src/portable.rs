@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rustix::buffer::spare_capacity;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -426,6 +427,34 @@ impl StorageFile for PortableFile {
             done += n;
         }
         Ok(())
+    }
+
+    fn read_vec(&self, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
+        if self.options.direct || len == 0 {
+            // O_DIRECT wants an aligned buffer: `read_at` checks it.
+            let mut buf = vec![0; len];
+            self.read_at(offset, &mut buf)?;
+            return Ok(buf);
+        }
+        self.check_open(Op::Read)?;
+        let mut buf = Vec::with_capacity(len);
+        while buf.len() < len {
+            let at = offset + buf.len() as u64;
+            // Reads into the spare capacity and extends `buf` by what came.
+            let n = retry(|| rustix::io::pread(&self.fd, spare_capacity(&mut buf), at))
+                .map_err(|e| self.err(Op::Read, e))?;
+            if n == 0 {
+                return Err(IoError::ReadPastEnd {
+                    path: self.path.clone(),
+                    offset,
+                    len,
+                    file_len: self.size()?,
+                });
+            }
+        }
+        // The capacity may exceed `len`, and a read may fill all of it.
+        buf.truncate(len);
+        Ok(buf)
     }
 
     fn drop_cache(&self) -> Result<(), IoError> {

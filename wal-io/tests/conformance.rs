@@ -75,6 +75,10 @@ fn read(h: &Harness, name: &str, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = IoBuf::with_capacity(len);
     buf.resize(len, 0);
     file.read_at(offset, buf.as_mut_slice()).unwrap();
+    if !h.options.direct {
+        // Every buffered read checks `read_vec` against `read_at`.
+        assert_eq!(file.read_vec(offset, len).unwrap(), buf.as_slice());
+    }
     buf.as_slice().to_vec()
 }
 
@@ -180,6 +184,18 @@ fn reading_past_the_end_is_an_error(h: &Harness) {
             assert_eq!(len, 2 * BLOCK);
         }
         other => panic!("expected ReadPastEnd, got {other:?}"),
+    }
+    if !h.options.direct {
+        match file.read_vec(BLOCK as u64 / 2, BLOCK) {
+            Err(IoError::ReadPastEnd { file_len, len, .. }) => {
+                assert_eq!(file_len, BLOCK as u64);
+                assert_eq!(len, BLOCK);
+            }
+            other => panic!("expected ReadPastEnd, got {other:?}"),
+        }
+        let tail = file.read_vec(BLOCK as u64 / 2, BLOCK / 2).unwrap();
+        assert_eq!(tail, vec![1; BLOCK / 2]);
+        assert!(file.read_vec(BLOCK as u64, 0).unwrap().is_empty());
     }
 }
 

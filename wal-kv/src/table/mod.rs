@@ -269,8 +269,7 @@ impl Table {
 
     fn read_block(&self, handle: &BlockHandle) -> Result<Block, KvError> {
         self.cache.reads.fetch_add(1, Ordering::Relaxed);
-        let mut data = vec![0u8; handle.len as usize];
-        self.file.read_at(handle.offset, &mut data)?;
+        let mut data = self.file.read_vec(handle.offset, handle.len as usize)?;
         let body = checked(&data, &self.name, handle.offset, "block")?;
         let bad = |detail: &str| KvError::corrupt(&self.name, handle.offset, detail);
         let split = body
