@@ -210,7 +210,9 @@ pub trait StorageFile: Send + Sync + std::fmt::Debug {
     /// of their time.
     ///
     /// # Errors
-    /// As [`StorageFile::read_at`].
+    /// As [`StorageFile::read_at`]. A vector is not aligned: on an O_DIRECT
+    /// file this is [`IoError::Misaligned`]; read those with `read_at` into
+    /// an [`IoBuf`].
     fn read_vec(&self, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
         let mut buf = vec![0; len];
         self.read_at(offset, &mut buf)?;

@@ -431,7 +431,8 @@ impl StorageFile for PortableFile {
 
     fn read_vec(&self, offset: u64, len: usize) -> Result<Vec<u8>, IoError> {
         if self.options.direct || len == 0 {
-            // O_DIRECT wants an aligned buffer: `read_at` checks it.
+            // O_DIRECT wants an aligned buffer: `read_at` refuses this one,
+            // as the trait's documentation says.
             let mut buf = vec![0; len];
             self.read_at(offset, &mut buf)?;
             return Ok(buf);

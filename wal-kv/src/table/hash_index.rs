@@ -1,6 +1,6 @@
-//! A decoded block's hash index: where each key's newest version starts,
-//! found by the key's hash. Built in memory when a block is read, never
-//! stored, so the table format does not change.
+//! A cached block's hash index: where each key's newest version starts,
+//! found by the key's hash. Built in memory by the first get that finds the
+//! block in the cache, never stored, so the table format does not change.
 //!
 //! Why: a point read used to binary-search the block's key prefixes, and on
 //! a store larger than the CPU caches every step of that search was a cache
