@@ -379,6 +379,21 @@ impl PortableFile {
     }
 }
 
+impl PortableFile {
+    /// The error for a read of `len` bytes at `offset` that met the end.
+    fn past_end(&self, offset: u64, len: usize) -> IoError {
+        match self.size() {
+            Ok(file_len) => IoError::ReadPastEnd {
+                path: self.path.clone(),
+                offset,
+                len,
+                file_len,
+            },
+            Err(e) => e,
+        }
+    }
+}
+
 impl StorageFile for PortableFile {
     fn name(&self) -> &str {
         &self.name
@@ -417,12 +432,7 @@ impl StorageFile for PortableFile {
             let n = retry(|| rustix::io::pread(&self.fd, &mut *rest, offset + done as u64))
                 .map_err(|e| self.err(Op::Read, e))?;
             if n == 0 {
-                return Err(IoError::ReadPastEnd {
-                    path: self.path.clone(),
-                    offset,
-                    len,
-                    file_len: self.size()?,
-                });
+                return Err(self.past_end(offset, len));
             }
             done += n;
         }
@@ -445,12 +455,7 @@ impl StorageFile for PortableFile {
             let n = retry(|| rustix::io::pread(&self.fd, spare_capacity(&mut buf), at))
                 .map_err(|e| self.err(Op::Read, e))?;
             if n == 0 {
-                return Err(IoError::ReadPastEnd {
-                    path: self.path.clone(),
-                    offset,
-                    len,
-                    file_len: self.size()?,
-                });
+                return Err(self.past_end(offset, len));
             }
         }
         // The capacity may exceed `len`, and a read may fill all of it.
