@@ -7,8 +7,9 @@
 //! load put a fifth of the writer's samples in `malloc` and
 //! its consolidation, and the worker's in `free`. Copying into 64 KiB
 //! chunks costs a `memcpy` and one reference count per chunk. It also frees
-//! what the bytes came from: a replayed batch's bytes are slices of the
-//! recovery's read buffers, which a memtable would otherwise keep alive.
+//! what small bytes came from: a replayed batch's bytes are slices of the
+//! recovery's read buffers, which a memtable would otherwise keep alive
+//! (keys and values over [`COPIED_BYTES_MAX`] still do).
 
 use bytes::{Bytes, BytesMut};
 
