@@ -364,12 +364,14 @@ fn acknowledged_records_survive_every_simulated_crash() {
 /// Crashes of the concurrent run in a default run, over all its seeds.
 const CONCURRENT_CRASHES_DEFAULT: u64 = 2000;
 
-/// Committers on the pipelined O_DIRECT writer, crashed while their writes
-/// are in flight. The simulated queue completes writes in any order, so a
-/// crash can find a later write durable and an earlier one missing: the
-/// durable LSN must never have passed the earlier one. Returns how many
-/// writes completed out of order.
-fn concurrent_torture(seed: u64, crashes: u64) -> u64 {
+/// Committers crashed while their writes are in flight, on the pipelined
+/// O_DIRECT writer (`direct`) or the buffered one. The simulated queue
+/// completes O_DIRECT writes in any order, so a crash can find a later write
+/// durable and an earlier one missing: the durable LSN must never have
+/// passed the earlier one. The buffered writer's rounds are led by
+/// committers and the owner in turn. Returns how many writes completed out
+/// of order.
+fn concurrent_torture(seed: u64, crashes: u64, direct: bool) -> u64 {
     const THREADS: usize = 6;
     let disk = SimDisk::new(seed);
     let mut rng = Rng(seed ^ 0xc0c0);
@@ -378,7 +380,7 @@ fn concurrent_torture(seed: u64, crashes: u64) -> u64 {
     options.queue_bytes_max = 4 << 10;
     options.record_bytes_max = 512;
     options.sync = policy(seed);
-    options.direct_io = true;
+    options.direct_io = direct;
     options.identity_seed = Some(seed);
     // Every record appended and not cut by a crash, by LSN.
     let appended: Arc<Mutex<BTreeMap<u64, Vec<u8>>>> = Arc::default();
@@ -452,7 +454,8 @@ fn concurrent_torture(seed: u64, crashes: u64) -> u64 {
     }
     let reorders = disk.queue_reorders();
     eprintln!(
-        "concurrent seed {seed}, {:?}: {crashes} crashes, {reorders} writes completed out of order",
+        "concurrent seed {seed}, {:?}, direct {direct}: {crashes} crashes, \
+         {reorders} writes completed out of order",
         options.sync
     );
     reorders
@@ -468,10 +471,28 @@ fn acknowledged_commits_survive_crashes_amid_writes_completing_out_of_order() {
     let per_seed = crashes.div_ceil(seeds.len() as u64).max(1);
     let mut reorders = 0;
     for seed in seeds {
-        reorders += concurrent_torture(seed, per_seed);
+        reorders += concurrent_torture(seed, per_seed, true);
     }
     assert!(
         reorders >= per_seed,
         "only {reorders} writes completed out of order: the pipeline barely ran deep"
     );
+}
+
+/// Crashes of the buffered concurrent run in a default run, over all its
+/// seeds.
+const CONCURRENT_BUFFERED_CRASHES_DEFAULT: u64 = 800;
+
+#[test]
+fn acknowledged_commits_survive_crashes_amid_concurrent_buffered_rounds() {
+    let crashes =
+        env("WAL_TORTURE_CRASHES").map_or(CONCURRENT_BUFFERED_CRASHES_DEFAULT, |c| c / 25);
+    let seeds: Vec<u64> = match env("WAL_TORTURE_SEED") {
+        Some(seed) => vec![seed],
+        None => (0..4).map(|i| 0xb0f0_0000 + i).collect(),
+    };
+    let per_seed = crashes.div_ceil(seeds.len() as u64).max(1);
+    for seed in seeds {
+        concurrent_torture(seed, per_seed, false);
+    }
 }
