@@ -461,14 +461,21 @@ fn concurrent_torture(seed: u64, crashes: u64, direct: bool) -> u64 {
     reorders
 }
 
-#[test]
-fn acknowledged_commits_survive_crashes_amid_writes_completing_out_of_order() {
-    let crashes = env("WAL_TORTURE_CRASHES").map_or(CONCURRENT_CRASHES_DEFAULT, |c| c / 25);
+/// The seeds of a concurrent run (`WAL_TORTURE_SEED`, or four from `base`)
+/// and the crashes for each, out of `default` (or `WAL_TORTURE_CRASHES`).
+fn concurrent_seeds(default: u64, base: u64) -> (Vec<u64>, u64) {
+    let crashes = env("WAL_TORTURE_CRASHES").map_or(default, |c| c / 25);
     let seeds: Vec<u64> = match env("WAL_TORTURE_SEED") {
         Some(seed) => vec![seed],
-        None => (0..4).map(|i| 0xacc0_0000 + i).collect(),
+        None => (0..4).map(|i| base + i).collect(),
     };
     let per_seed = crashes.div_ceil(seeds.len() as u64).max(1);
+    (seeds, per_seed)
+}
+
+#[test]
+fn acknowledged_commits_survive_crashes_amid_writes_completing_out_of_order() {
+    let (seeds, per_seed) = concurrent_seeds(CONCURRENT_CRASHES_DEFAULT, 0xacc0_0000);
     let mut reorders = 0;
     for seed in seeds {
         reorders += concurrent_torture(seed, per_seed, true);
@@ -485,13 +492,7 @@ const CONCURRENT_BUFFERED_CRASHES_DEFAULT: u64 = 800;
 
 #[test]
 fn acknowledged_commits_survive_crashes_amid_concurrent_buffered_rounds() {
-    let crashes =
-        env("WAL_TORTURE_CRASHES").map_or(CONCURRENT_BUFFERED_CRASHES_DEFAULT, |c| c / 25);
-    let seeds: Vec<u64> = match env("WAL_TORTURE_SEED") {
-        Some(seed) => vec![seed],
-        None => (0..4).map(|i| 0xb0f0_0000 + i).collect(),
-    };
-    let per_seed = crashes.div_ceil(seeds.len() as u64).max(1);
+    let (seeds, per_seed) = concurrent_seeds(CONCURRENT_BUFFERED_CRASHES_DEFAULT, 0xb0f0_0000);
     for seed in seeds {
         concurrent_torture(seed, per_seed, false);
     }

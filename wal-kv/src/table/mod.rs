@@ -248,15 +248,12 @@ impl Table {
 
     /// [`Table::block`], and whether the cache had it.
     fn block_and_hit(&self, i: usize, keep: bool) -> Result<(Arc<Block>, bool), KvError> {
-        if i >= self.blocks.len() {
-            return Ok((Arc::new(Block::default()), false));
-        }
         let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
         if let Some(block) = self.cache.map.get(&key) {
             return Ok((block, true));
         }
         // Only a miss reads the handle: on a large table it is a cache miss
-        // of its own.
+        // of its own. Past the last block, an empty one.
         let Some(handle) = self.blocks.get(i) else {
             return Ok((Arc::new(Block::default()), false));
         };
