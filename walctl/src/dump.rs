@@ -63,6 +63,10 @@ struct Printer<W: Write> {
     range: Range,
     store: bool,
     printed: u64,
+    /// The LSN after the last record offered, printed or not: `--follow`
+    /// goes on from here, so a record written between the first pass and
+    /// the follow is neither skipped nor printed twice.
+    next_lsn: u64,
     /// The segment the records come from.
     segment: String,
 }
@@ -77,6 +81,7 @@ impl<W: Write> Printer<W> {
         if r.lsn > self.range.to || self.done() {
             return Ok(ControlFlow::Break(()));
         }
+        self.next_lsn = self.next_lsn.max(r.lsn + 1);
         if r.lsn < self.range.from {
             return Ok(ControlFlow::Continue(()));
         }
@@ -161,8 +166,23 @@ pub fn dump(target: &Target, range: Range, follow: bool, out: impl Write) -> Res
         range,
         store: matches!(target.kind, Kind::Store(_)),
         printed: 0,
+        next_lsn: 0,
         segment: String::new(),
     };
+    let past = print_existing(target, follow, &mut p)?;
+    if follow && !past && !p.done() {
+        follow_from(target, &mut p)?;
+    }
+    p.out.flush().map_err(CliError::io("write the dump"))
+}
+
+/// The first pass: the records in the segments listed when the target was
+/// opened. True once past the range.
+fn print_existing<W: Write>(
+    target: &Target,
+    follow: bool,
+    p: &mut Printer<W>,
+) -> Result<bool, CliError> {
     let mut past = false;
     scan::each(target, |seg| {
         p.segment.clone_from(&seg.name);
@@ -177,10 +197,7 @@ pub fn dump(target: &Target, range: Range, follow: bool, out: impl Write) -> Res
         }
         Ok(ControlFlow::Continue(()))
     })?;
-    if follow && !past && !p.done() {
-        follow_from(target, &mut p)?;
-    }
-    p.out.flush().map_err(CliError::io("write the dump"))
+    Ok(past)
 }
 
 /// Where `--follow` reads: a segment and the scan's place in it.
@@ -196,16 +213,22 @@ fn follow_from<W: Write>(target: &Target, p: &mut Printer<W>) -> Result<(), CliE
     let Some(last) = target.segments.last() else {
         return Ok(());
     };
-    // Where the first pass stopped: scan the last segment again for its
-    // point (records already printed are skipped by LSN).
+    // Scan the last segment again for a place to poll from. It may have
+    // grown since the first pass: print what it added (records already
+    // offered are skipped by LSN).
     let data = target.read(&last.name)?;
     let mut scanner =
         SegmentScanner::new(data).map_err(|e| CliError::Wal(corrupt(&last.name, &e)))?;
-    let mut next_lsn = scanner
-        .by_ref()
-        .last()
-        .map_or(last.first_lsn, |f| f.next_lsn())
-        .max(p.range.from);
+    let mut next_lsn = p.next_lsn.max(last.first_lsn);
+    p.segment.clone_from(&last.name);
+    for f in scanner.by_ref() {
+        for r in f.records().filter(|r| r.lsn >= next_lsn) {
+            if p.record(&f, &r)?.is_break() {
+                return Ok(());
+            }
+        }
+        next_lsn = next_lsn.max(f.next_lsn());
+    }
     let mut cursor = Cursor {
         name: last.name.clone(),
         point: scanner.point(),
@@ -297,5 +320,68 @@ fn corrupt(segment: &str, e: &wal_format::DecodeError) -> wal_engine::WalError {
         offset: e.offset(),
         detail: e.to_string(),
         cause: Some(e.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::AsKind;
+
+    fn record(lsn: u64) -> Vec<u8> {
+        format!("record {lsn} ").repeat(20).into_bytes()
+    }
+
+    /// Records written after the first pass read the last segment, but
+    /// before `--follow` took its place there, are printed once, in order.
+    #[test]
+    fn follow_prints_what_was_written_after_the_first_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = wal_engine::Options::default();
+        o.segment_bytes = 64 << 10;
+        o.queue_bytes_max = 8 << 10;
+        o.record_bytes_max = 4 << 10;
+        let (wal, _) = wal_engine::Wal::open(dir.path(), o).unwrap();
+        for lsn in 1..=50 {
+            wal.commit(&record(lsn)).unwrap();
+        }
+        let target = Target::open(dir.path(), AsKind::Log).unwrap();
+        let range = Range {
+            from: 40,
+            to: 65,
+            limit: u64::MAX,
+            json: true,
+        };
+        let mut p = Printer {
+            out: Vec::new(),
+            range,
+            store: false,
+            printed: 0,
+            next_lsn: 0,
+            segment: String::new(),
+        };
+        assert!(!print_existing(&target, true, &mut p).unwrap());
+        // Between the passes.
+        for lsn in 51..=60 {
+            wal.commit(&record(lsn)).unwrap();
+        }
+        let follower = std::thread::spawn(move || {
+            follow_from(&target, &mut p).unwrap();
+            p.out
+        });
+        for lsn in 61..=70 {
+            wal.commit(&record(lsn)).unwrap();
+        }
+        let out = follower.join().unwrap();
+        let lsns: Vec<u64> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["lsn"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lsns, (40..=65).collect::<Vec<_>>());
     }
 }
