@@ -35,13 +35,17 @@ pub const SYNC_1M_DIRECT: &str = "1m-sync-direct";
 pub const READ_BUFFERED: &str = "read-cold-buffered";
 /// Cold sequential reads, 1 MiB at a time, O_DIRECT.
 pub const READ_DIRECT: &str = "read-cold-direct";
+/// Blocking hand-offs with no I/O: the CPU's limit for commits that each
+/// park a thread until another wakes it.
+pub const HANDOFF: &str = "handoff";
 
 const SMALL: usize = 4096;
 const LARGE: usize = 1 << 20;
 
 /// Runs every probe in `dir` (created and emptied by the caller), each for
-/// about `seconds`; `region_bytes` is the size of the files written and read.
-pub fn probe_all(dir: &Path, seconds: f64, region_bytes: u64) -> Vec<Probe> {
+/// about `seconds`; `region_bytes` is the size of the files written and read,
+/// `threads` the committers of the many-thread workloads.
+pub fn probe_all(dir: &Path, seconds: f64, region_bytes: u64, threads: u32) -> Vec<Probe> {
     let budget = Duration::from_secs_f64(seconds);
     let portable = wal_io::open_dir(dir, BackendChoice::Portable);
     let uring = wal_io::open_dir(dir, BackendChoice::Uring);
@@ -113,6 +117,13 @@ pub fn probe_all(dir: &Path, seconds: f64, region_bytes: u64) -> Vec<Probe> {
             add(DIRECT_4K_QD8, "", refused(e));
         }
     }
+    add(
+        HANDOFF,
+        &format!(
+            "{threads} threads each park until a releaser thread unparks it, in rounds, no I/O"
+        ),
+        crate::handoff::probe(threads, budget),
+    );
     for name in ["written", "fresh", "read"] {
         if let Ok(storage) = &portable {
             let _ = storage.remove(name);

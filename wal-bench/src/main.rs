@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 mod archiving;
 mod contenders;
+mod handoff;
 mod kvload;
 mod limit;
 mod machine;

@@ -227,6 +227,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
             &dir,
             profile.limit_seconds,
             profile.limit_bytes,
+            profile.threads,
         ));
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
