@@ -1,12 +1,13 @@
 //! `walctl dump`: one line per record, and `--follow` to tail a live log.
 
+mod follow;
+
+use std::collections::HashMap;
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Serialize;
-use wal_format::{Frame, FrameKind, Record, ScanPoint, SegmentEnd, SegmentScanner};
+use wal_format::{Frame, Record, SegmentEnd, SegmentHeader};
 use wal_kv::{Op, WriteBatch};
 
 use crate::error::CliError;
@@ -22,12 +23,6 @@ pub struct Range {
     pub limit: u64,
     pub json: bool,
 }
-
-/// How often `--follow` looks for new records.
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
-/// Bytes of a segment `--follow` reads past where it stopped, at first
-/// (doubled while a frame does not fit).
-const FOLLOW_WINDOW_BYTES: usize = 1 << 20;
 
 #[derive(Serialize)]
 struct Line<'a> {
@@ -169,23 +164,35 @@ pub fn dump(target: &Target, range: Range, follow: bool, out: impl Write) -> Res
         next_lsn: 0,
         segment: String::new(),
     };
-    let past = print_existing(target, follow, &mut p)?;
-    if follow && !past && !p.done() {
-        follow_from(target, &mut p)?;
+    let existing = print_existing(target, follow, &mut p)?;
+    if follow && !existing.past && !p.done() {
+        follow::follow_from(target, &mut p, existing)?;
     }
     p.out.flush().map_err(CliError::io("write the dump"))
 }
 
+/// What the first pass saw.
+struct Existing {
+    /// It went past the range.
+    past: bool,
+    /// Every segment's header, by name.
+    seen: HashMap<String, SegmentHeader>,
+}
+
 /// The first pass: the records in the segments listed when the target was
-/// opened. True once past the range.
+/// opened.
 fn print_existing<W: Write>(
     target: &Target,
     follow: bool,
     p: &mut Printer<W>,
-) -> Result<bool, CliError> {
+) -> Result<Existing, CliError> {
     let mut past = false;
+    let mut seen = HashMap::new();
     scan::each(target, |seg| {
         p.segment.clone_from(&seg.name);
+        if let Ok(header) = &seg.header {
+            seen.insert(seg.name.clone(), *header);
+        }
         for (f, r) in seg.records() {
             if p.record(f, &r)?.is_break() {
                 past = true;
@@ -197,191 +204,5 @@ fn print_existing<W: Write>(
         }
         Ok(ControlFlow::Continue(()))
     })?;
-    Ok(past)
-}
-
-/// Where `--follow` reads: a segment and the scan's place in it.
-struct Cursor {
-    name: String,
-    point: ScanPoint,
-}
-
-/// Tails the log: polls the last segment from where its valid frames end,
-/// and moves to the next segment when one is sealed (or a newer one
-/// starts where this one ended).
-fn follow_from<W: Write>(target: &Target, p: &mut Printer<W>) -> Result<(), CliError> {
-    let Some(last) = target.segments.last() else {
-        return Ok(());
-    };
-    // Scan the last segment again for a place to poll from. It may have
-    // grown since the first pass: print what it added (records already
-    // offered are skipped by LSN).
-    let data = target.read(&last.name)?;
-    let mut scanner =
-        SegmentScanner::new(data).map_err(|e| CliError::Wal(corrupt(&last.name, &e)))?;
-    let mut next_lsn = p.next_lsn.max(last.first_lsn);
-    p.segment.clone_from(&last.name);
-    for f in scanner.by_ref() {
-        for r in f.records().filter(|r| r.lsn >= next_lsn) {
-            if p.record(&f, &r)?.is_break() {
-                return Ok(());
-            }
-        }
-        next_lsn = next_lsn.max(f.next_lsn());
-    }
-    let mut cursor = Cursor {
-        name: last.name.clone(),
-        point: scanner.point(),
-    };
-    let mut window = FOLLOW_WINDOW_BYTES;
-    loop {
-        p.out.flush().map_err(CliError::io("write the dump"))?;
-        // A segment that went away (purged) reads as nothing new.
-        let (frames, end, point) =
-            read_more(target, &cursor, window).unwrap_or((Vec::new(), None, cursor.point));
-        let moved = point.offset() != cursor.point.offset();
-        cursor.point = point;
-        p.segment.clone_from(&cursor.name);
-        for f in &frames {
-            for r in f.records().filter(|r| r.lsn >= next_lsn) {
-                if p.record(f, &r)?.is_break() {
-                    return Ok(());
-                }
-            }
-            next_lsn = next_lsn.max(f.next_lsn());
-        }
-        let sealed = frames.iter().any(|f| f.kind() == FrameKind::Seal)
-            || matches!(end, Some(SegmentEnd::Sealed { .. }));
-        if moved {
-            window = FOLLOW_WINDOW_BYTES;
-        } else if matches!(end, Some(SegmentEnd::TornTail { .. })) {
-            // Perhaps a frame longer than the window: look further.
-            window = (window * 2).min(1 << 30);
-        }
-        if (sealed || !moved)
-            && let Some(next) = next_segment(target, &cursor.name, next_lsn)?
-            && let Ok(s) = SegmentScanner::new(target.read(&next)?)
-        {
-            cursor = Cursor {
-                name: next,
-                point: s.point(),
-            };
-            continue;
-        }
-        if frames.is_empty() {
-            std::thread::sleep(FOLLOW_POLL);
-        }
-    }
-}
-
-/// The frames of the cursor's segment after its point, within `window`
-/// bytes, the scan's end and its new point.
-fn read_more(
-    target: &Target,
-    cursor: &Cursor,
-    window: usize,
-) -> Result<(Vec<Frame>, Option<SegmentEnd>, ScanPoint), CliError> {
-    let file = target
-        .storage
-        .open(&cursor.name, wal_io::FileOptions::BUFFERED)?;
-    let size = file.size()?;
-    // Scans resume from the start of the 4 KiB block the point is in.
-    let base = cursor.point.offset() & !4095;
-    let len = usize::try_from(size.saturating_sub(base))
-        .unwrap_or(usize::MAX)
-        .min(window);
-    let mut buf = vec![0u8; len];
-    file.read_at(base, &mut buf)?;
-    let mut scanner = SegmentScanner::resume(Bytes::from(buf), base, &cursor.point)
-        .map_err(|e| CliError::Wal(corrupt(&cursor.name, &e)))?;
-    let frames: Vec<Frame> = scanner.by_ref().collect();
-    let point = scanner.point();
-    let end = scanner.finish().end;
-    Ok((frames, Some(end), point))
-}
-
-/// The segment after `current` that starts at or before `next_lsn`, once
-/// it exists.
-fn next_segment(target: &Target, current: &str, next_lsn: u64) -> Result<Option<String>, CliError> {
-    let current_lsn = wal_engine::parse_segment_name(current).unwrap_or(0);
-    Ok(target
-        .storage
-        .list()?
-        .into_iter()
-        .filter_map(|n| wal_engine::parse_segment_name(&n).map(|l| (l, n)))
-        .filter(|(l, _)| *l > current_lsn && *l <= next_lsn)
-        .max_by_key(|(l, _)| *l)
-        .map(|(_, n)| n))
-}
-
-fn corrupt(segment: &str, e: &wal_format::DecodeError) -> wal_engine::WalError {
-    wal_engine::WalError::Corrupt {
-        segment: segment.to_owned(),
-        offset: e.offset(),
-        detail: e.to_string(),
-        cause: Some(e.clone()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::target::AsKind;
-
-    fn record(lsn: u64) -> Vec<u8> {
-        format!("record {lsn} ").repeat(20).into_bytes()
-    }
-
-    /// Records written after the first pass read the last segment, but
-    /// before `--follow` took its place there, are printed once, in order.
-    #[test]
-    fn follow_prints_what_was_written_after_the_first_pass() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut o = wal_engine::Options::default();
-        o.segment_bytes = 64 << 10;
-        o.queue_bytes_max = 8 << 10;
-        o.record_bytes_max = 4 << 10;
-        let (wal, _) = wal_engine::Wal::open(dir.path(), o).unwrap();
-        for lsn in 1..=50 {
-            wal.commit(&record(lsn)).unwrap();
-        }
-        let target = Target::open(dir.path(), AsKind::Log).unwrap();
-        let range = Range {
-            from: 40,
-            to: 65,
-            limit: u64::MAX,
-            json: true,
-        };
-        let mut p = Printer {
-            out: Vec::new(),
-            range,
-            store: false,
-            printed: 0,
-            next_lsn: 0,
-            segment: String::new(),
-        };
-        assert!(!print_existing(&target, true, &mut p).unwrap());
-        // Between the passes.
-        for lsn in 51..=60 {
-            wal.commit(&record(lsn)).unwrap();
-        }
-        let follower = std::thread::spawn(move || {
-            follow_from(&target, &mut p).unwrap();
-            p.out
-        });
-        for lsn in 61..=70 {
-            wal.commit(&record(lsn)).unwrap();
-        }
-        let out = follower.join().unwrap();
-        let lsns: Vec<u64> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["lsn"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(lsns, (40..=65).collect::<Vec<_>>());
-    }
+    Ok(Existing { past, seen })
 }

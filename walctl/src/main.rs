@@ -73,7 +73,11 @@ enum Command {
         limit: Option<u64>,
         /// Keep showing records as a live log writes them (they reach the
         /// file before the writer syncs them: a power loss may still take
-        /// the newest back).
+        /// the newest back). A truncation that takes back records already
+        /// shown is said before the records that follow again
+        /// (`{"cut_back_from": N}` with --json, a line starting with `#`
+        /// without), and so is a purge of records not yet shown
+        /// (`{"purged_from": N, "purged_to": M}`).
         #[arg(long)]
         follow: bool,
         /// One JSON object per line.
