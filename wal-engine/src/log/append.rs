@@ -90,7 +90,7 @@ impl Wal {
             }
             // Backpressure: the queue is full until the owner takes it. A
             // failure or a close wakes this wait too.
-            self.shared.wake_owner();
+            self.shared.work.notify_one();
             st.space_waiters += 1;
             st = st.wait(&self.shared.space, None);
             st.space_waiters -= 1;
@@ -140,7 +140,7 @@ impl Wal {
         }
         drop(st);
         if announce || crossed {
-            self.shared.wake_owner();
+            self.shared.work.notify_one();
         }
         Ok(first..first + count)
     }
@@ -238,7 +238,7 @@ impl Drop for PendingCommit<'_> {
         // Nobody woke the owner for these records: unwaited, they would sit
         // in the queue until the next append or sync.
         if !self.waited {
-            self.wal.shared.wake_owner();
+            self.wal.shared.work.notify_one();
         }
     }
 }

@@ -20,7 +20,7 @@ impl Wal {
 
     fn shutdown(&self) -> Result<(), WalError> {
         self.shared.state().closing = true;
-        self.shared.wake_owner_always();
+        self.shared.work.notify_all();
         self.shared.space.notify_all();
         let owner = lock(&self.owner).take();
         let first_shutdown = owner.is_some();

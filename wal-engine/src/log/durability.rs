@@ -210,7 +210,7 @@ impl Shared {
     pub(crate) fn register(&self, lsn: u64, wake: impl FnOnce() -> Wake) -> Registered {
         let (registered, asked) = self.register_asking(lsn, wake);
         if asked {
-            self.wake_owner();
+            self.work.notify_one();
         }
         registered
     }
@@ -310,7 +310,7 @@ impl Shared {
         loop {
             if !self.try_lead() {
                 if !owner_told {
-                    self.wake_owner();
+                    self.work.notify_one();
                     owner_told = true;
                 }
                 // On std an unpark before park is never lost; loom's model of
@@ -384,7 +384,7 @@ impl Shared {
         if st.poisoned.is_none() {
             st.poisoned = Some(poison);
         }
-        self.wake_owner_always();
+        self.work.notify_all();
         self.space.notify_all();
         Woken::of(
             std::mem::take(&mut st.waiters).into_values().collect(),
@@ -476,7 +476,7 @@ impl Shared {
         };
         // More may have arrived during the I/O; the owner decides about it.
         if st.frame.is_some() {
-            self.wake_owner();
+            self.work.notify_one();
         }
         let space_waited = st.space_waiters > 0;
         drop(st);

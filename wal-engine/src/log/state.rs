@@ -19,8 +19,8 @@ use super::writer::Writer;
 use crate::segment::{Active, Ids, SegMeta, SpareFile};
 use crate::stats::StatsCollector;
 use crate::sync::{
-    Arc, AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard, Ordering, RwLock, RwLockReadGuard,
-    RwLockWriteGuard, StdArc, lock,
+    Arc, AtomicU64, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, StdArc,
+    lock,
 };
 use crate::write_buf::WriteBuf;
 use crate::{Options, WalError};
@@ -174,15 +174,8 @@ pub(crate) struct Shared {
     pub(crate) options: Options,
     pub(super) log_id: u64,
     state: Mutex<State>,
-    /// The owner waits here for work; [`Shared::wake_owner`] notifies it.
-    work: Condvar,
-    /// The owner is waiting on `work`: set by the owner under the state
-    /// lock just before it waits (after deciding there is nothing to do),
-    /// cleared by whoever notifies it. A notification is a system call
-    /// whether or not anyone waits, and the committers of a busy log would
-    /// pay one per commit (W2: one futex call in three) for an owner that
-    /// is already at work.
-    owner_asleep: AtomicBool,
+    /// The owner waits here for work.
+    pub(super) work: Condvar,
     /// Appenders wait here for queue space.
     pub(super) space: Condvar,
     io: Mutex<Io>,
@@ -228,7 +221,6 @@ impl Shared {
             log_id: parts.log_id,
             state: Mutex::new(State::new(durable, parts.options.queue_bytes_max)),
             work: Condvar::new(),
-            owner_asleep: AtomicBool::new(false),
             space: Condvar::new(),
             io: Mutex::new(parts.io),
             segments: RwLock::new(parts.segments),
@@ -247,35 +239,6 @@ impl Shared {
             options: parts.options,
             _lock: parts.lock,
         }
-    }
-
-    /// Wakes the owner if it waits for work. Call it after the change it
-    /// is to see, made under the state lock (or with the lock held): the
-    /// owner decides and goes to sleep under that lock, so it either sees
-    /// the change or was asleep, flagged, before it.
-    pub(super) fn wake_owner(&self) {
-        if self.owner_asleep.load(Ordering::Acquire)
-            && self.owner_asleep.swap(false, Ordering::AcqRel)
-        {
-            self.work.notify_one();
-        }
-    }
-
-    /// Wakes the owner whatever it is doing, to stop or to see a failure.
-    pub(super) fn wake_owner_always(&self) {
-        self.work.notify_all();
-    }
-
-    /// The owner waits on `st` for work, until woken or `timeout` passes.
-    pub(super) fn owner_wait<'a>(
-        &'a self,
-        st: StateGuard<'a>,
-        timeout: Option<std::time::Duration>,
-    ) -> StateGuard<'a> {
-        self.owner_asleep.store(true, Ordering::Release);
-        let st = st.wait(&self.work, timeout);
-        self.owner_asleep.store(false, Ordering::Release);
-        st
     }
 
     /// Takes the state lock.

@@ -345,7 +345,7 @@ fn wake_owner_if_owed(shared: &Shared) {
         );
     drop(st);
     if owed {
-        shared.wake_owner();
+        shared.work.notify_one();
     }
 }
 
@@ -382,7 +382,7 @@ pub(super) fn run_owner(shared: &Shared) {
                     Decision::Round { .. } => break,
                     Decision::Stop => return,
                     Decision::Wait(timeout) => {
-                        st = shared.owner_wait(st, timeout);
+                        st = st.wait(&shared.work, timeout);
                         st.owner_wakes += 1;
                     }
                 }
