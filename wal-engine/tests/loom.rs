@@ -172,6 +172,28 @@ fn a_commit_dropped_unwaited_is_written_by_the_owner() {
     });
 }
 
+/// Two commits dropped unwaited, each announcing its frame to the owner:
+/// the owner may see the first commit's frame before that commit's
+/// notification arrives, so the notification lands while the owner is on
+/// its way to sleep. Whatever the owner makes of a notification it did not
+/// need, the second commit's must still wake it.
+#[test]
+fn two_commits_dropped_unwaited_are_both_written() {
+    model(Some(2), || {
+        let wal = Arc::new(open());
+        let other = {
+            let wal = wal.clone();
+            loom::thread::spawn(move || drop(wal.begin_commit(&[b"b"]).unwrap()))
+        };
+        drop(wal.begin_commit(&[b"a"]).unwrap());
+        other.join().unwrap();
+        let mut tail = wal.reader(1).unwrap();
+        for lsn in 1..=2 {
+            assert_eq!(tail.next_wait(None).unwrap().unwrap().lsn, lsn);
+        }
+    });
+}
+
 /// Under `SyncPolicy::Interval` a round may write without syncing. A
 /// committer whose record such a round wrote, and which woke the owner
 /// while another thread held the I/O, must not be left parked: whoever lets
