@@ -310,6 +310,16 @@ mod tests {
         wal_engine::Wal::open(dir, o).unwrap().0
     }
 
+    /// A log holding `record(1..=n)`, open.
+    fn written_log(n: u64) -> (tempfile::TempDir, wal_engine::Wal) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = open_log(dir.path());
+        for lsn in 1..=n {
+            wal.commit(&record(lsn)).unwrap();
+        }
+        (dir, wal)
+    }
+
     /// A JSON printer of the records from `from` on, `limit` of them.
     fn printer(from: u64, limit: u64) -> Printer<Vec<u8>> {
         Printer {
@@ -365,15 +375,20 @@ mod tests {
         lsns.map(|l| (l, f(l).len() as u64)).collect()
     }
 
+    /// Records `1..=written`, a cut back to `from`, then the replacements
+    /// from `from` to `upto`.
+    fn cut_shown(written: u64, from: u64, upto: u64) -> Vec<(u64, u64)> {
+        let mut want = shown(1..=written, record);
+        want.push((0, from));
+        want.extend(shown(from..=upto, replacement));
+        want
+    }
+
     /// Records written after the first pass read the last segment, but
     /// before `--follow` took its place there, are printed once, in order.
     #[test]
     fn follow_prints_what_was_written_after_the_first_pass() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open_log(dir.path());
-        for lsn in 1..=50 {
-            wal.commit(&record(lsn)).unwrap();
-        }
+        let (dir, wal) = written_log(50);
         let target = Target::open(dir.path(), AsKind::Log).unwrap();
         let mut p = printer(40, 26);
         let existing = print_existing(&target, true, &mut p).unwrap();
@@ -401,11 +416,7 @@ mod tests {
         rewritten: u64,
         replaced: u64,
     ) -> Vec<(u64, u64)> {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open_log(dir.path());
-        for lsn in 1..=written {
-            wal.commit(&record(lsn)).unwrap();
-        }
+        let (dir, wal) = written_log(written);
         let rx = follow(dir.path(), printer(1, written + replaced));
         wal.truncate_back(kept).unwrap();
         for lsn in kept + 1..=rewritten {
@@ -417,28 +428,21 @@ mod tests {
     #[test]
     fn follow_says_when_records_it_showed_are_cut_back() {
         // Within the segment being followed.
-        let mut want = shown(1..=50, record);
-        want.push((0, 31));
-        want.extend(shown(31..=45, replacement));
-        assert_eq!(follow_across_a_cut(50, 30, 50, 15), want);
+        assert_eq!(follow_across_a_cut(50, 30, 50, 15), cut_shown(50, 31, 45));
     }
 
     #[test]
     fn follow_says_when_the_segment_it_follows_is_cut_away() {
-        let mut want = shown(1..=1200, record);
-        want.push((0, 101));
-        want.extend(shown(101..=120, replacement));
-        assert_eq!(follow_across_a_cut(1200, 100, 150, 20), want);
+        assert_eq!(
+            follow_across_a_cut(1200, 100, 150, 20),
+            cut_shown(1200, 101, 120)
+        );
     }
 
     #[test]
     fn follow_says_when_the_segment_it_follows_is_replaced() {
         // Cut just before the last segment: a new one takes its name.
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open_log(dir.path());
-        for lsn in 1..=1200 {
-            wal.commit(&record(lsn)).unwrap();
-        }
+        let (dir, wal) = written_log(1200);
         let target = Target::open(dir.path(), AsKind::Log).unwrap();
         let last = target.segments.last().unwrap().first_lsn;
         assert!(last > 1, "the log spans segments");
@@ -447,19 +451,12 @@ mod tests {
         for lsn in last..=last + 20 {
             wal.commit(&replacement(lsn)).unwrap();
         }
-        let mut want = shown(1..=1200, record);
-        want.push((0, last));
-        want.extend(shown(last..=last + 10, replacement));
-        assert_eq!(lines(&rx), want);
+        assert_eq!(lines(&rx), cut_shown(1200, last, last + 10));
     }
 
     #[test]
     fn a_segment_purged_before_it_was_read_is_said_and_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = open_log(dir.path());
-        for lsn in 1..=1200 {
-            wal.commit(&record(lsn)).unwrap();
-        }
+        let (dir, wal) = written_log(1200);
         let target = Target::open(dir.path(), AsKind::Log).unwrap();
         let first = &target.segments[0];
         let second = target.segments[1].first_lsn;
