@@ -83,6 +83,9 @@ pub(super) fn follow_from<W: Write>(
         name: last.name.clone(),
         point,
     };
+    // Where the cursor's segment ends: a later segment's start, past which
+    // its frames are ones an earlier cut left in the file.
+    let mut ends_at = segment_end(target, &cursor)?;
     let mut window = FOLLOW_WINDOW_BYTES;
     loop {
         p.out.flush().map_err(CliError::io("write the dump"))?;
@@ -92,7 +95,12 @@ pub(super) fn follow_from<W: Write>(
         let moved = point.offset() != cursor.point.offset();
         cursor.point = point;
         p.segment.clone_from(&cursor.name);
-        for f in &frames {
+        // A segment starts at a frame boundary of the one before it, so a
+        // frame is either all before the next segment or all cut.
+        for f in frames
+            .iter()
+            .filter(|f| ends_at.is_none_or(|e| f.first_lsn() < e))
+        {
             for r in f.records().filter(|r| r.lsn >= next_lsn) {
                 if p.record(f, &r)?.is_break() {
                     return Ok(());
@@ -122,6 +130,7 @@ pub(super) fn follow_from<W: Write>(
                 next_lsn = from;
                 seen.insert(name.clone(), *point.header());
                 cursor = Cursor { name, point };
+                ends_at = segment_end(target, &cursor)?;
                 window = FOLLOW_WINDOW_BYTES;
                 continue;
             }
@@ -261,6 +270,18 @@ fn look_further(
     })
 }
 
+/// The first LSN of the segment listed after the cursor's, if any.
+fn segment_end(target: &Target, cursor: &Cursor) -> Result<Option<u64>, CliError> {
+    let first = cursor.point.header().first_lsn();
+    Ok(target
+        .storage
+        .list()?
+        .iter()
+        .filter_map(|n| wal_engine::parse_segment_name(n))
+        .filter(|&l| l > first)
+        .min())
+}
+
 /// Where a scan of segment `name` starts, from its header alone; `None` if
 /// the header cannot be read or decoded now.
 fn segment_start(target: &Target, name: &str) -> Option<ScanPoint> {
@@ -355,9 +376,14 @@ mod tests {
     /// The output as (LSN, bytes) per record line, and (0, N) for a cut
     /// back to N; a follower that never stops fails.
     fn lines(rx: &mpsc::Receiver<Vec<u8>>) -> Vec<(u64, u64)> {
-        let out = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the follower stopped");
+        lines_of(
+            rx.recv_timeout(Duration::from_secs(60))
+                .expect("the follower stopped"),
+        )
+    }
+
+    /// The output as in [`lines`].
+    fn lines_of(out: Vec<u8>) -> Vec<(u64, u64)> {
         String::from_utf8(out)
             .unwrap()
             .lines()
@@ -452,6 +478,30 @@ mod tests {
             wal.commit(&replacement(lsn)).unwrap();
         }
         assert_eq!(lines(&rx), cut_shown(1200, last, last + 10));
+    }
+
+    /// A follower that reaches a segment an earlier cut ended early does
+    /// not show the frames the cut left in its file.
+    #[test]
+    fn follow_skips_the_frames_a_cut_left_in_a_segment() {
+        let (dir, wal) = written_log(1200);
+        let mut target = Target::open(dir.path(), AsKind::Log).unwrap();
+        assert!(target.segments.len() >= 3, "the log spans segments");
+        let second = target.segments[1].first_lsn;
+        let kept = second + 20;
+        wal.truncate_back(kept).unwrap();
+        for lsn in kept + 1..=kept + 30 {
+            wal.commit(&replacement(lsn)).unwrap();
+        }
+        // A follower still in the first segment: it reads the second one,
+        // cut after `kept`, on its way.
+        target.segments.truncate(1);
+        let mut p = printer(1, kept + 20);
+        let existing = print_existing(&target, true, &mut p).unwrap();
+        follow_from(&target, &mut p, existing).unwrap();
+        let mut want = shown(1..=kept, record);
+        want.extend(shown(kept + 1..=kept + 20, replacement));
+        assert_eq!(lines_of(p.out), want);
     }
 
     #[test]
