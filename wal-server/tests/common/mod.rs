@@ -133,11 +133,26 @@ pub fn err_text<T: std::fmt::Debug>(r: RedisResult<T>) -> String {
     format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
 }
 
-/// A port nobody listens on now (for a `walkv` process to take).
+/// A port nobody listens on now, for a server the test starts next.
+///
+/// Not one `bind(0)` hands out: that range is the kernel's ephemeral one,
+/// where the tests running at the same time bind and connect, and a port
+/// from it can be taken again between this check and the server's bind
+/// (CI saw `Address already in use`). Ports come from below it instead,
+/// each test process walking its own stretch, starting at a hash of its id.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    /// Ports handed out from here: 10000 up to the ephemeral range.
+    const FIRST_PORT: u32 = 10_000;
+    const PORTS: u32 = 22_000;
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % PORTS;
+    loop {
+        let n = TAKEN.fetch_add(1, Ordering::Relaxed);
+        assert!(n < PORTS, "no free port below the ephemeral range");
+        let port = u16::try_from(FIRST_PORT + (start + n) % PORTS).unwrap();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
