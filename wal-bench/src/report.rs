@@ -305,33 +305,9 @@ pub fn rows(
             .iter()
             .filter(|r| r.kind == "peer")
             .filter_map(|r| r.ops_per_s)
-            .fold(None, |best: Option<f64>, x| {
-                Some(best.map_or(x, |b| b.max(x)))
-            });
+            .reduce(f64::max);
         let of = limit_of(w);
-        let probes = || {
-            rows[..start].iter().filter(|r| {
-                of.probes
-                    .iter()
-                    .any(|p| r.contender == format!("limit/{p}"))
-            })
-        };
-        let best = |xs: &mut dyn Iterator<Item = f64>| {
-            xs.fold(None, |b: Option<f64>, x| Some(b.map_or(x, |b| b.max(x))))
-        };
-        // The ratio is over the probes' medians; a row is flagged only
-        // past the best run any of them had, since a row at the limit
-        // passes a median about half the time.
-        let limit =
-            best(&mut probes().filter_map(|r| if of.in_ops { r.ops_per_s } else { r.mb_per_s }));
-        let limit_high = best(&mut probes().filter_map(|r| {
-            let high = r.ops_per_s_max?;
-            if of.in_ops {
-                Some(high)
-            } else {
-                Some(r.mb_per_s? * high / r.ops_per_s?)
-            }
-        }));
+        let (limit, limit_high) = limit_figures(&rows[..start], &of);
         for row in &mut rows[start..] {
             if let (Some(x), Some(best)) = (row.ops_per_s, best_peer) {
                 row.ratio_to_best_peer = Some(x / best);
@@ -353,6 +329,34 @@ pub fn rows(
         }
     }
     rows
+}
+
+/// The limit a workload is read against, from the limit rows: the best of
+/// its probes' medians, and the best run any of them had. The ratio is over
+/// the first; a row is flagged only past the second, since a row at the
+/// limit passes a median about half the time.
+fn limit_figures(limit_rows: &[Row], of: &LimitOf) -> (Option<f64>, Option<f64>) {
+    let probes = || {
+        limit_rows.iter().filter(|r| {
+            of.probes
+                .iter()
+                .any(|p| r.contender == format!("limit/{p}"))
+        })
+    };
+    let median = probes()
+        .filter_map(|r| if of.in_ops { r.ops_per_s } else { r.mb_per_s })
+        .reduce(f64::max);
+    let high = probes()
+        .filter_map(|r| {
+            let high = r.ops_per_s_max?;
+            if of.in_ops {
+                Some(high)
+            } else {
+                Some(r.mb_per_s? * high / r.ops_per_s?)
+            }
+        })
+        .reduce(f64::max);
+    (median, high)
 }
 
 pub(crate) fn fmt_opt(x: Option<f64>, digits: usize) -> String {

@@ -61,6 +61,21 @@ pub struct Target {
     pub segments: Vec<Segment>,
 }
 
+/// The segments among a directory's `names`, in LSN order.
+pub fn segments_named(names: &[String]) -> Vec<Segment> {
+    let mut segments: Vec<Segment> = names
+        .iter()
+        .filter_map(|n| {
+            wal_engine::parse_segment_name(n).map(|first_lsn| Segment {
+                name: n.clone(),
+                first_lsn,
+            })
+        })
+        .collect();
+    segments.sort_by_key(|s| s.first_lsn);
+    segments
+}
+
 impl Target {
     /// Opens `path` read-only and tells what it is.
     ///
@@ -73,16 +88,7 @@ impl Target {
         }
         let storage = wal_io::open_dir_read_only(path)?;
         let names = storage.list()?;
-        let mut segments: Vec<Segment> = names
-            .iter()
-            .filter_map(|n| {
-                wal_engine::parse_segment_name(n).map(|first_lsn| Segment {
-                    name: n.clone(),
-                    first_lsn,
-                })
-            })
-            .collect();
-        segments.sort_by_key(|s| s.first_lsn);
+        let segments = segments_named(&names);
         let has_manifest = names.iter().any(|n| n == MANIFEST_NAME);
         if segments.is_empty() && !has_manifest {
             return Err(CliError::NotALog(path.to_owned()));

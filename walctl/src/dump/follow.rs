@@ -10,7 +10,7 @@ use wal_format::{Frame, FrameKind, ScanPoint, SegmentEnd, SegmentHeader, Segment
 
 use super::{Existing, Printer};
 use crate::error::CliError;
-use crate::target::Target;
+use crate::target::{Target, segments_named};
 
 /// How often `--follow` looks for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -85,7 +85,10 @@ pub(super) fn follow_from<W: Write>(
     };
     // Where the cursor's segment ends: a later segment's start, past which
     // its frames are ones an earlier cut left in the file.
-    let mut ends_at = segment_end(target, &cursor)?;
+    let mut ends_at = segments_named(&target.storage.list()?)
+        .iter()
+        .find(|s| s.first_lsn > cursor.point.header().first_lsn())
+        .map(|s| s.first_lsn);
     let mut window = FOLLOW_WINDOW_BYTES;
     loop {
         p.out.flush().map_err(CliError::io("write the dump"))?;
@@ -116,24 +119,18 @@ pub(super) fn follow_from<W: Write>(
             // Perhaps a frame longer than the window: look further.
             window = (window * 2).min(1 << 30);
         }
-        if sealed || !moved {
-            let further = look_further(target, &cursor, next_lsn, &seen)?;
-            if let Some((name, point, from)) = further.segment() {
-                match further {
-                    Further::CutBack { .. } => p.note(Note::CutBack { from })?,
-                    Further::Purged { .. } => p.note(Note::Purged {
-                        from: next_lsn,
-                        to: from,
-                    })?,
-                    Further::Next { .. } | Further::Stay => {}
-                }
-                next_lsn = from;
-                seen.insert(name.clone(), *point.header());
-                cursor = Cursor { name, point };
-                ends_at = segment_end(target, &cursor)?;
-                window = FOLLOW_WINDOW_BYTES;
-                continue;
+        if (sealed || !moved)
+            && let Some(to) = look_further(target, &cursor, next_lsn, &seen)?
+        {
+            if let Some(note) = to.note {
+                p.note(note)?;
             }
+            next_lsn = to.cursor.point.next_lsn();
+            seen.insert(to.cursor.name.clone(), *to.cursor.point.header());
+            cursor = to.cursor;
+            ends_at = to.ends_at;
+            window = FOLLOW_WINDOW_BYTES;
+            continue;
         }
         if frames.is_empty() {
             std::thread::sleep(FOLLOW_POLL);
@@ -167,39 +164,15 @@ fn read_more(
     Ok((frames, Some(end), point))
 }
 
-/// Where to read once the cursor's segment has nothing new.
-enum Further {
-    /// Nowhere yet.
-    Stay,
-    /// The next segment, starting where this one ended.
-    Next { name: String, point: ScanPoint },
-    /// A `truncate_back` replaced the records from `from` on: the segment
-    /// that starts there holds what replaced them.
-    CutBack {
-        name: String,
-        point: ScanPoint,
-        from: u64,
-    },
-    /// The cursor's segment was purged before it was read to its end; the
-    /// oldest segment left starts at `from`.
-    Purged {
-        name: String,
-        point: ScanPoint,
-        from: u64,
-    },
-}
-
-impl Further {
-    /// The segment to read next, the scan's start in it, and its first LSN.
-    fn segment(&self) -> Option<(String, ScanPoint, u64)> {
-        match self {
-            Further::Stay => None,
-            Further::Next { name, point } => Some((name.clone(), *point, point.next_lsn())),
-            Further::CutBack { name, point, from } | Further::Purged { name, point, from } => {
-                Some((name.clone(), *point, *from))
-            }
-        }
-    }
+/// Where the follower goes once its segment has nothing new.
+struct Move {
+    /// The segment to read, from its start (the next LSN to print).
+    cursor: Cursor,
+    /// Where that segment ends, if a later one is listed: its frames from
+    /// there on are ones an earlier cut left in the file.
+    ends_at: Option<u64>,
+    /// What to say first: a cut or a purge.
+    note: Option<Note>,
 }
 
 /// Where the log goes on after the cursor's segment, which has nothing new
@@ -221,26 +194,20 @@ fn look_further(
     cursor: &Cursor,
     next_lsn: u64,
     seen: &HashMap<String, SegmentHeader>,
-) -> Result<Further, CliError> {
+) -> Result<Option<Move>, CliError> {
     let current_lsn = cursor.point.header().first_lsn();
-    let mut listed: Vec<(u64, String)> = target
-        .storage
-        .list()?
-        .into_iter()
-        .filter_map(|n| wal_engine::parse_segment_name(&n).map(|l| (l, n)))
-        .collect();
-    listed.sort_unstable();
+    let listed = segments_named(&target.storage.list()?);
     let mut anchor = None;
-    for (i, (_, name)) in listed.iter().enumerate().rev() {
-        if listed[i].0 > current_lsn {
+    for (i, seg) in listed.iter().enumerate().rev() {
+        if seg.first_lsn > current_lsn {
             continue;
         }
         // A name never seen is new: a cut's segment.
-        let Some(header) = seen.get(name) else {
+        let Some(header) = seen.get(&seg.name) else {
             continue;
         };
-        match segment_start(target, name) {
-            None => return Ok(Further::Stay),
+        match segment_start(target, &seg.name) {
+            None => return Ok(None),
             Some(p) if p.header() == header => {
                 anchor = Some(i);
                 break;
@@ -250,36 +217,35 @@ fn look_further(
         }
     }
     let after = anchor.map_or(0, |i| i + 1);
-    let Some((from, name)) = listed.get(after) else {
-        return Ok(Further::Stay);
+    let Some(seg) = listed.get(after) else {
+        return Ok(None);
     };
-    let Some(point) = segment_start(target, name) else {
-        return Ok(Further::Stay);
+    let Some(point) = segment_start(target, &seg.name) else {
+        return Ok(None);
     };
-    let (from, name) = (*from, name.clone());
-    let at_cursor = anchor.is_some_and(|i| listed[i].1 == cursor.name);
-    Ok(if from == next_lsn {
-        Further::Next { name, point }
+    let from = seg.first_lsn;
+    let at_cursor = anchor.is_some_and(|i| listed[i].name == cursor.name);
+    let note = if from == next_lsn {
+        None
     } else if from < next_lsn && (at_cursor || from <= current_lsn || anchor.is_none()) {
-        Further::CutBack { name, point, from }
+        Some(Note::CutBack { from })
     } else if anchor.is_none() && from > next_lsn {
-        Further::Purged { name, point, from }
+        Some(Note::Purged {
+            from: next_lsn,
+            to: from,
+        })
     } else {
         // Past the cursor with an older anchor: a cut not finished yet.
-        Further::Stay
-    })
-}
-
-/// The first LSN of the segment listed after the cursor's, if any.
-fn segment_end(target: &Target, cursor: &Cursor) -> Result<Option<u64>, CliError> {
-    let first = cursor.point.header().first_lsn();
-    Ok(target
-        .storage
-        .list()?
-        .iter()
-        .filter_map(|n| wal_engine::parse_segment_name(n))
-        .filter(|&l| l > first)
-        .min())
+        return Ok(None);
+    };
+    Ok(Some(Move {
+        cursor: Cursor {
+            name: seg.name.clone(),
+            point,
+        },
+        ends_at: listed.get(after + 1).map(|s| s.first_lsn),
+        note,
+    }))
 }
 
 /// Where a scan of segment `name` starts, from its header alone; `None` if
@@ -373,9 +339,17 @@ mod tests {
         rx
     }
 
-    /// The output as (LSN, bytes) per record line, and (0, N) for a cut
-    /// back to N; a follower that never stops fails.
-    fn lines(rx: &mpsc::Receiver<Vec<u8>>) -> Vec<(u64, u64)> {
+    /// A line of the output.
+    #[derive(Debug, PartialEq)]
+    enum Shown {
+        /// A record: its LSN and length.
+        Record(u64, u64),
+        CutBack(u64),
+        Purged(u64, u64),
+    }
+
+    /// The output, line by line; a follower that never stops fails.
+    fn lines(rx: &mpsc::Receiver<Vec<u8>>) -> Vec<Shown> {
         lines_of(
             rx.recv_timeout(Duration::from_secs(60))
                 .expect("the follower stopped"),
@@ -383,29 +357,33 @@ mod tests {
     }
 
     /// The output as in [`lines`].
-    fn lines_of(out: Vec<u8>) -> Vec<(u64, u64)> {
+    fn lines_of(out: Vec<u8>) -> Vec<Shown> {
+        let n = |v: &serde_json::Value, field: &str| v[field].as_u64().unwrap();
         String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                match v.get("cut_back_from") {
-                    Some(from) => (0, from.as_u64().unwrap()),
-                    None => (v["lsn"].as_u64().unwrap(), v["bytes"].as_u64().unwrap()),
+                if v.get("cut_back_from").is_some() {
+                    Shown::CutBack(n(&v, "cut_back_from"))
+                } else if v.get("purged_from").is_some() {
+                    Shown::Purged(n(&v, "purged_from"), n(&v, "purged_to"))
+                } else {
+                    Shown::Record(n(&v, "lsn"), n(&v, "bytes"))
                 }
             })
             .collect()
     }
 
-    fn shown(lsns: std::ops::RangeInclusive<u64>, f: fn(u64) -> Vec<u8>) -> Vec<(u64, u64)> {
-        lsns.map(|l| (l, f(l).len() as u64)).collect()
+    fn shown(lsns: std::ops::RangeInclusive<u64>, f: fn(u64) -> Vec<u8>) -> Vec<Shown> {
+        lsns.map(|l| Shown::Record(l, f(l).len() as u64)).collect()
     }
 
     /// Records `1..=written`, a cut back to `from`, then the replacements
     /// from `from` to `upto`.
-    fn cut_shown(written: u64, from: u64, upto: u64) -> Vec<(u64, u64)> {
+    fn cut_shown(written: u64, from: u64, upto: u64) -> Vec<Shown> {
         let mut want = shown(1..=written, record);
-        want.push((0, from));
+        want.push(Shown::CutBack(from));
         want.extend(shown(from..=upto, replacement));
         want
     }
@@ -436,12 +414,7 @@ mod tests {
     /// Shows `1..=written` and follows while `wal` is cut back to `kept`
     /// and replacements are written up to `rewritten`; stops after
     /// `replaced` of them.
-    fn follow_across_a_cut(
-        written: u64,
-        kept: u64,
-        rewritten: u64,
-        replaced: u64,
-    ) -> Vec<(u64, u64)> {
+    fn follow_across_a_cut(written: u64, kept: u64, rewritten: u64, replaced: u64) -> Vec<Shown> {
         let (dir, wal) = written_log(written);
         let rx = follow(dir.path(), printer(1, written + replaced));
         wal.truncate_back(kept).unwrap();
@@ -504,30 +477,23 @@ mod tests {
         assert_eq!(lines_of(p.out), want);
     }
 
+    /// A follower still in a segment when it and the next are purged says
+    /// which records it never saw, and goes on with the oldest segment left.
     #[test]
-    fn a_segment_purged_before_it_was_read_is_said_and_skipped() {
+    fn a_purge_of_segments_not_yet_read_is_said_and_skipped() {
         let (dir, wal) = written_log(1200);
-        let target = Target::open(dir.path(), AsKind::Log).unwrap();
-        let first = &target.segments[0];
-        let second = target.segments[1].first_lsn;
-        let point = segment_start(&target, &first.name).unwrap();
-        let seen = HashMap::from([(first.name.clone(), *point.header())]);
-        // A follower that has read the first segment up to LSN 10.
-        let cursor = Cursor {
-            name: first.name.clone(),
-            point,
-        };
-        assert!(matches!(
-            look_further(&target, &cursor, 11, &seen).unwrap(),
-            Further::Stay
-        ));
-        assert_eq!(wal.truncate_front(second).unwrap(), 1);
-        match look_further(&target, &cursor, 11, &seen).unwrap() {
-            Further::Purged { name, from, .. } => {
-                assert_eq!(name, target.segments[1].name);
-                assert_eq!(from, second);
-            }
-            _ => panic!("a purge was not seen"),
-        }
+        let mut target = Target::open(dir.path(), AsKind::Log).unwrap();
+        assert!(target.segments.len() >= 3, "the log spans segments");
+        let (second, third) = (target.segments[1].first_lsn, target.segments[2].first_lsn);
+        // A follower in the first segment, at its end.
+        target.segments.truncate(1);
+        let mut p = printer(1, second - 1 + 10);
+        let existing = print_existing(&target, true, &mut p).unwrap();
+        assert_eq!(wal.truncate_front(third).unwrap(), 2);
+        follow_from(&target, &mut p, existing).unwrap();
+        let mut want = shown(1..=second - 1, record);
+        want.push(Shown::Purged(second, third));
+        want.extend(shown(third..=third + 9, record));
+        assert_eq!(lines_of(p.out), want);
     }
 }
