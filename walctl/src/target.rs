@@ -153,7 +153,7 @@ pub fn read_whole(storage: &dyn Storage, name: &str) -> Result<Bytes, CliError> 
 
 /// A segment whose header says a newer format is refused before anything
 /// reads its frames under rules that do not apply to it.
-fn refuse_newer(storage: &dyn Storage, name: &str) -> Result<(), CliError> {
+pub fn refuse_newer(storage: &dyn Storage, name: &str) -> Result<(), CliError> {
     let file = storage.open(name, FileOptions::BUFFERED)?;
     let mut header = [0u8; SegmentHeader::LEN];
     if file.size()? < SegmentHeader::LEN as u64 {

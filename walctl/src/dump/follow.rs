@@ -10,7 +10,7 @@ use wal_format::{Frame, FrameKind, ScanPoint, SegmentEnd, SegmentHeader, Segment
 
 use super::{Existing, Printer};
 use crate::error::CliError;
-use crate::target::{Target, segments_named};
+use crate::target::{Target, refuse_newer, segments_named};
 
 /// How often `--follow` looks for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -220,6 +220,8 @@ fn look_further(
     let Some(seg) = listed.get(after) else {
         return Ok(None);
     };
+    // A newer engine writing here: stop, as opening the directory would.
+    refuse_newer(&*target.storage, &seg.name)?;
     let Some(point) = segment_start(target, &seg.name) else {
         return Ok(None);
     };
@@ -475,6 +477,39 @@ mod tests {
         let mut want = shown(1..=kept, record);
         want.extend(shown(kept + 1..=kept + 20, replacement));
         assert_eq!(lines_of(p.out), want);
+    }
+
+    /// A segment of a newer format appearing while the log is followed
+    /// stops the follower with the error opening the directory gives.
+    #[test]
+    fn a_newer_segment_stops_the_follower() {
+        let (dir, wal) = written_log(50);
+        wal.close().unwrap();
+        let target = Target::open(dir.path(), AsKind::Log).unwrap();
+        let mut p = printer(1, u64::MAX);
+        let existing = print_existing(&target, true, &mut p).unwrap();
+        // The next segment, as a newer engine would start it.
+        let first = &target.segments[0].name;
+        let mut header = std::fs::read(dir.path().join(first)).unwrap();
+        header.truncate(SegmentHeader::LEN);
+        let newer = wal_format::FORMAT_VERSION + 1;
+        header[8..10].copy_from_slice(&newer.to_le_bytes());
+        let crc = crc32c::crc32c(&header[..60]);
+        header[60..64].copy_from_slice(&crc.to_le_bytes());
+        let next = wal_engine::segment_name(51);
+        std::fs::write(dir.path().join(&next), &header).unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(follow_from(&target, &mut p, existing).map_err(|e| e.to_string()));
+        });
+        let err = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the follower stopped")
+            .unwrap_err();
+        assert!(
+            err.contains(&format!("{next}: format version {newer}")),
+            "{err}"
+        );
     }
 
     /// A follower still in a segment when it and the next are purged says
