@@ -273,8 +273,11 @@ fn the_filter_has_no_false_negatives_and_few_false_positives() {
     assert!(false_positives < 600, "{false_positives} of 20000");
 }
 
+/// A key's versions may run on into the next block (a block's last entry
+/// is not known to be its key's oldest version), so an absent key costs its
+/// own block and at most the next: never a walk through the table.
 #[test]
-fn a_get_for_an_absent_key_reads_one_block() {
+fn a_get_for_an_absent_key_reads_its_block_and_at_most_the_next() {
     let disk = wal_io::sim::SimDisk::new(8);
     let storage = disk.storage();
     // No cache: every block a get looks at is read and counted.
