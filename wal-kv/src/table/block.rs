@@ -21,6 +21,17 @@ pub(super) fn equal_range(prefixes: &[u64], p: u64) -> (usize, usize) {
     (lo, hi)
 }
 
+/// The CPU's cache line, the unit [`Block::touch_entry`] loads by.
+const CACHE_LINE_BYTES: usize = 64;
+/// The most of an entry [`Block::touch_entry`] loads ahead: a few lines,
+/// enough for small values. A larger value is read in order by whoever
+/// copies it, which the CPU's own prefetchers follow.
+const ENTRY_TOUCH_BYTES_MAX: usize = 512;
+
+/// Values up to this size are copied out of a block by a point read, not
+/// sliced from it (see [`Block::value`]).
+pub(crate) const VALUE_COPY_BYTES_MAX: usize = 1024;
+
 /// Reads untrusted bytes.
 pub(super) struct Cursor<'a> {
     pub(super) data: &'a [u8],
@@ -246,9 +257,10 @@ impl Block {
     ) -> Option<Found> {
         let index = if indexed { self.index() } else { None };
         let first = match index {
-            Some(index) => index
-                .candidates(hash)
-                .find(|&at| self.key_at(at) == Some(key)),
+            Some(index) => index.candidates(hash).find(|&at| {
+                self.touch_entry(at);
+                self.key_at(at) == Some(key)
+            }),
             None => {
                 let i = self
                     .starts
@@ -279,9 +291,51 @@ impl Block {
                 _ => return None,
             };
             if lsn <= snapshot {
-                return Some(Found::Version(value.map(|v| self.data.slice_ref(v))));
+                return Some(Found::Version(value.map(|v| self.value(v))));
             }
             at = c.at;
+        }
+    }
+
+    /// Loads the cache lines after the first that an entry of the block's
+    /// average size starting at `at` spans, up to [`ENTRY_TOUCH_BYTES_MAX`].
+    ///
+    /// Why: an entry found by the index is one line for its key and two or
+    /// three more for a K2-sized value, and the copy that follows would
+    /// wait for each in turn, since where the value ends is read from the
+    /// entry itself. These loads depend only on `at`, so the CPU issues them
+    /// while the key's line is still coming, and the misses overlap. A
+    /// guess wrong by a line costs one read of a line nobody needs.
+    fn touch_entry(&self, at: usize) {
+        let average = self.data.len() / self.starts.len().max(1);
+        let end = at
+            .saturating_add(average.min(ENTRY_TOUCH_BYTES_MAX))
+            .min(self.data.len());
+        // Line boundaries are in memory, not in the block.
+        let base = self.data.as_ptr() as usize;
+        let mut line = ((base + at) & !(CACHE_LINE_BYTES - 1)) + CACHE_LINE_BYTES;
+        let mut sink = 0u8;
+        while line < base + end {
+            sink ^= self.data.get(line - base).copied().unwrap_or_default();
+            line += CACHE_LINE_BYTES;
+        }
+        // Keeps the loads: nothing else reads what they return.
+        std::hint::black_box(sink);
+    }
+
+    /// A value found in this block, as the caller gets it: a copy up to
+    /// [`VALUE_COPY_BYTES_MAX`], else a slice of the block.
+    ///
+    /// Why: a slice shares the block's reference count, an atomic in its
+    /// own allocation that a get on a large store finds out of the CPU
+    /// caches, and a slice kept by the caller keeps the whole block in
+    /// memory. A copy of a small value is cheaper than that miss, and owns
+    /// only its bytes.
+    fn value(&self, v: &[u8]) -> Bytes {
+        if v.len() <= VALUE_COPY_BYTES_MAX {
+            Bytes::copy_from_slice(v)
+        } else {
+            self.data.slice_ref(v)
         }
     }
 

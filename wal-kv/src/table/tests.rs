@@ -336,3 +336,40 @@ fn a_block_is_indexed_by_the_first_get_that_finds_it_cached() {
         "each get read its block"
     );
 }
+
+#[test]
+fn a_small_value_read_is_a_copy_and_a_large_one_shares_its_block() {
+    let disk = wal_io::sim::SimDisk::new(11);
+    let storage = disk.storage();
+    let cache = block_cache(1 << 20);
+    let mut b = TableBuilder::create(&*storage, 1, TableCompression::None, 4096).unwrap();
+    let sizes = [
+        1,
+        100,
+        block::VALUE_COPY_BYTES_MAX,
+        block::VALUE_COPY_BYTES_MAX + 1,
+    ];
+    for (i, &len) in sizes.iter().enumerate() {
+        b.add(&Entry {
+            key: Bytes::from(format!("k{i}")),
+            lsn: 1,
+            value: Some(Bytes::from(vec![u8::try_from(i).unwrap(); len])),
+        })
+        .unwrap();
+    }
+    let t = b.finish(1, Arc::clone(&cache)).unwrap();
+    // Twice: read from the file, then found cached (and indexed).
+    for _ in 0..2 {
+        for (i, &len) in sizes.iter().enumerate() {
+            let value = get(&t, format!("k{i}").as_bytes(), 1)
+                .unwrap()
+                .flatten()
+                .expect("present");
+            assert_eq!(value, vec![u8::try_from(i).unwrap(); len]);
+            // A copy owns its bytes; a slice shares them with the cached
+            // block, so a caller keeping it keeps the block in memory.
+            let copied = len <= block::VALUE_COPY_BYTES_MAX;
+            assert_eq!(value.is_unique(), copied, "value of {len} bytes");
+        }
+    }
+}
