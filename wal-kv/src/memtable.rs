@@ -123,7 +123,10 @@ impl Memtable {
         }
         let start = Place::new(Bytes::copy_from_slice(key), snapshot);
         let (place, v) = self.map.range(start..).next()?;
-        (place.key.as_ref() == key).then(|| v.clone())
+        // As a table's block does (`table::block::Block::value`): a small
+        // value is the caller's own copy, so keeping it does not keep the
+        // memtable's 64 KiB chunk alive.
+        (place.key.as_ref() == key).then(|| v.as_ref().map(crate::table::value_out))
     }
 
     /// Every version with a key in `[lo, hi)` (bounds as given), in order;
@@ -218,6 +221,27 @@ mod tests {
             .map(|e| e.lsn)
             .collect();
         assert_eq!(all, [9, 5, 9]);
+    }
+
+    #[test]
+    fn a_small_value_read_is_a_copy_and_a_large_one_is_shared() {
+        let max = crate::table::VALUE_COPY_BYTES_MAX;
+        let mut m = Memtable::new(1 << 20);
+        let mut b = WriteBatch::new();
+        for len in [1, max, max + 1] {
+            b.put(format!("k{len}"), vec![7u8; len]);
+        }
+        m.apply(&b, 1);
+        for len in [1, max, max + 1] {
+            let value = get_of(&m, format!("k{len}").as_bytes())
+                .flatten()
+                .expect("present");
+            assert_eq!(value, vec![7u8; len]);
+            // A copy owns its bytes; a shared value keeps what holds it
+            // (a chunk, the batch's allocation) alive while the caller
+            // keeps it.
+            assert_eq!(value.is_unique(), len <= max, "value of {len} bytes");
+        }
     }
 
     fn get_of(m: &Memtable, key: &[u8]) -> Option<Option<Bytes>> {

@@ -20,9 +20,10 @@ use crate::table::TableCompression;
 /// process in the benchmark (K2, 2026-12-05), and reading them back after
 /// a reopen at about 160 MB (a closed store replays nothing; after a crash
 /// the replay refills a memtable first), the benchmark's own bookkeeping
-/// included. Values the caller keeps are the caller's: a value a get reads
-/// from a table is a copy up to 1 KiB, and past that a slice that keeps
-/// its block (16 KiB by default) in memory while it lives, cached or not.
+/// included. A value a get returns is a copy up to 1 KiB; past that it
+/// shares what holds it, and keeps that (a table block, 16 KiB by default,
+/// cached or not; or the writer's own allocation) in memory while the
+/// caller keeps the value.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {

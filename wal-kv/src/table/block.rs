@@ -28,9 +28,30 @@ const CACHE_LINE_BYTES: usize = 64;
 /// copies it, which the CPU's own prefetchers follow.
 const ENTRY_TOUCH_BYTES_MAX: usize = 512;
 
-/// Values up to this size are copied out of a block by a point read, not
-/// sliced from it (see [`Block::value`]).
+/// Values up to this size are copied out by a point read, not shared with
+/// the block or memtable chunk that holds them (see [`value_out`]).
 pub(crate) const VALUE_COPY_BYTES_MAX: usize = 1024;
+
+/// A value a point read found in `shared` (a block, a memtable chunk), as
+/// the caller gets it: a copy up to [`VALUE_COPY_BYTES_MAX`], else `shared`
+/// itself.
+///
+/// Why: sharing costs an atomic increment and decrement on the shared
+/// buffer's count, an allocation of its own that a get on a large store
+/// finds out of the CPU caches, and a value kept by the caller keeps the
+/// whole buffer (a 16 KiB block, a 64 KiB chunk) in memory. A copy of a
+/// small value is cheaper than that miss, and owns only its bytes.
+pub(crate) fn value_out(shared: &Bytes) -> Bytes {
+    value_out_of(shared, || shared.clone())
+}
+
+fn value_out_of(v: &[u8], share: impl FnOnce() -> Bytes) -> Bytes {
+    if v.len() <= VALUE_COPY_BYTES_MAX {
+        Bytes::copy_from_slice(v)
+    } else {
+        share()
+    }
+}
 
 /// Reads untrusted bytes.
 pub(super) struct Cursor<'a> {
@@ -323,20 +344,10 @@ impl Block {
         std::hint::black_box(sink);
     }
 
-    /// A value found in this block, as the caller gets it: a copy up to
-    /// [`VALUE_COPY_BYTES_MAX`], else a slice of the block.
-    ///
-    /// Why: a slice shares the block's reference count, an atomic in its
-    /// own allocation that a get on a large store finds out of the CPU
-    /// caches, and a slice kept by the caller keeps the whole block in
-    /// memory. A copy of a small value is cheaper than that miss, and owns
-    /// only its bytes.
+    /// A value found in this block, as the caller gets it (see
+    /// [`value_out`]).
     fn value(&self, v: &[u8]) -> Bytes {
-        if v.len() <= VALUE_COPY_BYTES_MAX {
-            Bytes::copy_from_slice(v)
-        } else {
-            self.data.slice_ref(v)
-        }
+        value_out_of(v, || self.data.slice_ref(v))
     }
 
     /// The key of the entry starting at byte `at`.

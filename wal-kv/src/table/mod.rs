@@ -74,7 +74,9 @@ mod hash_index;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use block::{Block, BlockCache, block_cache};
+#[cfg(test)]
+pub(crate) use block::VALUE_COPY_BYTES_MAX;
+pub(crate) use block::{Block, BlockCache, block_cache, value_out};
 use block::{BlockHandle, Cursor, Found, checked, equal_range};
 pub(crate) use build::TableBuilder;
 

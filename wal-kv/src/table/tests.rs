@@ -343,12 +343,7 @@ fn a_small_value_read_is_a_copy_and_a_large_one_shares_its_block() {
     let storage = disk.storage();
     let cache = block_cache(1 << 20);
     let mut b = TableBuilder::create(&*storage, 1, TableCompression::None, 4096).unwrap();
-    let sizes = [
-        1,
-        100,
-        block::VALUE_COPY_BYTES_MAX,
-        block::VALUE_COPY_BYTES_MAX + 1,
-    ];
+    let sizes = [1, 100, VALUE_COPY_BYTES_MAX, VALUE_COPY_BYTES_MAX + 1];
     for (i, &len) in sizes.iter().enumerate() {
         b.add(&Entry {
             key: Bytes::from(format!("k{i}")),
@@ -368,7 +363,7 @@ fn a_small_value_read_is_a_copy_and_a_large_one_shares_its_block() {
             assert_eq!(value, vec![u8::try_from(i).unwrap(); len]);
             // A copy owns its bytes; a slice shares them with the cached
             // block, so a caller keeping it keeps the block in memory.
-            let copied = len <= block::VALUE_COPY_BYTES_MAX;
+            let copied = len <= VALUE_COPY_BYTES_MAX;
             assert_eq!(value.is_unique(), copied, "value of {len} bytes");
         }
     }
