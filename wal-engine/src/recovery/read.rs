@@ -127,6 +127,7 @@ fn page_aligned_zeroed(len: usize) -> BytesMut {
     let skip = buf.as_ptr().align_offset(PAGE_BYTES).min(PAGE_BYTES);
     bytes::Buf::advance(&mut buf, skip);
     buf.truncate(len);
+    wal_io::prefault(&mut buf);
     debug_assert_eq!(buf.as_ptr().align_offset(PAGE_BYTES), 0);
     buf
 }
