@@ -228,40 +228,48 @@ fn map_zeroed(capacity: usize) -> NonNull<u8> {
     }
 }
 
-/// Maps in the whole pages of `buf` now, in one call, instead of one page
-/// fault at a time as they are first written: for a fresh buffer that a
-/// read is about to fill. On Linux asks for huge pages where the buffer
-/// spans them, and populates the pages (`MADV_POPULATE_WRITE`, Linux 5.14);
-/// elsewhere, or where the kernel refuses, does nothing, and the pages are
-/// faulted in as before. The contents are unchanged.
-pub fn prefault(buf: &mut [u8]) {
-    const PAGE_BYTES: usize = 4096;
-    let start = buf.as_mut_ptr().align_offset(PAGE_BYTES);
-    let Some(pages) = buf.len().checked_sub(start).map(|n| n - n % PAGE_BYTES) else {
-        return;
-    };
-    if pages == 0 {
-        return;
-    }
-    let Some(region) = buf.get_mut(start..start + pages) else {
-        return;
-    };
+/// Maps in the whole pages of `buf` now, as huge pages where the system
+/// gives them on request, instead of one 4 KiB page fault at a time as a
+/// read first writes them: for fresh private anonymous memory that a read
+/// is about to fill, such as a recovery part buffer. Returns whether the
+/// kernel populated the pages (`MADV_POPULATE_WRITE`, Linux 5.14); where it
+/// cannot (another system, an older kernel), nothing changes and the pages
+/// fault in as before. The contents are unchanged.
+///
+/// The huge-page advice (`MADV_HUGEPAGE`) belongs to the memory range, not
+/// to `buf`: if the allocator reuses the range after `buf` is freed (a
+/// heap allocation rather than a mapping of its own), later allocations
+/// there may be backed by huge pages too, which can hold a little more
+/// memory resident. Not for a shared file mapping: populating for write
+/// marks every page of one dirty, so the kernel would write it back.
+pub fn prefault(buf: &mut [u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
-        let ptr = region.as_mut_ptr().cast::<std::ffi::c_void>();
-        // SAFETY: `region` is whole pages inside `buf`, which this call
-        // borrows mutably, so no other reference sees them while the
-        // kernel maps them. Neither advice changes what the memory holds:
-        // huge pages and populated pages read back the same bytes, and a
-        // failure (an old kernel, memory that cannot take the advice)
-        // leaves the pages as they were.
-        unsafe {
-            let _ = rustix::mm::madvise(ptr, pages, rustix::mm::Advice::LinuxHugepage);
-            let _ = rustix::mm::madvise(ptr, pages, rustix::mm::Advice::LinuxPopulateWrite);
-        }
+        let page = rustix::param::page_size();
+        let start = buf.as_mut_ptr().align_offset(page);
+        let whole = buf.len().saturating_sub(start);
+        let len = whole - whole % page;
+        let Some(pages) = buf.get_mut(start..start + len).filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        let (ptr, len) = (pages.as_mut_ptr().cast(), pages.len());
+        // SAFETY: `pages` is whole pages inside `buf`, a live borrow, so
+        // the calls name no memory outside it. Neither advice changes what
+        // the memory holds: a huge page or a populated page reads back the
+        // bytes it had (zero where never written), and a refusal leaves the
+        // pages as they were.
+        let populated = unsafe {
+            // Refused where huge pages are off: the pages are then 4 KiB.
+            let _ = rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxHugepage);
+            rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxPopulateWrite)
+        };
+        populated.is_ok()
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = region;
+    {
+        let _ = buf;
+        false
+    }
 }
 
 impl std::fmt::Debug for IoBuf {
@@ -284,43 +292,6 @@ impl From<&[u8]> for IoBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Resident pages of this process (`/proc/self/statm`).
-    #[cfg(target_os = "linux")]
-    fn resident_pages() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-        statm.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    #[test]
-    fn prefault_keeps_the_contents_and_maps_the_pages() {
-        const LEN: usize = 64 << 20;
-        // Past the allocator's largest mmap threshold (32 MiB), so fresh
-        // from the kernel: no page is resident until written.
-        let mut buf = vec![0u8; LEN];
-        #[cfg(target_os = "linux")]
-        let before = resident_pages();
-        // Unaligned at both ends: only the whole pages inside are touched.
-        prefault(&mut buf[3..LEN - 5]);
-        #[cfg(target_os = "linux")]
-        {
-            // Needs Linux 5.14 (MADV_POPULATE_WRITE). Other threads of the
-            // test binary move the count by far less than this.
-            let grown = resident_pages().saturating_sub(before) * 4096;
-            assert!(grown >= LEN / 2, "{grown} bytes became resident");
-        }
-        assert!(buf.iter().all(|&b| b == 0));
-        let mut small = vec![1u8, 2, 3];
-        prefault(&mut small);
-        prefault(&mut []);
-        let mut written = vec![0u8; 3 << 20];
-        written[5] = 1;
-        written[(2 << 20) + 7] = 9;
-        prefault(&mut written[1..]);
-        assert_eq!(small, [1, 2, 3]);
-        assert_eq!(written.iter().map(|&b| usize::from(b)).sum::<usize>(), 10);
-        assert_eq!((written[5], written[(2 << 20) + 7]), (1, 9));
-    }
 
     #[test]
     fn buffers_are_aligned_and_round_capacity_up() {

@@ -90,8 +90,9 @@ impl Pool {
     /// Reads `len` bytes of `file` from `offset` into a buffer of the pool,
     /// or a new one.
     fn read(&self, file: &FileRef, offset: u64, len: usize) -> Result<Bytes, IoError> {
-        // A fresh zeroed allocation maps zero pages lazily; `resize` of a
-        // reused one writes only the bytes it adds.
+        // A fresh buffer's pages are mapped in at once (`prefault`), not
+        // faulted in one by one by the read; `resize` of a reused one
+        // writes only the bytes it adds.
         let mut buf = self.take(len).unwrap_or_else(|| page_aligned_zeroed(len));
         buf.resize(len, 0);
         for (i, chunk) in buf.chunks_mut(READ_CHUNK_BYTES).enumerate() {
