@@ -20,10 +20,12 @@ use crate::table::TableCompression;
 /// process in the benchmark (K2, 2026-12-05), and reading them back after
 /// a reopen at about 160 MB (a closed store replays nothing; after a crash
 /// the replay refills a memtable first), the benchmark's own bookkeeping
-/// included. A value a get returns is a copy up to 1 KiB; past that it
-/// shares what holds it, and keeps that (a table block, 16 KiB by default,
-/// cached or not; or the writer's own allocation) in memory while the
-/// caller keeps the value.
+/// included. A value [`crate::Store::get`] or [`crate::Snapshot::get`]
+/// returns is a copy up to 1 KiB; past that it shares the buffer that
+/// holds it and keeps it in memory while the caller keeps the value: a
+/// table block (16 KiB by default, cached or not), the write's own
+/// allocation, or after a reopen the log part the replay read it from (up
+/// to a few MiB).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {

@@ -31,6 +31,10 @@ const ENTRY_TOUCH_BYTES_MAX: usize = 512;
 /// Values up to this size are copied out by a point read, not shared with
 /// the block or memtable chunk that holds them (see [`value_out`]).
 pub(crate) const VALUE_COPY_BYTES_MAX: usize = 1024;
+// A memtable keeps values up to its chunk limit in shared 64 KiB chunks;
+// copying every one of them out is what keeps a kept value from keeping
+// its chunk alive.
+const _: () = assert!(crate::arena::COPIED_BYTES_MAX <= VALUE_COPY_BYTES_MAX);
 
 /// A value a point read found in `shared` (a block, a memtable chunk), as
 /// the caller gets it: a copy up to [`VALUE_COPY_BYTES_MAX`], else `shared`
@@ -332,13 +336,14 @@ impl Block {
         let end = at
             .saturating_add(average.min(ENTRY_TOUCH_BYTES_MAX))
             .min(self.data.len());
-        // Line boundaries are in memory, not in the block.
-        let base = self.data.as_ptr() as usize;
-        let mut line = ((base + at) & !(CACHE_LINE_BYTES - 1)) + CACHE_LINE_BYTES;
+        // Line boundaries are in memory, not in the block: the offset in
+        // the block where the line after the entry's first one begins.
+        let in_line = (self.data.as_ptr() as usize).wrapping_add(at) % CACHE_LINE_BYTES;
         let mut sink = 0u8;
-        while line < base + end {
-            sink ^= self.data.get(line - base).copied().unwrap_or_default();
-            line += CACHE_LINE_BYTES;
+        let mut next = at.saturating_add(CACHE_LINE_BYTES - in_line);
+        while next < end {
+            sink ^= self.data.get(next).copied().unwrap_or_default();
+            next += CACHE_LINE_BYTES;
         }
         // Keeps the loads: nothing else reads what they return.
         std::hint::black_box(sink);
