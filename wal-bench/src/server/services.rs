@@ -47,11 +47,32 @@ impl Drop for Service {
 }
 
 /// A port on 127.0.0.1 nobody listens on now.
+/// A port nobody listens on now, for a service started next.
+///
+/// Not one `bind(0)` hands out: that range is the kernel's ephemeral one,
+/// where the services already started connect to each other from, and a
+/// port from it can be taken between this check and the service's bind
+/// (`Address already in use`; the server's tests saw it). Ports come from
+/// below it instead, walked from a start that differs between processes,
+/// each checked free by a bind.
 fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("find a free port: {e}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    /// Ports handed out from here: 10000 up to the ephemeral range.
+    const FIRST_PORT: u32 = 10_000;
+    const PORTS: u32 = 22_000;
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % PORTS;
+    loop {
+        let n = TAKEN.fetch_add(1, Ordering::Relaxed);
+        if n >= PORTS {
+            return Err("find a free port: none free below the ephemeral range".into());
+        }
+        let port = u16::try_from(FIRST_PORT + (start + n) % PORTS)
+            .map_err(|_| "find a free port: out of range".to_owned())?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
 }
 
 fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child, String> {
@@ -310,4 +331,22 @@ pub fn installed(program: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "a port handed out twice");
+        for port in ports {
+            assert!((10_000..32_000).contains(&port), "port {port}");
+            TcpListener::bind(("127.0.0.1", port)).expect("still free");
+        }
+    }
 }
