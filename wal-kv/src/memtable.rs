@@ -123,9 +123,8 @@ impl Memtable {
         }
         let start = Place::new(Bytes::copy_from_slice(key), snapshot);
         let (place, v) = self.map.range(start..).next()?;
-        // As a table's block does (`table::block::Block::value`): a small
-        // value is the caller's own copy, so keeping it does not keep the
-        // memtable's 64 KiB chunk alive.
+        // As from a table (`crate::table::value_out`): a small value is the
+        // caller's own copy, so keeping it keeps no 64 KiB chunk alive.
         (place.key.as_ref() == key).then(|| v.as_ref().map(crate::table::value_out))
     }
 
