@@ -74,7 +74,8 @@ pub use future::DurableFuture;
 pub use hold::PurgeHold;
 pub use log::{PendingCommit, Wal};
 pub use options::{
-    Options, OptionsBuilder, RecoveryMode, SYNC_DELAY_MAX, SyncPolicy, WRITES_IN_FLIGHT_MAX,
+    FRAME_FILL_BYTES_MAX, Options, OptionsBuilder, RecoveryMode, SYNC_DELAY_MAX, SyncPolicy,
+    WRITES_IN_FLIGHT_MAX,
 };
 pub use reader::Reader;
 pub use recovery::{Cut, RecoveryReport, ReplayFrom, SegmentReport, inspect};

@@ -85,10 +85,12 @@ impl Wal {
         let mut st = self.shared.state();
         loop {
             st.check_usable()?;
-            if st.frame.is_none() || st.buf.len() + encoded <= options.queue_bytes_max {
+            // An empty queue takes any batch that fits it; a frame already
+            // holding batches takes more only up to the fill size.
+            if st.frame.is_none() || st.buf.len() + encoded <= options.frame_fill_bytes() {
                 break;
             }
-            // Backpressure: the queue is full until the owner takes it. A
+            // Backpressure: the frame is full until the owner takes it. A
             // failure or a close wakes this wait too.
             self.shared.work.notify_one();
             st.space_waiters += 1;
@@ -128,7 +130,7 @@ impl Wal {
             SyncPolicy::Group {
                 max_batch_bytes, ..
             } => Some(max_batch_bytes),
-            SyncPolicy::Never => Some(options.queue_bytes_max / 2),
+            SyncPolicy::Never => Some(options.frame_fill_bytes() / 2),
             SyncPolicy::Always | SyncPolicy::Interval(_) => None,
         };
         let crossed = threshold.is_some_and(|t| before < t && state.buf.len() >= t);

@@ -63,7 +63,7 @@ fn writes(v: &View, options: &Options, now: Instant) -> bool {
                         .and_then(|t| due(t, max_delay))
                         .is_some_and(|d| now >= d)
             }
-            SyncPolicy::Never => v.pending_bytes >= options.queue_bytes_max / 2,
+            SyncPolicy::Never => v.pending_bytes >= options.frame_fill_bytes() / 2,
         }
 }
 
@@ -218,10 +218,10 @@ mod tests {
     }
 
     #[test]
-    fn never_writes_half_a_queue_and_syncs_only_on_request_or_close() {
+    fn never_writes_half_a_frame_and_syncs_only_on_request_or_close() {
         let now = Instant::now();
         let o = options(SyncPolicy::Never);
-        let half = o.queue_bytes_max / 2;
+        let half = o.frame_fill_bytes() / 2;
         assert_eq!(decide(&pending(now, 10), &o, now), Decision::Wait(None));
         assert_eq!(
             decide(&pending(now, half), &o, now),

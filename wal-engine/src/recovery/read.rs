@@ -16,8 +16,10 @@ use crate::segment::SegMeta;
 const READ_CHUNK_BYTES: usize = 4 << 20;
 
 /// Bytes of a segment read and scanned at a time, at most: the frames of
-/// one part are handed out while the next is read.
-const PART_BYTES_MAX: usize = 8 << 20;
+/// one part are handed out while the next is read. As large as the frames
+/// batches share, so a part holds whole frames (only a single batch larger
+/// than that makes a larger part).
+const PART_BYTES_MAX: usize = crate::FRAME_FILL_BYTES_MAX;
 
 /// Bytes of a segment read first, at most: see `scan_parts`.
 const FIRST_PART_BYTES_MAX: usize = 1 << 20;
