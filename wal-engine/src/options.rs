@@ -45,14 +45,18 @@ pub enum SyncPolicy {
     Group {
         /// Longest wait for a batch to fill.
         max_delay: Duration,
-        /// Pending bytes that end the wait at once.
+        /// Pending bytes that end the wait at once. Batches share a frame
+        /// only up to [`Options::frame_fill_bytes`] (2 MiB by default), and
+        /// an appender that finds the frame full ends the wait too, so a
+        /// larger value acts as that.
         max_batch_bytes: usize,
     },
     /// Records are written promptly and synced at most every interval; a
     /// commit returns at once, so up to one interval of acknowledged records
     /// can be lost (Redis `everysec`).
     Interval(Duration),
-    /// Records are written when the queue fills or on request, and synced only
+    /// Records are written once half of [`Options::frame_fill_bytes`] is
+    /// pending or on request, and synced only
     /// on request ([`Wal::wait_durable`](crate::Wal::wait_durable), [`Wal::sync`](crate::Wal::sync)).
     Never,
 }

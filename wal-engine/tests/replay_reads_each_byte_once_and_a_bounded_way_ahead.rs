@@ -16,8 +16,8 @@ use wal_engine::{Options, ReplayFrom, SyncPolicy, Wal};
 use wal_io::Storage;
 use wal_io::sim::SimDisk;
 
-/// Bytes the scan of a 64 MiB segment reads at a time (an eighth of it).
-const PART_BYTES: u64 = 8 << 20;
+/// Bytes the scan of a 64 MiB segment reads at a time, at most.
+const PART_BYTES: u64 = wal_engine::FRAME_FILL_BYTES_MAX as u64;
 
 /// A storage over `disk` that counts the bytes read from segment files.
 fn counting(disk: &SimDisk) -> (Arc<dyn Storage>, Arc<AtomicU64>) {
@@ -64,8 +64,9 @@ fn write(
 
 #[test]
 fn a_replay_reads_each_byte_about_once_whatever_the_frame_sizes() {
-    // Under `Never` the owner writes when half the 8 MiB queue is full, so
-    // frames are megabytes long: each part of 8 MiB ends inside one.
+    // Under `Never` the owner writes when half a frame's 2 MiB fill is
+    // queued, so frames are a megabyte or more: each part of 2 MiB ends
+    // inside one.
     let disk = SimDisk::new(7);
     let (valid_end, records) = write(&disk, SyncPolicy::Never, false, (1200, 32, 1000));
     assert!(valid_end > 4 * PART_BYTES, "the log spans several parts");
@@ -92,7 +93,7 @@ fn a_replay_reads_each_byte_about_once_whatever_the_frame_sizes() {
 
 #[test]
 fn a_replay_reads_a_bounded_way_ahead_of_a_slow_consumer() {
-    // Small frames: every part is 8 MiB and the log is 7 of them.
+    // Small frames: every part is 2 MiB and the log is many of them.
     let disk = SimDisk::new(8);
     let (valid_end, records) = write(&disk, SyncPolicy::Always, true, (900, 4, 16 << 10));
     assert!(valid_end > 7 * PART_BYTES);

@@ -1,5 +1,6 @@
 //! Appending: records into the shared frame, under the state lock, with
-//! backpressure when the queue is full.
+//! backpressure when the frame is full (`Options::frame_fill_bytes` for a
+//! frame of several batches, the queue for one batch).
 
 use std::ops::Range;
 use std::time::Instant;
@@ -33,8 +34,9 @@ impl Wal {
     }
 
     /// Appends records atomically: after any crash either all of them are in
-    /// the log or none is. Returns their LSNs. Waits only while the queue is
-    /// full.
+    /// the log or none is. Returns their LSNs. Waits only while the pending
+    /// frame cannot take the batch: it holds batches and the batch would take
+    /// it past [`Options::frame_fill_bytes`](crate::Options::frame_fill_bytes).
     ///
     /// ```
     /// # let (wal, _) = wal_engine::Wal::open_with(wal_io::sim::SimDisk::new(1).storage(), Default::default())?;

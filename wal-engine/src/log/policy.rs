@@ -21,9 +21,9 @@ pub(super) struct View {
     pub(super) last_sync: Instant,
     pub(super) closing: bool,
     pub(super) poisoned: bool,
-    /// An appender waits for queue space: what is pending must go out,
-    /// whatever the policy's threshold (a batch larger than half the queue
-    /// would otherwise wait for ever under `Never`).
+    /// An appender waits for room in the frame: what is pending must go
+    /// out, whatever the policy's threshold (a batch that does not fit the
+    /// frame would otherwise wait for ever under `Never`).
     pub(super) space_wanted: bool,
 }
 
@@ -133,7 +133,7 @@ mod tests {
         }
     }
 
-    /// Under `Never` a frame below half the queue waits for more, unless an
+    /// Under `Never` a frame below half the fill size waits for more, unless an
     /// appender waits for space: then it is written (not synced).
     #[test]
     fn never_writes_a_small_frame_once_an_appender_waits_for_space() {

@@ -17,8 +17,9 @@ const READ_CHUNK_BYTES: usize = 4 << 20;
 
 /// Bytes of a segment read and scanned at a time, at most: the frames of
 /// one part are handed out while the next is read. As large as the frames
-/// batches share, so a part holds whole frames (only a single batch larger
-/// than that makes a larger part).
+/// batches share; a part that ends inside a frame is followed by one sized
+/// by that frame (`next_part`), so only a single batch larger than this
+/// makes a larger part.
 const PART_BYTES_MAX: usize = crate::FRAME_FILL_BYTES_MAX;
 
 /// Bytes of a segment read first, at most: see `scan_parts`.
@@ -327,7 +328,7 @@ fn scan_parts(
             });
         }
         let stop = point.offset();
-        let (base, start, next_end) = next_part(stop, last_stop, wanted_end, part_len, limit);
+        let (base, start, next_end) = next_part(stop, last_stop, wanted_end, end, part_len, limit);
         end = next_end;
         last_stop = Some(stop);
         part = job.pool.read(file, base, end - start)?;
@@ -351,9 +352,12 @@ fn scan_parts(
 /// starts at the block the scan stopped in (reads on block boundaries; the
 /// scanner counts blocks from the segment's start whatever the base).
 ///
-/// - The last part did not get the scan past that point (`last_stop`):
-///   the whole rest, so the verdict on the end sees every byte after the
-///   break.
+/// - The last part did not get the scan past that point (`last_stop`) and
+///   held every byte the frame there says it needs (`read_end`, where the
+///   last part ended, reaches `wanted_end`): the whole rest, so the verdict
+///   on the end sees every byte after the break. A part that ended inside
+///   the frame's header learned its length only on this second look, and
+///   is sized by the frame as below instead of reading the whole rest.
 /// - The last part ended inside a frame of at least a quarter of
 ///   `part_len`, which ends at `wanted_end`: up to that end and two blocks
 ///   more, which hold the next frame's header (after any padding), so the
@@ -365,6 +369,7 @@ fn next_part(
     stop: u64,
     last_stop: Option<u64>,
     wanted_end: Option<u64>,
+    read_end: usize,
     part_len: usize,
     limit: usize,
 ) -> (u64, usize, usize) {
@@ -373,7 +378,10 @@ fn next_part(
     let start = usize::try_from(base).unwrap_or(limit).min(limit);
     let wanted = wanted_end.map_or(0, |w| usize::try_from(w).unwrap_or(limit));
     let frame = wanted.saturating_sub(usize::try_from(stop).unwrap_or(limit));
-    let end = if last_stop == Some(stop) {
+    // Terminates: each part either moves the scan on, or ends past the last
+    // one (`wanted` beyond `read_end`), or is the whole rest.
+    let needs_more = wanted > read_end && read_end < limit;
+    let end = if last_stop == Some(stop) && !needs_more {
         limit
     } else if frame >= part_len / 4 {
         wanted.saturating_add(2 * block)
@@ -447,6 +455,29 @@ mod tests {
         let small = page_aligned_zeroed(5000);
         assert_eq!(small.as_ptr().align_offset(4096), 0);
         assert!(small.capacity() >= 5000 && small.capacity() < 5000 + 2 * 4096);
+    }
+
+    #[test]
+    fn a_part_cut_inside_a_large_frames_header_is_followed_by_the_frame_not_the_rest() {
+        const MIB: usize = 1 << 20;
+        let (part, limit) = (2 * MIB, 64 * MIB);
+        // The last part ended 20 bytes into a frame's header at 10 MiB - 20:
+        // the scan knew only that the header needs 48 bytes.
+        let stop = (10 * MIB - 20) as u64;
+        let (base, start, end) = next_part(stop, None, Some(stop + 48), 10 * MIB, part, limit);
+        assert_eq!((base, start), (stop - stop % 4096, (10 * MIB - 4096)));
+        assert_eq!(end, start + part);
+        // That part holds the header: the frame is 5 MiB, and the scan
+        // stopped at the same point. The next part holds the frame.
+        let wanted = 15 * MIB - 20;
+        let (_, _, next) = next_part(stop, Some(stop), Some(wanted as u64), end, part, limit);
+        assert_eq!(next, wanted + 2 * 4096);
+        // Stopped again with every byte the frame wanted in hand: damage,
+        // and the verdict needs the whole rest.
+        let (_, _, rest) = next_part(stop, Some(stop), Some(wanted as u64), next, part, limit);
+        assert_eq!(rest, limit);
+        let (_, _, rest) = next_part(stop, Some(stop), None, next, part, limit);
+        assert_eq!(rest, limit);
     }
 
     #[test]
