@@ -9,7 +9,7 @@
 //! ([`Wal::wait_durable`], [`Wal::commit`]), by awaiting a runtime-agnostic
 //! future ([`Wal::durable`]) or by callback ([`Wal::on_durable`]). Records
 //! come back through a [`Reader`] (which can also tail the log), or, at
-//! startup, through [`Wal::open_replaying`], which hands each record to a
+//! startup, through [`Wal::open_replaying`], which lends each record to a
 //! callback while recovery verifies it, reading the log once.
 //!
 //! # Durability contract
@@ -78,7 +78,7 @@ pub use options::{
     WRITES_IN_FLIGHT_MAX,
 };
 pub use reader::Reader;
-pub use recovery::{Cut, RecoveryReport, ReplayFrom, SegmentReport, inspect};
+pub use recovery::{Cut, RecoveryReport, ReplayFrom, Replayed, SegmentReport, inspect};
 pub use segment::{
     CLEAN_CLOSE_NAME, SEGMENT_SUFFIX, SPARE_NAME, STAGED_NAME, parse_segment_name, segment_name,
 };

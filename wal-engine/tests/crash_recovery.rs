@@ -153,7 +153,7 @@ fn torture(seed: u64, crashes: u64) -> (u64, u64) {
         let (wal, report) = match replay_from {
             None => Wal::open_with(disk.storage(), options.clone()),
             Some(from) => Wal::open_with_replaying(disk.storage(), options.clone(), from, |r| {
-                replayed.push(r);
+                replayed.push(r.to_record());
                 ControlFlow::Continue(())
             }),
         }

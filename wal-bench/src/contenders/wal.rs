@@ -167,7 +167,7 @@ impl Contender for WalContender {
         let mut failed = None;
         let (wal, _report) =
             Wal::open_with_replaying(storage, options, ReplayFrom::Start, |record| {
-                match each(&record.data) {
+                match each(record.data) {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(e) => {
                         failed = Some(e);

@@ -24,14 +24,13 @@ mod writer;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use wal_format::Record;
 use wal_io::{BackendChoice, Storage};
 
 pub use append::PendingCommit;
 pub(crate) use durability::{Registered, Wake};
 pub(crate) use state::Shared;
 
-use crate::recovery::{RecoveryReport, Replay, ReplayFrom};
+use crate::recovery::{RecoveryReport, Replay, ReplayFrom, Replayed};
 use crate::stats::Stats;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{Arc, Mutex, Ordering, StdArc};
@@ -110,6 +109,10 @@ impl Wal {
     /// away what it built. At most a few whole segments are in memory at a
     /// time.
     ///
+    /// Each record is lent ([`Replayed`]): its bytes borrowed from what
+    /// recovery read, at no cost per record; [`Replayed::to_bytes`] keeps
+    /// them without a copy.
+    ///
     /// ```
     /// use std::ops::ControlFlow;
     /// use wal_engine::{Options, ReplayFrom, Wal};
@@ -124,7 +127,7 @@ impl Wal {
     /// let mut state = Vec::new();
     /// let from = ReplayFrom::Lsn(2); // or ReplayFrom::Start for all there is
     /// let (wal, report) = Wal::open_replaying(dir.path(), Options::default(), from, |record| {
-    ///     state.push((record.lsn, record.data));
+    ///     state.push((record.lsn, record.to_bytes()));
     ///     ControlFlow::Continue(())
     /// })?;
     /// assert_eq!(state, [(2, "b".into()), (3, "c".into())]);
@@ -139,7 +142,7 @@ impl Wal {
         dir: impl AsRef<Path>,
         options: Options,
         from: ReplayFrom,
-        each: impl FnMut(Record) -> ControlFlow<()>,
+        each: impl FnMut(Replayed<'_>) -> ControlFlow<()>,
     ) -> Result<(Wal, RecoveryReport), WalError> {
         let storage = wal_io::open_dir(dir, BackendChoice::Auto)?;
         Wal::open_with_replaying(storage, options, from, each)
@@ -173,7 +176,7 @@ impl Wal {
         storage: StdArc<dyn Storage>,
         options: Options,
         from: ReplayFrom,
-        mut each: impl FnMut(Record) -> ControlFlow<()>,
+        mut each: impl FnMut(Replayed<'_>) -> ControlFlow<()>,
     ) -> Result<(Wal, RecoveryReport), WalError> {
         open::open(storage, options, Some(Replay::new(from, &mut each)))
     }

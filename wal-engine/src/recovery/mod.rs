@@ -26,7 +26,7 @@ use wal_format::CleanClose;
 use wal_io::{IoError, Storage};
 
 pub(crate) use replay::Replay;
-pub use replay::ReplayFrom;
+pub use replay::{ReplayFrom, Replayed};
 pub use report::{Cut, RecoveryReport, SegmentReport};
 
 use self::judge::decide;

@@ -28,10 +28,41 @@ impl From<u64> for ReplayFrom {
     }
 }
 
+/// A record lent to a replay's consumer: its bytes are borrowed from the
+/// part of the segment recovery read, so handing it out costs nothing per
+/// record. [`Replayed::to_bytes`] keeps them without a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Replayed<'a> {
+    /// The record's LSN.
+    pub lsn: u64,
+    /// Its bytes.
+    pub data: &'a [u8],
+    /// The frame's payload `data` is a slice of.
+    payload: &'a Bytes,
+}
+
+impl Replayed<'_> {
+    /// The bytes as an owned [`Bytes`] that shares the buffer recovery read
+    /// them into: no copy, one reference-count update. A kept slice keeps
+    /// that whole buffer (up to a couple of MiB) in memory; copy small
+    /// records that are kept long.
+    pub fn to_bytes(&self) -> Bytes {
+        self.payload.slice_ref(self.data)
+    }
+
+    /// The record as an owned [`Record`] (see [`Replayed::to_bytes`]).
+    pub fn to_record(&self) -> Record {
+        Record {
+            lsn: self.lsn,
+            data: self.to_bytes(),
+        }
+    }
+}
+
 /// A replay of records to its consumer while recovery reads them.
 pub(crate) struct Replay<'a> {
     from: ReplayFrom,
-    each: &'a mut dyn FnMut(Record) -> ControlFlow<()>,
+    each: &'a mut dyn FnMut(Replayed<'_>) -> ControlFlow<()>,
     /// The consumer asked for no more records.
     stopped: bool,
     /// Where the replay starts, once the log's first segment is known.
@@ -43,7 +74,7 @@ pub(crate) struct Replay<'a> {
 impl<'a> Replay<'a> {
     pub(crate) fn new(
         from: ReplayFrom,
-        each: &'a mut dyn FnMut(Record) -> ControlFlow<()>,
+        each: &'a mut dyn FnMut(Replayed<'_>) -> ControlFlow<()>,
     ) -> Self {
         Replay {
             from,
@@ -244,11 +275,13 @@ impl Replay<'_> {
             if frame.next_lsn() <= from {
                 continue;
             }
-            for record in frame {
-                if record.lsn >= end {
+            let payload = frame.payload();
+            for (lsn, data) in frame.record_slices() {
+                if lsn >= end {
                     break 'frames;
                 }
-                if record.lsn >= from && (self.each)(record).is_break() {
+                let record = Replayed { lsn, data, payload };
+                if lsn >= from && (self.each)(record).is_break() {
                     self.stopped = true;
                     break 'frames;
                 }
@@ -264,5 +297,24 @@ impl Replay<'_> {
         for part in seg.parts {
             pool.give(part);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lent_record_is_kept_without_a_copy() {
+        let payload = Bytes::from_static(b"..record..");
+        let data = payload.get(2..8).unwrap();
+        let lent = Replayed {
+            lsn: 9,
+            data,
+            payload: &payload,
+        };
+        let kept = lent.to_record();
+        assert_eq!((kept.lsn, &kept.data[..]), (9, &b"record"[..]));
+        assert_eq!(kept.data.as_ptr(), data.as_ptr(), "shares the part");
     }
 }

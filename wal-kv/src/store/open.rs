@@ -124,7 +124,7 @@ fn open_log(
         Arc::clone(storage),
         options.log.clone(),
         ReplayFrom::Lsn(guess + 1),
-        |record| match WriteBatch::decode(&record.data, record.lsn) {
+        |record| match WriteBatch::decode(&record.to_bytes(), record.lsn) {
             Ok(batch) => {
                 memtable.apply(&batch, record.lsn);
                 ControlFlow::Continue(())
