@@ -228,6 +228,41 @@ fn map_zeroed(capacity: usize) -> NonNull<u8> {
     }
 }
 
+/// Asks for huge pages behind the whole pages of `buf` when they are first
+/// written (`MADV_HUGEPAGE`), without mapping anything in now: for a buffer
+/// whose first part [`prefault`] maps in and whose rest a later use may
+/// write. Returns whether the kernel took the advice (not where huge pages
+/// are off, nor on other systems). The contents are unchanged; the advice
+/// belongs to the memory range, as for [`prefault`].
+pub fn advise_huge_pages(buf: &mut [u8]) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Some(pages) = whole_pages(buf) else {
+            return false;
+        };
+        let (ptr, len) = (pages.as_mut_ptr().cast(), pages.len());
+        // SAFETY: `pages` is whole pages inside `buf`, a live borrow, so
+        // the call names no memory outside it, and the advice changes what
+        // backs the memory, never what it holds.
+        unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxHugepage) }.is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = buf;
+        false
+    }
+}
+
+/// The whole pages inside `buf`, if there are any.
+#[cfg(target_os = "linux")]
+fn whole_pages(buf: &mut [u8]) -> Option<&mut [u8]> {
+    let page = rustix::param::page_size();
+    let start = buf.as_mut_ptr().align_offset(page);
+    let whole = buf.len().saturating_sub(start);
+    let len = whole - whole % page;
+    buf.get_mut(start..start + len).filter(|p| !p.is_empty())
+}
+
 /// Maps in the whole pages of `buf` now, as huge pages where the system
 /// gives them on request, instead of one 4 KiB page fault at a time as a
 /// read first writes them: for fresh private anonymous memory that a read
@@ -245,11 +280,7 @@ fn map_zeroed(capacity: usize) -> NonNull<u8> {
 pub fn prefault(buf: &mut [u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
-        let page = rustix::param::page_size();
-        let start = buf.as_mut_ptr().align_offset(page);
-        let whole = buf.len().saturating_sub(start);
-        let len = whole - whole % page;
-        let Some(pages) = buf.get_mut(start..start + len).filter(|p| !p.is_empty()) else {
+        let Some(pages) = whole_pages(buf) else {
             return false;
         };
         let (ptr, len) = (pages.as_mut_ptr().cast(), pages.len());

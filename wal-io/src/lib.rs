@@ -57,7 +57,7 @@ pub mod uring;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use buf::{DIRECT_IO_ALIGN, IoBuf, prefault};
+pub use buf::{DIRECT_IO_ALIGN, IoBuf, advise_huge_pages, prefault};
 pub use error::{IoError, Op};
 pub use queue::{Completion, IoQueue};
 

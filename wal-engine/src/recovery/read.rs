@@ -25,6 +25,13 @@ const PART_BYTES_MAX: usize = crate::FRAME_FILL_BYTES_MAX;
 /// Bytes of a segment read first, at most: see `scan_parts`.
 const FIRST_PART_BYTES_MAX: usize = 1 << 20;
 
+/// Bytes a fresh part buffer of a MiB or more holds, at least: a part of
+/// `PART_BYTES_MAX` and the blocks `next_part` adds around a frame that
+/// ends past it. So the first part's buffer, and any other, serves every
+/// later part of usual size: three buffers go round instead of five (two
+/// of them used once), each mapped in and out once.
+const PART_CAPACITY_BYTES_MIN: usize = PART_BYTES_MAX + 4 * PADDED_BLOCK_BYTES;
+
 /// A scanned segment file and what its scan found.
 pub(super) struct Scanned {
     pub(super) name: String,
@@ -113,26 +120,41 @@ impl Pool {
 /// where the allocator puts a large allocation, than into one that starts
 /// on the boundary. A replay from a warm cache took 44 ms instead of 29.
 ///
-/// A buffer of 1 MiB or more has its capacity rounded up to whole MiB, so
-/// that parts a little longer than the one it was made for (a part grows
-/// to hold a frame that runs past it) reuse it too; pages past `len` are
-/// mapped only when written. A smaller one is rounded up to whole pages
+/// A buffer of 1 MiB or more holds at least a usual part
+/// (`PART_CAPACITY_BYTES_MIN`), so that later parts, usual or a little
+/// longer than the one it was made for (a part grows to hold a frame that
+/// runs past it), reuse it. It starts on a 2 MiB boundary and its capacity
+/// is whole 2 MiB, huge pages where the system gives them on request (the
+/// size on x86-64 and on arm64 with 4 KiB pages; elsewhere this is only
+/// an alignment): the huge pages `len` touches are mapped in at once, the
+/// rest when a later part writes them, and each is one fault and one entry
+/// to unmap instead of 512. A smaller buffer is rounded up to whole pages
 /// only: the store's replay keeps slices of a part in its memtable, which
 /// keep the whole buffer alive.
 fn page_aligned_zeroed(len: usize) -> BytesMut {
     const PAGE_BYTES: usize = 4096;
-    const ROUND_BYTES: usize = 1 << 20;
-    let capacity = if len >= ROUND_BYTES {
-        len.next_multiple_of(ROUND_BYTES)
+    const HUGE_PAGE_BYTES: usize = 2 << 20;
+    let (align, capacity) = if len >= FIRST_PART_BYTES_MAX {
+        let capacity = len
+            .max(PART_CAPACITY_BYTES_MIN)
+            .next_multiple_of(HUGE_PAGE_BYTES);
+        (HUGE_PAGE_BYTES, capacity)
     } else {
-        len.next_multiple_of(PAGE_BYTES)
+        (PAGE_BYTES, len.next_multiple_of(PAGE_BYTES))
     };
-    let mut buf = BytesMut::zeroed(capacity.saturating_add(PAGE_BYTES));
-    let skip = buf.as_ptr().align_offset(PAGE_BYTES).min(PAGE_BYTES);
+    // Fresh memory from the allocator is mapped only where written: the
+    // slack skipped to reach the boundary costs address space only.
+    let mut buf = BytesMut::zeroed(capacity.saturating_add(align));
+    let skip = buf.as_ptr().align_offset(align).min(align);
     bytes::Buf::advance(&mut buf, skip);
+    buf.truncate(capacity);
+    if align == HUGE_PAGE_BYTES {
+        wal_io::advise_huge_pages(&mut buf);
+    }
+    let touched = len.next_multiple_of(align).min(capacity);
+    wal_io::prefault(buf.get_mut(..touched).unwrap_or_default());
     buf.truncate(len);
-    wal_io::prefault(&mut buf);
-    debug_assert_eq!(buf.as_ptr().align_offset(PAGE_BYTES), 0);
+    debug_assert_eq!(buf.as_ptr().align_offset(align), 0);
     buf
 }
 
@@ -451,6 +473,14 @@ mod tests {
         let again = pool.take(len + 8192).expect("the buffer is reused");
         assert_eq!(again.as_ptr(), at);
         assert!(pool.take(1).is_none());
+        // The first part's buffer serves every usual part after it, and
+        // starts on a huge page.
+        let first = page_aligned_zeroed(FIRST_PART_BYTES_MAX);
+        assert_eq!(first.as_ptr().align_offset(2 << 20), 0);
+        let at = first.as_ptr();
+        pool.give(first.freeze());
+        let usual = pool.take(PART_CAPACITY_BYTES_MIN).expect("reused");
+        assert_eq!(usual.as_ptr(), at);
         // A small part's buffer is only rounded to whole pages.
         let small = page_aligned_zeroed(5000);
         assert_eq!(small.as_ptr().align_offset(4096), 0);
@@ -483,13 +513,17 @@ mod tests {
     #[test]
     fn the_smallest_buffer_that_fits_is_taken() {
         let pool = Pool::default();
-        for len in [3 << 20, 1 << 20, 2 << 20] {
+        for len in [7 << 20, 1 << 20, 5 << 20] {
             pool.give(page_aligned_zeroed(len).freeze());
         }
-        // Each holds its length (whole MiB here), and at most a page more.
-        let mib = |b: BytesMut| b.capacity() >> 20;
-        assert_eq!(mib(pool.take(1 << 19).unwrap()), 1);
-        assert_eq!(mib(pool.take(1 << 19).unwrap()), 2);
-        assert_eq!(mib(pool.take(1 << 19).unwrap()), 3);
+        // Each holds a usual part or its length, in whole 2 MiB, and what
+        // is left of the slack skipped to reach the boundary (at most 2 MiB).
+        for mib in [4, 6, 8] {
+            let capacity = pool.take(1 << 19).unwrap().capacity();
+            assert!(
+                (mib << 20..=(mib + 2) << 20).contains(&capacity),
+                "{capacity}"
+            );
+        }
     }
 }
