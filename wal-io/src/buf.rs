@@ -231,12 +231,17 @@ fn map_zeroed(capacity: usize) -> NonNull<u8> {
 /// Asks for huge pages behind the whole pages of `buf` when they are first
 /// written (`MADV_HUGEPAGE`), without mapping anything in now: for a buffer
 /// whose first part [`prefault`] maps in and whose rest a later use may
-/// write. Returns whether the kernel took the advice (not where huge pages
-/// are off, nor on other systems). The contents are unchanged; the advice
-/// belongs to the memory range, as for [`prefault`].
+/// write. Returns whether huge pages may now back it: false where the
+/// system's transparent huge pages are off (`never`), where the kernel
+/// refuses the advice, and on other systems, so a caller can size what it
+/// touches by the pages it will really get. The contents are unchanged; the
+/// advice belongs to the memory range, as for [`prefault`].
 pub fn advise_huge_pages(buf: &mut [u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
+        if !huge_pages_on_request() {
+            return false;
+        }
         let Some(pages) = whole_pages(buf) else {
             return false;
         };
@@ -251,6 +256,18 @@ pub fn advise_huge_pages(buf: &mut [u8]) -> bool {
         let _ = buf;
         false
     }
+}
+
+/// Whether the kernel gives transparent huge pages to memory that asks
+/// (mode `always` or `madvise`); read once. `MADV_HUGEPAGE` itself succeeds
+/// under `never` too, so the advice's result cannot tell.
+#[cfg(target_os = "linux")]
+fn huge_pages_on_request() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .is_ok_and(|mode| !mode.contains("[never]"))
+    })
 }
 
 /// The whole pages inside `buf`, if there are any.
@@ -290,7 +307,7 @@ pub fn prefault(buf: &mut [u8]) -> bool {
         // bytes it had (zero where never written), and a refusal leaves the
         // pages as they were.
         let populated = unsafe {
-            // Refused where huge pages are off: the pages are then 4 KiB.
+            // Refused where the kernel has no huge pages: they are 4 KiB.
             let _ = rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxHugepage);
             rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxPopulateWrite)
         };

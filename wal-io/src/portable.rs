@@ -277,7 +277,9 @@ impl Storage for PortableStorage {
             width = LOCK_RECORD_BYTES - 1
         );
         let _ = retry(|| rustix::io::pwrite(&fd, pid.as_bytes(), 0));
-        if retry(|| rustix::fs::fstat(&fd)).is_ok_and(|st| st.st_size != LOCK_RECORD_BYTES as i64) {
+        let sized =
+            retry(|| rustix::fs::fstat(&fd)).is_ok_and(|st| st.st_size == LOCK_RECORD_BYTES as i64);
+        if !sized {
             let _ = retry(|| rustix::fs::ftruncate(&fd, LOCK_RECORD_BYTES as u64));
         }
         Ok(DirLock::new(LockGuard { _fd: fd }))

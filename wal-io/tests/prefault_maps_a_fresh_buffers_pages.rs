@@ -44,21 +44,3 @@ fn written_bytes_stay_and_slices_without_a_whole_page_are_left_alone() {
     assert!(!wal_io::prefault(&mut []));
     assert_eq!(small, [1, 2, 3]);
 }
-
-#[test]
-fn huge_page_advice_maps_nothing_and_changes_no_byte() {
-    const LEN_BYTES: usize = 8 << 20;
-    let mut buf = vec![0u8; LEN_BYTES];
-    buf[4097] = 7;
-    let before = resident_bytes();
-    let advised = wal_io::advise_huge_pages(&mut buf[1..]);
-    // A kernel built without transparent huge pages refuses the advice.
-    let thp = std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists();
-    assert_eq!(advised, thp, "advice taken where the kernel has huge pages");
-    assert!(
-        resident_bytes().saturating_sub(before) < 1 << 20,
-        "the advice alone maps nothing in"
-    );
-    assert_eq!(buf.iter().map(|&b| usize::from(b)).sum::<usize>(), 7);
-    assert!(!wal_io::advise_huge_pages(&mut [1u8, 2, 3]));
-}

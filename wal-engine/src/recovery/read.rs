@@ -87,6 +87,12 @@ impl Pool {
         Some(free.swap_remove(i))
     }
 
+    /// Any buffer the pool holds (tests).
+    #[cfg(test)]
+    pub(super) fn take_any(&self) -> Option<BytesMut> {
+        self.take(0)
+    }
+
     pub(super) fn give(&self, data: Bytes) {
         // Only if nothing else holds the bytes: a consumer may keep records.
         if let Ok(mem) = data.try_into_mut() {
@@ -128,7 +134,8 @@ impl Pool {
 /// size on x86-64 and on arm64 with 4 KiB pages; elsewhere this is only
 /// an alignment): the huge pages `len` touches are mapped in at once, the
 /// rest when a later part writes them, and each is one fault and one entry
-/// to unmap instead of 512. A smaller buffer is rounded up to whole pages
+/// to unmap instead of 512. Resident: `len` rounded up to 2 MiB (to 4 KiB
+/// where huge pages are off). A smaller buffer is rounded up to whole pages
 /// only: the store's replay keeps slices of a part in its memtable, which
 /// keep the whole buffer alive.
 fn page_aligned_zeroed(len: usize) -> BytesMut {
@@ -142,16 +149,18 @@ fn page_aligned_zeroed(len: usize) -> BytesMut {
     } else {
         (PAGE_BYTES, len.next_multiple_of(PAGE_BYTES))
     };
-    // Fresh memory from the allocator is mapped only where written: the
-    // slack skipped to reach the boundary costs address space only.
+    // Fresh memory from the allocator's own mapping is mapped in only where
+    // written, so the slack skipped to reach the boundary costs address
+    // space only. (Memory the allocator reuses from its heap is zeroed by
+    // it, slack included: a second recovery in one process may pay that.)
     let mut buf = BytesMut::zeroed(capacity.saturating_add(align));
     let skip = buf.as_ptr().align_offset(align).min(align);
     bytes::Buf::advance(&mut buf, skip);
     buf.truncate(capacity);
-    if align == HUGE_PAGE_BYTES {
-        wal_io::advise_huge_pages(&mut buf);
-    }
-    let touched = len.next_multiple_of(align).min(capacity);
+    // Without huge pages, only the 4 KiB pages the part needs.
+    let huge = align == HUGE_PAGE_BYTES && wal_io::advise_huge_pages(&mut buf);
+    let page = if huge { HUGE_PAGE_BYTES } else { PAGE_BYTES };
+    let touched = len.next_multiple_of(page).min(capacity);
     wal_io::prefault(buf.get_mut(..touched).unwrap_or_default());
     buf.truncate(len);
     debug_assert_eq!(buf.as_ptr().align_offset(align), 0);

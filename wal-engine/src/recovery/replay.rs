@@ -31,7 +31,7 @@ impl From<u64> for ReplayFrom {
 /// A record lent to a replay's consumer: its bytes are borrowed from the
 /// part of the segment recovery read, so handing it out costs nothing per
 /// record. [`Replayed::to_bytes`] keeps them without a copy.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Replayed<'a> {
     /// The record's LSN.
     pub lsn: u64,
@@ -41,11 +41,22 @@ pub struct Replayed<'a> {
     payload: &'a Bytes,
 }
 
+impl std::fmt::Debug for Replayed<'_> {
+    // Not the payload: it is a whole frame.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayed")
+            .field("lsn", &self.lsn)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
 impl Replayed<'_> {
     /// The bytes as an owned [`Bytes`] that shares the buffer recovery read
     /// them into: no copy, one reference-count update. A kept slice keeps
-    /// that whole buffer (up to a couple of MiB) in memory; copy small
-    /// records that are kept long.
+    /// that whole buffer in memory (2 to 4 MiB resident for a segment's
+    /// usual part), and the buffer is not reused for later parts; copy
+    /// small records that are kept long.
     pub fn to_bytes(&self) -> Bytes {
         self.payload.slice_ref(self.data)
     }
@@ -193,6 +204,12 @@ impl Incoming {
                     self.parts.push(part);
                 }
             }
+            // The consumer broke off: nothing more goes out.
+            (_, Some(replay)) if replay.stopped => {
+                // The frames share the part: let go of them first.
+                drop(frames);
+                pool.give(part);
+            }
             _ => {
                 self.frames.extend(frames);
                 self.parts.push(part);
@@ -303,6 +320,23 @@ impl Replay<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_arriving_after_the_consumer_broke_off_go_back_to_the_pool() {
+        let mut each = |_: Replayed<'_>| ControlFlow::Break(());
+        let mut replay = Replay::new(ReplayFrom::Start, &mut each);
+        replay.stopped = true;
+        let pool = Pool::default();
+        let mut incoming = Incoming::new(u64::MAX);
+        let part = bytes::BytesMut::zeroed(4096).freeze();
+        let at = part.as_ptr();
+        incoming.take(Vec::new(), part, Some(&mut replay), &pool);
+        assert!(
+            incoming.parts.is_empty(),
+            "no part kept for a stopped replay"
+        );
+        assert_eq!(pool.take_any().map(|b| b.as_ptr()), Some(at));
+    }
 
     #[test]
     fn a_lent_record_is_kept_without_a_copy() {
