@@ -3,12 +3,9 @@
 //! binary: it measures the process's resident memory.
 #![cfg(target_os = "linux")]
 
-/// This process's resident memory in bytes, from `/proc/self/statm`.
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * rustix::param::page_size()
-}
+mod common;
+
+use common::resident_bytes;
 
 #[test]
 fn huge_page_advice_maps_nothing_and_changes_no_byte() {

@@ -3,14 +3,10 @@
 //! mapped zero and faulted in as used, not zeroed up front.
 #![cfg(target_os = "linux")]
 
-use wal_io::{DIRECT_IO_ALIGN, IoBuf};
+mod common;
 
-/// This process's resident memory in bytes, from `/proc/self/statm`.
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
+use common::resident_bytes;
+use wal_io::{DIRECT_IO_ALIGN, IoBuf};
 
 #[test]
 fn a_large_buffer_is_resident_only_where_written() {

@@ -3,12 +3,9 @@
 //! Alone in its binary: it measures the process's resident memory.
 #![cfg(target_os = "linux")]
 
-/// This process's resident memory in bytes, from `/proc/self/statm`.
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * rustix::param::page_size()
-}
+mod common;
+
+use common::resident_bytes;
 
 #[test]
 fn a_fresh_buffer_becomes_resident_and_keeps_its_bytes() {
