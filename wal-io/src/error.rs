@@ -151,7 +151,9 @@ pub enum IoError {
         dir: PathBuf,
         /// The lock file.
         lock_file: PathBuf,
-        /// The process id written in the lock file by its holder, if readable.
+        /// The holder's process id, if known: on Linux as the kernel lists
+        /// the lock (`/proc/locks`), elsewhere as the holder wrote it into the
+        /// lock file.
         holder: Option<u32>,
     },
     /// The handle was closed.
