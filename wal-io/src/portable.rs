@@ -272,31 +272,51 @@ impl Storage for PortableStorage {
 }
 
 /// Leaves the lock holder's pid where a refused opener can find it (best
-/// effort; the lock itself is the `flock`). On Linux nothing is written:
-/// the kernel lists every `flock` with its holder in `/proc/locks`. Writing
+/// effort; the lock itself is the `flock`). Where the kernel lists every
+/// lock with its holder (`/proc/locks`, Linux) nothing is written. Writing
 /// the pid into the file cost an open 0.3-2.3 ms after a cold start: the
 /// write's metadata update waited on the file system's journal, and a
 /// truncation first, or a write shorter than a page into a page no longer
-/// cached, waited for more.
-#[cfg(target_os = "linux")]
-fn record_holder(_fd: &OwnedFd) {}
-
-/// Elsewhere the pid goes into the lock file.
-#[cfg(not(target_os = "linux"))]
+/// cached, waited for more. Elsewhere the pid goes into the file.
 fn record_holder(fd: &OwnedFd) {
+    if kernel_lists_locks() {
+        return;
+    }
     let pid = format!("{}\n", std::process::id());
     let _ = retry(|| rustix::fs::ftruncate(fd, 0));
     let _ = retry(|| rustix::io::pwrite(fd, pid.as_bytes(), 0));
 }
 
+/// The holder of the lock on the file behind `fd`: from the kernel's list
+/// where there is one, else the pid it wrote into the file.
+fn recorded_holder(fd: &OwnedFd) -> Option<u32> {
+    if kernel_lists_locks() {
+        return listed_holder(fd);
+    }
+    let mut text = [0u8; 32];
+    let n = retry(|| rustix::io::pread(fd, &mut text, 0)).unwrap_or(0);
+    std::str::from_utf8(text.get(..n).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Where the kernel lists every file lock and its holder; looked up once.
+const LOCK_LIST_PATH: &str = "/proc/locks";
+
+/// Whether this system lists its file locks at [`LOCK_LIST_PATH`].
+fn kernel_lists_locks() -> bool {
+    static LISTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LISTS.get_or_init(|| cfg!(target_os = "linux") && std::fs::metadata(LOCK_LIST_PATH).is_ok())
+}
+
 /// The pid of the process holding the `flock` on the file behind `fd`, as
-/// the kernel lists it in `/proc/locks`: `1: FLOCK ADVISORY WRITE <pid>
+/// the kernel lists it: `1: FLOCK ADVISORY WRITE <pid>
 /// <major>:<minor>:<inode> 0 EOF` (hexadecimal device numbers; a waiter's
 /// line has `->` after the number and is skipped). An exclusive holder is
 /// preferred to a shared one (a tool's probe, for an instant). `None` if
-/// the list cannot be read or names no holder visible here (pid 0).
-#[cfg(target_os = "linux")]
-fn recorded_holder(fd: &OwnedFd) -> Option<u32> {
+/// the list cannot be read or names no holder visible here (pid 0, as for
+/// a holder in another pid namespace).
+fn listed_holder(fd: &OwnedFd) -> Option<u32> {
     let stat = retry(|| rustix::fs::fstat(fd)).ok()?;
     let file = format!(
         "{:02x}:{:02x}:{}",
@@ -304,7 +324,7 @@ fn recorded_holder(fd: &OwnedFd) -> Option<u32> {
         rustix::fs::minor(stat.st_dev),
         stat.st_ino
     );
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let locks = std::fs::read_to_string(LOCK_LIST_PATH).ok()?;
     let holders = locks.lines().filter_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
@@ -320,16 +340,6 @@ fn recorded_holder(fd: &OwnedFd) -> Option<u32> {
     holders
         .max_by_key(|&(exclusive, _)| exclusive)
         .map(|(_, pid)| pid)
-}
-
-/// The pid a lock holder wrote into the lock file, if it did (best effort).
-#[cfg(not(target_os = "linux"))]
-fn recorded_holder(fd: &OwnedFd) -> Option<u32> {
-    let mut text = [0u8; 32];
-    let n = retry(|| rustix::io::pread(fd, &mut text, 0)).unwrap_or(0);
-    std::str::from_utf8(text.get(..n).unwrap_or_default())
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
 }
 
 /// Whether a process holds the directory's lock (see [`Storage::lock`]).
