@@ -23,8 +23,11 @@ pub const SPARE_NAME: &str = "next-segment.spare";
 /// the next open verifies the last segment only up to where its frames end.
 /// It is also evidence: it says every LSN below its next LSN was durable, so
 /// recovery refuses (in the default and strict modes) a log that holds fewer.
-/// Open reads it, recovers, and only then removes it, durably, before
-/// anything is written: an open that refuses leaves it for the next one.
+/// Open reads it and recovers; an open that refuses leaves it for the next
+/// one. If the log is exactly as the record says, it stays until the first
+/// write, cut or purge, which removes it durably first (so an open that
+/// changes nothing removes and rewrites nothing); otherwise open removes it
+/// at once.
 pub const CLEAN_CLOSE_NAME: &str = "clean-close";
 
 /// Writes the clean-close record, durably.
@@ -55,8 +58,9 @@ pub(crate) fn read_clean_close(storage: &dyn Storage) -> Result<Option<CleanClos
 }
 
 /// Removes the clean-close record if it is there, durably: once recovery
-/// has accepted the log and before anything is written, since a record
-/// left in place would describe an end that later writes move. The
+/// has accepted the log and before anything is written (at open, or before
+/// the first change when the record is still true of the log), since a
+/// record left in place would describe an end that later writes move. The
 /// directory is synced even when there was nothing to remove: an earlier
 /// open may have removed the record without its removal reaching the disk,
 /// and it must not come back after a power loss to vouch for records a

@@ -1,7 +1,8 @@
 //! A cleanly closed log leaves a clean-close record, so the next open reads
 //! its last segment only up to where the frames end. The record is only a
-//! hint: open removes it durably before writing, a damaged or mismatched one
-//! is ignored, and a poisoned log leaves none.
+//! hint: it goes, durably, before the first write, cut or purge after an
+//! open (an open that changes nothing leaves it as it is), a damaged or
+//! mismatched one is ignored, and a poisoned log leaves none.
 // Test sizes and counts are small: casts between integer widths cannot truncate.
 #![allow(clippy::cast_possible_truncation)]
 
@@ -60,16 +61,19 @@ fn after_a_clean_close_open_reads_only_what_the_frames_cover() {
     wal.close().unwrap();
     assert!(has_record(&disk));
     let (wal, clean_reads, report) = reopen(&disk);
-    assert!(!has_record(&disk), "open removes the record");
+    assert!(has_record(&disk), "an open that changes nothing keeps it");
     assert!(report.cuts.is_empty(), "{report:?}");
     assert_eq!(report.next_lsn, 200);
     check(&wal, 200);
 
-    // The same log after a crash instead (the power went, nothing lost):
-    // no record, so the whole segment is read.
+    // The same log as a writer that did not close cleanly leaves it (the
+    // power went, nothing lost): no record, so the whole segment is read.
     disk.crash(CrashMode::LoseAll);
     drop(wal);
-    assert!(!has_record(&disk));
+    let storage = disk.storage();
+    storage.remove(CLEAN_CLOSE_NAME).unwrap();
+    storage.sync_dir().unwrap();
+    drop(storage);
     let (wal, full_reads, report) = reopen(&disk);
     assert_eq!(report.next_lsn, 200);
     check(&wal, 200);
@@ -128,6 +132,73 @@ fn frame_starts(file: &wal_io::FileRef) -> Vec<u64> {
         starts.push(at as u64);
     }
     starts
+}
+
+/// The record's bytes, if there is one.
+fn record_bytes(disk: &SimDisk) -> Option<Vec<u8>> {
+    has_record(disk).then(|| {
+        let file = disk
+            .storage()
+            .open(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)
+            .unwrap();
+        let mut bytes = vec![0u8; 64];
+        file.read_at(0, &mut bytes).unwrap();
+        bytes
+    })
+}
+
+/// An open that only reads (a replay, a check) changes nothing, so the
+/// record stays true of the log: open leaves it in place and close leaves
+/// it as it was, and the next open still reads only what the frames cover.
+#[test]
+fn an_open_that_changes_nothing_keeps_the_record_as_it_was() {
+    let disk = SimDisk::new(25);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, 100);
+    wal.close().unwrap();
+    let written = record_bytes(&disk).expect("a clean close leaves a record");
+    let (wal, first_reads, _) = reopen(&disk);
+    check(&wal, 100);
+    wal.close().unwrap();
+    assert_eq!(record_bytes(&disk).as_ref(), Some(&written));
+    let removals = disk.op_count(Op::Remove);
+    let (wal, reads, report) = reopen(&disk);
+    assert_eq!(disk.op_count(Op::Remove), removals, "nothing removed");
+    assert!(report.cuts.is_empty(), "{report:?}");
+    assert_eq!(reads, first_reads, "the record is still used");
+    // The first write takes it away first; close writes a new one.
+    fill(&wal, 100, 101);
+    assert!(!has_record(&disk), "gone before the first write");
+    wal.close().unwrap();
+    let rewritten = record_bytes(&disk).expect("a clean close leaves a record");
+    assert_ne!(rewritten, written);
+}
+
+/// A cut after an open that kept the record takes the record away first:
+/// left in place, it would say the log holds records the cut removed, and
+/// the next recovery would refuse the log as having lost them.
+#[test]
+fn a_cut_or_a_purge_after_a_kept_record_takes_it_away_first() {
+    let disk = SimDisk::new(26);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, 60);
+    wal.close().unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(has_record(&disk));
+    wal.truncate_back(40).unwrap();
+    assert!(!has_record(&disk), "gone before the cut");
+    // The power goes before any close.
+    disk.crash(CrashMode::LoseAll);
+    drop(wal);
+    let (wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert_eq!(report.next_lsn, 41, "{report:?}");
+    check(&wal, 41);
+    wal.close().unwrap();
+
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(has_record(&disk));
+    wal.truncate_front(20).unwrap();
+    assert!(!has_record(&disk), "gone before the purge");
 }
 
 #[test]

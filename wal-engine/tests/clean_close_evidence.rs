@@ -175,6 +175,15 @@ fn the_salvage_modes_open_past_lost_acknowledged_records_and_report_the_evidence
         assert_eq!(cut.segment, segment_name(1), "{mode:?}");
         assert_eq!(cut.offset, start, "{mode:?}");
         check_prefix(&wal, RECORDS - 1);
+        // The salvage is accepted: the evidence of the lost records goes
+        // with it, whether or not anything is written before the close,
+        // so the default mode opens the salvaged log afterwards.
+        assert!(!has_record(dir.path()), "{mode:?}: the old record stays");
+        wal.close().unwrap();
+        let (wal, report) = Wal::open(dir.path(), with_mode(RecoveryMode::default()))
+            .unwrap_or_else(|e| panic!("{mode:?}: refused after the salvage: {e}"));
+        assert_eq!(report.next_lsn, RECORDS, "{mode:?}: {report:?}");
+        drop(wal);
     }
 }
 

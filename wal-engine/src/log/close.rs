@@ -65,6 +65,8 @@ impl Wal {
             woken.extend(shared.poison(&mut st, failure));
         }
         let complete = st.poisoned.is_none() && st.frame.is_none() && st.durable + 1 == st.next_lsn;
+        // Nothing changed since open: the record on disk is still the log's.
+        let kept = io.clean_close_kept;
         let mark = CleanClose::new(
             shared.log_id,
             io.active.meta.first_lsn,
@@ -75,7 +77,7 @@ impl Wal {
         drop(st);
         drop(io);
         woken.fire();
-        if !complete {
+        if kept || !complete {
             return;
         }
         let written = mark.map_err(|e| e.to_string()).and_then(|m| {

@@ -33,7 +33,13 @@ pub(super) fn open(
     // leaves it, so the next open refuses too.
     let clean_close = segment::read_clean_close(&*storage)?;
     let recovered = recover(&*storage, options.recovery, clean_close, replay)?;
-    segment::remove_clean_close(&*storage)?;
+    // A record still exactly true of the log stays until the first change
+    // to it (`Io::retire_clean_close`), so an open that changes nothing
+    // (a replay, a read) removes and rewrites nothing. Any other goes now.
+    let clean_close_kept = clean_close.is_some_and(|m| recovered.still_clean_closed(&m));
+    if !clean_close_kept {
+        segment::remove_clean_close(&*storage)?;
+    }
     let spare = segment::reclaim_spare(&*storage, &options)?;
     segment::remove_staged(&*storage)?;
     let Recovered {
@@ -42,6 +48,7 @@ pub(super) fn open(
         next_lsn,
         tail,
         report,
+        ..
     } = recovered;
     // A seeded generator (tests) repeats its identities for a repeated
     // salt, and a recycled file stamped with an identity it had before would
@@ -76,6 +83,7 @@ pub(super) fn open(
             segment_frames: 0,
             segment_frame_bytes: 0,
             last_time_us: report.last_timestamp_us.unwrap_or(0),
+            clean_close_kept,
         },
         storage,
         options,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use wal_format::{FrameBuf, FrameBuilder, FrameEncoder};
-use wal_io::{DirLock, Storage};
+use wal_io::{DirLock, IoError, Storage};
 
 use super::durability::{Poison, Wake};
 use super::policy::View;
@@ -153,6 +153,25 @@ pub(crate) struct Io {
     /// The last frame's time: the next is never below it, whatever the
     /// clock says.
     pub(super) last_time_us: u64,
+    /// The clean-close record the log opened with is still on disk and
+    /// still true of it: nothing has been written, cut or purged since.
+    /// It goes, durably, before the first change (`retire_clean_close`),
+    /// and close leaves it as it is.
+    pub(super) clean_close_kept: bool,
+}
+
+impl Io {
+    /// Removes the clean-close record, durably, if the log still has it:
+    /// left in place, it would vouch for an end that the change about to
+    /// be made moves (docs/FORMAT.md: a writer removes it before it writes
+    /// to the log again). Called before anything changes the log's files.
+    pub(super) fn retire_clean_close(&mut self, storage: &dyn Storage) -> Result<(), IoError> {
+        if self.clean_close_kept {
+            crate::segment::remove_clean_close(storage)?;
+            self.clean_close_kept = false;
+        }
+        Ok(())
+    }
 }
 
 /// The hand-over between the preparer thread and rotation.

@@ -37,8 +37,8 @@ impl Wal {
     /// the log, and a reopen sorts it out.
     pub fn truncate_front(&self, lsn: u64) -> Result<usize, WalError> {
         let shared = &*self.shared;
-        let (io, mut woken, drained) = shared.io_drained();
-        let result = front_locked(shared, drained, lsn, &mut woken);
+        let (mut io, mut woken, drained) = shared.io_drained();
+        let result = front_locked(shared, &mut io, drained, lsn, &mut woken);
         drop(io);
         woken.fire();
         result
@@ -97,6 +97,7 @@ fn poison(
 
 fn front_locked(
     shared: &Shared,
+    io: &mut Io,
     drained: Result<(), Failure>,
     lsn: u64,
     woken: &mut Woken,
@@ -104,7 +105,13 @@ fn front_locked(
     let failure = match drained {
         Ok(()) => {
             shared.state().check_usable()?;
-            match remove_front(shared, lsn) {
+            // A purge leaves the last segment as it is, so a kept record
+            // would still be true; it goes all the same, so that no change
+            // to the log's files ever happens with it in place.
+            let purged = io
+                .retire_clean_close(&*shared.storage)
+                .and_then(|()| remove_front(shared, lsn));
+            match purged {
                 Ok(removed) => return Ok(removed),
                 Err(e) => Failure::Io(e),
             }
@@ -197,7 +204,11 @@ fn back_locked(
             first,
         });
     }
-    if let Err(failure) = cut_back(shared, io, lsn) {
+    let cut = io
+        .retire_clean_close(&*shared.storage)
+        .map_err(Failure::from)
+        .and_then(|()| cut_back(shared, io, lsn));
+    if let Err(failure) = cut {
         return Err(poison(shared, &mut st, failure, woken));
     }
     st.next_lsn = lsn + 1;

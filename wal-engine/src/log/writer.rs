@@ -128,6 +128,8 @@ fn submit(shared: &Shared, io: &mut Io, round: Round, woken: &mut Woken) -> Resu
     let Some(frame) = round.frame else {
         return sync_only(shared, io, woken);
     };
+    // The first write since open takes a kept clean-close record away first.
+    io.retire_clean_close(&*shared.storage)?;
     let span = tracing::debug_span!(
         "wal.batch",
         first_lsn = frame.first_lsn(),

@@ -561,6 +561,7 @@ impl<'j> Judge<'j> {
             next_lsn: next,
             tail: self.tail,
             report: self.report,
+            changed: false,
         };
         (recovered, self.changes)
     }

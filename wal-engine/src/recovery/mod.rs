@@ -58,6 +58,29 @@ pub(crate) struct Recovered {
     /// Where appending resumes in the last segment, unless it is sealed.
     pub(crate) tail: Option<Tail>,
     pub(crate) report: RecoveryReport,
+    /// Recovery renamed or removed files.
+    pub(crate) changed: bool,
+}
+
+impl Recovered {
+    /// Whether the clean-close record `mark` is still exactly true of the
+    /// log as recovered: same log, same last segment, its frames ending at
+    /// the record's end with nothing to cut, the same next LSN, and no file
+    /// renamed or removed. Then open may leave it in place until the first
+    /// change.
+    pub(crate) fn still_clean_closed(&self, mark: &CleanClose) -> bool {
+        let last = self.segments.last();
+        self.log_id == Some(mark.log_id)
+            && last
+                .is_some_and(|s| s.first_lsn == mark.segment_first_lsn && s.id == mark.segment_id)
+            && self
+                .tail
+                .as_ref()
+                .is_some_and(|t| t.clean && t.valid_end == mark.valid_end)
+            && self.next_lsn == mark.next_lsn
+            && self.report.cuts.is_empty()
+            && !self.changed
+    }
 }
 
 /// What recovery changes in the directory, done only after every segment
@@ -100,8 +123,9 @@ pub(crate) fn recover(
     clean_close: Option<CleanClose>,
     replay: Option<Replay<'_>>,
 ) -> Result<Recovered, WalError> {
-    let (recovered, changes) = plan(storage, mode, clean_close, replay)?;
+    let (mut recovered, changes) = plan(storage, mode, clean_close, replay)?;
     changes.apply(storage)?;
+    recovered.changed = !changes.renames.is_empty() || !changes.removals.is_empty();
     Ok(recovered)
 }
 
