@@ -2,7 +2,7 @@
 //! its last segment only up to where the frames end. The record is only a
 //! hint: it goes, durably, before the first write, cut or purge after an
 //! open (an open that changes nothing leaves it as it is), a damaged or
-//! mismatched one is ignored, and a poisoned log leaves none.
+//! mismatched one is ignored, and a poisoned log writes none.
 // Test sizes and counts are small: casts between integer widths cannot truncate.
 #![allow(clippy::cast_possible_truncation)]
 
@@ -157,13 +157,17 @@ fn an_open_that_changes_nothing_keeps_the_record_as_it_was() {
     fill(&wal, 1, 100);
     wal.close().unwrap();
     let written = record_bytes(&disk).expect("a clean close leaves a record");
+    let (removals, creations) = (disk.op_count(Op::Remove), disk.op_count(Op::Create));
     let (wal, first_reads, _) = reopen(&disk);
     check(&wal, 100);
     wal.close().unwrap();
     assert_eq!(record_bytes(&disk).as_ref(), Some(&written));
-    let removals = disk.op_count(Op::Remove);
+    assert_eq!(
+        (disk.op_count(Op::Remove), disk.op_count(Op::Create)),
+        (removals, creations),
+        "the open and the close removed or wrote no record"
+    );
     let (wal, reads, report) = reopen(&disk);
-    assert_eq!(disk.op_count(Op::Remove), removals, "nothing removed");
     assert!(report.cuts.is_empty(), "{report:?}");
     assert_eq!(reads, first_reads, "the record is still used");
     // The first write takes it away first; close writes a new one.
@@ -174,9 +178,52 @@ fn an_open_that_changes_nothing_keeps_the_record_as_it_was() {
     assert_ne!(rewritten, written);
 }
 
+/// The record goes before the first write reaches a segment: if removing
+/// it fails, nothing is written, the log is poisoned, and the record that
+/// stays is still true of the log, which reopens as it was.
+#[test]
+fn a_failed_removal_of_a_kept_record_writes_nothing() {
+    let disk = SimDisk::new(27);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, 30);
+    wal.close().unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(has_record(&disk));
+    let writes = disk.op_count(Op::Write);
+    disk.inject(Fault::once(
+        Op::Remove,
+        disk.op_count(Op::Remove) + 1,
+        FaultError::Eio,
+    ));
+    assert!(wal.commit(&record(30)).is_err());
+    assert_eq!(disk.op_count(Op::Write), writes, "a frame was written");
+    drop(wal);
+    disk.crash(CrashMode::LoseAll);
+    let (wal, report) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(report.cuts.is_empty(), "{report:?}");
+    check(&wal, 30);
+}
+
+/// Segment files in the directory.
+fn segment_count(disk: &SimDisk) -> usize {
+    let names = disk.storage().list().unwrap();
+    names
+        .iter()
+        .filter(|n| wal_engine::parse_segment_name(n).is_some())
+        .count()
+}
+
+/// Small segments, so that a purge removes files.
+fn small_segments() -> Options {
+    let mut o = options();
+    o.segment_bytes = o.segment_bytes_min();
+    o
+}
+
 /// A cut after an open that kept the record takes the record away first:
 /// left in place, it would say the log holds records the cut removed, and
-/// the next recovery would refuse the log as having lost them.
+/// the next recovery would refuse the log as having lost them. A purge
+/// that removes files does too; one that removes none leaves it.
 #[test]
 fn a_cut_or_a_purge_after_a_kept_record_takes_it_away_first() {
     let disk = SimDisk::new(26);
@@ -195,10 +242,24 @@ fn a_cut_or_a_purge_after_a_kept_record_takes_it_away_first() {
     check(&wal, 41);
     wal.close().unwrap();
 
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    assert!(has_record(&disk));
-    wal.truncate_front(20).unwrap();
+    let disk = SimDisk::new(28);
+    let (wal, _) = Wal::open_with(disk.storage(), small_segments()).unwrap();
+    let mut next = 1;
+    while segment_count(&disk) < 4 {
+        fill(&wal, next, next + 50);
+        next += 50;
+    }
+    wal.close().unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), small_segments()).unwrap();
+    assert_eq!(wal.truncate_front(1).unwrap(), 0);
+    assert!(has_record(&disk), "a purge of nothing leaves it");
+    assert!(wal.truncate_front(next - 1).unwrap() > 0);
     assert!(!has_record(&disk), "gone before the purge");
+    disk.crash(CrashMode::LoseAll);
+    drop(wal);
+    let (wal, report) = Wal::open_with(disk.storage(), small_segments()).unwrap();
+    assert_eq!(report.next_lsn, next, "{report:?}");
+    drop(wal);
 }
 
 #[test]

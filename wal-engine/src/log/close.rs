@@ -52,7 +52,8 @@ impl Wal {
     }
 
     /// Leaves the clean-close record (docs/FORMAT.md) if everything appended
-    /// is durable and the log is not poisoned: the next open then verifies
+    /// is durable and the log is not poisoned (a record kept since open,
+    /// nothing having changed, stays as it is): the next open then verifies
     /// the last segment only up to where its frames end, and takes the
     /// record as evidence of what was durable. Nothing is written after it:
     /// every call fails once the log is closing. A failure costs only that

@@ -28,14 +28,17 @@ pub(super) fn open(
     let dir_lock = storage.lock()?;
     // The clean-close record is evidence for recovery (it names the LSNs
     // that were durable), and is removed, durably, only once recovery has
-    // accepted the log and before anything is written: a record left in
-    // place would describe an end that later writes moved. A refused open
-    // leaves it, so the next open refuses too.
+    // accepted the log and before anything is written (below: at once, or
+    // before the first change): a record left in place would describe an
+    // end that later writes moved. A refused open leaves it, so the next
+    // open refuses too.
     let clean_close = segment::read_clean_close(&*storage)?;
     let recovered = recover(&*storage, options.recovery, clean_close, replay)?;
     // A record still exactly true of the log stays until the first change
     // to it (`Io::retire_clean_close`), so an open that changes nothing
     // (a replay, a read) removes and rewrites nothing. Any other goes now.
+    // (`resume` may still preallocate the last segment: zeros past its
+    // frames' end, which the record allows.)
     let clean_close_kept = clean_close.is_some_and(|m| recovered.still_clean_closed(&m));
     if !clean_close_kept {
         segment::remove_clean_close(&*storage)?;

@@ -105,13 +105,7 @@ fn front_locked(
     let failure = match drained {
         Ok(()) => {
             shared.state().check_usable()?;
-            // A purge leaves the last segment as it is, so a kept record
-            // would still be true; it goes all the same, so that no change
-            // to the log's files ever happens with it in place.
-            let purged = io
-                .retire_clean_close(&*shared.storage)
-                .and_then(|()| remove_front(shared, lsn));
-            match purged {
+            match remove_front(shared, io, lsn) {
                 Ok(removed) => return Ok(removed),
                 Err(e) => Failure::Io(e),
             }
@@ -124,7 +118,7 @@ fn front_locked(
 
 /// Removes (or recycles) the segments wholly before `lsn`, oldest first,
 /// but none the purge hold has not released.
-fn remove_front(shared: &Shared, asked: u64) -> Result<usize, wal_io::IoError> {
+fn remove_front(shared: &Shared, io: &mut Io, asked: u64) -> Result<usize, wal_io::IoError> {
     let mut segs = shared.segments_write();
     let released = shared.options.purge_hold.as_ref().map(|h| h.released());
     // A segment may go once the next one starts at or before `lsn`: all of
@@ -137,6 +131,12 @@ fn remove_front(shared: &Shared, asked: u64) -> Result<usize, wal_io::IoError> {
         .count();
     let mut removed = 0;
     while segs.len() >= 2 && segs.get(1).is_some_and(|s| s.first_lsn <= lsn) {
+        // A purge leaves the last segment as it is, so a kept clean-close
+        // record would still be true; it goes all the same before the first
+        // file does, so that no segment file changes with it in place. A
+        // purge that removes nothing (a store's checkpoint often asks for
+        // one) leaves it.
+        io.retire_clean_close(&*shared.storage)?;
         if let Some(oldest) = segs.first() {
             // The file goes first: if that fails, the list still names it.
             let mut spare = lock(&shared.spare);

@@ -79,6 +79,7 @@ impl Recovered {
                 .is_some_and(|t| t.clean && t.valid_end == mark.valid_end)
             && self.next_lsn == mark.next_lsn
             && self.report.cuts.is_empty()
+            && self.report.gaps.is_empty()
             && !self.changed
     }
 }
@@ -133,7 +134,9 @@ pub(crate) fn recover(
 /// aside, without changing anything: it only lists and reads files, so a
 /// read-only storage (`wal_io::open_dir_read_only`) serves, and a live
 /// log's directory can be inspected next to the process that holds it
-/// (what that process appends meanwhile may show as a torn tail).
+/// (what that process appends meanwhile may show as a torn tail, and a
+/// `truncate_back` it makes meanwhile, just after an open that kept the
+/// clean-close record, as records lost against that record).
 ///
 /// The report is the one [`Wal::open`](crate::Wal::open) would return:
 /// `cuts` holds the torn tail it would cut and the interrupted segment it
