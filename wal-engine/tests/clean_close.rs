@@ -157,15 +157,20 @@ fn an_open_that_changes_nothing_keeps_the_record_as_it_was() {
     fill(&wal, 1, 100);
     wal.close().unwrap();
     let written = record_bytes(&disk).expect("a clean close leaves a record");
-    let (removals, creations) = (disk.op_count(Op::Remove), disk.op_count(Op::Create));
+    let counts = |disk: &SimDisk| {
+        [Op::Remove, Op::Create, Op::SyncData, Op::SyncDir].map(|op| disk.op_count(op))
+    };
+    let before = counts(&disk);
     let (wal, first_reads, _) = reopen(&disk);
     check(&wal, 100);
     wal.close().unwrap();
     assert_eq!(record_bytes(&disk).as_ref(), Some(&written));
+    // Every write was synced before the record was: nothing to sync, and
+    // no record removed or written.
     assert_eq!(
-        (disk.op_count(Op::Remove), disk.op_count(Op::Create)),
-        (removals, creations),
-        "the open and the close removed or wrote no record"
+        counts(&disk),
+        before,
+        "removals, creations, data and directory syncs of the open and close"
     );
     let (wal, reads, report) = reopen(&disk);
     assert!(report.cuts.is_empty(), "{report:?}");

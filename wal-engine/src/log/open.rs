@@ -62,7 +62,11 @@ pub(super) fn open(
         .fold(next_lsn, |acc, s| acc.rotate_left(17) ^ s.id);
     let mut ids = Ids::new(options.identity_seed, salt);
     let log_id = log_id.unwrap_or_else(|| ids.next());
-    sync_recovered(&*storage, &segments)?;
+    // A kept record shows the last writer closed with every write synced
+    // and the log has not changed since: nothing recovered needs a sync.
+    if !clean_close_kept {
+        sync_recovered(&*storage, &segments)?;
+    }
     let active = match (segments.last(), tail) {
         (Some(last), Some(tail)) => resume(&options, last, tail)?,
         _ => {
@@ -111,8 +115,9 @@ pub(super) fn open(
 /// the process before may have been killed with records written and never
 /// synced. They become durable here, before the log calls them so
 /// (PostgreSQL syncs its data directory after a crash for the same reason).
-/// A file with nothing dirty syncs at little cost. (Pages a failed sync left
-/// clean are another matter: recovery read the last segment from the device.)
+/// A file with nothing dirty syncs at little cost, and an open that keeps a
+/// clean-close record skips it. (Pages a failed sync left clean are another
+/// matter: recovery read the last segment from the device.)
 fn sync_recovered(storage: &dyn Storage, segments: &[Arc<SegMeta>]) -> Result<(), IoError> {
     for seg in segments {
         seg.file.sync_data()?;
