@@ -183,17 +183,24 @@ fn an_open_that_changes_nothing_keeps_the_record_as_it_was() {
     assert_ne!(rewritten, written);
 }
 
+/// A log of records `1..next`, closed cleanly and opened again: the open
+/// changed nothing, so it kept the record.
+fn reopened_with_the_record(seed: u64, next: u64) -> (SimDisk, Wal) {
+    let disk = SimDisk::new(seed);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, next);
+    wal.close().unwrap();
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    assert!(has_record(&disk));
+    (disk, wal)
+}
+
 /// The record goes before the first write reaches a segment: if removing
 /// it fails, nothing is written, the log is poisoned, and the record that
 /// stays is still true of the log, which reopens as it was.
 #[test]
 fn a_failed_removal_of_a_kept_record_writes_nothing() {
-    let disk = SimDisk::new(27);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    fill(&wal, 1, 30);
-    wal.close().unwrap();
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    assert!(has_record(&disk));
+    let (disk, wal) = reopened_with_the_record(27, 30);
     let writes = disk.op_count(Op::Write);
     disk.inject(Fault::once(
         Op::Remove,
@@ -231,12 +238,7 @@ fn small_segments() -> Options {
 /// that removes files does too; one that removes none leaves it.
 #[test]
 fn a_cut_or_a_purge_after_a_kept_record_takes_it_away_first() {
-    let disk = SimDisk::new(26);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    fill(&wal, 1, 60);
-    wal.close().unwrap();
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    assert!(has_record(&disk));
+    let (disk, wal) = reopened_with_the_record(26, 60);
     wal.truncate_back(40).unwrap();
     assert!(!has_record(&disk), "gone before the cut");
     // The power goes before any close.

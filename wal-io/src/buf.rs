@@ -239,23 +239,31 @@ fn map_zeroed(capacity: usize) -> NonNull<u8> {
 pub fn advise_huge_pages(buf: &mut [u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
-        if !huge_pages_on_request() {
-            return false;
-        }
-        let Some(pages) = whole_pages(buf) else {
-            return false;
-        };
-        let (ptr, len) = (pages.as_mut_ptr().cast(), pages.len());
-        // SAFETY: `pages` is whole pages inside `buf`, a live borrow, so
-        // the call names no memory outside it, and the advice changes what
-        // backs the memory, never what it holds.
-        unsafe { rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxHugepage) }.is_ok()
+        huge_pages_on_request() && advise(buf, rustix::mm::Advice::LinuxHugepage)
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = buf;
         false
     }
+}
+
+/// Gives `advice` for the whole pages inside `buf`; false if there are none
+/// or the kernel refuses it. Only for advice that changes what backs the
+/// memory, never what it holds.
+#[cfg(target_os = "linux")]
+fn advise(buf: &mut [u8], advice: rustix::mm::Advice) -> bool {
+    let Some(pages) = whole_pages(buf) else {
+        return false;
+    };
+    let (ptr, len) = (pages.as_mut_ptr().cast(), pages.len());
+    // SAFETY: `pages` is whole pages inside `buf`, a live borrow, so the
+    // call names no memory outside it. The callers give only
+    // `MADV_HUGEPAGE` and `MADV_POPULATE_WRITE`, neither of which changes
+    // what the memory holds: a huge page or a populated page reads back the
+    // bytes it had (zero where never written), and a refusal leaves the
+    // pages as they were.
+    unsafe { rustix::mm::madvise(ptr, len, advice) }.is_ok()
 }
 
 /// Whether the kernel gives transparent huge pages to memory that asks
@@ -297,21 +305,9 @@ fn whole_pages(buf: &mut [u8]) -> Option<&mut [u8]> {
 pub fn prefault(buf: &mut [u8]) -> bool {
     #[cfg(target_os = "linux")]
     {
-        let Some(pages) = whole_pages(buf) else {
-            return false;
-        };
-        let (ptr, len) = (pages.as_mut_ptr().cast(), pages.len());
-        // SAFETY: `pages` is whole pages inside `buf`, a live borrow, so
-        // the calls name no memory outside it. Neither advice changes what
-        // the memory holds: a huge page or a populated page reads back the
-        // bytes it had (zero where never written), and a refusal leaves the
-        // pages as they were.
-        let populated = unsafe {
-            // Refused where the kernel has no huge pages: they are 4 KiB.
-            let _ = rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxHugepage);
-            rustix::mm::madvise(ptr, len, rustix::mm::Advice::LinuxPopulateWrite)
-        };
-        populated.is_ok()
+        // Refused where the kernel has no huge pages: they are 4 KiB.
+        advise_huge_pages(buf);
+        advise(buf, rustix::mm::Advice::LinuxPopulateWrite)
     }
     #[cfg(not(target_os = "linux"))]
     {

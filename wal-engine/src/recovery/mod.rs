@@ -94,18 +94,20 @@ struct Changes {
 }
 
 impl Changes {
-    /// Renames and removes, then syncs the directory if anything changed.
-    fn apply(&self, storage: &dyn Storage) -> Result<(), IoError> {
+    /// Renames and removes, then syncs the directory if anything changed;
+    /// returns whether anything did.
+    fn apply(&self, storage: &dyn Storage) -> Result<bool, IoError> {
         for (from, to) in &self.renames {
             storage.rename(from, to)?;
         }
         for name in &self.removals {
             storage.remove(name)?;
         }
-        if !self.renames.is_empty() || !self.removals.is_empty() {
+        let changed = !self.renames.is_empty() || !self.removals.is_empty();
+        if changed {
             storage.sync_dir()?;
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -125,8 +127,7 @@ pub(crate) fn recover(
     replay: Option<Replay<'_>>,
 ) -> Result<Recovered, WalError> {
     let (mut recovered, changes) = plan(storage, mode, clean_close, replay)?;
-    changes.apply(storage)?;
-    recovered.changed = !changes.renames.is_empty() || !changes.removals.is_empty();
+    recovered.changed = changes.apply(storage)?;
     Ok(recovered)
 }
 
