@@ -110,6 +110,7 @@ pub fn puts(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         verified_records: verified,
         open_seconds: None,
         cache: None,
+        cold: None,
     })
 }
 
@@ -154,6 +155,7 @@ pub fn load(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         verified_records: 0,
         open_seconds: None,
         cache: None,
+        cold: None,
     })
 }
 
@@ -194,6 +196,7 @@ pub fn gets(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         verified_records: n,
         open_seconds: Some(open_seconds),
         cache: None,
+        cold: None,
     })
 }
 

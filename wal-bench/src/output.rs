@@ -31,14 +31,15 @@ fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "workload,contender,kind,config,threads,ops,seconds,ops_per_s,mb_per_s,p50_us,p99_us,\
          p999_us,ratio_to_best_peer,ratio_to_limit,rounds,ops_per_s_min,ops_per_s_max,\
-         verified_records,open_ms,cache,conflict_rate,syncs_per_op,peak_rss_mb,status,warning\n",
+         verified_records,open_ms,cache,first_replay_ops_per_s,major_faults,conflict_rate,\
+         syncs_per_op,peak_rss_mb,status,warning\n",
     );
     let num = |x: Option<f64>| x.map_or_else(String::new, |v| format!("{v}"));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.workload,
             r.contender,
             r.kind,
@@ -60,6 +61,8 @@ fn csv(rows: &[Row]) -> String {
                 .map_or_else(String::new, |v| v.to_string()),
             num(r.open_ms),
             quote(r.cache.as_deref().unwrap_or_default()),
+            num(r.first_replay_ops_per_s),
+            r.major_faults.map_or_else(String::new, |v| v.to_string()),
             num(r.conflict_rate),
             num(r.syncs_per_op),
             num(r.peak_rss_mb),

@@ -54,6 +54,13 @@ pub struct Row {
     pub open_ms: Option<f64>,
     /// How the page cache was emptied before a replay.
     pub cache: Option<String>,
+    /// W4: records per second of the first replay after the drop, with
+    /// the code cold too (median over rounds; see `workload::ColdReplay`).
+    #[serde(default)]
+    pub first_replay_ops_per_s: Option<f64>,
+    /// W4: the most major page faults of a timed replay over the rounds.
+    #[serde(default)]
+    pub major_faults: Option<u64>,
     /// Transaction attempts refused for a conflict, over all attempts
     /// (K3, median round).
     pub conflict_rate: Option<f64>,
@@ -171,6 +178,8 @@ fn blank(workload: &str, contender: &str, kind: &'static str, config: &str) -> R
         verified_records: None,
         open_ms: None,
         cache: None,
+        first_replay_ops_per_s: None,
+        major_faults: None,
         conflict_rate: None,
         syncs_per_op: None,
         peak_rss_mb: None,
@@ -293,6 +302,16 @@ pub fn rows(
             row.verified_records = Some(median.verified_records);
             row.open_ms = median.open_seconds.map(|s| s * 1e3);
             row.cache = median.cache.clone();
+            let mut firsts: Vec<f64> = good
+                .iter()
+                .filter_map(|r| Some(r.cold.as_ref()?.first_ops_per_s))
+                .collect();
+            firsts.sort_by(f64::total_cmp);
+            row.first_replay_ops_per_s = firsts.get(firsts.len() / 2).copied();
+            row.major_faults = good
+                .iter()
+                .filter_map(|r| r.cold.as_ref()?.major_faults)
+                .max();
             row.peak_rss_mb = good
                 .iter()
                 .filter_map(|r| r.peak_rss_bytes)
@@ -357,6 +376,39 @@ fn limit_figures(limit_rows: &[Row], of: &LimitOf) -> (Option<f64>, Option<f64>)
         })
         .reduce(f64::max);
     (median, high)
+}
+
+/// Under a W4 table: the first replay's rates (code cold too, W4's figure
+/// before 2026-12-06), and any major faults in the timed replays, which
+/// should have found the code loaded.
+fn cold_replay_notes(out: &mut String, rows: &[Row], workload: &str) {
+    let rows: Vec<&Row> = rows.iter().filter(|r| r.workload == workload).collect();
+    let firsts: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(format!(
+                "{} {}",
+                r.contender,
+                fmt_rate(Some(r.first_replay_ops_per_s?))
+            ))
+        })
+        .collect();
+    if firsts.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  first replay, code cold too: {}", firsts.join(", "));
+    let faulted: Vec<String> = rows
+        .iter()
+        .filter_map(|r| Some((r.contender.as_str(), r.major_faults?)))
+        .filter(|&(_, n)| n > 0)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    let faults = if faulted.is_empty() {
+        "none".to_owned()
+    } else {
+        faulted.join(", ")
+    };
+    let _ = writeln!(out, "  major page faults in the timed replays: {faults}");
 }
 
 pub(crate) fn fmt_opt(x: Option<f64>, digits: usize) -> String {
@@ -485,6 +537,7 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
                 caches.join("; ")
             );
         }
+        cold_replay_notes(&mut out, rows, w.name());
         let _ = writeln!(out);
     }
     let warnings: Vec<String> = rows
@@ -557,6 +610,7 @@ mod tests {
             verified_records: ops,
             open_seconds: None,
             cache: None,
+            cold: None,
             peak_rss_bytes: None,
         })
     }

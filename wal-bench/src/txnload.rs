@@ -135,6 +135,7 @@ pub fn transactions(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunRe
         verified_records: K3_KEYS,
         open_seconds: None,
         cache: None,
+        cold: None,
     })
 }
 

@@ -125,6 +125,10 @@ impl PortableStorage {
         if create {
             flags |= OFlags::CREATE | OFlags::EXCL;
         }
+        // A listing names regular files only: a name opened must be one
+        // too, or a file the log moved in by name (a spare renamed into a
+        // segment) could be one no later listing shows.
+        flags |= OFlags::NOFOLLOW;
         if options.direct {
             flags |= direct_flag(op, &path)?;
         }
@@ -136,6 +140,13 @@ impl PortableStorage {
                             op,
                             path: path.clone(),
                             reason: "the file system refuses O_DIRECT".to_owned(),
+                        }
+                    } else if e == Errno::LOOP {
+                        IoError::Unsupported {
+                            op,
+                            path: path.clone(),
+                            reason: "a symbolic link: the log's files must be regular files"
+                                .to_owned(),
                         }
                     } else {
                         IoError::os(op, &path, e)
