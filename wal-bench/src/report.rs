@@ -304,7 +304,7 @@ pub fn rows(
             row.cache = median.cache.clone();
             let mut firsts: Vec<f64> = good
                 .iter()
-                .filter_map(|r| Some(r.cold.as_ref()?.first_ops_per_s))
+                .filter_map(|r| r.cold.as_ref()?.first_ops_per_s)
                 .collect();
             firsts.sort_by(f64::total_cmp);
             row.first_replay_ops_per_s = firsts.get(firsts.len() / 2).copied();
@@ -382,31 +382,34 @@ fn limit_figures(limit_rows: &[Row], of: &LimitOf) -> (Option<f64>, Option<f64>)
 /// before 2026-12-06), and any major faults in the timed replays, which
 /// should have found the code loaded.
 fn cold_replay_notes(out: &mut String, rows: &[Row], workload: &str) {
-    let rows: Vec<&Row> = rows.iter().filter(|r| r.workload == workload).collect();
-    let firsts: Vec<String> = rows
+    let rows: Vec<&Row> = rows
         .iter()
-        .filter_map(|r| {
-            Some(format!(
-                "{} {}",
-                r.contender,
-                fmt_rate(Some(r.first_replay_ops_per_s?))
-            ))
-        })
+        .filter(|r| r.workload == workload && r.status == "ok")
         .collect();
-    if firsts.is_empty() {
+    if rows.is_empty() {
         return;
     }
+    let firsts: Vec<String> = rows
+        .iter()
+        .map(|r| match r.first_replay_ops_per_s {
+            Some(rate) => format!("{} {}", r.contender, fmt_rate(Some(rate))),
+            None => format!("{} (none: its one replay is the timed one)", r.contender),
+        })
+        .collect();
     let _ = writeln!(out, "  first replay, code cold too: {}", firsts.join(", "));
-    let faulted: Vec<String> = rows
+    let counted: Vec<(&str, u64)> = rows
         .iter()
         .filter_map(|r| Some((r.contender.as_str(), r.major_faults?)))
-        .filter(|&(_, n)| n > 0)
+        .collect();
+    let faulted: Vec<String> = counted
+        .iter()
+        .filter(|&&(_, n)| n > 0)
         .map(|(c, n)| format!("{c} {n}"))
         .collect();
-    let faults = if faulted.is_empty() {
-        "none".to_owned()
-    } else {
-        faulted.join(", ")
+    let faults = match (counted.is_empty(), faulted.is_empty()) {
+        (true, _) => "not counted".to_owned(),
+        (false, true) => "none".to_owned(),
+        (false, false) => faulted.join(", "),
     };
     let _ = writeln!(out, "  major page faults in the timed replays: {faults}");
 }

@@ -149,8 +149,10 @@ pub struct RunResult {
 pub struct ColdReplay {
     /// Records per second of the first replay after the page cache was
     /// dropped, while the contender's code was not loaded yet either (what
-    /// W4 measured before 2026-12-06).
-    pub first_ops_per_s: f64,
+    /// W4 measured before 2026-12-06). None for a contender that cannot
+    /// replay a copy apart ([`Contender::replays_a_copy_apart`]): its timed
+    /// replay is its first.
+    pub first_ops_per_s: Option<f64>,
     /// Major page faults of the process during the timed replay: pages
     /// read from the disk on first touch, the code's among them. None where
     /// `/proc/self/stat` does not tell.
@@ -289,10 +291,11 @@ fn ingest(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String
 /// beside (`ColdReplay`), and the timed one's major faults are counted, to
 /// show the code stayed.
 ///
-/// The first replay reads a copy because several peers change the log
-/// when they open it (okaywal grows its segment, fjall trims its journal
-/// and rewrites its version files, walrus-rust adds a file, raft-engine
-/// rewrites its lock file): the timed replay must read what W3 left.
+/// The first replay reads a copy, beside the log, because several peers
+/// change the log when they open it (okaywal grows its segment, fjall trims
+/// its journal and rewrites its version files, raft-engine rewrites its
+/// lock file): the timed replay must read what W3 left. walrus-rust cannot
+/// replay a copy apart; its one replay is timed, code cold.
 fn replay(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String> {
     replay_dropping(contender, spec, &drop_page_cache)
 }
@@ -304,17 +307,21 @@ fn replay_dropping(
     drop_cache: &dyn Fn(&Path) -> String,
 ) -> Result<RunResult, String> {
     let files = files_of(&spec.dir);
-    let first = first_replay_of_a_copy(contender, spec, drop_cache)?;
+    let first = if contender.replays_a_copy_apart() {
+        Some(first_replay_of_a_copy(contender, spec, drop_cache)?)
+    } else {
+        None
+    };
     let changed = changed_files(&files, &files_of(&spec.dir));
     if !changed.is_empty() {
         return Err(format!(
-            "the log is not as W3 left it ({}) after the first replay",
+            "the first replay, of a copy, changed the log ({})",
             changed.join(", ")
         ));
     }
     let cache = drop_cache(&spec.dir);
     let faults_before = major_faults();
-    let (measured, ready) = timed_replay(contender, spec)?;
+    let (measured, ready) = timed_replay(contender, spec, &spec.dir)?;
     let major_faults = major_faults()
         .zip(faults_before)
         .map(|(after, before)| after.saturating_sub(before));
@@ -325,36 +332,34 @@ fn replay_dropping(
         open_seconds: Some(ready),
         cache: Some(cache),
         cold: Some(ColdReplay {
-            first_ops_per_s: first.ops as f64 / first.seconds.max(f64::MIN_POSITIVE),
+            first_ops_per_s: first.map(|m| m.ops as f64 / m.seconds.max(f64::MIN_POSITIVE)),
             major_faults,
         }),
     })
 }
 
-/// Replays a copy of the log, from a cold cache, under the log's own path
-/// (walrus-rust takes its directory from the environment), with the log
-/// itself set aside meanwhile and put back whatever happens.
+/// Replays a copy of the log, made beside it, from a cold cache, and
+/// removes the copy. The log itself is not touched.
 fn first_replay_of_a_copy(
     contender: &dyn Contender,
     spec: &RunSpec,
     drop_cache: &dyn Fn(&Path) -> String,
 ) -> Result<Measured, String> {
     let mut name = spec.dir.file_name().unwrap_or_default().to_os_string();
-    name.push(".pristine");
-    let aside = spec.dir.with_file_name(name);
-    std::fs::rename(&spec.dir, &aside).map_err(|e| format!("set the log aside: {e}"))?;
-    let replayed = copy_dir(&aside, &spec.dir)
-        .map_err(|e| format!("copy the log: {e}"))
+    name.push(".first");
+    let copy = spec.dir.with_file_name(name);
+    // A copy a killed run left.
+    let _ = std::fs::remove_dir_all(&copy);
+    let replayed = copy_dir(&spec.dir, &copy)
+        .map_err(|e| format!("copy the log to {}: {e}", copy.display()))
         .and_then(|()| {
-            drop_cache(&spec.dir);
-            timed_replay(contender, spec)
+            drop_cache(&copy);
+            timed_replay(contender, spec, &copy)
         });
-    let restored = match std::fs::remove_dir_all(&spec.dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => std::fs::rename(&aside, &spec.dir),
-    };
-    restored.map_err(|e| format!("put the log back: {e}"))?;
-    replayed.map(|(measured, _)| measured)
+    let removed = std::fs::remove_dir_all(&copy);
+    let (measured, _) = replayed?;
+    removed.map_err(|e| format!("remove the copy {}: {e}", copy.display()))?;
+    Ok(measured)
 }
 
 /// Copies the directory `from`, and everything under it, to `to`.
@@ -366,18 +371,67 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             copy_dir(&entry.path(), &target)?;
         } else {
-            std::fs::copy(entry.path(), target)?;
+            copy_file(&entry.path(), &target)?;
         }
     }
     Ok(())
 }
 
-/// One replay of the log, every record checked; with the seconds from
-/// open to ready.
-fn timed_replay(contender: &dyn Contender, spec: &RunSpec) -> Result<(Measured, f64), String> {
+/// Copies a file's data, leaving holes (and, on ext4, allocated but never
+/// written extents) as holes: walrus-rust sizes its files to 1000 MiB, and
+/// a plain copy would write every zero.
+#[cfg(target_os = "linux")]
+fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+
+    use rustix::fs::SeekFrom;
+
+    let src = std::fs::File::open(from)?;
+    let len = src.metadata()?.len();
+    let dst = std::fs::File::create(to)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let data = match rustix::fs::seek(&src, SeekFrom::Data(at)) {
+            Ok(data) => data,
+            // Nothing but a hole to the end.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = rustix::fs::seek(&src, SeekFrom::Hole(data))?.min(len);
+        let mut pos = data;
+        while pos < hole {
+            let want = usize::try_from(hole - pos)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            let n = src.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all_at(&buf[..n], pos)?;
+            pos += n as u64;
+        }
+        at = hole;
+    }
+    dst.set_len(len)
+}
+
+/// Copies a file (elsewhere, zeros and all).
+#[cfg(not(target_os = "linux"))]
+fn copy_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::copy(from, to).map(|_| ())
+}
+
+/// One replay of the log `spec` describes, in `dir`, every record
+/// checked; with the seconds from open to ready.
+fn timed_replay(
+    contender: &dyn Contender,
+    spec: &RunSpec,
+    dir: &Path,
+) -> Result<(Measured, f64), String> {
     let mut tally = Tally::new(spec.record_bytes);
     let start = Instant::now();
-    let ready = contender.replay(&spec.dir, 1, &mut |rec| tally.record(rec))?;
+    let ready = contender.replay(dir, 1, &mut |rec| tally.record(rec))?;
     let elapsed = start.elapsed();
     if tally.records() != spec.records {
         return Err(format!(
@@ -508,6 +562,8 @@ mod tests {
     /// do on open, and says how long its file was each time.
     struct Scribbler {
         seen: std::sync::Mutex<Vec<u64>>,
+        /// What [`Contender::replays_a_copy_apart`] says.
+        apart: bool,
     }
 
     impl crate::contenders::Entrant for Scribbler {
@@ -521,6 +577,10 @@ mod tests {
     }
 
     impl Contender for Scribbler {
+        fn replays_a_copy_apart(&self) -> bool {
+            self.apart
+        }
+
         fn open(
             &self,
             _: &Path,
@@ -551,39 +611,76 @@ mod tests {
         }
     }
 
-    #[test]
-    fn both_replays_read_the_log_as_w3_left_it_though_a_replay_changes_it() {
-        let dir = std::env::temp_dir().join(format!("w4-scribbler-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("log"), vec![0u8; 64 * 10]).unwrap();
+    fn scribbled_log(records: u64) -> (tempfile::TempDir, RunSpec) {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("log-dir");
+        std::fs::create_dir(&dir).unwrap();
+        let len = usize::try_from(64 * records).unwrap();
+        std::fs::write(dir.join("log"), vec![0u8; len]).unwrap();
         let spec = RunSpec {
             workload: Workload::W4Small,
             contender: "scribbler".into(),
-            dir: dir.clone(),
+            dir,
             seconds: 0.0,
             threads: 1,
-            records: 10,
+            records,
             record_bytes: 64,
             depth: 1,
         };
+        (parent, spec)
+    }
+
+    #[test]
+    fn both_replays_read_the_log_as_w3_left_it_though_a_replay_changes_it() {
+        let (parent, spec) = scribbled_log(10);
         let scribbler = Scribbler {
             seen: std::sync::Mutex::new(Vec::new()),
+            apart: true,
         };
         let result = replay_dropping(&scribbler, &spec, &|_| "not dropped (test)".into()).unwrap();
         assert_eq!(result.measured.ops, 10);
-        assert!(result.cold.is_some());
+        assert!(result.cold.unwrap().first_ops_per_s.is_some());
         // The first replay scribbled on a copy; the timed one found the log
         // untouched (and scribbled on it in turn).
         assert_eq!(*scribbler.seen.lock().unwrap(), [640, 640]);
-        let names: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+        let left: Vec<_> = std::fs::read_dir(parent.path())
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("w4-scribbler-"))
             .map(|e| e.file_name())
             .collect();
-        assert_eq!(names.len(), 1, "the copy is gone: {names:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(left, ["log-dir"], "the copy is gone");
+    }
+
+    #[test]
+    fn a_contender_that_cannot_replay_a_copy_apart_is_replayed_once() {
+        let (_parent, spec) = scribbled_log(10);
+        let scribbler = Scribbler {
+            seen: std::sync::Mutex::new(Vec::new()),
+            apart: false,
+        };
+        let result = replay_dropping(&scribbler, &spec, &|_| "not dropped (test)".into()).unwrap();
+        assert_eq!(result.measured.ops, 10);
+        assert_eq!(result.cold.unwrap().first_ops_per_s, None);
+        assert_eq!(*scribbler.seen.lock().unwrap(), [640]);
+    }
+
+    #[test]
+    fn a_copy_keeps_data_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("sparse"), dir.path().join("copy"));
+        let file = std::fs::File::create(&from).unwrap();
+        file.set_len(64 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, b"middle", 32 << 20).unwrap();
+        drop(file);
+        copy_file(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&from).unwrap(), std::fs::read(&to).unwrap());
+        // Where the file system reports holes, the copy keeps them: far
+        // fewer blocks than its 64 MiB.
+        let blocks =
+            |p: &Path| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(p).unwrap());
+        if blocks(&from) < 1024 {
+            assert!(blocks(&to) < 1024, "{} blocks", blocks(&to));
+        }
     }
 
     #[test]

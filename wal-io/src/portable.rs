@@ -141,7 +141,7 @@ impl PortableStorage {
                             path: path.clone(),
                             reason: "the file system refuses O_DIRECT".to_owned(),
                         }
-                    } else if e == Errno::LOOP {
+                    } else if refused_symlink(e) {
                         IoError::Unsupported {
                             op,
                             path: path.clone(),
@@ -161,6 +161,14 @@ impl PortableStorage {
             closed: AtomicBool::new(false),
         }))
     }
+}
+
+/// The error an open with `O_NOFOLLOW` gives for a symbolic link: ELOOP,
+/// or EMLINK on FreeBSD and DragonFly. (NetBSD's EFTYPE is not mapped:
+/// there it stays the system's error.)
+fn refused_symlink(e: Errno) -> bool {
+    e == Errno::LOOP
+        || (cfg!(any(target_os = "freebsd", target_os = "dragonfly")) && e == Errno::MLINK)
 }
 
 #[cfg(target_os = "linux")]

@@ -98,6 +98,13 @@ pub trait Contender: Entrant {
         each: &mut dyn FnMut(&[u8]) -> Result<(), String>,
     ) -> Result<f64, String>;
 
+    /// Whether this process can replay a copy of the log, in another
+    /// directory, and then the log itself as a fresh reader would (W4's
+    /// first replay reads a copy to load the code).
+    fn replays_a_copy_apart(&self) -> bool {
+        true
+    }
+
     /// W5: one thread keeps `depth` durable commits in flight for `seconds`.
     /// Only contenders with a per-commit future implement it.
     fn inflight(

@@ -101,6 +101,12 @@ impl Entrant for WalrusPeer {
 }
 
 impl Contender for WalrusPeer {
+    /// No: walrus takes its directory from the environment, and keeps the
+    /// files it opened, by path, for the life of the process.
+    fn replays_a_copy_apart(&self) -> bool {
+        false
+    }
+
     fn open(&self, dir: &Path, writers: u32, _purpose: Purpose) -> Result<Box<dyn Log>, String> {
         Ok(Box::new(OpenWalrus {
             walrus: open(dir, FsyncSchedule::SyncEach)?,
