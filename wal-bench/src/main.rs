@@ -25,6 +25,7 @@ mod machine;
 mod orchestrate;
 mod output;
 mod record;
+mod replay;
 mod report;
 mod server;
 mod stores;

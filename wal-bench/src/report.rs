@@ -55,7 +55,7 @@ pub struct Row {
     /// How the page cache was emptied before a replay.
     pub cache: Option<String>,
     /// W4: records per second of the first replay after the drop, with
-    /// the code cold too (median over rounds; see `workload::ColdReplay`).
+    /// the code cold too (median over rounds; see `replay::ColdReplay`).
     #[serde(default)]
     pub first_replay_ops_per_s: Option<f64>,
     /// W4: the most major page faults of a timed replay over the rounds.
