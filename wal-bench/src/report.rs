@@ -540,7 +540,9 @@ pub fn tables(facts: &Facts, workloads: &[Workload], rows: &[Row]) -> String {
                 caches.join("; ")
             );
         }
-        cold_replay_notes(&mut out, rows, w.name());
+        if matches!(w, Workload::W4Big | Workload::W4Small) {
+            cold_replay_notes(&mut out, rows, w.name());
+        }
         let _ = writeln!(out);
     }
     let warnings: Vec<String> = rows
@@ -616,6 +618,40 @@ mod tests {
             cold: None,
             peak_rss_bytes: None,
         })
+    }
+
+    /// The first replay's rates and the major faults print under the W4
+    /// tables, and only there.
+    #[test]
+    fn the_first_replay_and_the_faults_print_under_w4_only() {
+        let name = "naive".to_owned();
+        let mut outcomes = Outcomes::new();
+        outcomes.insert((Workload::W1, name.clone()), vec![result(9_000)]);
+        let mut replayed = result(1_000_000).unwrap();
+        replayed.cold = Some(crate::replay::ColdReplay {
+            first_ops_per_s: Some(900_000.0),
+            major_faults: Some(0),
+        });
+        outcomes.insert((Workload::W4Small, name.clone()), vec![Ok(replayed)]);
+        let workloads = [Workload::W1, Workload::W4Small];
+        let profile = Profile::pick_named("smoke");
+        let rows = rows(&workloads, &[name], &outcomes, &[], &profile);
+        let dir = std::env::temp_dir();
+        let text = tables(&crate::machine::facts(&dir, &profile), &workloads, &rows);
+        assert_eq!(
+            text.matches("first replay, code cold too").count(),
+            1,
+            "{text}"
+        );
+        let w4 = &text[text.find(title(Workload::W4Small)).unwrap()..];
+        assert!(
+            w4.contains("first replay, code cold too: naive 900.0k"),
+            "{w4}"
+        );
+        assert!(
+            w4.contains("major page faults in the timed replays: none"),
+            "{w4}"
+        );
     }
 
     #[test]
