@@ -342,19 +342,27 @@ mod tests {
         (parent, spec)
     }
 
-    #[test]
-    fn both_replays_read_the_log_as_w3_left_it_though_a_replay_changes_it() {
+    /// W4 of a ten-record scribbled log: the result, the log file's length
+    /// at each replay, and the directory the log's was made in.
+    fn replay_scribbler(apart: bool) -> (RunResult, Vec<u64>, tempfile::TempDir) {
         let (parent, spec) = scribbled_log(10);
         let scribbler = Scribbler {
             seen: std::sync::Mutex::new(Vec::new()),
-            apart: true,
+            apart,
         };
         let result = replay_dropping(&scribbler, &spec, &|_| "not dropped (test)".into()).unwrap();
         assert_eq!(result.measured.ops, 10);
+        let seen = scribbler.seen.into_inner().unwrap();
+        (result, seen, parent)
+    }
+
+    #[test]
+    fn both_replays_read_the_log_as_w3_left_it_though_a_replay_changes_it() {
+        let (result, seen, parent) = replay_scribbler(true);
         assert!(result.cold.unwrap().first_ops_per_s.is_some());
         // The first replay scribbled on a copy; the timed one found the log
         // untouched (and scribbled on it in turn).
-        assert_eq!(*scribbler.seen.lock().unwrap(), [640, 640]);
+        assert_eq!(seen, [640, 640]);
         let left: Vec<_> = std::fs::read_dir(parent.path())
             .unwrap()
             .flatten()
@@ -365,15 +373,9 @@ mod tests {
 
     #[test]
     fn a_contender_that_cannot_replay_a_copy_apart_is_replayed_once() {
-        let (_parent, spec) = scribbled_log(10);
-        let scribbler = Scribbler {
-            seen: std::sync::Mutex::new(Vec::new()),
-            apart: false,
-        };
-        let result = replay_dropping(&scribbler, &spec, &|_| "not dropped (test)".into()).unwrap();
-        assert_eq!(result.measured.ops, 10);
+        let (result, seen, _parent) = replay_scribbler(false);
         assert_eq!(result.cold.unwrap().first_ops_per_s, None);
-        assert_eq!(*scribbler.seen.lock().unwrap(), [640]);
+        assert_eq!(seen, [640]);
     }
 
     #[test]

@@ -41,29 +41,25 @@ fn leave(storage: &dyn Storage, name: &str, bytes: &[u8]) {
 }
 
 #[test]
-fn an_open_with_a_clean_close_record_lists_once() {
-    let disk = closed_log(1);
-    assert!(
-        disk.storage()
-            .list()
-            .unwrap()
-            .iter()
-            .any(|n| n == CLEAN_CLOSE_NAME)
-    );
-    let (wal, listings) = listings_of_open(&disk);
-    assert_eq!(listings, 1);
-    wal.close().unwrap();
-}
-
-#[test]
-fn an_open_without_a_record_lists_once() {
-    let disk = closed_log(2);
-    let storage = disk.storage();
-    storage.remove(CLEAN_CLOSE_NAME).unwrap();
-    storage.sync_dir().unwrap();
-    let (wal, listings) = listings_of_open(&disk);
-    assert_eq!(listings, 1);
-    wal.close().unwrap();
+fn an_open_with_a_clean_close_record_or_without_one_lists_once() {
+    for with_record in [true, false] {
+        let disk = closed_log(1);
+        let storage = disk.storage();
+        assert!(
+            storage
+                .list()
+                .unwrap()
+                .iter()
+                .any(|n| n == CLEAN_CLOSE_NAME)
+        );
+        if !with_record {
+            storage.remove(CLEAN_CLOSE_NAME).unwrap();
+            storage.sync_dir().unwrap();
+        }
+        let (wal, listings) = listings_of_open(&disk);
+        assert_eq!(listings, 1, "with a record: {with_record}");
+        wal.close().unwrap();
+    }
 }
 
 /// A staged segment a crash left goes; so does a spare that cannot serve
