@@ -30,6 +30,7 @@ mod report;
 mod server;
 mod stores;
 mod sweep;
+mod tables;
 mod txnload;
 mod workload;
 
@@ -260,7 +261,7 @@ fn list() {
     }
     println!("workloads:");
     for w in Workload::ALL {
-        println!("  {:<8} {}", w.name(), report::title(w));
+        println!("  {:<8} {}", w.name(), tables::title(w));
     }
 }
 

@@ -334,7 +334,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     facts.load_average_end = machine::load_average();
 
     let rows = report::rows(&workloads, names, &outcomes, &limit_sets, &profile);
-    print!("{}", report::tables(&facts, &workloads, &rows));
+    print!("{}", crate::tables::tables(&facts, &workloads, &rows));
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("create {}: {e}", args.out.display()))?;
     crate::output::write_files(&args.out, &facts, &rows)?;

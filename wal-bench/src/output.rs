@@ -7,7 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::machine::Facts;
-use crate::report::{Row, fmt_opt, fmt_rate};
+use crate::report::Row;
+use crate::tables::{fmt_opt, fmt_rate};
 
 /// Writes `results.json`, `results.csv` and the plots into `out`.
 pub fn write_files(out: &Path, facts: &Facts, rows: &[Row]) -> Result<(), String> {
