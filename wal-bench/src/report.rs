@@ -354,7 +354,7 @@ fn limit_figures(limit_rows: &[Row], of: &LimitOf) -> (Option<f64>, Option<f64>)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use super::*;
@@ -373,7 +373,8 @@ mod tests {
         }
     }
 
-    fn result(ops: u64) -> Result<RunResult, String> {
+    /// A run of `ops` operations of 128 B in one second.
+    pub(crate) fn result(ops: u64) -> Result<RunResult, String> {
         Ok(RunResult {
             measured: Measured {
                 ops,

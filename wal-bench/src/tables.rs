@@ -242,23 +242,7 @@ mod tests {
     use super::*;
     use crate::orchestrate::{Outcomes, Profile};
     use crate::report::rows;
-    use crate::workload::{Measured, RunResult};
-
-    fn result(ops: u64) -> RunResult {
-        RunResult {
-            measured: Measured {
-                ops,
-                bytes: ops * 128,
-                seconds: 1.0,
-                ..Measured::default()
-            },
-            verified_records: ops,
-            open_seconds: None,
-            cache: None,
-            cold: None,
-            peak_rss_bytes: None,
-        }
-    }
+    use crate::report::tests::result;
 
     /// The first replay's rates and the major faults print under the W4
     /// tables, and only there.
@@ -266,8 +250,8 @@ mod tests {
     fn the_first_replay_and_the_faults_print_under_w4_only() {
         let name = "naive".to_owned();
         let mut outcomes = Outcomes::new();
-        outcomes.insert((Workload::W1, name.clone()), vec![Ok(result(9_000))]);
-        let mut replayed = result(1_000_000);
+        outcomes.insert((Workload::W1, name.clone()), vec![result(9_000)]);
+        let mut replayed = result(1_000_000).unwrap();
         replayed.cold = Some(crate::replay::ColdReplay {
             first_ops_per_s: Some(900_000.0),
             major_faults: Some(0),
