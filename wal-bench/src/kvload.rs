@@ -109,7 +109,6 @@ pub fn puts(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         measured,
         verified_records: verified,
         open_seconds: None,
-        cache: None,
         cold: None,
     })
 }
@@ -154,7 +153,6 @@ pub fn load(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         // The gets that follow (K2 get) read every key back.
         verified_records: 0,
         open_seconds: None,
-        cache: None,
         cold: None,
     })
 }
@@ -195,7 +193,6 @@ pub fn gets(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunResult, St
         measured,
         verified_records: n,
         open_seconds: Some(open_seconds),
-        cache: None,
         cold: None,
     })
 }

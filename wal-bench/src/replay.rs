@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::contenders::Contender;
 use crate::record::Tally;
-use crate::workload::{Measured, RunResult, RunSpec, drop_page_cache};
+use crate::workload::{Measured, RunResult, RunSpec, drop_page_cache, files_under};
 
 /// W4's other figures: the replay that loads the code, and whether the
 /// timed one ran without loading any.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ColdReplay {
+    /// How the page cache was emptied before each replay.
+    pub cache: String,
     /// Records per second of the first replay after the page cache was
     /// dropped, while the contender's code was not loaded yet either (what
     /// W4 measured before 2026-12-06). None for a contender that cannot
@@ -31,19 +33,14 @@ pub struct ColdReplay {
     pub major_faults: Option<u64>,
 }
 
-/// W4: replays what W3 wrote, from a cold page cache where permitted.
-///
-/// Cold data, warm code. A first replay, of a copy of the log with the
-/// cache dropped, loads the code the contender runs; the timed replay, of
-/// the log itself with the cache dropped again, reads the log's bytes from
-/// the disk and the code from memory, since dropping the cache never
-/// evicts pages a process has mapped. Timed on its own, the first replay
-/// also paid for loading code from the disk, 8 MiB of the executable per
-/// fault (the disk's readahead here), about 2 ms each, and that charged
-/// every contender but the naive reader, whose code is the standard
-/// library's the harness had run already. The first replay's rate is kept
-/// beside (`ColdReplay`), and the timed one's major faults are counted, to
-/// show the code stayed.
+/// W4: replays what W3 wrote, from a cold page cache where permitted, with
+/// the contender's code loaded (the module's note). Timed with its code
+/// cold too, a replay paid for loading it from the disk, 8 MiB of the
+/// executable per fault (the disk's readahead here), about 2 ms each, and
+/// that charged every contender but the naive reader, whose code is the
+/// standard library's the harness had run already. The first replay's
+/// rate is kept beside (`ColdReplay`), and the timed one's major faults are
+/// counted, to show the code stayed.
 ///
 /// The first replay reads a copy, beside the log, because several peers
 /// change the log when they open it (okaywal grows its segment, fjall trims
@@ -84,8 +81,8 @@ fn replay_dropping(
         verified_records: measured.ops,
         measured,
         open_seconds: Some(ready),
-        cache: Some(cache),
         cold: Some(ColdReplay {
+            cache,
             first_ops_per_s: first.map(|m| m.ops as f64 / m.seconds.max(f64::MIN_POSITIVE)),
             major_faults,
         }),
@@ -205,23 +202,10 @@ fn timed_replay(
 
 /// Every file under `dir` with its length and modification time, sorted.
 fn files_of(dir: &Path) -> Vec<FileState> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                files.push((entry.path(), meta.len(), meta.modified().ok()));
-            }
-        }
-    }
+    let mut files: Vec<FileState> = files_under(dir)
+        .into_iter()
+        .map(|(path, meta)| (path, meta.len(), meta.modified().ok()))
+        .collect();
     files.sort();
     files
 }

@@ -276,7 +276,7 @@ pub fn rows(
             row.ops_per_s_max = good.last().map(|r| rate(r));
             row.verified_records = Some(median.verified_records);
             row.open_ms = median.open_seconds.map(|s| s * 1e3);
-            row.cache = median.cache.clone();
+            row.cache = median.cold.as_ref().map(|c| c.cache.clone());
             let mut firsts: Vec<f64> = good
                 .iter()
                 .filter_map(|r| r.cold.as_ref()?.first_ops_per_s)
@@ -384,7 +384,6 @@ pub(crate) mod tests {
             },
             verified_records: ops,
             open_seconds: None,
-            cache: None,
             cold: None,
             peak_rss_bytes: None,
         })

@@ -253,6 +253,7 @@ mod tests {
         outcomes.insert((Workload::W1, name.clone()), vec![result(9_000)]);
         let mut replayed = result(1_000_000).unwrap();
         replayed.cold = Some(crate::replay::ColdReplay {
+            cache: "emptied (test)".into(),
             first_ops_per_s: Some(900_000.0),
             major_faults: Some(0),
         });

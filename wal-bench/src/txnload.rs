@@ -134,7 +134,6 @@ pub fn transactions(contender: &dyn KvContender, spec: &RunSpec) -> Result<RunRe
         measured,
         verified_records: K3_KEYS,
         open_seconds: None,
-        cache: None,
         cold: None,
     })
 }

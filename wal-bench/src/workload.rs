@@ -131,9 +131,7 @@ pub struct RunResult {
     pub verified_records: u64,
     /// Seconds from the start of open until the log was ready (W4).
     pub open_seconds: Option<f64>,
-    /// How the page cache was emptied before a replay (W4).
-    pub cache: Option<String>,
-    /// What else a replay (W4) measured.
+    /// How a replay (W4) was made cold, and what else it measured.
     #[serde(default)]
     pub cold: Option<crate::replay::ColdReplay>,
     /// The child process's peak resident memory (`VmHWM`), set by the
@@ -159,7 +157,6 @@ pub fn run(spec: &RunSpec) -> Result<RunResult, String> {
                 measured,
                 verified_records: verified,
                 open_seconds: None,
-                cache: None,
                 cold: None,
             })
         }
@@ -232,7 +229,6 @@ fn commits(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, Strin
         measured,
         verified_records: verified,
         open_seconds: None,
-        cache: None,
         cold: None,
     })
 }
@@ -256,7 +252,6 @@ fn ingest(contender: &dyn Contender, spec: &RunSpec) -> Result<RunResult, String
         measured,
         verified_records: 0,
         open_seconds: None,
-        cache: None,
         cold: None,
     })
 }
@@ -288,24 +283,38 @@ pub fn drop_page_cache(dir: &Path) -> String {
     if std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok() {
         return "dropped (drop_caches)".into();
     }
-    let mut files = 0;
+    let files = files_under(dir)
+        .iter()
+        .filter(|(path, _)| {
+            std::fs::File::open(path).is_ok_and(|file| {
+                rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).is_ok()
+            })
+        })
+        .count();
+    format!("dropped per file (fadvise DONTNEED, {files} files)")
+}
+
+/// Every file under `dir`, in its subdirectories too, with its metadata;
+/// what cannot be read is left out.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&path) else {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(file) = std::fs::File::open(&path)
-                && rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).is_ok()
-            {
-                files += 1;
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push((entry.path(), meta));
             }
         }
     }
-    format!("dropped per file (fadvise DONTNEED, {files} files)")
+    files
 }
 
 #[cfg(test)]
