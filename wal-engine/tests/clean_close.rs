@@ -46,6 +46,15 @@ fn fill(wal: &Wal, from: u64, to: u64) {
     }
 }
 
+/// A log of records `1..next`, closed cleanly.
+fn closed_log(seed: u64, next: u64) -> SimDisk {
+    let disk = SimDisk::new(seed);
+    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
+    fill(&wal, 1, next);
+    wal.close().unwrap();
+    disk
+}
+
 /// Reads the open makes, and what it recovered.
 fn reopen(disk: &SimDisk) -> (Wal, u64, wal_engine::RecoveryReport) {
     let before = disk.op_count(Op::Read);
@@ -55,10 +64,7 @@ fn reopen(disk: &SimDisk) -> (Wal, u64, wal_engine::RecoveryReport) {
 
 #[test]
 fn after_a_clean_close_open_reads_only_what_the_frames_cover() {
-    let disk = SimDisk::new(21);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    fill(&wal, 1, 200);
-    wal.close().unwrap();
+    let disk = closed_log(21, 200);
     assert!(has_record(&disk));
     let (wal, clean_reads, report) = reopen(&disk);
     assert!(has_record(&disk), "an open that changes nothing keeps it");
@@ -88,10 +94,7 @@ fn after_a_clean_close_open_reads_only_what_the_frames_cover() {
 /// old end would then pass for a clean end, losing acknowledged records.
 #[test]
 fn the_record_is_gone_before_later_writes_so_damage_after_them_is_caught() {
-    let disk = SimDisk::new(22);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    fill(&wal, 1, 50);
-    wal.close().unwrap();
+    let disk = closed_log(22, 50);
     let name = wal_engine::segment_name(1);
     let storage = disk.storage();
     let file = storage.open(&name, FileOptions::BUFFERED).unwrap();
@@ -152,10 +155,7 @@ fn record_bytes(disk: &SimDisk) -> Option<Vec<u8>> {
 /// it as it was, and the next open still reads only what the frames cover.
 #[test]
 fn an_open_that_changes_nothing_keeps_the_record_as_it_was() {
-    let disk = SimDisk::new(25);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    fill(&wal, 1, 100);
-    wal.close().unwrap();
+    let disk = closed_log(25, 100);
     let written = record_bytes(&disk).expect("a clean close leaves a record");
     let counts = |disk: &SimDisk| {
         [Op::Remove, Op::Create, Op::SyncData, Op::SyncDir].map(|op| disk.op_count(op))
@@ -186,10 +186,7 @@ fn an_open_that_changes_nothing_keeps_the_record_as_it_was() {
 /// A log of records `1..next`, closed cleanly and opened again: the open
 /// changed nothing, so it kept the record.
 fn reopened_with_the_record(seed: u64, next: u64) -> (SimDisk, Wal) {
-    let disk = SimDisk::new(seed);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    fill(&wal, 1, next);
-    wal.close().unwrap();
+    let disk = closed_log(seed, next);
     let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
     assert!(has_record(&disk));
     (disk, wal)
@@ -271,10 +268,7 @@ fn a_cut_or_a_purge_after_a_kept_record_takes_it_away_first() {
 
 #[test]
 fn a_damaged_or_mismatched_record_is_ignored() {
-    let disk = SimDisk::new(23);
-    let (wal, _) = Wal::open_with(disk.storage(), options()).unwrap();
-    fill(&wal, 1, 30);
-    wal.close().unwrap();
+    let disk = closed_log(23, 30);
     let storage = disk.storage();
     let file = storage
         .open(CLEAN_CLOSE_NAME, FileOptions::BUFFERED)
