@@ -11,7 +11,9 @@ use crate::table::TableCompression;
 /// (the active one and, while a checkpoint writes it, the frozen one) of
 /// [`Options::memtable_bytes_max`] each, each with a key filter of about
 /// 1/45 of that (750 KB by default, 20 MiB at most), the block cache
-/// ([`Options::block_cache_bytes`]), the log's queue (two buffers of the
+/// ([`Options::block_cache_bytes`]; each open table also keeps a 32-byte
+/// slot per block for it, 2 MiB per GiB of tables with the default block
+/// size, cached or not), the log's queue (two buffers of the
 /// log's `queue_bytes_max`, 8 MiB by default), and, only while read-write
 /// transactions are open, the conflict window
 /// ([`Options::conflict_window_bytes_max`], about twice that with its
@@ -57,8 +59,10 @@ pub struct Options {
     /// step rewrites a bounded part of a level. Default 64 MiB.
     pub table_bytes_max: u64,
     /// Memory for decoded table blocks, shared by all tables; reads that
-    /// miss it go to the file (and the page cache). 0 caches nothing.
-    /// Default 256 MiB.
+    /// miss it go to the file (and the page cache). A block read goes in
+    /// on probation; one read again stays over blocks read once, so a
+    /// long scan does not push out what point reads keep coming back to
+    /// (S3-FIFO). 0 caches nothing. Default 256 MiB.
     pub block_cache_bytes: u64,
     /// Most operations one transaction may hold: its writes (one per key)
     /// plus, when serializable, the keys and ranges it read. Its commit is

@@ -1,5 +1,5 @@
-//! A table's blocks: checked decoding of untrusted bytes, the search inside
-//! a block, and the cache of decoded blocks shared by a store's tables.
+//! A table's blocks: checked decoding of untrusted bytes and the search
+//! inside a block.
 
 use std::sync::OnceLock;
 
@@ -146,48 +146,15 @@ pub(super) enum Found {
     MayContinue,
 }
 
-/// Decoded blocks shared by every table of a store, weighed in bytes, and a
-/// count of the blocks read from files.
-pub(crate) struct BlockCache {
-    pub(super) map: quick_cache::sync::Cache<(u64, u32), Arc<Block>, BlockWeight, BlockHasher>,
-    /// Blocks read from table files (cache misses and uncached reads).
-    pub reads: AtomicU64,
-}
-
-/// A new block cache of about `bytes`; 0 keeps nothing.
-pub(crate) fn block_cache(bytes: u64) -> Arc<BlockCache> {
-    // The estimate sizes the hash table up front: blocks of ~16 KiB.
-    let items = usize::try_from(bytes / (16 << 10))
-        .unwrap_or(1 << 16)
-        .max(16);
-    Arc::new(BlockCache {
-        map: quick_cache::sync::Cache::with(
-            items,
-            bytes,
-            BlockWeight,
-            BlockHasher::default(),
-            quick_cache::sync::DefaultLifecycle::default(),
-        ),
-        reads: AtomicU64::new(0),
-    })
-}
-
-/// Hashes a block's (table id, block number) for the cache.
-type BlockHasher = foldhash::fast::RandomState;
-
-/// Weighs a cached block by the memory it holds.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BlockWeight;
-
-impl quick_cache::Weighter<(u64, u32), Arc<Block>> for BlockWeight {
-    fn weight(&self, _key: &(u64, u32), block: &Arc<Block>) -> u64 {
-        // The index is weighed before it is built, as large as it can be.
-        let index = HashIndex::bytes_for(block.starts.len());
-        (block.data.len() + 4 * block.starts.len() + index + 64) as u64
-    }
-}
-
 impl Block {
+    /// The memory the block holds while cached, in bytes: its bytes, its
+    /// entries' starts, and its hash index, weighed before it is built as
+    /// large as it can be, plus its header.
+    pub(super) fn weight(&self) -> u64 {
+        let index = HashIndex::bytes_for(self.starts.len());
+        (self.data.len() + 4 * self.starts.len() + index + 64) as u64
+    }
+
     /// Walks every entry of `raw`, checking its structure and its order:
     /// keys ascending, each key's versions newest first (a repeated version
     /// is let through: the search and the index both find its first copy). A block out of

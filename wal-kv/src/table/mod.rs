@@ -17,7 +17,7 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use wal_io::{FileOptions, FileRef, Storage};
@@ -70,15 +70,20 @@ pub(crate) fn parse_name(name: &str) -> Option<u64> {
 
 mod block;
 mod build;
+mod cache;
+#[cfg(test)]
+mod cache_tests;
 mod hash_index;
 #[cfg(test)]
 mod tests;
 
 #[cfg(test)]
 pub(crate) use block::VALUE_COPY_BYTES_MAX;
-pub(crate) use block::{Block, BlockCache, block_cache, value_out};
+pub(crate) use block::{Block, value_out};
 use block::{BlockHandle, Cursor, Found, checked, equal_range};
 pub(crate) use build::TableBuilder;
+use cache::Slots;
+pub(crate) use cache::{BlockCache, block_cache};
 
 /// An open table: index and filter in memory, blocks read on demand through
 /// the store's block cache.
@@ -94,6 +99,8 @@ pub(crate) struct Table {
     filter: Vec<u8>,
     hashes: u32,
     cache: Arc<BlockCache>,
+    /// Where the cache keeps this table's blocks, by number.
+    slots: Arc<Slots>,
     pub entries: u64,
     pub max_lsn: u64,
     pub size: u64,
@@ -108,6 +115,13 @@ impl std::fmt::Debug for Table {
             .field("max_lsn", &self.max_lsn)
             .field("size", &self.size)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        // Its blocks go now, not when the cache gets round to them.
+        self.cache.forget(&self.slots);
     }
 }
 
@@ -195,6 +209,7 @@ impl Table {
             file,
             first_key,
             last_prefixes: blocks.iter().map(|b| prefix(&b.last_key)).collect(),
+            slots: Slots::new(blocks.len()),
             blocks,
             filter: bits,
             hashes,
@@ -250,20 +265,25 @@ impl Table {
 
     /// [`Table::block`], and whether the cache had it.
     fn block_and_hit(&self, i: usize, keep: bool) -> Result<(Arc<Block>, bool), KvError> {
-        let key = (self.id, u32::try_from(i).unwrap_or(u32::MAX));
-        if let Some(block) = self.cache.map.get(&key) {
+        if let Some(block) = self.slots.cached(i) {
             return Ok((block, true));
         }
+        Ok((self.read_and_keep(i, keep)?, false))
+    }
+
+    /// Block `i` read from the file, checked and decoded, and cached when
+    /// `keep` says so. Past the last block, an empty one.
+    fn read_and_keep(&self, i: usize, keep: bool) -> Result<Arc<Block>, KvError> {
         // Only a miss reads the handle: on a large table it is a cache miss
-        // of its own. Past the last block, an empty one.
+        // of its own.
         let Some(handle) = self.blocks.get(i) else {
-            return Ok((Arc::new(Block::default()), false));
+            return Ok(Arc::new(Block::default()));
         };
         let block = Arc::new(self.read_block(handle)?);
         if keep {
-            self.cache.map.insert(key, Arc::clone(&block));
+            self.cache.insert(&self.slots, i, &block);
         }
-        Ok((block, false))
+        Ok(block)
     }
 
     fn read_block(&self, handle: &BlockHandle) -> Result<Block, KvError> {
@@ -323,8 +343,18 @@ impl Table {
             // costs little. Its index is built by the first get that finds
             // it in the block cache: a block read for one get and evicted
             // before the next (a data set past the cache) never pays for one.
-            let (block, hit) = self.block_and_hit(i, true)?;
-            match block.find(key, hash, snapshot, hit) {
+            // A cached block is searched in place, without taking a count
+            // of it.
+            let found = match self
+                .slots
+                .with_cached(i, |b| b.find(key, hash, snapshot, true))
+            {
+                Some(found) => found,
+                None => self
+                    .read_and_keep(i, true)?
+                    .find(key, hash, snapshot, false),
+            };
+            match found {
                 Some(Found::Version(value)) => return Ok(Some(value)),
                 Some(Found::Absent) => return Ok(None),
                 Some(Found::MayContinue) => {}

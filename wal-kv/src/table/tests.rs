@@ -304,10 +304,7 @@ fn a_block_is_indexed_by_the_first_get_that_finds_it_cached() {
     let key = b"key00000500";
     let cached = || {
         let i = t.block_for(key);
-        cache
-            .map
-            .get(&(t.id, u32::try_from(i).unwrap()))
-            .expect("cached")
+        t.slots.cached(i).expect("cached")
     };
     // Read from the file: searched, not indexed.
     assert_eq!(

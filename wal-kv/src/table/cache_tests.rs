@@ -1,0 +1,173 @@
+//! The block cache's bound and eviction order, through a table's reads.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+
+/// Table `id` of 2000 keys in blocks of about 512 bytes (over a hundred
+/// blocks), uncompressed, each key's value naming it.
+fn table(storage: &dyn Storage, id: u64, cache: &Arc<BlockCache>) -> Table {
+    let mut b = TableBuilder::create(storage, id, TableCompression::None, 512).unwrap();
+    for i in 0..2000u64 {
+        b.add(&Entry {
+            key: key(i),
+            lsn: 1,
+            value: Some(Bytes::from(format!("value {i}"))),
+        })
+        .unwrap();
+    }
+    b.finish(id, Arc::clone(cache)).unwrap()
+}
+
+fn key(i: u64) -> Bytes {
+    Bytes::from(format!("key{i:08}"))
+}
+
+/// Reads key `i`, checks its value, and says whether it read a block.
+fn read(t: &Table, cache: &BlockCache, i: u64) -> bool {
+    let before = cache.reads.load(Ordering::Relaxed);
+    let k = key(i);
+    let v = t.get(&k, bloom::key_hash(&k), 1).unwrap();
+    assert_eq!(v, Some(Some(Bytes::from(format!("value {i}")))));
+    cache.reads.load(Ordering::Relaxed) > before
+}
+
+/// The weight of one of the table's blocks (all are about alike).
+fn block_weight(t: &Table) -> u64 {
+    t.read_and_keep(1, false).unwrap().weight()
+}
+
+/// A key of each block: the first key of block `b` is key `first[b]`.
+fn first_keys(t: &Table) -> Vec<u64> {
+    let mut firsts = Vec::new();
+    let mut block = usize::MAX;
+    for i in 0..2000 {
+        let b = t.block_for(&key(i));
+        if b != block {
+            firsts.push(i);
+            block = b;
+        }
+    }
+    assert_eq!(firsts.len(), t.block_count());
+    firsts
+}
+
+#[test]
+fn the_cache_holds_no_more_than_its_bytes() {
+    let disk = wal_io::sim::SimDisk::new(21);
+    let storage = disk.storage();
+    let probe = table(&*storage, 1, &block_cache(0));
+    let capacity = 10 * block_weight(&probe);
+    let cache = block_cache(capacity);
+    let tables = [table(&*storage, 2, &cache), table(&*storage, 3, &cache)];
+    let mut most = 0;
+    for i in (0..2000).step_by(7) {
+        for t in &tables {
+            read(t, &cache, i);
+            let bytes = cache.cached_bytes();
+            assert!(bytes <= capacity, "{bytes} cached, capacity {capacity}");
+            most = most.max(bytes);
+        }
+    }
+    assert!(
+        most > capacity / 2,
+        "the cache is used: {most} of {capacity}"
+    );
+}
+
+#[test]
+fn a_scan_does_not_evict_the_blocks_reads_come_back_to() {
+    let disk = wal_io::sim::SimDisk::new(22);
+    let storage = disk.storage();
+    let probe = table(&*storage, 1, &block_cache(0));
+    let cache = block_cache(20 * block_weight(&probe));
+    let t = Arc::new(table(&*storage, 2, &cache));
+    let firsts = first_keys(&t);
+    assert!(firsts.len() > 100, "{} blocks", firsts.len());
+    // Five hot blocks, read and then found in the cache.
+    let hot: Vec<u64> = firsts.iter().step_by(20).take(5).copied().collect();
+    for _ in 0..2 {
+        for &k in &hot {
+            read(&t, &cache, k);
+        }
+    }
+    // A scan through every block, each read once, five times the cache.
+    let scanned = t
+        .iter(Bound::Unbounded, Bound::Unbounded, true, false)
+        .count();
+    assert_eq!(scanned, 2000);
+    for &k in &hot {
+        assert!(!read(&t, &cache, k), "hot key {k} was evicted by the scan");
+    }
+}
+
+#[test]
+fn a_block_evicted_early_and_read_again_is_kept_over_a_scan() {
+    let disk = wal_io::sim::SimDisk::new(23);
+    let storage = disk.storage();
+    let probe = table(&*storage, 1, &block_cache(0));
+    let cache = block_cache(20 * block_weight(&probe));
+    let t = Arc::new(table(&*storage, 2, &cache));
+    let firsts = first_keys(&t);
+    // Read once, then pushed out of the small queue by 30 other blocks:
+    // a ghost. Read again, it goes to the main queue, which a scan of
+    // blocks read once leaves alone.
+    let (ghost, others) = (firsts[0], &firsts[1..31]);
+    assert!(read(&t, &cache, ghost));
+    for &k in others {
+        read(&t, &cache, k);
+    }
+    assert!(read(&t, &cache, ghost), "evicted by 30 blocks into 20");
+    for &k in &firsts[40..] {
+        read(&t, &cache, k);
+    }
+    assert!(!read(&t, &cache, ghost), "a ghost read again is kept");
+}
+
+#[test]
+fn a_dropped_table_takes_its_blocks_out_of_the_cache() {
+    let disk = wal_io::sim::SimDisk::new(24);
+    let storage = disk.storage();
+    let cache = block_cache(1 << 20);
+    let kept = table(&*storage, 1, &cache);
+    let dropped = table(&*storage, 2, &cache);
+    for i in (0..2000).step_by(50) {
+        read(&kept, &cache, i);
+        read(&dropped, &cache, i);
+    }
+    let both = cache.cached_bytes();
+    let block = Arc::downgrade(&dropped.slots.cached(0).expect("cached"));
+    drop(dropped);
+    assert!(
+        block.upgrade().is_none(),
+        "the dropped table's block is freed"
+    );
+    let left = cache.cached_bytes();
+    assert!(left > 0 && left < both, "{left} of {both} bytes left");
+    // The kept table's blocks are all still cached.
+    for i in (0..2000).step_by(50) {
+        assert!(!read(&kept, &cache, i));
+    }
+}
+
+#[test]
+fn readers_racing_evictions_read_every_value_right() {
+    let disk = wal_io::sim::SimDisk::new(25);
+    let storage = disk.storage();
+    let probe = table(&*storage, 1, &block_cache(0));
+    let capacity = 8 * block_weight(&probe);
+    let cache = block_cache(capacity);
+    let t = table(&*storage, 2, &cache);
+    std::thread::scope(|s| {
+        for thread in 0..4u64 {
+            let (t, cache) = (&t, &cache);
+            s.spawn(move || {
+                for n in 0..3000u64 {
+                    // Each thread walks the keys in its own order.
+                    read(t, cache, (n * (thread * 2 + 7) + thread) % 2000);
+                }
+            });
+        }
+    });
+    assert!(cache.cached_bytes() <= capacity);
+}
