@@ -67,7 +67,7 @@ struct Slot {
 
 // The memory a table's slots take whether or not anything is cached, as
 // `Options::block_cache_bytes` documents it.
-const _: () = assert!(std::mem::size_of::<Slot>() <= 32);
+const _: () = assert!(size_of::<Slot>() <= 32);
 
 impl Slots {
     /// Slots for a table of `blocks` blocks, none cached.
