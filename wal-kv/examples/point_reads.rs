@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p wal-kv --example point_reads -- DIR load KEYS
-//! cargo run --release -p wal-kv --example point_reads -- DIR get KEYS CACHE_MIB [PASSES]
+//! cargo run --release -p wal-kv --example point_reads -- DIR get KEYS CACHE_MIB [PASSES [THREADS]]
 //! ```
 //!
 //! `load` writes KEYS keys (16 bytes, in random order) with 100-byte values
@@ -11,7 +11,9 @@
 //! and closes it. `get` reopens it with a block cache of CACHE_MIB MiB and
 //! reads every key once per pass, in an order that jumps across the key
 //! space, checking each value; it prints gets/s and blocks read per pass.
-//! The first pass fills the block cache; later ones find it warm.
+//! The first pass fills the block cache; later ones find it warm. With
+//! THREADS, each of that many threads reads every key once per pass, each
+//! from its own place in the order, and the rate is of all their gets.
 
 use std::time::Instant;
 
@@ -21,7 +23,7 @@ const LOAD_BATCH: usize = 1000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: point_reads DIR (load KEYS | get KEYS CACHE_MIB [PASSES])";
+    let usage = "usage: point_reads DIR (load KEYS | get KEYS CACHE_MIB [PASSES [THREADS]])";
     let (Some(dir), Some(mode), Some(keys)) = (args.first(), args.get(1), args.get(2)) else {
         return Err(usage.into());
     };
@@ -46,27 +48,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "get" => {
             let cache_mib: u64 = args.get(3).ok_or(usage)?.parse()?;
             let passes: u32 = args.get(4).map_or(Ok(1), |p| p.parse())?;
+            let threads: u64 = args.get(5).map_or(Ok(1), |t| t.parse())?;
             options.block_cache_bytes = cache_mib << 20;
             let store = Store::open(dir, options)?;
             // A step coprime with the key count visits every key once.
             let stride = (keys * 5 / 8..).find(|&s| gcd(s, keys) == 1).ok_or(usage)?;
             for _ in 0..passes {
-                let snapshot = store.snapshot();
                 let reads = store.stats().block_reads;
                 let start = Instant::now();
-                for i in 0..keys {
-                    let seq = i * stride % keys + 1;
-                    let got = snapshot.get(&key(seq))?;
-                    if got.as_deref() != Some(value(seq).as_slice()) {
-                        return Err(format!("key {seq} is missing or wrong").into());
-                    }
-                }
+                std::thread::scope(|s| {
+                    let readers: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let store = &store;
+                            s.spawn(move || read_all(store, keys, stride, t * keys / threads))
+                        })
+                        .collect();
+                    readers
+                        .into_iter()
+                        .try_for_each(|r| r.join().map_err(|_| "a reader panicked")?)
+                })?;
                 let read = store.stats().block_reads - reads;
-                println!("{:.0} gets/s, {read} blocks read", rate(keys, start));
+                println!(
+                    "{:.0} gets/s, {read} blocks read",
+                    rate(keys * threads, start)
+                );
             }
             store.close()?;
         }
         _ => return Err(usage.into()),
+    }
+    Ok(())
+}
+
+/// Reads every key once through one snapshot, starting `from` keys into
+/// the order, and checks each value.
+fn read_all(store: &Store, keys: u64, stride: u64, from: u64) -> Result<(), String> {
+    let snapshot = store.snapshot();
+    for i in from..from + keys {
+        let seq = i % keys * stride % keys + 1;
+        let got = snapshot.get(&key(seq)).map_err(|e| e.to_string())?;
+        if got.as_deref() != Some(value(seq).as_slice()) {
+            return Err(format!("key {seq} is missing or wrong"));
+        }
     }
     Ok(())
 }

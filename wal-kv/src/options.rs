@@ -13,7 +13,8 @@ use crate::table::TableCompression;
 /// 1/45 of that (750 KB by default, 20 MiB at most), the block cache
 /// ([`Options::block_cache_bytes`]; each open table also keeps a 32-byte
 /// slot per block for it, 2 MiB per GiB of tables with the default block
-/// size, cached or not), the log's queue (two buffers of the
+/// size, cached or not, and the cache's queues about 40 bytes per cached
+/// block), the log's queue (two buffers of the
 /// log's `queue_bytes_max`, 8 MiB by default), and, only while read-write
 /// transactions are open, the conflict window
 /// ([`Options::conflict_window_bytes_max`], about twice that with its

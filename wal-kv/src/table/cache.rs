@@ -6,9 +6,9 @@
 //! and a map lookup touches its bucket and its entry before the block. Here
 //! each table keeps one slot per block, found by the block's number, which
 //! the read already has: a hit is one line (the slot) and then the block.
-//! The queues that decide what to evict are touched only when a block is
-//! read from its file, under one lock. K2's gets ran 10% faster with the
-//! cache warm (DECISIONS.md).
+//! The queues that decide what to evict sit behind one lock, taken when a
+//! block read from its file is added and when a table with cached blocks
+//! goes away; never by a hit. (DECISIONS.md has the measurements.)
 //!
 //! S3-FIFO: a block read goes into a small queue (a tenth of the bytes);
 //! one that was hit while there moves to the main queue when it reaches
@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 
 use super::Block;
 use crate::locks::{lock, read, write};
@@ -49,7 +49,6 @@ pub(crate) fn block_cache(bytes: u64) -> Arc<BlockCache> {
 }
 
 /// One table's cache slots, one per block.
-#[derive(Default)]
 pub(crate) struct Slots(Box<[Slot]>);
 
 #[derive(Default)]
@@ -76,7 +75,8 @@ impl Slots {
     }
 
     /// `f` of block `i` if it is cached (a hit, counted), else `None`.
-    /// The block stays cached while `f` runs.
+    /// The block stays cached while `f` runs: eviction passes over a block
+    /// being read rather than wait for it.
     pub(crate) fn with_cached<R>(&self, i: usize, f: impl FnOnce(&Block) -> R) -> Option<R> {
         let slot = self.0.get(i)?;
         let out = f(read(&slot.block).as_deref()?);
@@ -95,12 +95,22 @@ impl Slots {
 
 impl Slot {
     fn hit(&self) {
-        // Only a count below the cap is written: a block many readers hit
-        // does not have its line written by each of them.
+        // Only a count below the cap is written: past it a hit adds no
+        // store of its own to the line the read lock already wrote.
         let hits = self.hits.load(Ordering::Relaxed);
         if hits < HITS_MAX {
             self.hits.store(hits + 1, Ordering::Relaxed);
         }
+    }
+
+    /// Empties the slot unless a reader holds the block; false if one does.
+    fn try_clear(&self) -> bool {
+        match self.block.try_write() {
+            Ok(mut block) => *block = None,
+            Err(TryLockError::Poisoned(e)) => *e.into_inner() = None,
+            Err(TryLockError::WouldBlock) => return false,
+        }
+        true
     }
 }
 
@@ -111,17 +121,25 @@ struct Queues {
     small_bytes: u64,
     main: VecDeque<Resident>,
     main_bytes: u64,
-    /// Blocks evicted from the small queue without a hit, oldest first, at
-    /// most as many as are cached: one read again soon was evicted too
-    /// early, and goes to the main queue.
-    ghosts: VecDeque<(Weak<Slots>, u32)>,
+    /// Blocks evicted from the small queue without a hit, oldest first,
+    /// trimmed after every insert to as many as are cached: one read again
+    /// soon was evicted too early, and goes to the main queue.
+    ghosts: VecDeque<(Arc<Slots>, u32)>,
 }
 
-/// A cached block: its table's slots, its number, its weight.
+/// A cached block: its table's slots, its number, its weight. Entries and
+/// ghosts hold their table's slots; a table going away removes them
+/// ([`BlockCache::forget`]), so the slots go with the table.
 struct Resident {
-    slots: Weak<Slots>,
+    slots: Arc<Slots>,
     block: u32,
     weight: u64,
+}
+
+impl Resident {
+    fn slot(&self) -> &Slot {
+        &self.slots.0[self.block as usize]
+    }
 }
 
 impl BlockCache {
@@ -142,11 +160,12 @@ impl BlockCache {
             if cached.is_some() {
                 return; // another reader read it meanwhile
             }
+            // Before the block is seen: a hit on it then counts.
+            slot.hits.store(0, Ordering::Relaxed);
             *cached = Some(Arc::clone(block));
         }
-        slot.hits.store(0, Ordering::Relaxed);
         let resident = Resident {
-            slots: Arc::downgrade(slots),
+            slots: Arc::clone(slots),
             block: number,
             weight,
         };
@@ -160,43 +179,67 @@ impl BlockCache {
         while q.small_bytes + q.main_bytes > self.capacity_bytes && q.evict_one(self.capacity_bytes)
         {
         }
+        q.trim_ghosts();
     }
 
-    /// Drops every block of the table whose slots are `slots` (the table
-    /// is going away), and their weight.
+    /// Takes the blocks of the table whose slots are `slots` out of the
+    /// queues, with their weight: the table is going away.
     pub(crate) fn forget(&self, slots: &Arc<Slots>) {
-        let mut q = lock(&self.queues);
-        let ours = |r: &Resident| std::ptr::eq(r.slots.as_ptr(), Arc::as_ptr(slots));
-        let (small, main) = (
-            q.small
-                .iter()
-                .filter(|r| ours(r))
-                .map(|r| r.weight)
-                .sum::<u64>(),
-            q.main
-                .iter()
-                .filter(|r| ours(r))
-                .map(|r| r.weight)
-                .sum::<u64>(),
-        );
-        q.small.retain(|r| !ours(r));
-        q.main.retain(|r| !ours(r));
-        q.small_bytes -= small;
-        q.main_bytes -= main;
-        q.ghosts
-            .retain(|(s, _)| !std::ptr::eq(s.as_ptr(), Arc::as_ptr(slots)));
-        for slot in &slots.0 {
-            *write(&slot.block) = None;
+        // Only the queues hold the slots besides the table, and nothing
+        // adds to them for a table being dropped: one holder, no entries.
+        if Arc::strong_count(slots) == 1 {
+            return;
         }
+        let mut q = lock(&self.queues);
+        let q = &mut *q;
+        let ours = |s: &Arc<Slots>| Arc::ptr_eq(s, slots);
+        for (queue, bytes) in [
+            (&mut q.small, &mut q.small_bytes),
+            (&mut q.main, &mut q.main_bytes),
+        ] {
+            queue.retain(|r| {
+                if ours(&r.slots) {
+                    *bytes -= r.weight;
+                }
+                !ours(&r.slots)
+            });
+        }
+        q.ghosts.retain(|(s, _)| !ours(s));
+        // The slots keep their blocks until the table drops them, right
+        // after this: nothing reads a table being dropped.
     }
 
-    /// The weight of the cached blocks, in bytes.
+    /// The weight of the cached blocks, in bytes, after checking the
+    /// queues against the slots of `tables` (every table with blocks
+    /// cached): each cached block is named by exactly one entry, the
+    /// weights add up, and the ghosts are no more than the entries.
     #[cfg(test)]
-    pub(crate) fn cached_bytes(&self) -> u64 {
+    pub(crate) fn audit(&self, tables: &[&Slots]) -> u64 {
         let q = lock(&self.queues);
         let weigh = |v: &VecDeque<Resident>| v.iter().map(|r| r.weight).sum::<u64>();
         assert_eq!(q.small_bytes, weigh(&q.small), "small queue's count");
         assert_eq!(q.main_bytes, weigh(&q.main), "main queue's count");
+        let mut listed = std::collections::HashSet::new();
+        for r in q.small.iter().chain(&q.main) {
+            assert!(
+                listed.insert((Arc::as_ptr(&r.slots), r.block)),
+                "block {} listed twice",
+                r.block
+            );
+            assert!(
+                read(&r.slot().block).is_some(),
+                "a listed block's slot is empty"
+            );
+        }
+        for slots in tables {
+            let cached = slots.0.iter().filter(|s| read(&s.block).is_some()).count();
+            let named = listed
+                .iter()
+                .filter(|(s, _)| std::ptr::eq(*s, *slots))
+                .count();
+            assert_eq!(cached, named, "cached blocks no entry names");
+        }
+        assert!(q.ghosts.len() <= listed.len(), "ghosts past the entries");
         q.small_bytes + q.main_bytes
     }
 }
@@ -209,44 +252,42 @@ impl Queues {
                 return false;
             };
             self.small_bytes -= r.weight;
-            let Some(slots) = r.slots.upgrade() else {
-                return true; // its table is gone; the weight goes with it
-            };
-            let Some(slot) = slots.0.get(r.block as usize) else {
-                return true;
-            };
-            if slot.hits.swap(0, Ordering::Relaxed) > 0 {
+            // A block with a hit, or one being read right now, moves on.
+            if r.slot().hits.swap(0, Ordering::Relaxed) > 0 || !r.slot().try_clear() {
                 self.main_bytes += r.weight;
                 self.main.push_back(r);
             } else {
-                *write(&slot.block) = None;
-                slot.ghost.store(true, Ordering::Relaxed);
+                r.slot().ghost.store(true, Ordering::Relaxed);
                 self.ghosts.push_back((r.slots, r.block));
-                self.trim_ghosts();
             }
             return true;
         }
         // Each block gets at most HITS_MAX more turns than it had hits when
-        // it came round, so this ends unless hits keep coming in faster
-        // than the queue turns; the bound ends it then too.
-        let mut turns = HITS_MAX as usize * self.main.len() + 1;
+        // it came round, and a block being read one more; hits coming in
+        // faster than the queue turns would keep it going, so the turns
+        // are bounded too, and then the front block goes, waiting for its
+        // reader if it has one.
+        let mut turns = (usize::from(HITS_MAX) + 1) * self.main.len() + 1;
         while let Some(r) = self.main.pop_front() {
             self.main_bytes -= r.weight;
-            let Some(slots) = r.slots.upgrade() else {
-                return true;
-            };
-            let Some(slot) = slots.0.get(r.block as usize) else {
-                return true;
-            };
-            let hits = slot.hits.load(Ordering::Relaxed);
-            if hits > 0 && turns > 0 {
+            let slot = r.slot();
+            if turns > 0 {
                 turns -= 1;
-                slot.hits.store(hits - 1, Ordering::Relaxed);
-                self.main_bytes += r.weight;
-                self.main.push_back(r);
-                continue;
+                let hits = slot.hits.load(Ordering::Relaxed);
+                let again = if hits > 0 {
+                    slot.hits.store(hits - 1, Ordering::Relaxed);
+                    true
+                } else {
+                    !slot.try_clear()
+                };
+                if again {
+                    self.main_bytes += r.weight;
+                    self.main.push_back(r);
+                    continue;
+                }
+            } else {
+                *write(&slot.block) = None;
             }
-            *write(&slot.block) = None;
             return true;
         }
         false
@@ -259,7 +300,6 @@ impl Queues {
     fn trim_ghosts(&mut self) {
         while self.ghosts.len() > self.small.len() + self.main.len() {
             if let Some((slots, i)) = self.ghosts.pop_front()
-                && let Some(slots) = slots.upgrade()
                 && let Some(slot) = slots.0.get(i as usize)
             {
                 slot.ghost.store(false, Ordering::Relaxed);

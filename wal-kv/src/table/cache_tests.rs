@@ -64,7 +64,7 @@ fn the_cache_holds_no_more_than_its_bytes() {
     for i in (0..2000).step_by(7) {
         for t in &tables {
             read(t, &cache, i);
-            let bytes = cache.cached_bytes();
+            let bytes = cache.audit(&[&tables[0].slots, &tables[1].slots]);
             assert!(bytes <= capacity, "{bytes} cached, capacity {capacity}");
             most = most.max(bytes);
         }
@@ -99,6 +99,7 @@ fn a_scan_does_not_evict_the_blocks_reads_come_back_to() {
     for &k in &hot {
         assert!(!read(&t, &cache, k), "hot key {k} was evicted by the scan");
     }
+    cache.audit(&[&t.slots]);
 }
 
 #[test]
@@ -122,6 +123,7 @@ fn a_block_evicted_early_and_read_again_is_kept_over_a_scan() {
         read(&t, &cache, k);
     }
     assert!(!read(&t, &cache, ghost), "a ghost read again is kept");
+    cache.audit(&[&t.slots]);
 }
 
 #[test]
@@ -135,19 +137,92 @@ fn a_dropped_table_takes_its_blocks_out_of_the_cache() {
         read(&kept, &cache, i);
         read(&dropped, &cache, i);
     }
-    let both = cache.cached_bytes();
-    let block = Arc::downgrade(&dropped.slots.cached(0).expect("cached"));
+    let both = cache.audit(&[&kept.slots, &dropped.slots]);
     drop(dropped);
-    assert!(
-        block.upgrade().is_none(),
-        "the dropped table's block is freed"
-    );
-    let left = cache.cached_bytes();
+    let left = cache.audit(&[&kept.slots]);
     assert!(left > 0 && left < both, "{left} of {both} bytes left");
     // The kept table's blocks are all still cached.
     for i in (0..2000).step_by(50) {
         assert!(!read(&kept, &cache, i));
     }
+}
+
+#[test]
+fn the_main_queue_keeps_blocks_with_hits_over_blocks_without() {
+    let disk = wal_io::sim::SimDisk::new(26);
+    let storage = disk.storage();
+    let probe = table(&*storage, 1, &block_cache(0));
+    let cache = block_cache(20 * block_weight(&probe));
+    let t = table(&*storage, 2, &cache);
+    let firsts = first_keys(&t);
+    let (kept, others) = (&firsts[..10], &firsts[10..40]);
+    // Ten blocks with hits, moved to the main queue as thirty others
+    // pass through the small one; twenty of those become ghosts.
+    for &k in kept.iter().chain(kept) {
+        read(&t, &cache, k);
+    }
+    for &k in others {
+        read(&t, &cache, k);
+    }
+    // Hit again, then ten ghosts read again go to the main queue behind
+    // them and fill it: the main queue must now evict, and the two it
+    // evicts are ghosts read again (no hits), not the blocks ahead of
+    // them, whose hits buy each one more turn.
+    for &k in kept {
+        assert!(!read(&t, &cache, k), "moved to the main queue, not evicted");
+    }
+    for &k in &others[..10] {
+        assert!(read(&t, &cache, k), "a ghost, read again");
+    }
+    for &k in kept {
+        assert!(!read(&t, &cache, k), "block {k} had a hit and was evicted");
+    }
+    cache.audit(&[&t.slots]);
+}
+
+#[test]
+fn a_block_heavier_than_the_cache_is_not_kept() {
+    let disk = wal_io::sim::SimDisk::new(27);
+    let storage = disk.storage();
+    let probe = table(&*storage, 1, &block_cache(0));
+    let cache = block_cache(block_weight(&probe) / 2);
+    let t = table(&*storage, 2, &cache);
+    for _ in 0..3 {
+        assert!(read(&t, &cache, 0), "read from the file every time");
+    }
+    assert_eq!(cache.audit(&[&t.slots]), 0);
+}
+
+#[test]
+fn eviction_passes_over_a_block_being_read() {
+    let disk = wal_io::sim::SimDisk::new(28);
+    let storage = disk.storage();
+    let probe = table(&*storage, 1, &block_cache(0));
+    let cache = block_cache(10 * block_weight(&probe));
+    let t = table(&*storage, 2, &cache);
+    let firsts = first_keys(&t);
+    read(&t, &cache, firsts[0]);
+    let i = t.block_for(&key(firsts[0]));
+    // While this thread holds block 0, its own reads push 50 blocks
+    // through a cache of 10. Waiting for block 0 would never end, so the
+    // reads run on a thread of their own, watched by a deadline.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let held = t.slots.with_cached(i, |_| {
+            let (t, cache, firsts) = (&t, &cache, &firsts);
+            let reader = s.spawn(move || {
+                for &k in &firsts[1..51] {
+                    read(t, cache, k);
+                }
+                done.send(()).expect("the test waits");
+            });
+            let ended = finished.recv_timeout(std::time::Duration::from_secs(30));
+            assert!(ended.is_ok(), "eviction waited for a block being read");
+            reader.join().expect("the reads end");
+        });
+        assert!(held.is_some(), "block 0 was cached");
+    });
+    assert!(cache.audit(&[&t.slots]) <= 10 * block_weight(&probe));
 }
 
 #[test]
@@ -169,5 +244,24 @@ fn readers_racing_evictions_read_every_value_right() {
             });
         }
     });
-    assert!(cache.cached_bytes() <= capacity);
+    assert!(cache.audit(&[&t.slots]) <= capacity);
+}
+
+/// Two readers that miss the same block both read it and both offer it.
+#[test]
+fn a_block_offered_twice_is_cached_and_weighed_once() {
+    let disk = wal_io::sim::SimDisk::new(29);
+    let storage = disk.storage();
+    let cache = block_cache(1 << 20);
+    let t = table(&*storage, 2, &cache);
+    let (first, second) = (
+        t.read_and_keep(3, false).unwrap(),
+        t.read_and_keep(3, false).unwrap(),
+    );
+    cache.insert(&t.slots, 3, &first);
+    let once = cache.audit(&[&t.slots]);
+    cache.insert(&t.slots, 3, &second);
+    assert_eq!(cache.audit(&[&t.slots]), once);
+    let cached = t.slots.cached(3).expect("cached");
+    assert!(Arc::ptr_eq(&cached, &first), "the first one offered stays");
 }

@@ -260,15 +260,10 @@ impl Table {
     /// Block `i`, from the cache or read, checked and decoded; a block read
     /// goes into the cache when `keep` says so.
     fn block(&self, i: usize, keep: bool) -> Result<Arc<Block>, KvError> {
-        self.block_and_hit(i, keep).map(|(block, _)| block)
-    }
-
-    /// [`Table::block`], and whether the cache had it.
-    fn block_and_hit(&self, i: usize, keep: bool) -> Result<(Arc<Block>, bool), KvError> {
-        if let Some(block) = self.slots.cached(i) {
-            return Ok((block, true));
+        match self.slots.cached(i) {
+            Some(block) => Ok(block),
+            None => self.read_and_keep(i, keep),
         }
-        Ok((self.read_and_keep(i, keep)?, false))
     }
 
     /// Block `i` read from the file, checked and decoded, and cached when
@@ -343,8 +338,8 @@ impl Table {
             // costs little. Its index is built by the first get that finds
             // it in the block cache: a block read for one get and evicted
             // before the next (a data set past the cache) never pays for one.
-            // A cached block is searched in place, without taking a count
-            // of it.
+            // A cached block is searched in place, under its slot's read
+            // lock, without a count taken on the block itself.
             let found = match self
                 .slots
                 .with_cached(i, |b| b.find(key, hash, snapshot, true))
