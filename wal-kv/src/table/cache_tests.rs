@@ -52,14 +52,39 @@ fn first_keys(t: &Table) -> Vec<u64> {
     firsts
 }
 
+/// A simulated disk with table 2 of [`table`] on it, and the cache it
+/// reads through, of `capacity` (given one block's weight) bytes.
+struct Setup {
+    /// Holds the files.
+    storage: Arc<dyn Storage>,
+    cache: Arc<BlockCache>,
+    t: Table,
+    capacity: u64,
+}
+
+fn setup(seed: u64, capacity: impl FnOnce(u64) -> u64) -> Setup {
+    let storage = wal_io::sim::SimDisk::new(seed).storage();
+    let weight = block_weight(&table(&*storage, 1, &block_cache(0)));
+    let capacity = capacity(weight);
+    let cache = block_cache(capacity);
+    let t = table(&*storage, 2, &cache);
+    Setup {
+        storage,
+        cache,
+        t,
+        capacity,
+    }
+}
+
 #[test]
 fn the_cache_holds_no_more_than_its_bytes() {
-    let disk = wal_io::sim::SimDisk::new(21);
-    let storage = disk.storage();
-    let probe = table(&*storage, 1, &block_cache(0));
-    let capacity = 10 * block_weight(&probe);
-    let cache = block_cache(capacity);
-    let tables = [table(&*storage, 2, &cache), table(&*storage, 3, &cache)];
+    let Setup {
+        storage,
+        cache,
+        t,
+        capacity,
+    } = setup(21, |block| 10 * block);
+    let tables = [t, table(&*storage, 3, &cache)];
     let mut most = 0;
     for i in (0..2000).step_by(7) {
         for t in &tables {
@@ -77,11 +102,8 @@ fn the_cache_holds_no_more_than_its_bytes() {
 
 #[test]
 fn a_scan_does_not_evict_the_blocks_reads_come_back_to() {
-    let disk = wal_io::sim::SimDisk::new(22);
-    let storage = disk.storage();
-    let probe = table(&*storage, 1, &block_cache(0));
-    let cache = block_cache(20 * block_weight(&probe));
-    let t = Arc::new(table(&*storage, 2, &cache));
+    let Setup { cache, t, .. } = setup(22, |block| 20 * block);
+    let t = Arc::new(t);
     let firsts = first_keys(&t);
     assert!(firsts.len() > 100, "{} blocks", firsts.len());
     // Five hot blocks, read and then found in the cache.
@@ -104,11 +126,7 @@ fn a_scan_does_not_evict_the_blocks_reads_come_back_to() {
 
 #[test]
 fn a_block_evicted_early_and_read_again_is_kept_over_a_scan() {
-    let disk = wal_io::sim::SimDisk::new(23);
-    let storage = disk.storage();
-    let probe = table(&*storage, 1, &block_cache(0));
-    let cache = block_cache(20 * block_weight(&probe));
-    let t = Arc::new(table(&*storage, 2, &cache));
+    let Setup { cache, t, .. } = setup(23, |block| 20 * block);
     let firsts = first_keys(&t);
     // Read once, then pushed out of the small queue by 30 other blocks:
     // a ghost. Read again, it goes to the main queue, which a scan of
@@ -149,11 +167,7 @@ fn a_dropped_table_takes_its_blocks_out_of_the_cache() {
 
 #[test]
 fn the_main_queue_keeps_blocks_with_hits_over_blocks_without() {
-    let disk = wal_io::sim::SimDisk::new(26);
-    let storage = disk.storage();
-    let probe = table(&*storage, 1, &block_cache(0));
-    let cache = block_cache(20 * block_weight(&probe));
-    let t = table(&*storage, 2, &cache);
+    let Setup { cache, t, .. } = setup(26, |block| 20 * block);
     let firsts = first_keys(&t);
     let (kept, others) = (&firsts[..10], &firsts[10..40]);
     // Ten blocks with hits, moved to the main queue as thirty others
@@ -182,11 +196,7 @@ fn the_main_queue_keeps_blocks_with_hits_over_blocks_without() {
 
 #[test]
 fn a_block_heavier_than_the_cache_is_not_kept() {
-    let disk = wal_io::sim::SimDisk::new(27);
-    let storage = disk.storage();
-    let probe = table(&*storage, 1, &block_cache(0));
-    let cache = block_cache(block_weight(&probe) / 2);
-    let t = table(&*storage, 2, &cache);
+    let Setup { cache, t, .. } = setup(27, |block| block / 2);
     for _ in 0..3 {
         assert!(read(&t, &cache, 0), "read from the file every time");
     }
@@ -195,11 +205,9 @@ fn a_block_heavier_than_the_cache_is_not_kept() {
 
 #[test]
 fn eviction_passes_over_a_block_being_read() {
-    let disk = wal_io::sim::SimDisk::new(28);
-    let storage = disk.storage();
-    let probe = table(&*storage, 1, &block_cache(0));
-    let cache = block_cache(10 * block_weight(&probe));
-    let t = table(&*storage, 2, &cache);
+    let Setup {
+        cache, t, capacity, ..
+    } = setup(28, |block| 10 * block);
     let firsts = first_keys(&t);
     read(&t, &cache, firsts[0]);
     let i = t.block_for(&key(firsts[0]));
@@ -222,17 +230,14 @@ fn eviction_passes_over_a_block_being_read() {
         });
         assert!(held.is_some(), "block 0 was cached");
     });
-    assert!(cache.audit(&[&t.slots]) <= 10 * block_weight(&probe));
+    assert!(cache.audit(&[&t.slots]) <= capacity);
 }
 
 #[test]
 fn readers_racing_evictions_read_every_value_right() {
-    let disk = wal_io::sim::SimDisk::new(25);
-    let storage = disk.storage();
-    let probe = table(&*storage, 1, &block_cache(0));
-    let capacity = 8 * block_weight(&probe);
-    let cache = block_cache(capacity);
-    let t = table(&*storage, 2, &cache);
+    let Setup {
+        cache, t, capacity, ..
+    } = setup(25, |block| 8 * block);
     std::thread::scope(|s| {
         for thread in 0..4u64 {
             let (t, cache) = (&t, &cache);
@@ -250,10 +255,7 @@ fn readers_racing_evictions_read_every_value_right() {
 /// Two readers that miss the same block both read it and both offer it.
 #[test]
 fn a_block_offered_twice_is_cached_and_weighed_once() {
-    let disk = wal_io::sim::SimDisk::new(29);
-    let storage = disk.storage();
-    let cache = block_cache(1 << 20);
-    let t = table(&*storage, 2, &cache);
+    let Setup { cache, t, .. } = setup(29, |_| 1 << 20);
     let (first, second) = (
         t.read_and_keep(3, false).unwrap(),
         t.read_and_keep(3, false).unwrap(),
