@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::backend::{Backend, Db, Pending};
@@ -32,8 +33,8 @@ pub struct Session {
     multi_refused: bool,
     /// Keys `WATCH`ed and their values then: `EXEC` aborts if one changed.
     watched: Vec<(Bytes, Option<Bytes>)>,
-    /// `SCAN`'s cursors.
-    cursors: Cursors,
+    /// `SCAN`'s cursors: the server's, shared by its connections.
+    cursors: Arc<Cursors>,
     /// The latest write applied for it but not yet known durable: awaited
     /// before its answer is sent or its next command runs.
     pub(crate) pending: Pending,
@@ -43,10 +44,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// The state of a new connection numbered `id`.
-    pub fn new(id: u64) -> Session {
+    /// The state of a new connection numbered `id`, resuming scans
+    /// through `cursors` (the server's).
+    pub fn new(id: u64, cursors: Arc<Cursors>) -> Session {
         Session {
             id,
+            cursors,
             ..Session::default()
         }
     }
@@ -188,11 +191,7 @@ pub(crate) fn execute(
             session.watched.clear();
             Reply::ok()
         }
-        "SCAN" => scan::scan(
-            &mut backend.db(session.stale, None),
-            &mut session.cursors,
-            a,
-        )?,
+        "SCAN" => scan::scan(&mut backend.db(session.stale, None), &session.cursors, a)?,
         _ => strings::data(
             &mut backend.db(session.stale, Some(&mut session.pending)),
             &name,

@@ -2,12 +2,18 @@
 //!
 //! Redis's cursor is a position in its hash table; here keys are in order,
 //! so a cursor stands for the last key returned. Client libraries parse
-//! cursors as integers, so the connection maps the numbers it hands out to
-//! those keys (the newest [`CURSORS_MAX`]; an unknown one is an error, not
-//! a silent restart). `0` starts and ends a scan, as in Redis; every key
+//! cursors as integers, so the server maps the numbers it hands out to
+//! those keys. The map is the server's, not a connection's: a client with a
+//! pool of connections goes on with a scan on whichever connection it
+//! takes next, and one may send a call again after a timeout, so a cursor
+//! is good on any connection and more than once. The server keeps the
+//! newest [`CURSORS_MAX`] (and [`CURSOR_KEY_BYTES_MAX`] of their keys); an
+//! unknown cursor, forgotten or from before a restart, is an error, not a
+//! silent restart. `0` starts and ends a scan, as in Redis; every key
 //! present for a whole scan is returned exactly once.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 
@@ -16,18 +22,66 @@ use crate::strings::live_pairs;
 use crate::value::now_ms;
 use crate::{Reply, ServerError};
 
-/// The most cursors a connection keeps.
-pub const CURSORS_MAX: usize = 1024;
+/// The most cursors a server keeps.
+pub const CURSORS_MAX: usize = 65_536;
+/// The most bytes of keys the cursors a server keeps may hold; past it the
+/// oldest are forgotten first.
+pub const CURSOR_KEY_BYTES_MAX: usize = 16 << 20;
 
-/// A connection's cursors.
-#[derive(Debug, Default)]
-pub struct Cursors {
+/// A server's cursors, shared by its connections.
+#[derive(Debug)]
+pub struct Cursors(Mutex<Table>);
+
+#[derive(Debug)]
+struct Table {
+    /// The last number handed out.
     next: u64,
     at: BTreeMap<u64, Bytes>,
+    key_bytes: usize,
+}
+
+impl Default for Cursors {
+    fn default() -> Cursors {
+        // Numbered from the start time, so a cursor from before a restart
+        // is unknown here rather than taken for one of this run's. Below
+        // 2^53 for clients that parse numbers as doubles.
+        let next = (now_ms() << 10) & ((1 << 53) - 1);
+        Cursors(Mutex::new(Table {
+            next,
+            at: BTreeMap::new(),
+            key_bytes: 0,
+        }))
+    }
+}
+
+impl Cursors {
+    /// The key cursor `id` stands for, if it is known.
+    fn resume(&self, id: u64) -> Option<Bytes> {
+        let table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        table.at.get(&id).cloned()
+    }
+
+    /// A new cursor standing for `key`.
+    fn issue(&self, key: Bytes) -> u64 {
+        let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        table.next += 1;
+        let id = table.next;
+        table.key_bytes += key.len();
+        table.at.insert(id, key);
+        // The newest stays, whatever its size.
+        while table.at.len() > 1
+            && (table.at.len() > CURSORS_MAX || table.key_bytes > CURSOR_KEY_BYTES_MAX)
+        {
+            if let Some((_, old)) = table.at.pop_first() {
+                table.key_bytes -= old.len();
+            }
+        }
+        id
+    }
 }
 
 /// `SCAN`.
-pub fn scan(db: &mut dyn Db, cursors: &mut Cursors, a: &[Bytes]) -> Result<Reply, ServerError> {
+pub fn scan(db: &mut dyn Db, cursors: &Cursors, a: &[Bytes]) -> Result<Reply, ServerError> {
     let Some(start) = std::str::from_utf8(&a[0])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -51,7 +105,7 @@ pub fn scan(db: &mut dyn Db, cursors: &mut Cursors, a: &[Bytes]) -> Result<Reply
     let after = if start == 0 {
         None
     } else {
-        match cursors.at.remove(&start) {
+        match cursors.resume(start) {
             Some(key) => Some(key),
             None => return Ok(Reply::error("ERR invalid cursor")),
         }
@@ -60,13 +114,7 @@ pub fn scan(db: &mut dyn Db, cursors: &mut Cursors, a: &[Bytes]) -> Result<Reply
     let next = if pairs.len() < count {
         0
     } else {
-        cursors.next += 1;
-        let id = cursors.next;
-        cursors.at.insert(id, pairs[pairs.len() - 1].0.clone());
-        while cursors.at.len() > CURSORS_MAX {
-            cursors.at.pop_first();
-        }
-        id
+        cursors.issue(pairs[pairs.len() - 1].0.clone())
     };
     let found = live_pairs(pairs, now_ms())?
         .into_iter()
@@ -156,7 +204,37 @@ fn class(pattern: &[u8], c: u8) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::glob;
+    use bytes::Bytes;
+
+    use super::{CURSOR_KEY_BYTES_MAX, CURSORS_MAX, Cursors, glob};
+
+    #[test]
+    fn the_server_keeps_the_newest_cursors_within_their_count_and_bytes() {
+        let cursors = Cursors::default();
+        let first = cursors.issue(Bytes::from_static(b"first"));
+        let mut last = first;
+        for i in 0..CURSORS_MAX {
+            last = cursors.issue(Bytes::from(i.to_string()));
+        }
+        assert_eq!(cursors.resume(first), None, "the oldest is forgotten");
+        assert_eq!(cursors.resume(first + 1).as_deref(), Some(b"0".as_slice()));
+        // Two keys of just over half the bytes: the second pushes out
+        // every other cursor, the first included.
+        let big = || Bytes::from(vec![b'k'; CURSOR_KEY_BYTES_MAX / 2 + 1]);
+        let (a, b) = (cursors.issue(big()), cursors.issue(big()));
+        assert!(cursors.resume(last).is_none(), "forgotten for the bytes");
+        assert!(
+            cursors.resume(a).is_none(),
+            "two halves and more are too many"
+        );
+        assert!(cursors.resume(b).is_some(), "the newest stays");
+        let huge = cursors.issue(Bytes::from(vec![b'k'; CURSOR_KEY_BYTES_MAX + 1]));
+        assert!(
+            cursors.resume(huge).is_some(),
+            "the newest stays whatever its size"
+        );
+        assert!(cursors.resume(huge).is_some(), "and is good more than once");
+    }
 
     #[test]
     fn globs_match_as_redis_matches() {

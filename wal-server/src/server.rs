@@ -18,6 +18,7 @@ use crate::cluster::{ClusterConfig, Node, NodeAddr};
 use crate::command::{Session, execute};
 use crate::http_api;
 use crate::info::Counters;
+use crate::scan::Cursors;
 use crate::strings;
 use crate::{Decoder, Limits, Reply, ServerError};
 
@@ -207,6 +208,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let port = self.listener.local_addr().map_or(0, |a| a.port());
         let counters = Arc::new(Counters::new(port));
+        let cursors = Arc::new(Cursors::default());
         let ids = AtomicU64::new(1);
         let mut connections = JoinSet::new();
         let sweeper = tokio::spawn(sweep(Arc::clone(&self.backend), stop_rx.clone()));
@@ -226,7 +228,8 @@ impl Server {
                     let _ = stream.set_nodelay(true);
                     let id = ids.fetch_add(1, Ordering::Relaxed);
                     let db = (Arc::clone(&self.backend), Arc::clone(&counters));
-                    connections.spawn(serve(stream, db, id, self.limits, stop_rx.clone()));
+                    let session = Session::new(id, Arc::clone(&cursors));
+                    connections.spawn(serve(stream, db, session, self.limits, stop_rx.clone()));
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
@@ -303,7 +306,7 @@ const OUTPUT_FLUSH_BYTES: usize = 8 << 20;
 async fn serve(
     mut stream: TcpStream,
     (db, counters): (Arc<Backend>, Arc<Counters>),
-    id: u64,
+    mut session: Session,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -311,7 +314,6 @@ async fn serve(
     counters.connected.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&counters);
     let mut decoder = Decoder::new(limits);
-    let mut session = Session::new(id);
     let mut input = BytesMut::with_capacity(16 << 10);
     let mut output = BytesMut::with_capacity(16 << 10);
     loop {
@@ -356,7 +358,10 @@ async fn serve(
                             // a request over a limit does not.
                             close = !e.is_client_error();
                             if close {
-                                tracing::error!(connection = id, "{e}; closing the connection");
+                                tracing::error!(
+                                    connection = session.id,
+                                    "{e}; closing the connection"
+                                );
                             }
                         }
                     }

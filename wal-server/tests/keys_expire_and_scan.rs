@@ -188,3 +188,47 @@ fn scan_returns_every_key_once() {
     );
     server.stop();
 }
+
+/// A cursor is the server's, not its connection's: a client with a pool of
+/// connections goes on with a scan on another one, and a call sent again
+/// (after a timeout) answers the same page.
+#[test]
+fn a_scan_goes_on_on_any_connection_and_a_cursor_can_be_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(&dir.path().join("data")).unwrap();
+    let (mut first, mut second) = (server.client(), server.client());
+    for i in 0..30 {
+        let _: () = first.set(format!("k{i:02}"), i).unwrap();
+    }
+    let page = |c: &mut redis::Connection, cursor: u64| -> (u64, Vec<String>) {
+        redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(10)
+            .query(c)
+            .unwrap()
+    };
+    let (cursor, one) = page(&mut first, 0);
+    let (again, two) = page(&mut second, cursor);
+    // The same page; its cursor may be a new number for the same place.
+    let (resent, same) = page(&mut second, cursor);
+    assert_eq!(same, two, "sent again");
+    assert_eq!(page(&mut second, resent).1, page(&mut second, again).1);
+    assert_eq!(
+        page(&mut first, cursor).1,
+        two,
+        "and on the first connection"
+    );
+    let (end, three) = page(&mut first, again);
+    assert_eq!(
+        page(&mut second, end).1.len(),
+        0,
+        "0 ends the scan: a new one starts"
+    );
+    let mut all: Vec<String> = [one, two, three].concat();
+    assert_eq!(all.len(), 30);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 30, "every key once");
+    server.stop();
+}
