@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -68,6 +69,12 @@ struct Cli {
     /// redirects (needed when --bind is 0.0.0.0).
     #[arg(long)]
     advertise_client: Option<String>,
+    /// On a cluster node: how long a client's read or write waits for a
+    /// majority, in milliseconds; then a read is refused (CLUSTERDOWN,
+    /// nothing read) and a write answered as of unknown outcome
+    /// [default: 5000].
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -133,6 +140,7 @@ struct File {
     advertise_client: Option<String>,
     archive: Option<String>,
     archive_keep: Option<usize>,
+    request_timeout_ms: Option<u64>,
 }
 
 /// The settings: flags, then the file, then the defaults.
@@ -171,6 +179,7 @@ fn settings(cli: &Cli) -> Result<Config, String> {
     } else if cli.archive_keep.is_some() {
         return Err("--archive-keep needs --archive".into());
     }
+    let request_timeout_ms = cli.request_timeout_ms.or(file.request_timeout_ms);
     if let Some(id) = cli.node_id.or(file.node_id) {
         let Some(http) = config.http else {
             return Err("a cluster node (--node-id) needs --http, where its peers reach it".into());
@@ -185,11 +194,19 @@ fn settings(cli: &Cli) -> Result<Config, String> {
         }
         cluster.advertise_http = cli.advertise_http.clone().or(file.advertise_http);
         cluster.advertise_client = cli.advertise_client.clone().or(file.advertise_client);
+        if let Some(ms) = request_timeout_ms {
+            if ms == 0 {
+                return Err("--request-timeout-ms must be at least 1".into());
+            }
+            cluster.request_timeout = Duration::from_millis(ms);
+        }
         config.cluster = Some(cluster);
     } else if cli.advertise_http.is_some() || cli.advertise_client.is_some() {
         return Err(
             "--advertise-http and --advertise-client are for a cluster node (--node-id)".into(),
         );
+    } else if request_timeout_ms.is_some() {
+        return Err("--request-timeout-ms is for a cluster node (--node-id)".into());
     }
     Ok(config)
 }
@@ -329,5 +346,50 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn settings_of(args: &[&str]) -> Result<Config, String> {
+        let cli = Cli::try_parse_from(std::iter::once("walkv").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        settings(&cli)
+    }
+
+    #[test]
+    fn the_request_timeout_is_a_cluster_nodes_from_its_flag_or_its_file() {
+        let node = ["--node-id", "1", "--http", "127.0.0.1:7001"];
+        let timeout = |extra: &[&str]| {
+            let args: Vec<&str> = node.iter().chain(extra).copied().collect();
+            settings_of(&args).map(|c| c.cluster.expect("a cluster node").request_timeout)
+        };
+        assert_eq!(timeout(&[]), Ok(Duration::from_secs(5)), "etcd's default");
+        assert_eq!(
+            timeout(&["--request-timeout-ms", "250"]),
+            Ok(Duration::from_millis(250))
+        );
+        let err = timeout(&["--request-timeout-ms", "0"]).unwrap_err();
+        assert!(err.contains("at least 1"), "{err}");
+        let err = settings_of(&["--request-timeout-ms", "250"]).unwrap_err();
+        assert!(err.contains("cluster node"), "{err}");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("walkv.toml");
+        std::fs::write(&file, "request_timeout_ms = 1500\n").expect("written");
+        let file = file.to_str().expect("a UTF-8 path");
+        assert_eq!(
+            timeout(&["--config", file]),
+            Ok(Duration::from_millis(1500)),
+            "from the file"
+        );
+        assert_eq!(
+            timeout(&["--config", file, "--request-timeout-ms", "40"]),
+            Ok(Duration::from_millis(40)),
+            "the flag wins"
+        );
     }
 }
