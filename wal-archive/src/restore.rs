@@ -1,7 +1,10 @@
 //! Point-in-time restore: the newest base backup before the target, then
 //! the archived segments from its checkpoint on, the log cut at the target.
 //! The result opens as a normal store (or log). A segment missing from the
-//! chain is an error naming it, never a restore that stops short.
+//! chain is an error naming it, never a restore that stops short. Segments
+//! are read one at a time, twice for those copied (once to index the
+//! archive, once to copy), so a restore holds one segment in memory however
+//! long the archive.
 
 use std::path::Path;
 
@@ -46,11 +49,10 @@ pub struct Restored {
     pub last_lsn: u64,
 }
 
-/// One archived segment: its name, first LSN, bytes and next LSN.
+/// One archived segment: its name, first LSN and next LSN.
 struct Archived {
     name: String,
     first: u64,
-    bytes: Bytes,
     next: u64,
 }
 
@@ -73,7 +75,7 @@ pub fn restore(archive: &Archive, to: &Path, target: Target) -> Result<Restored,
             to.display()
         )));
     }
-    let segments = load_segments(archive)?;
+    let (segments, by_time) = index_segments(archive, target)?;
     let bases = archive.bases()?;
     // A base backup is a whole state on its own: the archive reaches its
     // checkpoint even before the segments after it are archived.
@@ -81,7 +83,7 @@ pub fn restore(archive: &Archive, to: &Path, target: Target) -> Result<Restored,
         .last()
         .map_or(0, |s| s.next - 1)
         .max(bases.last().copied().unwrap_or(0));
-    let last = resolve(&segments, target, reach)?;
+    let last = resolve(target, reach, by_time)?;
     let base = bases.iter().rev().find(|&&b| b <= last).copied();
     if base.is_none() && !bases.is_empty() {
         return Err(ArchiveError::Target(format!(
@@ -98,7 +100,7 @@ pub fn restore(archive: &Archive, to: &Path, target: Target) -> Result<Restored,
     }
     let chain = chain(&segments, base.map_or(1, |b| b + 1), last)?;
     for s in &chain {
-        write(to, &s.name, &s.bytes)?;
+        copy_segment(archive, s, to)?;
     }
     if chain.is_empty()
         && let Some(b) = base
@@ -130,9 +132,15 @@ pub fn restore(archive: &Archive, to: &Path, target: Target) -> Result<Restored,
     })
 }
 
-/// Every archived segment with its bytes, in LSN order.
-fn load_segments(archive: &Archive) -> Result<Vec<Archived>, ArchiveError> {
+/// Every archived segment's LSNs, in LSN order, each read and dropped in
+/// turn; with a time target, also the last LSN committed by it (`None`:
+/// no commit is that early).
+fn index_segments(
+    archive: &Archive,
+    target: Target,
+) -> Result<(Vec<Archived>, Option<u64>), ArchiveError> {
     let mut out = Vec::new();
+    let (mut by_time, mut passed) = (None, false);
     for name in archive.segments()? {
         let bytes = archive.get(&segment_object(&name))?;
         let first = wal_engine::parse_segment_name(&name).unwrap_or(0);
@@ -140,18 +148,35 @@ fn load_segments(archive: &Archive) -> Result<Vec<Archived>, ArchiveError> {
             name: segment_object(&name),
             detail: "not a sealed segment".into(),
         })?;
-        out.push(Archived {
-            name,
-            first,
-            bytes,
-            next,
-        });
+        if let Target::Time { us, inclusive } = target
+            && !passed
+        {
+            passed = last_by_time(bytes, us, inclusive, &mut by_time);
+        }
+        out.push(Archived { name, first, next });
     }
-    Ok(out)
+    Ok((out, by_time))
 }
 
-/// The last LSN the restored log keeps.
-fn resolve(segments: &[Archived], target: Target, end: u64) -> Result<u64, ArchiveError> {
+/// Moves `last` to the last LSN of each commit in `segment` up to time
+/// `us`; true once a later commit shows the target passed.
+fn last_by_time(segment: Bytes, us: u64, inclusive: bool, last: &mut Option<u64>) -> bool {
+    let Ok(scan) = SegmentScanner::new(segment) else {
+        return false;
+    };
+    for f in scan.filter(|f| f.kind() == FrameKind::Records) {
+        let Some(t) = f.timestamp_us() else { continue };
+        if t > us || (t == us && !inclusive) {
+            return true;
+        }
+        *last = Some(f.next_lsn() - 1);
+    }
+    false
+}
+
+/// The last LSN the restored log keeps; `by_time` is what
+/// [`index_segments`] found for a time target.
+fn resolve(target: Target, end: u64, by_time: Option<u64>) -> Result<u64, ArchiveError> {
     match target {
         Target::Latest => Ok(end),
         Target::Lsn { lsn, inclusive } => {
@@ -167,28 +192,26 @@ fn resolve(segments: &[Archived], target: Target, end: u64) -> Result<u64, Archi
             }
             Ok(last)
         }
-        Target::Time { us, inclusive } => {
-            let mut last = None;
-            'scan: for s in segments {
-                let Ok(scan) = SegmentScanner::new(s.bytes.clone()) else {
-                    continue;
-                };
-                for f in scan.filter(|f| f.kind() == FrameKind::Records) {
-                    let Some(t) = f.timestamp_us() else { continue };
-                    if t > us || (t == us && !inclusive) {
-                        break 'scan;
-                    }
-                    last = Some(f.next_lsn() - 1);
-                }
-            }
-            last.ok_or_else(|| {
-                ArchiveError::Target(format!(
-                    "no archived commit is {} {us} µs",
-                    if inclusive { "at or before" } else { "before" }
-                ))
-            })
-        }
+        Target::Time { us, inclusive } => by_time.ok_or_else(|| {
+            ArchiveError::Target(format!(
+                "no archived commit is {} {us} µs",
+                if inclusive { "at or before" } else { "before" }
+            ))
+        }),
     }
+}
+
+/// Reads segment `s` again and writes it into `to`, if it still ends
+/// where it did when the archive was indexed.
+fn copy_segment(archive: &Archive, s: &Archived, to: &Path) -> Result<(), ArchiveError> {
+    let bytes = archive.get(&segment_object(&s.name))?;
+    if sealed_next(&bytes) != Some(s.next) {
+        return Err(ArchiveError::Corrupt {
+            name: segment_object(&s.name),
+            detail: "changed while the restore read the archive".into(),
+        });
+    }
+    write(to, &s.name, &bytes)
 }
 
 /// The segments holding LSNs `from..=last`, each starting where the one
@@ -251,4 +274,73 @@ fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(ArchiveError::io(format!("sync {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sealed segments of a closed log of small segments: names and
+    /// bytes.
+    fn sealed_segments(dir: &Path) -> Vec<(String, Bytes)> {
+        let mut options = wal_engine::Options::default();
+        options.segment_bytes = 64 << 10;
+        options.queue_bytes_max = 8 << 10;
+        options.record_bytes_max = 4 << 10;
+        let (wal, _) = wal_engine::Wal::open(dir, options).unwrap();
+        for i in 0..2000u32 {
+            wal.append(format!("record {i:0100}").as_bytes()).unwrap();
+        }
+        wal.close().unwrap();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if wal_engine::parse_segment_name(&name).is_some() {
+                let bytes = Bytes::from(std::fs::read(dir.join(&name)).unwrap());
+                if sealed_next(&bytes).is_some() {
+                    out.push((name, bytes));
+                }
+            }
+        }
+        assert!(out.len() >= 2, "{} sealed segments", out.len());
+        out
+    }
+
+    #[test]
+    fn a_segment_that_changed_since_it_was_indexed_is_refused() {
+        let work = tempfile::tempdir().unwrap();
+        let (log, archived, to) = (
+            work.path().join("log"),
+            work.path().join("archive"),
+            work.path().join("to"),
+        );
+        for d in [&log, &archived, &to] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let (name, bytes) = sealed_segments(&log).swap_remove(0);
+        let archive = Archive::open(archived.to_str().unwrap()).unwrap();
+        archive
+            .put_verified(&segment_object(&name), &bytes)
+            .unwrap();
+        let first = wal_engine::parse_segment_name(&name).unwrap();
+        let next = sealed_next(&bytes).unwrap();
+        // Indexed as ending elsewhere: another segment under its name now.
+        let moved = Archived {
+            name: name.clone(),
+            first,
+            next: next + 1,
+        };
+        match copy_segment(&archive, &moved, &to) {
+            Err(ArchiveError::Corrupt { detail, .. }) => assert!(detail.contains("changed")),
+            other => panic!("{other:?}"),
+        }
+        assert!(!to.join(&name).exists(), "nothing written");
+        let same = Archived {
+            name: name.clone(),
+            first,
+            next,
+        };
+        copy_segment(&archive, &same, &to).unwrap();
+        assert_eq!(std::fs::read(to.join(&name)).unwrap(), bytes);
+    }
 }
