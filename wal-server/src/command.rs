@@ -16,7 +16,7 @@ use crate::strings::{self, RMW_ATTEMPTS_MAX, len_i64};
 use crate::{Protocol, Reply, ServerError};
 
 /// A connection's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct Session {
     /// Its protocol version.
@@ -48,9 +48,16 @@ impl Session {
     /// through `cursors` (the server's).
     pub fn new(id: u64, cursors: Arc<Cursors>) -> Session {
         Session {
+            protocol: Protocol::default(),
             id,
+            name: None,
+            closing: false,
+            multi: None,
+            multi_refused: false,
+            watched: Vec::new(),
             cursors,
-            ..Session::default()
+            pending: Pending::default(),
+            stale: false,
         }
     }
 }

@@ -24,8 +24,9 @@ use wal_server::{ArchiveConfig, ClusterConfig, Config, Server, SyncMode};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// A TOML file with any of `dir`, `bind`, `port`, `sync`; flags given
-    /// here win over it.
+    /// A TOML file with any of the settings below, named with `_` for `-`
+    /// (`dir`, `bind`, `port`, `sync`, `node_id`, `request_timeout_ms`...);
+    /// flags given here win over it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The data directory, created if missing [default: walkv-data].
@@ -201,7 +202,11 @@ fn settings(cli: &Cli) -> Result<Config, String> {
             cluster.request_timeout = Duration::from_millis(ms);
         }
         config.cluster = Some(cluster);
-    } else if cli.advertise_http.is_some() || cli.advertise_client.is_some() {
+    } else if cli.advertise_http.is_some()
+        || cli.advertise_client.is_some()
+        || file.advertise_http.is_some()
+        || file.advertise_client.is_some()
+    {
         return Err(
             "--advertise-http and --advertise-client are for a cluster node (--node-id)".into(),
         );
@@ -391,5 +396,13 @@ mod tests {
             Ok(Duration::from_millis(40)),
             "the flag wins"
         );
+        // A cluster setting in the file of a single-node store is refused
+        // as the flag is, not ignored.
+        let err = settings_of(&["--config", file]).unwrap_err();
+        assert!(err.contains("cluster node"), "{err}");
+        let other = dir.path().join("advertise.toml");
+        std::fs::write(&other, "advertise_http = \"h:1\"\n").expect("written");
+        let err = settings_of(&["--config", other.to_str().expect("UTF-8")]).unwrap_err();
+        assert!(err.contains("cluster node"), "{err}");
     }
 }

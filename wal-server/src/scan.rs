@@ -6,13 +6,18 @@
 //! those keys. The map is the server's, not a connection's: a client with a
 //! pool of connections goes on with a scan on whichever connection it
 //! takes next, and one may send a call again after a timeout, so a cursor
-//! is good on any connection and more than once. The server keeps the
-//! newest [`CURSORS_MAX`] (and [`CURSOR_KEY_BYTES_MAX`] of their keys); an
-//! unknown cursor, forgotten or from before a restart, is an error, not a
-//! silent restart. `0` starts and ends a scan, as in Redis; every key
-//! present for a whole scan is returned exactly once.
+//! is good on any connection and more than once. A scan keeps its last
+//! two cursors (the one resumed, for a call sent again, and the new one),
+//! so a fast scanner does not push out other clients' cursors; the server
+//! keeps the newest [`CURSORS_MAX`] (and [`CURSOR_KEY_BYTES_MAX`] of their
+//! keys, copied so they keep no table block alive). Cursors are a node's:
+//! numbered from a random start, so one from before a restart or from
+//! another node is unknown here, an error rather than a silent resumption
+//! elsewhere. `0` starts and ends a scan, as in Redis; every key present
+//! for a whole scan is returned exactly once.
 
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -36,16 +41,24 @@ pub struct Cursors(Mutex<Table>);
 struct Table {
     /// The last number handed out.
     next: u64,
-    at: BTreeMap<u64, Bytes>,
+    at: BTreeMap<u64, Cursor>,
     key_bytes: usize,
+}
+
+/// Where a scan stands: after `key`, reached from cursor `from`.
+#[derive(Debug)]
+struct Cursor {
+    key: Bytes,
+    from: Option<u64>,
 }
 
 impl Default for Cursors {
     fn default() -> Cursors {
-        // Numbered from the start time, so a cursor from before a restart
-        // is unknown here rather than taken for one of this run's. Below
-        // 2^53 for clients that parse numbers as doubles.
-        let next = (now_ms() << 10) & ((1 << 53) - 1);
+        // A random start (the standard library seeds its hashers
+        // randomly), so a cursor of another run or another node is almost
+        // surely unknown here. Below 2^52, with 2^52 more to count up to,
+        // for clients that parse numbers as doubles (2^53).
+        let next = RandomState::new().hash_one(now_ms()) >> 12;
         Cursors(Mutex::new(Table {
             next,
             at: BTreeMap::new(),
@@ -58,22 +71,33 @@ impl Cursors {
     /// The key cursor `id` stands for, if it is known.
     fn resume(&self, id: u64) -> Option<Bytes> {
         let table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        table.at.get(&id).cloned()
+        table.at.get(&id).map(|c| c.key.clone())
     }
 
-    /// A new cursor standing for `key`.
-    fn issue(&self, key: Bytes) -> u64 {
+    /// A new cursor standing for `key`, reached from cursor `from` (none
+    /// for a scan's first page), whose own predecessor goes: a scan keeps
+    /// its last two cursors.
+    fn issue(&self, key: &[u8], from: Option<u64>) -> u64 {
         let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let table = &mut *table;
+        if let Some(before) = from.and_then(|f| table.at.get(&f)).and_then(|c| c.from)
+            && let Some(gone) = table.at.remove(&before)
+        {
+            table.key_bytes -= gone.key.len();
+        }
         table.next += 1;
         let id = table.next;
         table.key_bytes += key.len();
-        table.at.insert(id, key);
+        // A copy: the key read is a slice of a table block or a memtable
+        // chunk, which a cursor would otherwise keep in memory.
+        let key = Bytes::copy_from_slice(key);
+        table.at.insert(id, Cursor { key, from });
         // The newest stays, whatever its size.
         while table.at.len() > 1
             && (table.at.len() > CURSORS_MAX || table.key_bytes > CURSOR_KEY_BYTES_MAX)
         {
             if let Some((_, old)) = table.at.pop_first() {
-                table.key_bytes -= old.len();
+                table.key_bytes -= old.key.len();
             }
         }
         id
@@ -114,7 +138,7 @@ pub fn scan(db: &mut dyn Db, cursors: &Cursors, a: &[Bytes]) -> Result<Reply, Se
     let next = if pairs.len() < count {
         0
     } else {
-        cursors.issue(pairs[pairs.len() - 1].0.clone())
+        cursors.issue(&pairs[pairs.len() - 1].0, (start != 0).then_some(start))
     };
     let found = live_pairs(pairs, now_ms())?
         .into_iter()
@@ -211,29 +235,57 @@ mod tests {
     #[test]
     fn the_server_keeps_the_newest_cursors_within_their_count_and_bytes() {
         let cursors = Cursors::default();
-        let first = cursors.issue(Bytes::from_static(b"first"));
+        let first = cursors.issue(b"first", None);
         let mut last = first;
+        // Scans of one page each: none of them ends another's.
         for i in 0..CURSORS_MAX {
-            last = cursors.issue(Bytes::from(i.to_string()));
+            last = cursors.issue(i.to_string().as_bytes(), None);
         }
-        assert_eq!(cursors.resume(first), None, "the oldest is forgotten");
+        assert!(cursors.resume(first).is_none(), "the oldest is forgotten");
         assert_eq!(cursors.resume(first + 1).as_deref(), Some(b"0".as_slice()));
         // Two keys of just over half the bytes: the second pushes out
         // every other cursor, the first included.
-        let big = || Bytes::from(vec![b'k'; CURSOR_KEY_BYTES_MAX / 2 + 1]);
-        let (a, b) = (cursors.issue(big()), cursors.issue(big()));
+        let big = vec![b'k'; CURSOR_KEY_BYTES_MAX / 2 + 1];
+        let (a, b) = (cursors.issue(&big, None), cursors.issue(&big, None));
         assert!(cursors.resume(last).is_none(), "forgotten for the bytes");
         assert!(
             cursors.resume(a).is_none(),
             "two halves and more are too many"
         );
         assert!(cursors.resume(b).is_some(), "the newest stays");
-        let huge = cursors.issue(Bytes::from(vec![b'k'; CURSOR_KEY_BYTES_MAX + 1]));
+        let huge = cursors.issue(&vec![b'k'; CURSOR_KEY_BYTES_MAX + 1], None);
         assert!(
             cursors.resume(huge).is_some(),
             "the newest stays whatever its size"
         );
         assert!(cursors.resume(huge).is_some(), "and is good more than once");
+    }
+
+    #[test]
+    fn a_long_scan_keeps_two_cursors_and_pushes_out_no_other() {
+        let cursors = Cursors::default();
+        let other = cursors.issue(b"another client's", None);
+        let mut at = cursors.issue(b"0", None);
+        for page in 1..=2 * CURSORS_MAX {
+            let before = at;
+            at = cursors.issue(page.to_string().as_bytes(), Some(at));
+            // The one resumed stays, for a call sent again.
+            assert!(cursors.resume(before).is_some());
+        }
+        assert_eq!(cursors.0.lock().unwrap().at.len(), 3, "two of the scan's");
+        assert_eq!(
+            cursors.resume(other).as_deref(),
+            Some(b"another client's".as_slice())
+        );
+    }
+
+    #[test]
+    fn a_cursor_keeps_a_copy_of_its_key_not_the_block_it_came_from() {
+        let cursors = Cursors::default();
+        let block = Bytes::from(vec![b'k'; 16 << 10]);
+        let id = cursors.issue(&block.slice(100..120), None);
+        assert!(block.is_unique(), "the block is not kept by the cursor");
+        assert_eq!(cursors.resume(id).as_deref(), Some(&block[100..120]));
     }
 
     #[test]
