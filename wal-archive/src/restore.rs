@@ -49,11 +49,14 @@ pub struct Restored {
     pub last_lsn: u64,
 }
 
-/// One archived segment: its name, first LSN and next LSN.
+/// One archived segment: its name, first LSN and next LSN, and its
+/// length and CRC32C when the archive was indexed.
 struct Archived {
     name: String,
     first: u64,
     next: u64,
+    len: usize,
+    crc: u32,
 }
 
 /// Restores `archive` into `to` (absent or empty) up to `target`.
@@ -148,12 +151,19 @@ fn index_segments(
             name: segment_object(&name),
             detail: "not a sealed segment".into(),
         })?;
+        let (len, crc) = (bytes.len(), crc32c::crc32c(&bytes));
         if let Target::Time { us, inclusive } = target
             && !passed
         {
             passed = last_by_time(bytes, us, inclusive, &mut by_time);
         }
-        out.push(Archived { name, first, next });
+        out.push(Archived {
+            name,
+            first,
+            next,
+            len,
+            crc,
+        });
     }
     Ok((out, by_time))
 }
@@ -201,11 +211,12 @@ fn resolve(target: Target, end: u64, by_time: Option<u64>) -> Result<u64, Archiv
     }
 }
 
-/// Reads segment `s` again and writes it into `to`, if it still ends
-/// where it did when the archive was indexed.
+/// Reads segment `s` again and writes it into `to`, if its bytes are
+/// still those the archive was indexed with (the chain and the target's
+/// LSN were worked out from them).
 fn copy_segment(archive: &Archive, s: &Archived, to: &Path) -> Result<(), ArchiveError> {
     let bytes = archive.get(&segment_object(&s.name))?;
-    if sealed_next(&bytes) != Some(s.next) {
+    if bytes.len() != s.len || crc32c::crc32c(&bytes) != s.crc {
         return Err(ArchiveError::Corrupt {
             name: segment_object(&s.name),
             detail: "changed while the restore read the archive".into(),
@@ -324,11 +335,14 @@ mod tests {
             .unwrap();
         let first = wal_engine::parse_segment_name(&name).unwrap();
         let next = sealed_next(&bytes).unwrap();
-        // Indexed as ending elsewhere: another segment under its name now.
+        // Indexed with other bytes: another segment under its name now.
+        let (len, crc) = (bytes.len(), crc32c::crc32c(&bytes));
         let moved = Archived {
             name: name.clone(),
             first,
-            next: next + 1,
+            next,
+            len,
+            crc: crc ^ 1,
         };
         match copy_segment(&archive, &moved, &to) {
             Err(ArchiveError::Corrupt { detail, .. }) => assert!(detail.contains("changed")),
@@ -339,6 +353,8 @@ mod tests {
             name: name.clone(),
             first,
             next,
+            len,
+            crc,
         };
         copy_segment(&archive, &same, &to).unwrap();
         assert_eq!(std::fs::read(to.join(&name)).unwrap(), bytes);
