@@ -3,11 +3,15 @@
 //! panics fails the store instead of leaving its waiters waiting, and
 //! loses nothing acknowledged.
 
+#[path = "../../wal-engine/tests/common/hooked.rs"]
+mod hooked;
+
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use wal_io::{Backend, DirLock, FileOptions, FileRef, IoError, IoQueue, Storage};
+use hooked::{Hooks, hooked};
+use wal_io::Storage;
 use wal_kv::{KvError, Options, Store};
 
 /// Longer than any checkpoint of these tests takes: a wait past it is a
@@ -23,77 +27,59 @@ enum Tables {
     Panic,
 }
 
-/// The simulated disk, with a switch on the creation of table files
-/// (`*.sst`), which only the background worker creates.
+/// A switch on the creation of table files (`*.sst`), which only the
+/// background worker creates.
 #[derive(Debug)]
-struct Switched {
-    inner: Arc<dyn Storage>,
+struct Switch {
     tables: Mutex<Tables>,
     changed: Condvar,
 }
 
-impl Switched {
-    fn new(seed: u64) -> Arc<Switched> {
-        Arc::new(Switched {
-            inner: wal_io::sim::SimDisk::new(seed).storage(),
-            tables: Mutex::new(Tables::Pass),
-            changed: Condvar::new(),
-        })
-    }
-
+impl Switch {
     fn set(&self, to: Tables) {
         *self.tables.lock().unwrap() = to;
         self.changed.notify_all();
     }
+
+    /// What a table's creation meets: it passes, waits, or panics.
+    fn meet(&self) {
+        let mut tables = self.tables.lock().unwrap();
+        while *tables == Tables::Wait {
+            tables = self.changed.wait(tables).unwrap();
+        }
+        if *tables == Tables::Panic {
+            drop(tables);
+            panic!("a bug in the worker, injected");
+        }
+    }
 }
 
-impl Storage for Switched {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    fn fallback_reason(&self) -> Option<&str> {
-        self.inner.fallback_reason()
-    }
-    fn create(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
-        if name.ends_with(".sst") {
-            let mut tables = self.tables.lock().unwrap();
-            while *tables == Tables::Wait {
-                tables = self.changed.wait(tables).unwrap();
+/// The simulated disk with the switch on its table creations.
+fn switched(seed: u64) -> (Arc<dyn Storage>, Arc<Switch>) {
+    let switch = Arc::new(Switch {
+        tables: Mutex::new(Tables::Pass),
+        changed: Condvar::new(),
+    });
+    let on_create = Arc::clone(&switch);
+    let hooks = Hooks {
+        create: Some(Box::new(move |name| {
+            if name.ends_with(".sst") {
+                on_create.meet();
             }
-            if *tables == Tables::Panic {
-                drop(tables);
-                panic!("a bug in the worker, injected");
-            }
-        }
-        self.inner.create(name, options)
-    }
-    fn open(&self, name: &str, options: FileOptions) -> Result<FileRef, IoError> {
-        self.inner.open(name, options)
-    }
-    fn remove(&self, name: &str) -> Result<(), IoError> {
-        self.inner.remove(name)
-    }
-    fn rename(&self, from: &str, to: &str) -> Result<(), IoError> {
-        self.inner.rename(from, to)
-    }
-    fn list(&self) -> Result<Vec<String>, IoError> {
-        self.inner.list()
-    }
-    fn sync_dir(&self) -> Result<(), IoError> {
-        self.inner.sync_dir()
-    }
-    fn lock(&self) -> Result<DirLock, IoError> {
-        self.inner.lock()
-    }
-    fn queue(&self, depth: u32) -> Result<Box<dyn IoQueue>, IoError> {
-        self.inner.queue(depth)
-    }
+            None
+        })),
+        ..Hooks::default()
+    };
+    (
+        hooked(wal_io::sim::SimDisk::new(seed).storage(), hooks),
+        switch,
+    )
 }
 
 /// Lets table creations pass again when dropped: declared after the store,
 /// it drops first, so a failing test does not leave the store's drop
 /// joining a worker that waits forever.
-struct PassOnDrop(Arc<Switched>);
+struct PassOnDrop(Arc<Switch>);
 
 impl Drop for PassOnDrop {
     fn drop(&mut self) {
@@ -101,8 +87,8 @@ impl Drop for PassOnDrop {
     }
 }
 
-fn open(storage: &Arc<Switched>) -> Store {
-    Store::open_with(Arc::clone(storage) as Arc<dyn Storage>, Options::default()).unwrap()
+fn open(storage: &Arc<dyn Storage>) -> Store {
+    Store::open_with(Arc::clone(storage), Options::default()).unwrap()
 }
 
 /// Runs `f` on a thread of its own; its result, or `None` if it has not
@@ -117,39 +103,39 @@ fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) 
 
 #[test]
 fn a_checkpoint_with_nothing_to_write_returns_at_once_and_writes_nothing() {
-    let storage = Switched::new(41);
+    let (storage, switch) = switched(41);
     let store = Arc::new(open(&storage));
-    let _pass = PassOnDrop(Arc::clone(&storage));
+    let _pass = PassOnDrop(Arc::clone(&switch));
     // Any table written would wait forever, and this checkpoint with it.
-    storage.set(Tables::Wait);
+    switch.set(Tables::Wait);
     let s = Arc::clone(&store);
     let done = within(HANG_SECS, move || s.checkpoint());
     assert!(matches!(done, Some(Ok(()))), "{done:?}");
     assert_eq!((store.stats().tables, store.stats().checkpoints), (0, 0));
-    storage.set(Tables::Pass);
+    switch.set(Tables::Pass);
     store.put("k", "v").unwrap();
     store.checkpoint().unwrap();
     let (tables, checkpoints) = (store.stats().tables, store.stats().checkpoints);
     assert_eq!(tables, 1);
     // Nothing new since: no second table.
-    storage.set(Tables::Wait);
+    switch.set(Tables::Wait);
     let s = Arc::clone(&store);
     let done = within(HANG_SECS, move || s.checkpoint());
     assert!(matches!(done, Some(Ok(()))), "{done:?}");
     assert_eq!(store.stats().tables, tables);
     assert_eq!(store.stats().checkpoints, checkpoints);
-    storage.set(Tables::Pass);
+    switch.set(Tables::Pass);
 }
 
 #[test]
 fn a_checkpoint_returns_only_once_its_table_is_written() {
-    let storage = Switched::new(42);
+    let (storage, switch) = switched(42);
     let store = Arc::new(open(&storage));
-    let _pass = PassOnDrop(Arc::clone(&storage));
+    let _pass = PassOnDrop(Arc::clone(&switch));
     for i in 0..100u32 {
         store.put(format!("key{i:03}"), "v").unwrap();
     }
-    storage.set(Tables::Wait);
+    switch.set(Tables::Wait);
     let (tx, rx) = mpsc::channel();
     let s = Arc::clone(&store);
     std::thread::spawn(move || {
@@ -160,7 +146,7 @@ fn a_checkpoint_returns_only_once_its_table_is_written() {
         rx.recv_timeout(Duration::from_millis(300)).is_err(),
         "the checkpoint returned before its table was written"
     );
-    storage.set(Tables::Pass);
+    switch.set(Tables::Pass);
     let done = rx.recv_timeout(Duration::from_secs(HANG_SECS));
     assert!(matches!(done, Ok(Ok(()))), "{done:?}");
     let stats = store.stats();
@@ -170,15 +156,15 @@ fn a_checkpoint_returns_only_once_its_table_is_written() {
 
 #[test]
 fn a_panicking_worker_fails_the_store_and_loses_nothing_acknowledged() {
-    let storage = Switched::new(43);
+    let (storage, switch) = switched(43);
     let store = Arc::new(open(&storage));
-    let _pass = PassOnDrop(Arc::clone(&storage));
+    let _pass = PassOnDrop(Arc::clone(&switch));
     for i in 0..100u32 {
         store
             .put(format!("key{i:03}"), format!("value{i}"))
             .unwrap();
     }
-    storage.set(Tables::Panic);
+    switch.set(Tables::Panic);
     let s = Arc::clone(&store);
     let done = within(HANG_SECS, move || s.checkpoint());
     match done {
@@ -196,7 +182,7 @@ fn a_panicking_worker_fails_the_store_and_loses_nothing_acknowledged() {
         matches!(closed, Some(Err(KvError::Failed(_)))),
         "{closed:?}"
     );
-    storage.set(Tables::Pass);
+    switch.set(Tables::Pass);
     let store = open(&storage);
     for i in 0..100u32 {
         let got = store.get(format!("key{i:03}").as_bytes()).unwrap();
