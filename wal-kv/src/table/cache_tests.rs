@@ -146,11 +146,13 @@ fn a_block_evicted_early_and_read_again_is_kept_over_a_scan() {
 
 #[test]
 fn a_dropped_table_takes_its_blocks_out_of_the_cache() {
-    let disk = wal_io::sim::SimDisk::new(24);
-    let storage = disk.storage();
-    let cache = block_cache(1 << 20);
-    let kept = table(&*storage, 1, &cache);
-    let dropped = table(&*storage, 2, &cache);
+    let Setup {
+        storage,
+        cache,
+        t: kept,
+        ..
+    } = setup(24, |_| 1 << 20);
+    let dropped = table(&*storage, 3, &cache);
     for i in (0..2000).step_by(50) {
         read(&kept, &cache, i);
         read(&dropped, &cache, i);
